@@ -1,0 +1,224 @@
+"""Staging tables in the database: canonical rows upserted by (source, id), quarantine, cursors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from connectors.schema import CANONICAL_TABLES, FX_RATES, as_canonical
+from okr_store.db import upsert
+
+staging_metadata = sa.MetaData()
+
+_SQL_TYPES = {
+    "string": lambda: sa.String(),
+    "bool": lambda: sa.Boolean(),
+    "float": lambda: sa.Float(),
+    "int": lambda: sa.Integer(),
+    "timestamp": lambda: sa.DateTime(timezone=True),
+    "date": lambda: sa.Date(),
+}
+
+
+def _staging_table(name: str) -> sa.Table:
+    spec = CANONICAL_TABLES[name]
+    key = spec.key if spec.id_column else ("currency", "valid_from")
+    columns = [
+        sa.Column(col, _SQL_TYPES[kind](), primary_key=col in key, nullable=col not in key)
+        for col, kind in spec.columns.items()
+    ]
+    return sa.Table(f"staging_{name}", staging_metadata, *columns)
+
+
+STAGING_TABLES: dict[str, sa.Table] = {name: _staging_table(name) for name in CANONICAL_TABLES}
+
+quarantine_table = sa.Table(
+    "quarantine",
+    staging_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String, nullable=False, index=True),
+    sa.Column("table_name", sa.String, nullable=False),
+    sa.Column("record_id", sa.String),
+    sa.Column("reason", sa.String, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sync_state_table = sa.Table(
+    "sync_state",
+    staging_metadata,
+    sa.Column("source", sa.String, primary_key=True),
+    sa.Column("object", sa.String, primary_key=True),
+    sa.Column("cursor", sa.DateTime(timezone=True)),
+    sa.Column("last_synced_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_report", sa.Text),
+)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one sync of one (source, object) did; becomes Dagster metadata and CLI output."""
+
+    source: str
+    object: str
+    fetched: int
+    changed: int
+    deleted: int
+    quarantined: int
+    quarantine_reasons: dict[str, int]
+    cursor: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _records(frame: pd.DataFrame, table: str) -> list[dict]:
+    """Rows as plain Python values for SQLAlchemy (None for missing, date for dates)."""
+    spec = CANONICAL_TABLES[table]
+    out = frame.copy()
+    for col, kind in spec.columns.items():
+        if kind == "date":
+            out[col] = pd.to_datetime(out[col]).dt.date
+    return out.astype(object).where(out.notna(), None).to_dict("records")
+
+
+def read_staged(
+    conn: sa.Connection | sa.Engine, table: str, *, sources: list[str] | None = None
+) -> pd.DataFrame:
+    """Canonical frame of everything staged for `table` (deleted rows included, flagged)."""
+    sa_table = STAGING_TABLES[table]
+    query = sa.select(sa_table)
+    if sources is not None and "source" in sa_table.c:
+        query = query.where(sa_table.c.source.in_(sources))
+    if isinstance(conn, sa.Engine):
+        with conn.connect() as c:
+            frame = pd.read_sql(query, c)
+    else:
+        frame = pd.read_sql(query, conn)
+    return as_canonical(frame, table)
+
+
+def _fingerprint(frame: pd.DataFrame) -> pd.Series:
+    return pd.util.hash_pandas_object(frame.astype("string"), index=False)
+
+
+def merge_snapshot(
+    conn: sa.Connection,
+    table: str,
+    snapshot: pd.DataFrame,
+    *,
+    source: str,
+    quarantined: pd.DataFrame,
+) -> SyncReport:
+    """Merge a full snapshot of one source's `table` into staging, inside the caller's transaction.
+
+    New and changed rows are upserted by (source, id); rows staged earlier that the snapshot no
+    longer contains are marked deleted (kept, so history and audits still see them); the source's
+    quarantine for this table is replaced by this snapshot's. Rerunning with the same snapshot
+    changes nothing.
+    """
+    spec = CANONICAL_TABLES[table]
+    sa_table = STAGING_TABLES[table]
+    if table == FX_RATES:
+        existing = read_staged(conn, table)
+        key = ["currency", "valid_from"]
+    else:
+        existing = read_staged(conn, table, sources=[source])
+        key = list(spec.key)
+
+    merged = snapshot.merge(
+        existing.assign(_old=_fingerprint(existing))[[*key, "_old"]], on=key, how="left"
+    )
+    changed_mask = merged["_old"].isna() | (merged["_old"] != _fingerprint(snapshot).to_numpy())
+    changed = snapshot[changed_mask.to_numpy()]
+
+    deleted = snapshot.iloc[0:0]
+    if table != FX_RATES and "is_deleted" in spec.columns:
+        gone = ~existing.set_index(key).index.isin(snapshot.set_index(key).index)
+        deleted = existing[gone & ~existing["is_deleted"].fillna(False).to_numpy()].copy()
+        deleted["is_deleted"] = True
+        deleted["is_deleted"] = deleted["is_deleted"].astype("boolean")
+
+    upsert(conn, sa_table, _records(changed, table) + _records(deleted, table))
+
+    now = dt.datetime.now(dt.UTC)
+    conn.execute(
+        sa.delete(quarantine_table).where(
+            quarantine_table.c.source == source, quarantine_table.c.table_name == table
+        )
+    )
+    if not quarantined.empty:
+        id_col = spec.id_column
+        rows = [
+            {
+                "source": source,
+                "table_name": table,
+                "record_id": rec.get(id_col) if id_col else None,
+                "reason": rec["reason"],
+                "record": json.dumps({k: v for k, v in rec.items() if k != "reason"}, default=str),
+                "quarantined_at": now,
+            }
+            for rec in quarantined.astype(object).where(quarantined.notna(), None).to_dict("records")
+        ]
+        conn.execute(sa.insert(quarantine_table), rows)
+
+    cursor = None
+    if "last_modified_at" in snapshot.columns and snapshot["last_modified_at"].notna().any():
+        cursor = snapshot["last_modified_at"].max().to_pydatetime()
+    report = SyncReport(
+        source=source,
+        object=table,
+        fetched=len(snapshot) + len(quarantined),
+        changed=len(changed),
+        deleted=len(deleted),
+        quarantined=len(quarantined),
+        quarantine_reasons=(
+            quarantined["reason"].value_counts().to_dict() if not quarantined.empty else {}
+        ),
+        cursor=cursor.isoformat() if cursor else None,
+    )
+    state = {
+        "source": source,
+        "object": table,
+        "cursor": cursor,
+        "last_synced_at": now,
+        "last_report": json.dumps(report.as_dict()),
+    }
+    conn.execute(
+        sa.delete(sync_state_table).where(
+            sync_state_table.c.source == source, sync_state_table.c.object == table
+        )
+    )
+    conn.execute(sa.insert(sync_state_table), [state])
+    return report
+
+
+def read_quarantine(conn: sa.Connection | sa.Engine, *, source: str | None = None) -> pd.DataFrame:
+    query = sa.select(quarantine_table).order_by(quarantine_table.c.id)
+    if source is not None:
+        query = query.where(quarantine_table.c.source == source)
+    if isinstance(conn, sa.Engine):
+        with conn.connect() as c:
+            return pd.read_sql(query, c)
+    return pd.read_sql(query, conn)
+
+
+def last_synced(conn: sa.Connection | sa.Engine, sources: list[str]) -> dict[str, dt.datetime]:
+    """When each source last completed a sync (the oldest of its objects)."""
+    query = (
+        sa.select(sync_state_table.c.source, sa.func.min(sync_state_table.c.last_synced_at))
+        .where(sync_state_table.c.source.in_(sources))
+        .group_by(sync_state_table.c.source)
+    )
+    if isinstance(conn, sa.Engine):
+        with conn.connect() as c:
+            rows = c.execute(query).all()
+    else:
+        rows = conn.execute(query).all()
+    return {
+        src: (ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)) for src, ts in rows if ts is not None
+    }

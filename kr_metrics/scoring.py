@@ -1,0 +1,82 @@
+"""Scoring: progress, grade, expected progress and status of KRs; health of KPIs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+ON_TRACK = "on_track"
+AT_RISK = "at_risk"
+OFF_TRACK = "off_track"
+NO_DATA = "no_data"
+STALE = "stale"
+KR_STATUSES = (ON_TRACK, AT_RISK, OFF_TRACK, NO_DATA, STALE)
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True)
+class ScoringPolicy:
+    """How far behind the expected path a KR may fall before it is at risk or off track."""
+
+    moonshot_success: float = 0.7
+    at_risk_gap: float = 0.10
+    off_track_gap: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0.6 <= self.moonshot_success <= 0.7:
+            raise ValueError("moonshot_success must be between 0.6 and 0.7")
+        if not 0 <= self.at_risk_gap <= self.off_track_gap:
+            raise ValueError("need 0 <= at_risk_gap <= off_track_gap")
+
+
+def expected_progress(
+    cycle_start: pd.Series, cycle_end: pd.Series, as_of: pd.Series, success: pd.Series
+) -> pd.Series:
+    """Elapsed share of the cycle (as_of counted as a full day), scaled to the success grade."""
+    start = pd.to_datetime(cycle_start)
+    total = (pd.to_datetime(cycle_end) - start).dt.days + 1
+    elapsed = ((pd.to_datetime(as_of) - start).dt.days + 1).clip(lower=0)
+    return (elapsed / total).clip(0.0, 1.0) * success
+
+
+def score_key_results(values: pd.DataFrame, policy: ScoringPolicy = ScoringPolicy()) -> pd.DataFrame:
+    """Add progress, grade, expected_progress and status to KR rows of an engine frame.
+
+    progress = (value − baseline) / (target − baseline), so KRs that should go down (target
+    below baseline) score the same way. A null value stays null all the way to `no_data`.
+    """
+    krs = values.copy()
+    success = np.where(krs["ambition"] == "moonshot", policy.moonshot_success, 1.0)
+    krs["success_grade"] = success
+    krs["progress"] = (krs["value"] - krs["baseline"]) / (krs["target"] - krs["baseline"])
+    krs["grade"] = krs["progress"].clip(0.0, 1.0)
+    krs["expected_progress"] = expected_progress(
+        krs["cycle_start"], krs["cycle_end"], krs["window_end"], pd.Series(success, index=krs.index)
+    )
+    behind = krs["expected_progress"] - krs["progress"]
+    status = np.select(
+        [
+            krs["progress"].isna(),
+            (krs["grade"] >= krs["success_grade"]) | (behind <= policy.at_risk_gap),
+            behind <= policy.off_track_gap,
+        ],
+        [NO_DATA, ON_TRACK, AT_RISK],
+        default=OFF_TRACK,
+    )
+    krs["status"] = status
+    return krs
+
+
+def kpi_health(values: pd.DataFrame) -> pd.Series:
+    """healthy / unhealthy against the KPI's range; no_data when there is no value."""
+    value = values["value"]
+    low_ok = values["healthy_min"].isna() | (value >= values["healthy_min"])
+    high_ok = values["healthy_max"].isna() | (value <= values["healthy_max"])
+    return pd.Series(
+        np.select([value.isna(), low_ok & high_ok], [NO_DATA, HEALTHY], default=UNHEALTHY),
+        index=values.index,
+    )

@@ -1,0 +1,1 @@
+"""Wiring of krpulse: settings, the in-process daily flow, the Dagster project and the CLI."""

@@ -1,0 +1,353 @@
+"""The `krpulse` command line: demo, sync, run, preview, status and definitions check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from connectors.files import SourceError
+from kr_metrics.definitions import DefinitionError
+from kr_metrics.metrics import METRICS
+from okr_store.repository import OkrStore
+from pipelines import flow
+from pipelines.settings import ConfigError, Settings, load_settings
+
+KR_FIELDS = [
+    "cycle", "objective", "kr", "title", "team", "metric", "value", "baseline", "target",
+    "progress", "grade", "expected_progress", "status", "sample_size",
+]  # fmt: skip
+KPI_FIELDS = ["kpi", "title", "team", "metric", "value", "health", "sample_size"]
+STATUS_STYLE = {
+    "on_track": "green", "at_risk": "yellow", "off_track": "red", "no_data": "dim", "stale": "magenta",
+    "healthy": "green", "unhealthy": "red",
+}  # fmt: skip
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Context:
+    def __init__(self, config: str | None):
+        self.config = config
+
+    def settings(self) -> Settings:
+        return load_settings(self.config)
+
+
+def _date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"'{value}' is not a date; use YYYY-MM-DD") from exc
+
+
+format_option = click.option(
+    "--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+    show_default=True, help="How to print the numbers.",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, int | bool):
+        return int(value)
+    return float(value)
+
+
+def _records(frame: pd.DataFrame, fields: list[str], numeric: set[str]) -> list[dict]:
+    out = []
+    for row in frame.reindex(columns=fields).astype(object).to_dict("records"):
+        out.append(
+            {k: (_number(v) if k in numeric else (None if pd.isna(v) else v)) for k, v in row.items()}
+        )
+    return out
+
+
+def report_json(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame) -> dict:
+    """The one JSON shape every number-showing command prints (see DESIGN.md)."""
+    kr_numeric = {"value", "baseline", "target", "progress", "grade", "expected_progress", "sample_size"}
+    return {
+        "as_of": as_of.isoformat(),
+        "key_results": _records(progress, KR_FIELDS, kr_numeric),
+        "kpis": _records(kpis, KPI_FIELDS, {"value", "sample_size"}),
+    }
+
+
+def format_value(value: Any, metric: str, unit: str | None = None) -> str:
+    number = _number(value)
+    if number is None:
+        return "—"
+    kind = METRICS[metric].unit if metric in METRICS else ""
+    if kind == "ratio":
+        return f"{number:.1%}"
+    if kind == "currency":
+        return f"{number:,.0f}" + (f" {unit}" if unit else "")
+    return f"{number:,.1f}"
+
+
+def _percent(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{number:.0%}"
+
+
+def print_progress(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, output_format: str) -> None:
+    if output_format == "json":
+        click.echo(json.dumps(report_json(as_of, progress, kpis), indent=2))
+        return
+    if progress.empty and kpis.empty:
+        console.print(f"Nothing to show as of {as_of}.")
+        return
+    for (cycle, objective), rows in progress.groupby(["cycle", "objective"], sort=False):
+        first = rows.iloc[0]
+        table = Table(
+            title=f"{cycle} · {objective} · {first.get('team') or 'company'} · {first['ambition']}",
+            title_justify="left", title_style="bold",
+        )  # fmt: skip
+        for column in ("KR", "value", "baseline", "target", "progress", "expected", "status"):
+            table.add_column(column, justify="left" if column in ("KR", "status") else "right")
+        for row in rows.itertuples():
+            table.add_row(
+                f"{row.title} ({row.kr})",
+                format_value(row.value, row.metric, row.unit),
+                format_value(row.baseline, row.metric, row.unit),
+                format_value(row.target, row.metric, row.unit),
+                _percent(row.progress),
+                _percent(row.expected_progress),
+                f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]",
+            )
+        console.print(table)
+    if not kpis.empty:
+        table = Table(title="KPIs (standing health metrics, not key results)", title_justify="left",
+                      title_style="bold")  # fmt: skip
+        for column in ("KPI", "team", "value", "healthy range", "health"):
+            table.add_column(column)
+        for row in kpis.itertuples():
+            low = format_value(row.healthy_min, row.metric) if _number(row.healthy_min) is not None else ""
+            high = format_value(row.healthy_max, row.metric) if _number(row.healthy_max) is not None else ""
+            table.add_row(
+                f"{row.title} ({row.kpi})", row.team or "all", format_value(row.value, row.metric),
+                f"{low} – {high}", f"[{STATUS_STYLE.get(row.health, '')}]{row.health}[/]",
+            )  # fmt: skip
+        console.print(table)
+    console.print(f"as of {as_of}")
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+class KrpulseGroup(click.Group):
+    """Turns the errors users can fix (config, definitions, sources) into one clear message."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, DefinitionError, SourceError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=KrpulseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", envvar="KRPULSE_CONFIG", default=None, metavar="PATH",
+              help="krpulse.yaml to use (default: ./krpulse.yaml; env KRPULSE_CONFIG).")  # fmt: skip
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """krpulse: sales key results measured from CRM data, every day."""
+    ctx.obj = Context(config)
+
+
+@cli.command()
+@format_option
+@click.pass_obj
+def demo(obj: Context, output_format: str) -> None:
+    """Set up the demo org, run the daily job over its cycle so far, print the progress."""
+    from connectors import demo_org
+
+    settings = obj.settings()
+    try:
+        source = settings.source("demo")
+    except ConfigError as exc:
+        raise click.ClickException(f"krpulse demo needs a files source named 'demo': {exc}") from exc
+    folder = settings.resolve(source.path)
+    counts = demo_org.generate_demo_org(folder)
+    say = err_console.print if output_format == "json" else console.print
+    say(f"Demo org written to {folder}: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+    engine = flow.open_database(settings)
+    reports = flow.sync_sources(settings, engine, only="demo")
+    quarantined = sum(r.quarantined for r in reports)
+    say(f"Synced into staging; {quarantined} bad records quarantined (see `krpulse sync`).")
+    definitions = flow.load_definition_set(settings)
+    cycle = next(iter(definitions.cycles_at(demo_org.DEMO_AS_OF)), None)
+    if cycle is None:
+        raise click.ClickException(f"no cycle in {settings.definitions_path} contains {demo_org.DEMO_AS_OF}")
+    days = flow.date_range(cycle.start, min(cycle.end, demo_org.DEMO_AS_OF))
+    say(f"Running the daily job for cycle {cycle.key}: {days[0]} .. {days[-1]} ({len(days)} days)")
+
+    def on_day(result: flow.DayResult) -> None:
+        if result.blocked:
+            err_console.print(f"  {result.as_of}: blocked by validation: {result.validation_failures}")
+        elif result.as_of.day == 1 or result.as_of == days[-1] or result.as_of.weekday() == 0:
+            say(f"  {result.as_of}: {len(result.progress)} KRs, {len(result.kpis)} KPIs pushed")
+
+    results = flow.run_days(settings, engine, days, definitions=definitions, progress_callback=on_day)
+    last = results[-1]
+    if output_format == "table":
+        first = results[0]
+        movement = Table(title=f"How the KRs moved from {first.as_of} to {last.as_of}",
+                         title_justify="left", title_style="bold")  # fmt: skip
+        for column in ("KR", str(first.as_of), str(last.as_of)):
+            movement.add_column(column, justify="left" if column == "KR" else "right")
+        start = first.progress.set_index("kr")
+        for row in last.progress.itertuples():
+            movement.add_row(row.kr, format_value(start.loc[row.kr, "value"], row.metric, row.unit),
+                             format_value(row.value, row.metric, row.unit))  # fmt: skip
+        console.print(movement)
+    store = OkrStore(engine)
+    print_progress(last.as_of, store.progress(as_of=last.as_of), store.kpi_values(as_of=last.as_of),
+                   output_format)  # fmt: skip
+
+
+@cli.command()
+@click.option("--source", "source_name", default=None, help="Sync only this source.")
+@format_option
+@click.pass_obj
+def sync(obj: Context, source_name: str | None, output_format: str) -> None:
+    """Extract the configured sources into the staging tables."""
+    settings = obj.settings()
+    reports = flow.sync_sources(settings, flow.open_database(settings), only=source_name)
+    if output_format == "json":
+        click.echo(json.dumps({"sync": [r.as_dict() for r in reports]}, indent=2))
+        return
+    table = Table(title="Sync", title_justify="left")
+    for column in ("source", "object", "fetched", "changed", "deleted", "quarantined", "reasons"):
+        table.add_column(column, justify="left" if column in ("source", "object", "reasons") else "right")
+    for r in reports:
+        reasons = "; ".join(f"{k}: {v}" for k, v in r.quarantine_reasons.items())
+        table.add_row(r.source, r.object, str(r.fetched), str(r.changed), str(r.deleted),
+                      str(r.quarantined), reasons)  # fmt: skip
+    console.print(table)
+
+
+def _days(settings: Settings, as_of: str | None, start: str | None, end: str | None) -> list[dt.date]:
+    if as_of and (start or end):
+        raise click.UsageError("use either --as-of or --from/--to")
+    if start or end:
+        if not (start and end):
+            raise click.UsageError("--from and --to go together")
+        return flow.date_range(_date(start), _date(end))
+    return [_date(as_of) or settings.today()]
+
+
+@cli.command()
+@click.option("--as-of", default=None, help="Day to compute (YYYY-MM-DD; default today).")
+@click.option("--from", "start", default=None, help="First day of a range (backfill).")
+@click.option("--to", "end", default=None, help="Last day of a range (backfill).")
+@format_option
+@click.pass_obj
+def run(obj: Context, as_of: str | None, start: str | None, end: str | None, output_format: str) -> None:
+    """Compute, validate and push KR progress for a day or a range of days."""
+    settings = obj.settings()
+    days = _days(settings, as_of, start, end)
+    engine = flow.open_database(settings)
+    say = err_console.print if output_format == "json" else console.print
+
+    def on_day(result: flow.DayResult) -> None:
+        if result.blocked:
+            err_console.print(f"{result.as_of}: [red]blocked[/] by validation, nothing written:")
+            for line in result.validation_failures:
+                err_console.print(f"  {line}")
+        elif len(days) > 1:
+            say(f"{result.as_of}: {len(result.progress)} KRs, {len(result.kpis)} KPIs pushed")
+
+    results = flow.run_days(settings, engine, days, progress_callback=on_day)
+    last = results[-1]
+    store = OkrStore(engine)
+    print_progress(last.as_of, store.progress(as_of=last.as_of), store.kpi_values(as_of=last.as_of),
+                   output_format)  # fmt: skip
+    if any(r.blocked for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--as-of", default=None, help="Day to compute (YYYY-MM-DD; default today).")
+@click.option("--definitions", "definitions_path", default=None, type=click.Path(exists=True),
+              help="Definitions file or folder to preview instead of the configured ones.")  # fmt: skip
+@format_option
+@click.pass_obj
+def preview(obj: Context, as_of: str | None, definitions_path: str | None, output_format: str) -> None:
+    """Compute from staged data and print; push nothing."""
+    settings = obj.settings()
+    day = _date(as_of) or settings.today()
+    engine = flow.open_database(settings)
+    definitions = flow.load_definition_set(settings, Path(definitions_path) if definitions_path else None)
+    data = flow.load_prepared(settings, engine)
+    if data.deals.empty and data.nps_responses.empty:
+        err_console.print("[yellow]No staged data yet: run `krpulse sync` first.[/]")
+    _, progress, kpis = flow.compute_day(settings, definitions, data, day)
+    print_progress(day, progress, kpis, output_format)
+
+
+@cli.command()
+@click.option("--team", default=None, help="Only this team's KRs and KPIs.")
+@click.option("--as-of", default=None, help="Show the store as it was on this day (default: latest).")
+@format_option
+@click.pass_obj
+def status(obj: Context, team: str | None, as_of: str | None, output_format: str) -> None:
+    """Show what the OKR store holds: each KR's latest progress and each KPI's latest value."""
+    settings = obj.settings()
+    store = OkrStore(flow.open_database(settings))
+    day = _date(as_of)
+    progress = store.progress(as_of=day, team=team)
+    kpis = store.kpi_values(as_of=day, team=team)
+    if progress.empty and kpis.empty:
+        raise click.ClickException("the OKR store is empty: run `krpulse run` (or `krpulse demo`) first")
+    shown = day or max(progress["as_of"].max() if not progress.empty else dt.date.min,
+                       kpis["as_of"].max() if not kpis.empty else dt.date.min)  # fmt: skip
+    print_progress(shown, progress, kpis, output_format)
+
+
+@cli.group()
+def definitions() -> None:
+    """Work with KR and KPI definitions."""
+
+
+@definitions.command("check")
+@click.argument("path", required=False, type=click.Path())
+@click.pass_obj
+def definitions_check(obj: Context, path: str | None) -> None:
+    """Validate definitions; exit 1 when there are errors."""
+    target = Path(path) if path else obj.settings().definitions_path
+    try:
+        loaded = flow.load_definitions(target, known_metrics=METRICS)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from None
+    for warning in loaded.warnings:
+        click.echo(str(warning), err=True)
+    krs = sum(1 for _ in loaded.key_results())
+    click.echo(f"{target}: OK — {len(loaded.cycles)} cycle(s), {len(loaded.objectives)} objective(s), "
+               f"{krs} key result(s), {len(loaded.kpis)} KPI(s)")  # fmt: skip
+
+
+def main() -> None:
+    cli.main(prog_name="krpulse")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""krpulse.yaml: the non-secret settings, validated, with relative paths resolved to its folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+from sqlalchemy.engine import make_url
+
+from kr_metrics.scoring import ScoringPolicy
+
+CONFIG_ENV = "KRPULSE_CONFIG"
+DATABASE_URL_ENV = "KRPULSE_DATABASE_URL"
+DEFAULT_CONFIG = "krpulse.yaml"
+
+
+class ConfigError(ValueError):
+    """krpulse.yaml is missing or wrong; the message names the file and what to fix."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FilesSourceSettings(_Settings):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    type: Literal["files"]
+    path: Path
+
+
+SourceSettings = FilesSourceSettings
+
+
+class ScheduleSettings(_Settings):
+    """The daily run, at this local time in the organisation's timezone."""
+
+    hour: int = Field(default=6, ge=0, le=23)
+    minute: int = Field(default=0, ge=0, le=59)
+
+
+class ScoringSettings(_Settings):
+    moonshot_success: float = Field(default=0.7, ge=0.6, le=0.7)
+    at_risk_gap: float = Field(default=0.10, ge=0)
+    off_track_gap: float = Field(default=0.25, ge=0)
+
+    def policy(self) -> ScoringPolicy:
+        return ScoringPolicy(self.moonshot_success, self.at_risk_gap, self.off_track_gap)
+
+
+class Settings(_Settings):
+    timezone: str = "UTC"
+    reporting_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    database_url: str = "sqlite:///.krpulse/krpulse.db"
+    definitions: Path = Path("definitions")
+    partitions_start: dt.date | None = Field(
+        default=None, description="First daily partition; defaults to the earliest cycle start."
+    )
+    sources: list[SourceSettings] = Field(default_factory=list)
+    schedule: ScheduleSettings = ScheduleSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    root: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone '{value}'; use an IANA name like Europe/Berlin") from exc
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
+        names = [s.name for s in sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        return sources
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def definitions_path(self) -> Path:
+        return self.resolve(self.definitions)
+
+    @property
+    def effective_database_url(self) -> str:
+        """KRPULSE_DATABASE_URL wins; a relative SQLite path is relative to krpulse.yaml."""
+        url = os.environ.get(DATABASE_URL_ENV) or self.database_url
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            database = Path(parsed.database)
+            if not database.is_absolute():
+                return parsed.set(database=str(self.resolve(database))).render_as_string(
+                    hide_password=False
+                )
+        return url
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"no source named '{name}' (sources: {known})")
+
+    def today(self) -> dt.date:
+        return dt.datetime.now(ZoneInfo(self.timezone)).date()
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read krpulse.yaml (or --config / KRPULSE_CONFIG) into Settings, or raise ConfigError."""
+    file = config_path(path)
+    if not file.exists():
+        raise ConfigError(
+            f"{file}: not found; run from the project folder, pass --config PATH or set {CONFIG_ENV}"
+        )
+    try:
+        data = YAML(typ="safe").load(file.read_text(encoding="utf-8")) or {}
+    except MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ConfigError(f"{file}:{line}: invalid YAML: {exc.problem}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of settings")
+    try:
+        return Settings.model_validate({**data, "root": file.resolve().parent})
+    except ValidationError as exc:
+        lines = [
+            f"{file}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        raise ConfigError("\n".join(lines)) from exc

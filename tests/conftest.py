@@ -1,0 +1,92 @@
+"""Shared fixtures: canonical frames from literal rows, databases (SQLite and PostgreSQL), demo org."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from connectors.schema import conform, empty_frame
+from okr_store.db import create_engine, create_schema
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_ENV = "KRPULSE_TEST_POSTGRES_URL"
+
+
+def canonical(table: str, rows: list[dict], source: str = "test") -> pd.DataFrame:
+    """Literal rows -> canonical frame, through the same conform() the connectors use."""
+    if not rows:
+        return empty_frame(table).assign(source=pd.Series(dtype="string"))
+    conformed = conform(pd.DataFrame(rows), table, source=source)
+    assert conformed.quarantined.empty, conformed.quarantined.to_dict("records")
+    return conformed.valid
+
+
+def _database_urls() -> list:
+    return [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+
+
+@pytest.fixture(params=_database_urls())
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty krpulse database: a SQLite file, and the real PostgreSQL when configured."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'krpulse.db'}"
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL to test the store against here")
+    # One schema per test keeps tests independent without dropping anybody's tables.
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    request.addfinalizer(lambda: _drop_schema(admin, schema))
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+def _drop_schema(admin: sa.Engine, schema: str) -> None:
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = create_engine(database_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """The demo org's files, generated once per test session."""
+    from connectors.demo_org import generate_demo_org
+
+    folder = tmp_path_factory.mktemp("demo-data")
+    generate_demo_org(folder)
+    return folder
+
+
+@pytest.fixture
+def demo_project(tmp_path, demo_data) -> Path:
+    """A project folder with krpulse.yaml, the repo's definitions and the demo data."""
+    shutil.copytree(REPO / "definitions", tmp_path / "definitions")
+    shutil.copytree(demo_data, tmp_path / "demo-data")
+    (tmp_path / "krpulse.yaml").write_text(
+        "timezone: Europe/Berlin\n"
+        "reporting_currency: EUR\n"
+        f"database_url: sqlite:///{tmp_path / 'krpulse.db'}\n"
+        "definitions: definitions/\n"
+        "sources:\n"
+        "  - {name: demo, type: files, path: demo-data}\n"
+    )
+    return tmp_path

@@ -1,0 +1,144 @@
+"""The three foundation metrics on small hand-computed cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from conftest import canonical
+from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
+from kr_metrics.engine import prepare, window_for
+from kr_metrics.metrics import METRICS, scope_for
+
+CYCLE_START = dt.date(2026, 10, 1)
+CYCLE_END = dt.date(2026, 12, 31)
+AS_OF = dt.date(2026, 11, 15)
+
+
+def deal(deal_id, customer, *, won=None, close=None, amount=1000.0, deleted=False, team="sales-dach"):
+    closed = won is not None
+    return {
+        "deal_id": deal_id, "customer_id": customer, "team": team,
+        "is_closed": str(closed).lower(), "is_won": str(bool(won)).lower(),
+        "amount": amount, "currency": "EUR", "amount_home": amount,
+        "created_at": "2025-01-01T00:00:00Z", "close_date": close, "is_deleted": str(deleted).lower(),
+    }  # fmt: skip
+
+
+def customer(customer_id, region="DACH", segment="SMB"):
+    return {"customer_id": customer_id, "region": region, "segment": segment, "team": "sales-dach"}
+
+
+def response(response_id, score, submitted_at, customer_id="A"):
+    return {"response_id": response_id, "customer_id": customer_id, "score": score,
+            "submitted_at": submitted_at}  # fmt: skip
+
+
+def compute(metric, deals=(), customers=(), responses=(), where=None, as_of=AS_OF):
+    data = prepare(
+        canonical(DEALS, list(deals)),
+        canonical(CUSTOMERS, list(customers)),
+        canonical(NPS_RESPONSES, list(responses)),
+        timezone="Europe/Berlin",
+    )
+    window = window_for(CYCLE_START, CYCLE_END, as_of)
+    return METRICS[metric].compute(data, window, scope_for(data, where or {}))
+
+
+# --- revenue_per_existing_customer -------------------------------------------------------------
+
+HISTORY = [  # A and B became customers before the cycle; C only during it
+    deal("h1", "A", won=True, close="2026-05-01"),
+    deal("h2", "B", won=True, close="2026-09-30"),
+    deal("h3", "C", won=False, close="2026-06-01"),
+]
+CUSTOMERS_ABC = [customer("A"), customer("B", region="UK&I"), customer("C")]
+
+
+def test_revenue_per_existing_customer_divides_existing_revenue_by_existing_customers():
+    deals = [
+        *HISTORY,
+        deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+        deal("d2", "A", won=True, close="2026-11-15", amount=500),  # on the as-of day: counts
+        deal("d3", "B", won=False, close="2026-10-20", amount=700),  # lost: not revenue
+        deal("d4", "C", won=True, close="2026-10-10", amount=900),  # C is not existing
+        deal("d5", "B", won=True, close="2026-11-16", amount=999),  # after as-of
+        deal("d6", "B", won=True, close="2026-10-02", amount=400, deleted=True),
+    ]
+    result = compute("revenue_per_existing_customer", deals, CUSTOMERS_ABC)
+    assert result.numerator == 1500
+    assert result.denominator == 2
+    assert result.value == 750
+
+
+def test_revenue_per_existing_customer_applies_filters_to_deals_and_customers():
+    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+             deal("d2", "B", won=True, close="2026-10-06", amount=300)]  # fmt: skip
+    result = compute("revenue_per_existing_customer", deals, CUSTOMERS_ABC, where={"region": "UK&I"})
+    assert (result.numerator, result.denominator, result.value) == (300, 1, 300)
+
+
+def test_no_existing_customers_gives_null_not_zero():
+    deals = [deal("d1", "C", won=True, close="2026-10-05", amount=900)]
+    result = compute("revenue_per_existing_customer", deals, [customer("C")])
+    assert result.value is None
+    assert result.sample_size == 0
+
+
+def test_existing_customer_without_revenue_in_window_is_zero_not_null():
+    result = compute("revenue_per_existing_customer", HISTORY, CUSTOMERS_ABC)
+    assert result.value == 0.0
+
+
+# --- nps ---------------------------------------------------------------------------------------
+
+
+def test_nps_is_promoters_minus_detractors_over_responses():
+    scores = [10, 9, 8, 7, 6, 0, 10, 9]  # 4 promoters, 2 detractors, 8 responses
+    responses = [response(f"r{i}", s, "2026-10-10T12:00:00Z") for i, s in enumerate(scores)]
+    result = compute("nps", responses=responses, customers=[customer("A")])
+    assert result.value == pytest.approx(100 * (4 - 2) / 8)
+    assert result.sample_size == 8
+
+
+def test_nps_window_uses_the_reporting_timezone():
+    responses = [
+        response("early", 10, "2026-09-30T22:30:00Z"),  # 00:30 on 1 Oct in Berlin: inside
+        response("late", 0, "2026-09-30T21:30:00Z"),  # 23:30 on 30 Sep in Berlin: outside
+    ]
+    result = compute("nps", responses=responses, customers=[customer("A")])
+    assert (result.value, result.sample_size) == (100.0, 1)
+
+
+def test_nps_without_responses_is_null():
+    result = compute("nps", responses=[response("old", 9, "2026-03-01T10:00:00Z")], customers=[customer("A")])
+    assert result.value is None
+    assert result.sample_size == 0
+
+
+# --- win_rate ----------------------------------------------------------------------------------
+
+
+def test_win_rate_counts_won_over_closed_in_window():
+    deals = [
+        deal("w1", "A", won=True, close="2026-10-02"),
+        deal("w2", "A", won=True, close="2026-11-01"),
+        deal("l1", "A", won=False, close="2026-10-03"),
+        deal("l2", "B", won=False, close="2026-10-04"),
+        deal("l3", "B", won=False, close="2026-10-05"),
+        deal("open", "B"),  # open deals do not count
+        deal("before", "B", won=True, close="2026-09-30"),  # before the window
+    ]
+    result = compute("win_rate", deals, CUSTOMERS_ABC)
+    assert (result.value, result.numerator, result.denominator) == (0.4, 2, 5)
+
+
+def test_win_rate_filters_by_deal_team():
+    deals = [deal("w1", "A", won=True, close="2026-10-02", team="sales-uk"),
+             deal("l1", "A", won=False, close="2026-10-03", team="sales-dach")]  # fmt: skip
+    assert compute("win_rate", deals, CUSTOMERS_ABC, where={"team": "sales-uk"}).value == 1.0
+
+
+def test_win_rate_without_closed_deals_is_null():
+    assert compute("win_rate", [deal("open", "A")], CUSTOMERS_ABC).value is None
