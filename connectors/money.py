@@ -18,7 +18,10 @@ def home_amounts(
     """
     supplied = deals["amount_home"]
     currency = deals["currency"].astype("string").str.upper()
-    rate_date = deals["close_date"].fillna(deals["created_at"].dt.tz_localize(None).dt.normalize())
+    created = deals["created_at"].dt.tz_localize(None).dt.normalize()
+    # An open deal's close date is only a plan, possibly beyond the last published rate.
+    rate_date = deals["close_date"].where(deals["is_closed"].fillna(False).astype(bool), created)
+    rate_date = rate_date.fillna(created)
 
     rates = pd.Series(float("nan"), index=deals.index, dtype="float64")
     rates[currency == home_currency.upper()] = 1.0

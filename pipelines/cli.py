@@ -31,8 +31,10 @@ STATUS_STYLE = {
     "healthy": "green", "unhealthy": "red",
 }  # fmt: skip
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, `| less`) gets a fixed, wide layout instead of rich's 80 columns.
+console = Console(width=None if Console().is_terminal else 132)
+err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 132)
+LEVEL_ORDER = {"company": 0, "team": 1, "individual": 2}
 
 
 class Context:
@@ -113,6 +115,9 @@ def print_progress(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, o
     if progress.empty and kpis.empty:
         console.print(f"Nothing to show as of {as_of}.")
         return
+    if not progress.empty:
+        order = progress["level"].map(LEVEL_ORDER).fillna(9)
+        progress = progress.assign(_order=order).sort_values(["cycle", "_order", "team", "objective", "kr"])
     for (cycle, objective), rows in progress.groupby(["cycle", "objective"], sort=False):
         first = rows.iloc[0]
         table = Table(
@@ -123,7 +128,7 @@ def print_progress(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, o
             table.add_column(column, justify="left" if column in ("KR", "status") else "right")
         for row in rows.itertuples():
             table.add_row(
-                f"{row.title} ({row.kr})",
+                f"{row.title} [dim]{row.kr}[/]",
                 format_value(row.value, row.metric, row.unit),
                 format_value(row.baseline, row.metric, row.unit),
                 format_value(row.target, row.metric, row.unit),
@@ -141,7 +146,7 @@ def print_progress(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, o
             low = format_value(row.healthy_min, row.metric) if _number(row.healthy_min) is not None else ""
             high = format_value(row.healthy_max, row.metric) if _number(row.healthy_max) is not None else ""
             table.add_row(
-                f"{row.title} ({row.kpi})", row.team or "all", format_value(row.value, row.metric),
+                f"{row.title} [dim]{row.kpi}[/]", row.team or "all", format_value(row.value, row.metric),
                 f"{low} – {high}", f"[{STATUS_STYLE.get(row.health, '')}]{row.health}[/]",
             )  # fmt: skip
         console.print(table)
