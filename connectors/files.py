@@ -80,16 +80,25 @@ class FilesSource:
                 try:
                     conformed = conform(raw, table, source=self.name)
                 except SchemaError as exc:
-                    raise SourceError(f"source '{self.name}', file {self.file_for(table)}: {exc}") from exc
+                    raise SourceError(
+                        f"source '{self.name}', file {self.file_for(table)}: {exc}"
+                    ) from exc
                 valid, quarantined = conformed.valid, conformed.quarantined
                 if table == DEALS:
                     fx = read_staged(conn, FX_RATES)
                     amount_home, unknown = home_amounts(valid, fx, home_currency=home_currency)
                     valid = valid.assign(amount_home=amount_home)
                     if unknown.any():
-                        rejected = valid[unknown].astype("string").assign(
-                            reason="unknown currency " + valid.loc[unknown, "currency"].astype("string")
-                            + " (no FX rate to " + home_currency + ")"
+                        rejected = (
+                            valid[unknown]
+                            .astype("string")
+                            .assign(
+                                reason="unknown currency "
+                                + valid.loc[unknown, "currency"].astype("string")
+                                + " (no FX rate to "
+                                + home_currency
+                                + ")"
+                            )
                         )
                         quarantined = pd.concat([quarantined, rejected], ignore_index=True)
                         valid = valid[~unknown].reset_index(drop=True)

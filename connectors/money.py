@@ -29,14 +29,21 @@ def home_amounts(
     needs_rate = supplied.isna() & (currency != home_currency.upper()) & currency.notna()
     if needs_rate.any() and not fx_rates.empty:
         left = pd.DataFrame(
-            {"row": deals.index[needs_rate], "currency": currency[needs_rate].astype(str),
-             "rate_date": rate_date[needs_rate].astype("datetime64[ns]")}
+            {
+                "row": deals.index[needs_rate],
+                "currency": currency[needs_rate].astype(str),
+                "rate_date": rate_date[needs_rate].astype("datetime64[ns]"),
+            }
         ).sort_values("rate_date")
         right = fx_rates.assign(currency=fx_rates["currency"].astype(str).str.upper())
         right = right.dropna(subset=["valid_from"]).sort_values("valid_from")
         merged = pd.merge_asof(
-            left, right[["currency", "rate_to_home", "valid_from", "valid_to"]],
-            left_on="rate_date", right_on="valid_from", by="currency", direction="backward",
+            left,
+            right[["currency", "rate_to_home", "valid_from", "valid_to"]],
+            left_on="rate_date",
+            right_on="valid_from",
+            by="currency",
+            direction="backward",
         )
         expired = merged["valid_to"].notna() & (merged["rate_date"] >= merged["valid_to"])
         merged.loc[expired, "rate_to_home"] = float("nan")

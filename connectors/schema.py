@@ -91,7 +91,13 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
     OWNERS: CanonicalTable(
         OWNERS,
         "owner_id",
-        {"source": "string", "owner_id": "string", "name": "string", "email": "string", "team": "string"},
+        {
+            "source": "string",
+            "owner_id": "string",
+            "name": "string",
+            "email": "string",
+            "team": "string",
+        },
         required=("owner_id",),
     ),
     FX_RATES: CanonicalTable(
@@ -193,7 +199,9 @@ def conform(raw: pd.DataFrame, table: str, *, source: str) -> Conformed:
             out[col] = values.astype("string").str.strip().mask(blank)
         elif kind == "bool":
             text = values.astype("string").str.strip().str.lower()
-            parsed = text.map({"true": True, "false": False, "1": True, "0": False}, na_action="ignore")
+            parsed = text.map(
+                {"true": True, "false": False, "1": True, "0": False}, na_action="ignore"
+            )
             if values.dtype == bool:
                 parsed = values
             flag(~blank & parsed.isna(), f"{col} is not true/false")
@@ -251,7 +259,9 @@ def as_canonical(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     for col, kind in spec.columns.items():
         values = frame[col] if col in frame.columns else pd.Series(pd.NA, index=frame.index)
         if kind == "timestamp":
-            out[col] = pd.to_datetime(values, utc=True, format="ISO8601").astype(_PANDAS_DTYPES[kind])
+            out[col] = pd.to_datetime(values, utc=True, format="ISO8601").astype(
+                _PANDAS_DTYPES[kind]
+            )
         elif kind == "date":
             out[col] = pd.to_datetime(values, format="ISO8601").astype(_PANDAS_DTYPES[kind])
         elif kind == "bool":

@@ -162,7 +162,9 @@ def merge_snapshot(
                 "record": json.dumps({k: v for k, v in rec.items() if k != "reason"}, default=str),
                 "quarantined_at": now,
             }
-            for rec in quarantined.astype(object).where(quarantined.notna(), None).to_dict("records")
+            for rec in quarantined.astype(object)
+            .where(quarantined.notna(), None)
+            .to_dict("records")
         ]
         conn.execute(sa.insert(quarantine_table), rows)
 

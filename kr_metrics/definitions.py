@@ -51,7 +51,9 @@ class Cycle(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone '{value}'; use an IANA name like Europe/Berlin") from exc
+            raise ValueError(
+                f"unknown timezone '{value}'; use an IANA name like Europe/Berlin"
+            ) from exc
         return value
 
     @model_validator(mode="after")
@@ -247,7 +249,11 @@ def _parse_file(path: Path, display: str) -> tuple[DefinitionsFile | None, Any, 
     if data is None:
         return None, None, [Problem(display, None, "file is empty", "warning")]
     if not isinstance(data, CommentedMap):
-        return None, None, [Problem(display, 1, "expected a mapping with `cycle`, `objectives`, `kpis`")]
+        return (
+            None,
+            None,
+            [Problem(display, 1, "expected a mapping with `cycle`, `objectives`, `kpis`")],
+        )
     data.pop("$schema", None)
     try:
         return DefinitionsFile.model_validate(data), data, []
@@ -265,7 +271,9 @@ def definition_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_definitions(path: Path | str, *, known_metrics: dict[str, Any] | None = None) -> DefinitionSet:
+def load_definitions(
+    path: Path | str, *, known_metrics: dict[str, Any] | None = None
+) -> DefinitionSet:
     """Load every YAML file under `path` into one DefinitionSet, or raise DefinitionError.
 
     `known_metrics` maps metric names to an object with a `filter_columns` attribute; metric
@@ -285,7 +293,11 @@ def load_definitions(path: Path | str, *, known_metrics: dict[str, Any] | None =
     def claim(kind: str, key: str, where: str, line: int | None, display: str) -> None:
         if (kind, key) in seen:
             problems.append(
-                Problem(display, line, f"duplicate {kind} key '{key}' (also defined at {seen[(kind, key)]})")
+                Problem(
+                    display,
+                    line,
+                    f"duplicate {kind} key '{key}' (also defined at {seen[(kind, key)]})",
+                )
             )
         else:
             seen[(kind, key)] = where
@@ -301,38 +313,63 @@ def load_definitions(path: Path | str, *, known_metrics: dict[str, Any] | None =
             existing = result.cycles.get(parsed.cycle.key)
             if existing is not None and existing != parsed.cycle:
                 problems.append(
-                    Problem(display, _line_of(raw, ("cycle",)),
-                            f"cycle '{parsed.cycle.key}' is defined differently in another file")
+                    Problem(
+                        display,
+                        _line_of(raw, ("cycle",)),
+                        f"cycle '{parsed.cycle.key}' is defined differently in another file",
+                    )
                 )
             result.cycles[parsed.cycle.key] = parsed.cycle
         for i, objective in enumerate(parsed.objectives):
             loc = ("objectives", i)
             line = _line_of(raw, (*loc, "key"))
-            claim("objective", f"{parsed.cycle.key}/{objective.key}", f"{display}:{line}", line, display)
+            claim(
+                "objective",
+                f"{parsed.cycle.key}/{objective.key}",
+                f"{display}:{line}",
+                line,
+                display,
+            )
             for j, kr in enumerate(objective.key_results):
                 kr_loc = (*loc, "key_results", j)
                 kr_line = _line_of(raw, (*kr_loc, "key"))
-                claim("key result", f"{parsed.cycle.key}/{kr.key}", f"{display}:{kr_line}", kr_line, display)
+                claim(
+                    "key result",
+                    f"{parsed.cycle.key}/{kr.key}",
+                    f"{display}:{kr_line}",
+                    kr_line,
+                    display,
+                )
                 if kr.target_value == kr.baseline:
                     problems.append(
-                        Problem(display, _line_of(raw, (*kr_loc, "target")),
-                                f"target equals baseline for KR '{kr.key}'; a KR must move")
+                        Problem(
+                            display,
+                            _line_of(raw, (*kr_loc, "target")),
+                            f"target equals baseline for KR '{kr.key}'; a KR must move",
+                        )
                     )
-                problems.extend(_check_metric(kr.metric, kr.where, raw, kr_loc, display, known_metrics))
+                problems.extend(
+                    _check_metric(kr.metric, kr.where, raw, kr_loc, display, known_metrics)
+                )
             result.objectives.append(LoadedObjective(parsed.cycle, objective, display))
         for i, kpi in enumerate(parsed.kpis):
             line = _line_of(raw, ("kpis", i, "key"))
             claim("KPI", kpi.key, f"{display}:{line}", line, display)
-            problems.extend(_check_metric(kpi.metric, kpi.where, raw, ("kpis", i), display, known_metrics))
+            problems.extend(
+                _check_metric(kpi.metric, kpi.where, raw, ("kpis", i), display, known_metrics)
+            )
             result.kpis.append(kpi)
 
     for loaded in result.objectives:
         target = loaded.objective.aligns_to
         if target and ("objective", f"{loaded.cycle.key}/{target}") not in seen:
             problems.append(
-                Problem(loaded.file, None,
-                        f"objective '{loaded.objective.key}' aligns_to '{target}', which is not an "
-                        f"objective of cycle {loaded.cycle.key}")
+                Problem(
+                    loaded.file,
+                    None,
+                    f"objective '{loaded.objective.key}' aligns_to '{target}', which is not an "
+                    f"objective of cycle {loaded.cycle.key}",
+                )
             )
     if problems:
         raise DefinitionError(problems)
@@ -351,14 +388,20 @@ def _check_metric(
         return []
     if metric not in known_metrics:
         return [
-            Problem(display, _line_of(raw, (*loc, "metric")),
-                    f"unknown metric '{metric}'; known metrics: {', '.join(sorted(known_metrics))}")
+            Problem(
+                display,
+                _line_of(raw, (*loc, "metric")),
+                f"unknown metric '{metric}'; known metrics: {', '.join(sorted(known_metrics))}",
+            )
         ]
     allowed = known_metrics[metric].filter_columns
     return [
-        Problem(display, _line_of(raw, (*loc, "where", column)),
-                f"metric '{metric}' cannot be filtered by '{column}'; "
-                f"filter columns: {', '.join(sorted(allowed))}")
+        Problem(
+            display,
+            _line_of(raw, (*loc, "where", column)),
+            f"metric '{metric}' cannot be filtered by '{column}'; "
+            f"filter columns: {', '.join(sorted(allowed))}",
+        )
         for column in where
         if column not in allowed
     ]

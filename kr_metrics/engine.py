@@ -30,7 +30,9 @@ def prepare(
     customers = customers[~customers["is_deleted"].fillna(False)].reset_index(drop=True)
     responses = nps_responses[~nps_responses["is_deleted"].fillna(False)]
 
-    attributes = customers[["source", "customer_id", "segment", "region", "industry", "team", "owner_id"]]
+    attributes = customers[
+        ["source", "customer_id", "segment", "region", "industry", "team", "owner_id"]
+    ]
     deal_view = deals.merge(
         attributes.rename(columns={"team": "customer_team", "owner_id": "customer_owner_id"}),
         on=["source", "customer_id"],
@@ -106,7 +108,15 @@ def evaluate(definitions: DefinitionSet, data: PreparedData, as_of: dt.date) -> 
             }
         )  # fmt: skip
     frame = pd.DataFrame(rows, columns=VALUE_COLUMNS)
-    for col in ("value", "numerator", "denominator", "baseline", "target", "healthy_min", "healthy_max"):
+    for col in (
+        "value",
+        "numerator",
+        "denominator",
+        "baseline",
+        "target",
+        "healthy_min",
+        "healthy_max",
+    ):
         frame[col] = pd.to_numeric(frame[col]).astype("float64")
     frame["sample_size"] = frame["sample_size"].astype("int64")
     return frame

@@ -11,10 +11,22 @@ import pandas as pd
 
 # Columns a `where:` filter may name. Deal metrics see the deal's own columns and its customer's
 # (the deal's value wins where both have one, e.g. `team`); NPS metrics see the customer's.
-CUSTOMER_FILTER_COLUMNS = frozenset({"segment", "region", "industry", "team", "owner_id", "customer_id"})
+CUSTOMER_FILTER_COLUMNS = frozenset(
+    {"segment", "region", "industry", "team", "owner_id", "customer_id"}
+)
 DEAL_FILTER_COLUMNS = frozenset(
-    {"team", "owner_id", "pipeline", "stage", "currency", "deal_type", "customer_id",
-     "segment", "region", "industry"}
+    {
+        "team",
+        "owner_id",
+        "pipeline",
+        "stage",
+        "currency",
+        "deal_type",
+        "customer_id",
+        "segment",
+        "region",
+        "industry",
+    }
 )
 NPS_FILTER_COLUMNS = frozenset({"survey_id", *CUSTOMER_FILTER_COLUMNS})
 
@@ -82,9 +94,7 @@ def existing_customer_keys(deals: pd.DataFrame, cycle_start: dt.date) -> pd.Mult
     return pd.MultiIndex.from_frame(keys)
 
 
-def revenue_per_existing_customer(
-    data: PreparedData, window: Window, scope: Scope
-) -> MetricResult:
+def revenue_per_existing_customer(data: PreparedData, window: Window, scope: Scope) -> MetricResult:
     deals = data.deals
     existing = existing_customer_keys(deals, window.cycle_start)
     deal_keys = pd.MultiIndex.from_frame(deals[["source", "customer_id"]])
@@ -118,7 +128,9 @@ def nps(data: PreparedData, window: Window, scope: Scope) -> MetricResult:
 
 def win_rate(data: PreparedData, window: Window, scope: Scope) -> MetricResult:
     deals = data.deals
-    closed = scope.deals & deals["is_closed"].fillna(False) & _in_window(deals["close_date"], window)
+    closed = (
+        scope.deals & deals["is_closed"].fillna(False) & _in_window(deals["close_date"], window)
+    )
     n = int(closed.sum())
     if n == 0:
         return MetricResult(None, 0, 0, 0)

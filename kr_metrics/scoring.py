@@ -43,7 +43,9 @@ def expected_progress(
     return (elapsed / total).clip(0.0, 1.0) * success
 
 
-def score_key_results(values: pd.DataFrame, policy: ScoringPolicy = ScoringPolicy()) -> pd.DataFrame:
+def score_key_results(
+    values: pd.DataFrame, policy: ScoringPolicy = ScoringPolicy()
+) -> pd.DataFrame:
     """Add progress, grade, expected_progress and status to KR rows of an engine frame.
 
     progress = (value − baseline) / (target − baseline), so KRs that should go down (target

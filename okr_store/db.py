@@ -48,7 +48,11 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=key,
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key and not c.primary_key},
+        set_={
+            c.name: stmt.excluded[c.name]
+            for c in table.columns
+            if c.name not in key and not c.primary_key
+        },
     )
     conn.execute(stmt, list(rows))
 

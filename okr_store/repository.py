@@ -83,7 +83,9 @@ class OkrStore:
 
     def kr_history(self, cycle: str, kr: str) -> pd.DataFrame:
         table = KrProgress.__table__
-        query = sa.select(table).where(table.c.cycle == cycle, table.c.kr == kr).order_by(table.c.as_of)
+        query = (
+            sa.select(table).where(table.c.cycle == cycle, table.c.kr == kr).order_by(table.c.as_of)
+        )
         with self.engine.connect() as conn:
             return pd.read_sql(query, conn)
 

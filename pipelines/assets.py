@@ -1,7 +1,5 @@
 """Dagster assets: per-source sync, daily KR/KPI values from one engine pass, daily KR progress."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
@@ -39,7 +37,9 @@ def build_sync_asset(source_name: str, source_type: str) -> dg.AssetsDefinition:
         description=f"Canonical deals, customers and NPS responses of source '{source_name}' "
         "merged into the staging tables; bad records quarantined with their reason.",
     )
-    def sync_source(context: dg.AssetExecutionContext, krpulse: KrpulseResource) -> dg.MaterializeResult:
+    def sync_source(
+        context: dg.AssetExecutionContext, krpulse: KrpulseResource
+    ) -> dg.MaterializeResult:
         settings = krpulse.settings()
         reports = flow.sync_sources(settings, krpulse.engine(), only=source_name)
         for report in reports:
@@ -143,7 +143,9 @@ def build_progress_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         values = pd.concat([kr_values, kpi_values], ignore_index=True)
         from kr_metrics.scoring import kpi_health, score_key_results
 
-        progress = score_key_results(kr_values, settings.scoring.policy()).rename(columns={"key": "kr"})
+        progress = score_key_results(kr_values, settings.scoring.policy()).rename(
+            columns={"key": "kr"}
+        )
         kpis = kpi_values.rename(columns={"key": "kpi"})
         kpis = kpis.assign(health=kpi_health(kpis))
         flow.push_day(

@@ -1,7 +1,5 @@
 """Asset checks: the Great Expectations gate that blocks a day's push when its numbers are wrong."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 
@@ -20,7 +18,10 @@ def gate_result(values: pd.DataFrame) -> dg.AssetCheckResult:
         {name: spec.valid_range for name, spec in METRICS.items()},
         nullable_metrics=[name for name, spec in METRICS.items() if spec.nullable],
     )
-    metadata: dict = {"evaluated_rows": report.evaluated_rows, "failed_expectations": len(report.failures)}
+    metadata: dict = {
+        "evaluated_rows": report.evaluated_rows,
+        "failed_expectations": len(report.failures),
+    }
     for i, failure in enumerate(report.failures[:10]):
         metadata[f"failure_{i + 1}"] = dg.MetadataValue.json(
             {
@@ -37,22 +38,28 @@ def gate_result(values: pd.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset=KR_VALUES,
-    name=VALUES_CHECK,
-    blocking=True,
-    description="Great Expectations: keys present and unique; values finite, inside the metric's "
-    "valid range, and null only where the metric allows 'no data'.",
-)
-def kr_values_gate(kr_values: pd.DataFrame) -> dg.AssetCheckResult:
-    return gate_result(kr_values)
+def build_gate_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The gate on the day's KR values and on its KPI values, partitioned like the assets."""
 
+    @dg.asset_check(
+        asset=KR_VALUES,
+        name=VALUES_CHECK,
+        blocking=True,
+        partitions_def=partitions,
+        description="Great Expectations: keys present and unique; values finite, inside the "
+        "metric's valid range, and null only where the metric allows 'no data'.",
+    )
+    def kr_values_gate(kr_values: pd.DataFrame) -> dg.AssetCheckResult:
+        return gate_result(kr_values)
 
-@dg.asset_check(
-    asset=KPI_VALUES,
-    name=VALUES_CHECK,
-    blocking=True,
-    description="The same Great Expectations gate, on the day's KPI values.",
-)
-def kpi_values_gate(kpi_values: pd.DataFrame) -> dg.AssetCheckResult:
-    return gate_result(kpi_values)
+    @dg.asset_check(
+        asset=KPI_VALUES,
+        name=VALUES_CHECK,
+        blocking=True,
+        partitions_def=partitions,
+        description="The same Great Expectations gate, on the day's KPI values.",
+    )
+    def kpi_values_gate(kpi_values: pd.DataFrame) -> dg.AssetCheckResult:
+        return gate_result(kpi_values)
+
+    return [kr_values_gate, kpi_values_gate]

@@ -76,14 +76,25 @@ def _records(frame: pd.DataFrame, fields: list[str], numeric: set[str]) -> list[
     out = []
     for row in frame.reindex(columns=fields).astype(object).to_dict("records"):
         out.append(
-            {k: (_number(v) if k in numeric else (None if pd.isna(v) else v)) for k, v in row.items()}
+            {
+                k: (_number(v) if k in numeric else (None if pd.isna(v) else v))
+                for k, v in row.items()
+            }
         )
     return out
 
 
 def report_json(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame) -> dict:
     """The one JSON shape every number-showing command prints (see DESIGN.md)."""
-    kr_numeric = {"value", "baseline", "target", "progress", "grade", "expected_progress", "sample_size"}
+    kr_numeric = {
+        "value",
+        "baseline",
+        "target",
+        "progress",
+        "grade",
+        "expected_progress",
+        "sample_size",
+    }
     return {
         "as_of": as_of.isoformat(),
         "key_results": _records(progress, KR_FIELDS, kr_numeric),
@@ -108,7 +119,9 @@ def _percent(value: Any) -> str:
     return "—" if number is None else f"{number:.0%}"
 
 
-def print_progress(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, output_format: str) -> None:
+def print_progress(
+    as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, output_format: str
+) -> None:
     if output_format == "json":
         click.echo(json.dumps(report_json(as_of, progress, kpis), indent=2))
         return
@@ -117,7 +130,9 @@ def print_progress(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, o
         return
     if not progress.empty:
         order = progress["level"].map(LEVEL_ORDER).fillna(9)
-        progress = progress.assign(_order=order).sort_values(["cycle", "_order", "team", "objective", "kr"])
+        progress = progress.assign(_order=order).sort_values(
+            ["cycle", "_order", "team", "objective", "kr"]
+        )
     for (cycle, objective), rows in progress.groupby(["cycle", "objective"], sort=False):
         first = rows.iloc[0]
         table = Table(
@@ -143,8 +158,16 @@ def print_progress(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, o
         for column in ("KPI", "team", "value", "healthy range", "health"):
             table.add_column(column)
         for row in kpis.itertuples():
-            low = format_value(row.healthy_min, row.metric) if _number(row.healthy_min) is not None else ""
-            high = format_value(row.healthy_max, row.metric) if _number(row.healthy_max) is not None else ""
+            low = (
+                format_value(row.healthy_min, row.metric)
+                if _number(row.healthy_min) is not None
+                else ""
+            )
+            high = (
+                format_value(row.healthy_max, row.metric)
+                if _number(row.healthy_max) is not None
+                else ""
+            )
             table.add_row(
                 f"{row.title} [dim]{row.kpi}[/]", row.team or "all", format_value(row.value, row.metric),
                 f"{low} – {high}", f"[{STATUS_STYLE.get(row.health, '')}]{row.health}[/]",
@@ -187,7 +210,9 @@ def demo(obj: Context, output_format: str) -> None:
     try:
         source = settings.source("demo")
     except ConfigError as exc:
-        raise click.ClickException(f"krpulse demo needs a files source named 'demo': {exc}") from exc
+        raise click.ClickException(
+            f"krpulse demo needs a files source named 'demo': {exc}"
+        ) from exc
     folder = settings.resolve(source.path)
     counts = demo_org.generate_demo_org(folder)
     say = err_console.print if output_format == "json" else console.print
@@ -199,17 +224,23 @@ def demo(obj: Context, output_format: str) -> None:
     definitions = flow.load_definition_set(settings)
     cycle = next(iter(definitions.cycles_at(demo_org.DEMO_AS_OF)), None)
     if cycle is None:
-        raise click.ClickException(f"no cycle in {settings.definitions_path} contains {demo_org.DEMO_AS_OF}")
+        raise click.ClickException(
+            f"no cycle in {settings.definitions_path} contains {demo_org.DEMO_AS_OF}"
+        )
     days = flow.date_range(cycle.start, min(cycle.end, demo_org.DEMO_AS_OF))
     say(f"Running the daily job for cycle {cycle.key}: {days[0]} .. {days[-1]} ({len(days)} days)")
 
     def on_day(result: flow.DayResult) -> None:
         if result.blocked:
-            err_console.print(f"  {result.as_of}: blocked by validation: {result.validation_failures}")
+            err_console.print(
+                f"  {result.as_of}: blocked by validation: {result.validation_failures}"
+            )
         elif result.as_of.day == 1 or result.as_of == days[-1] or result.as_of.weekday() == 0:
             say(f"  {result.as_of}: {len(result.progress)} KRs, {len(result.kpis)} KPIs pushed")
 
-    results = flow.run_days(settings, engine, days, definitions=definitions, progress_callback=on_day)
+    results = flow.run_days(
+        settings, engine, days, definitions=definitions, progress_callback=on_day
+    )
     last = results[-1]
     if output_format == "table":
         first = results[0]
@@ -240,7 +271,9 @@ def sync(obj: Context, source_name: str | None, output_format: str) -> None:
         return
     table = Table(title="Sync", title_justify="left")
     for column in ("source", "object", "fetched", "changed", "deleted", "quarantined", "reasons"):
-        table.add_column(column, justify="left" if column in ("source", "object", "reasons") else "right")
+        table.add_column(
+            column, justify="left" if column in ("source", "object", "reasons") else "right"
+        )
     for r in reports:
         reasons = "; ".join(f"{k}: {v}" for k, v in r.quarantine_reasons.items())
         table.add_row(r.source, r.object, str(r.fetched), str(r.changed), str(r.deleted),
@@ -248,7 +281,9 @@ def sync(obj: Context, source_name: str | None, output_format: str) -> None:
     console.print(table)
 
 
-def _days(settings: Settings, as_of: str | None, start: str | None, end: str | None) -> list[dt.date]:
+def _days(
+    settings: Settings, as_of: str | None, start: str | None, end: str | None
+) -> list[dt.date]:
     if as_of and (start or end):
         raise click.UsageError("use either --as-of or --from/--to")
     if start or end:
@@ -264,7 +299,9 @@ def _days(settings: Settings, as_of: str | None, start: str | None, end: str | N
 @click.option("--to", "end", default=None, help="Last day of a range (backfill).")
 @format_option
 @click.pass_obj
-def run(obj: Context, as_of: str | None, start: str | None, end: str | None, output_format: str) -> None:
+def run(
+    obj: Context, as_of: str | None, start: str | None, end: str | None, output_format: str
+) -> None:
     """Compute, validate and push KR progress for a day or a range of days."""
     settings = obj.settings()
     days = _days(settings, as_of, start, end)
@@ -294,12 +331,16 @@ def run(obj: Context, as_of: str | None, start: str | None, end: str | None, out
               help="Definitions file or folder to preview instead of the configured ones.")  # fmt: skip
 @format_option
 @click.pass_obj
-def preview(obj: Context, as_of: str | None, definitions_path: str | None, output_format: str) -> None:
+def preview(
+    obj: Context, as_of: str | None, definitions_path: str | None, output_format: str
+) -> None:
     """Compute from staged data and print; push nothing."""
     settings = obj.settings()
     day = _date(as_of) or settings.today()
     engine = flow.open_database(settings)
-    definitions = flow.load_definition_set(settings, Path(definitions_path) if definitions_path else None)
+    definitions = flow.load_definition_set(
+        settings, Path(definitions_path) if definitions_path else None
+    )
     data = flow.load_prepared(settings, engine)
     if data.deals.empty and data.nps_responses.empty:
         err_console.print("[yellow]No staged data yet: run `krpulse sync` first.[/]")
@@ -309,7 +350,9 @@ def preview(obj: Context, as_of: str | None, definitions_path: str | None, outpu
 
 @cli.command()
 @click.option("--team", default=None, help="Only this team's KRs and KPIs.")
-@click.option("--as-of", default=None, help="Show the store as it was on this day (default: latest).")
+@click.option(
+    "--as-of", default=None, help="Show the store as it was on this day (default: latest)."
+)
 @format_option
 @click.pass_obj
 def status(obj: Context, team: str | None, as_of: str | None, output_format: str) -> None:
@@ -320,7 +363,9 @@ def status(obj: Context, team: str | None, as_of: str | None, output_format: str
     progress = store.progress(as_of=day, team=team)
     kpis = store.kpi_values(as_of=day, team=team)
     if progress.empty and kpis.empty:
-        raise click.ClickException("the OKR store is empty: run `krpulse run` (or `krpulse demo`) first")
+        raise click.ClickException(
+            "the OKR store is empty: run `krpulse run` (or `krpulse demo`) first"
+        )
     shown = day or max(progress["as_of"].max() if not progress.empty else dt.date.min,
                        kpis["as_of"].max() if not kpis.empty else dt.date.min)  # fmt: skip
     print_progress(shown, progress, kpis, output_format)

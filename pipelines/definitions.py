@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipelines import flow
 from pipelines.assets import build_progress_asset, build_sync_asset, build_value_assets
-from pipelines.checks import kpi_values_gate, kr_values_gate
+from pipelines.checks import build_gate_checks
 from pipelines.resources import KrpulseResource
 from pipelines.schedules import build_daily_job, build_daily_schedule
 from pipelines.settings import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG, Settings, load_settings
@@ -42,7 +42,7 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
             build_value_assets(partitions, settings),
             build_progress_asset(partitions),
         ],
-        asset_checks=[kr_values_gate, kpi_values_gate],
+        asset_checks=build_gate_checks(partitions),
         jobs=[job],
         schedules=[build_daily_schedule(job, settings)],
         resources={"krpulse": resource},

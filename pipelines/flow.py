@@ -35,7 +35,9 @@ def load_definition_set(settings: Settings, path=None) -> DefinitionSet:
 def source_for(settings: Settings, source: SourceSettings) -> FilesSource:
     if source.type == "files":
         return FilesSource(source.name, settings.resolve(source.path))
-    raise ConfigError(f"source '{source.name}': type '{source.type}' is not supported")  # pragma: no cover
+    raise ConfigError(
+        f"source '{source.name}': type '{source.type}' is not supported"
+    )  # pragma: no cover
 
 
 def sync_sources(
@@ -47,7 +49,9 @@ def sync_sources(
         raise ConfigError("no sources configured in krpulse.yaml (`sources:`)")
     reports: list[SyncReport] = []
     for source in sources:
-        reports.extend(source_for(settings, source).sync(engine, home_currency=settings.reporting_currency))
+        reports.extend(
+            source_for(settings, source).sync(engine, home_currency=settings.reporting_currency)
+        )
     return reports
 
 
@@ -56,7 +60,9 @@ def load_prepared(settings: Settings, engine: sa.Engine) -> PreparedData:
     names = [s.name for s in settings.sources]
     with engine.connect() as conn:
         frames = {t: read_staged(conn, t, sources=names) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
-    return prepare(frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone=settings.timezone)
+    return prepare(
+        frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone=settings.timezone
+    )
 
 
 @dataclass
@@ -107,7 +113,11 @@ def push_day(
     run_id: str,
     data_synced_at: dt.datetime | None,
 ) -> None:
-    stamp = {"run_id": run_id, "data_synced_at": data_synced_at, "computed_at": dt.datetime.now(dt.UTC)}
+    stamp = {
+        "run_id": run_id,
+        "data_synced_at": data_synced_at,
+        "computed_at": dt.datetime.now(dt.UTC),
+    }
     store.write_day(as_of, progress.assign(**stamp), kpis.assign(**stamp))
 
 

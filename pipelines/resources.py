@@ -1,7 +1,5 @@
 """The Dagster resource that gives assets the settings, the database and the OKR store."""
 
-from __future__ import annotations
-
 import dagster as dg
 import sqlalchemy as sa
 

@@ -17,7 +17,9 @@ def build_daily_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJo
     )
 
 
-def build_daily_schedule(job: dg.UnresolvedAssetJobDefinition, settings: Settings) -> dg.ScheduleDefinition:
+def build_daily_schedule(
+    job: dg.UnresolvedAssetJobDefinition, settings: Settings
+) -> dg.ScheduleDefinition:
     # A partitioned schedule runs the last *complete* day: at 06:00 on the 25th it computes
     # the 24th, so every number covers a whole day of CRM activity.
     return dg.build_schedule_from_partitioned_job(

@@ -72,7 +72,9 @@ class Settings(_Settings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone '{value}'; use an IANA name like Europe/Berlin") from exc
+            raise ValueError(
+                f"unknown timezone '{value}'; use an IANA name like Europe/Berlin"
+            ) from exc
         return value
 
     @field_validator("sources")

@@ -6,8 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from kr_metrics.definitions import DefinitionError, load_definitions
 from kr_metrics.metrics import METRICS
 
@@ -88,7 +88,9 @@ def test_unknown_metric_lists_the_known_ones(tmp_path):
 
 
 def test_filter_on_a_column_the_metric_cannot_see(tmp_path):
-    path = write(tmp_path, GOOD.replace("metric: nps\n", "metric: nps\n        where: {pipeline: x}\n"))
+    path = write(
+        tmp_path, GOOD.replace("metric: nps\n", "metric: nps\n        where: {pipeline: x}\n")
+    )
     (problem,) = problems_of(path)
     assert "cannot be filtered by 'pipeline'" in problem and ":15:" in problem
 
@@ -100,7 +102,9 @@ def test_team_objective_needs_a_team(tmp_path):
 
 
 def test_aligns_to_must_exist(tmp_path):
-    path = write(tmp_path, GOOD.replace("level: company", "level: team\n    team: x\n    aligns_to: nope"))
+    path = write(
+        tmp_path, GOOD.replace("level: company", "level: team\n    team: x\n    aligns_to: nope")
+    )
     (problem,) = problems_of(path)
     assert "aligns_to 'nope'" in problem
 
@@ -119,6 +123,9 @@ def test_bad_relative_target(tmp_path):
 
 
 def test_bad_timezone_and_dates(tmp_path):
-    path = write(tmp_path, GOOD.replace("Europe/Berlin", "Mars/Olympus").replace("end: 2026-12-31", "end: 2026-09-01"))
+    path = write(
+        tmp_path,
+        GOOD.replace("Europe/Berlin", "Mars/Olympus").replace("end: 2026-12-31", "end: 2026-09-01"),
+    )
     problems = problems_of(path)
     assert any("unknown timezone 'Mars/Olympus'" in p for p in problems)

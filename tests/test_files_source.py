@@ -6,7 +6,14 @@ import pandas as pd
 import pytest
 
 from connectors.files import FilesSource, SourceError
-from connectors.schema import CANONICAL_TABLES, DEALS, NPS_RESPONSES, SchemaError, check_frame, conform
+from connectors.schema import (
+    CANONICAL_TABLES,
+    DEALS,
+    NPS_RESPONSES,
+    SchemaError,
+    check_frame,
+    conform,
+)
 from connectors.staging import read_quarantine, read_staged
 
 DEALS_CSV = """\

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from conftest import canonical
+
 from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.engine import prepare, window_for
 from kr_metrics.metrics import METRICS, scope_for
@@ -16,7 +16,9 @@ CYCLE_END = dt.date(2026, 12, 31)
 AS_OF = dt.date(2026, 11, 15)
 
 
-def deal(deal_id, customer, *, won=None, close=None, amount=1000.0, deleted=False, team="sales-dach"):
+def deal(
+    deal_id, customer, *, won=None, close=None, amount=1000.0, deleted=False, team="sales-dach"
+):
     closed = won is not None
     return {
         "deal_id": deal_id, "customer_id": customer, "team": team,
@@ -75,7 +77,9 @@ def test_revenue_per_existing_customer_divides_existing_revenue_by_existing_cust
 def test_revenue_per_existing_customer_applies_filters_to_deals_and_customers():
     deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
              deal("d2", "B", won=True, close="2026-10-06", amount=300)]  # fmt: skip
-    result = compute("revenue_per_existing_customer", deals, CUSTOMERS_ABC, where={"region": "UK&I"})
+    result = compute(
+        "revenue_per_existing_customer", deals, CUSTOMERS_ABC, where={"region": "UK&I"}
+    )
     assert (result.numerator, result.denominator, result.value) == (300, 1, 300)
 
 
@@ -112,7 +116,9 @@ def test_nps_window_uses_the_reporting_timezone():
 
 
 def test_nps_without_responses_is_null():
-    result = compute("nps", responses=[response("old", 9, "2026-03-01T10:00:00Z")], customers=[customer("A")])
+    result = compute(
+        "nps", responses=[response("old", 9, "2026-03-01T10:00:00Z")], customers=[customer("A")]
+    )
     assert result.value is None
     assert result.sample_size == 0
 

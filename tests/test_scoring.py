@@ -62,7 +62,11 @@ def test_reaching_the_success_grade_is_on_track_even_early():
 
 def test_kpi_health_against_its_range():
     frame = pd.DataFrame(
-        {"value": [0.3, 0.1, None], "healthy_min": [0.2, 0.2, 0.2], "healthy_max": [None, None, None]}
+        {
+            "value": [0.3, 0.1, None],
+            "healthy_min": [0.2, 0.2, 0.2],
+            "healthy_max": [None, None, None],
+        }
     )
     frame = frame.astype("float64")
     assert kpi_health(frame).tolist() == ["healthy", "unhealthy", "no_data"]
