@@ -219,8 +219,13 @@ def demo(obj: Context, output_format: str) -> None:
     say(f"Demo org written to {folder}: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
     engine = flow.open_database(settings)
     reports = flow.sync_sources(settings, engine, only="demo")
-    quarantined = sum(r.quarantined for r in reports)
-    say(f"Synced into staging; {quarantined} bad records quarantined (see `krpulse sync`).")
+    reasons = [
+        f"{r.object}: {reason} ({n})" for r in reports for reason, n in r.quarantine_reasons.items()
+    ]
+    say(
+        f"Synced into staging; {len(reasons)} kinds of bad records quarantined, not counted: "
+        + "; ".join(reasons)
+    )
     definitions = flow.load_definition_set(settings)
     cycle = next(iter(definitions.cycles_at(demo_org.DEMO_AS_OF)), None)
     if cycle is None:
