@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.base import SourceError
 from connectors.money import home_amounts
 from connectors.schema import (
     CUSTOMERS,
@@ -26,10 +27,6 @@ OPTIONAL_FILES = (OWNERS, FX_RATES)
 SYNC_ORDER = (FX_RATES, OWNERS, CUSTOMERS, DEALS, NPS_RESPONSES)
 
 
-class SourceError(RuntimeError):
-    """A source cannot be read at all (missing folder or file, unreadable file)."""
-
-
 @dataclass(frozen=True)
 class FilesSource:
     """A folder holding `deals.csv` (or `.parquet`), `customers`, `nps_responses`, ... files.
@@ -40,6 +37,7 @@ class FilesSource:
 
     name: str
     path: Path
+    objects: tuple[str, ...] = SYNC_ORDER
 
     def file_for(self, table: str) -> Path | None:
         for suffix in (".parquet", ".csv"):

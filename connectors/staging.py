@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import sqlalchemy as sa
@@ -71,6 +72,9 @@ class SyncReport:
     quarantined: int
     quarantine_reasons: dict[str, int]
     cursor: str | None
+    api_calls: int = 0
+    # Source-specific facts worth recording (e.g. Salesforce API usage); never secrets.
+    details: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -145,29 +149,12 @@ def merge_snapshot(
 
     upsert(conn, sa_table, _records(changed, table) + _records(deleted, table))
 
-    now = dt.datetime.now(dt.UTC)
     conn.execute(
         sa.delete(quarantine_table).where(
             quarantine_table.c.source == source, quarantine_table.c.table_name == table
         )
     )
-    if not quarantined.empty:
-        id_col = spec.id_column
-        rows = [
-            {
-                "source": source,
-                "table_name": table,
-                "record_id": rec.get(id_col) if id_col else None,
-                "reason": rec["reason"],
-                "record": json.dumps({k: v for k, v in rec.items() if k != "reason"}, default=str),
-                "quarantined_at": now,
-            }
-            for rec in quarantined.astype(object)
-            .where(quarantined.notna(), None)
-            .to_dict("records")
-        ]
-        conn.execute(sa.insert(quarantine_table), rows)
-
+    _insert_quarantine(conn, table, source, quarantined)
     cursor = None
     if "last_modified_at" in snapshot.columns and snapshot["last_modified_at"].notna().any():
         cursor = snapshot["last_modified_at"].max().to_pydatetime()
@@ -178,25 +165,142 @@ def merge_snapshot(
         changed=len(changed),
         deleted=len(deleted),
         quarantined=len(quarantined),
-        quarantine_reasons=(
-            quarantined["reason"].value_counts().to_dict() if not quarantined.empty else {}
-        ),
+        quarantine_reasons=_reasons(quarantined),
         cursor=cursor.isoformat() if cursor else None,
     )
-    state = {
-        "source": source,
-        "object": table,
-        "cursor": cursor,
-        "last_synced_at": now,
-        "last_report": json.dumps(report.as_dict()),
-    }
+    write_cursor(conn, source, table, cursor, report)
+    return report
+
+
+def merge_changes(
+    conn: sa.Connection,
+    table: str,
+    changed: pd.DataFrame,
+    *,
+    source: str,
+    quarantined: pd.DataFrame,
+    cursor: dt.datetime | None,
+    deleted_ids: Sequence[str] = (),
+    fetched: int | None = None,
+    api_calls: int = 0,
+    details: dict | None = None,
+) -> SyncReport:
+    """Merge an incremental extraction into staging, inside the caller's transaction.
+
+    `changed` holds canonical rows (deleted records may be among them with is_deleted=True);
+    `deleted_ids` are ids known only to be gone. Rows are upserted by (source, id); quarantine
+    entries of the records seen in this run are replaced, so a record fixed in the CRM leaves
+    quarantine on the next sync. The cursor is written in the same transaction: if the merge
+    rolls back, the cursor does too, and the next run fetches the same changes again.
+    """
+    spec = CANONICAL_TABLES[table]
+    sa_table = STAGING_TABLES[table]
+    id_col = spec.id_column
+    rows = _records(changed, table)
+    if deleted_ids and id_col:
+        known = set(changed[id_col]) if not changed.empty else set()
+        gone = [i for i in deleted_ids if i not in known]
+        if gone:
+            conn.execute(
+                sa.update(sa_table)
+                .where(sa_table.c.source == source, sa_table.c[id_col].in_(gone))
+                .values(is_deleted=True)
+            )
+    upsert(conn, sa_table, rows)
+    if id_col:
+        seen = [*(changed[id_col].dropna().tolist() if not changed.empty else [])]
+        if not quarantined.empty and id_col in quarantined:
+            seen += quarantined[id_col].dropna().tolist()
+        if seen:
+            conn.execute(
+                sa.delete(quarantine_table).where(
+                    quarantine_table.c.source == source,
+                    quarantine_table.c.table_name == table,
+                    quarantine_table.c.record_id.in_(seen),
+                )
+            )
+    _insert_quarantine(conn, table, source, quarantined)
+    deleted_count = len(deleted_ids)
+    if "is_deleted" in changed.columns and not changed.empty:
+        deleted_count += int(changed["is_deleted"].fillna(False).sum())
+    report = SyncReport(
+        source=source,
+        object=table,
+        fetched=fetched if fetched is not None else len(changed) + len(quarantined),
+        changed=len(changed),
+        deleted=deleted_count,
+        quarantined=len(quarantined),
+        quarantine_reasons=_reasons(quarantined),
+        cursor=cursor.isoformat() if cursor else None,
+        api_calls=api_calls,
+        details=details or {},
+    )
+    write_cursor(conn, source, table, cursor, report)
+    return report
+
+
+def _reasons(quarantined: pd.DataFrame) -> dict[str, int]:
+    if quarantined.empty:
+        return {}
+    return {str(k): int(v) for k, v in quarantined["reason"].value_counts().items()}
+
+
+def _insert_quarantine(
+    conn: sa.Connection, table: str, source: str, quarantined: pd.DataFrame
+) -> None:
+    if quarantined.empty:
+        return
+    id_col = CANONICAL_TABLES[table].id_column
+    now = dt.datetime.now(dt.UTC)
+    records = quarantined.astype(object).where(quarantined.notna(), None).to_dict("records")
+    conn.execute(
+        sa.insert(quarantine_table),
+        [
+            {
+                "source": source,
+                "table_name": table,
+                "record_id": rec.get(id_col) if id_col else None,
+                "reason": rec["reason"],
+                "record": json.dumps({k: v for k, v in rec.items() if k != "reason"}, default=str),
+                "quarantined_at": now,
+            }
+            for rec in records
+        ],
+    )
+
+
+def read_cursor(conn: sa.Connection, source: str, table: str) -> dt.datetime | None:
+    """The (source, object) cursor: the newest last-modified time merged so far, or None."""
+    value = conn.execute(
+        sa.select(sync_state_table.c.cursor).where(
+            sync_state_table.c.source == source, sync_state_table.c.object == table
+        )
+    ).scalar_one_or_none()
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC
+    return value
+
+
+def write_cursor(
+    conn: sa.Connection, source: str, table: str, cursor: dt.datetime | None, report: SyncReport
+) -> None:
     conn.execute(
         sa.delete(sync_state_table).where(
             sync_state_table.c.source == source, sync_state_table.c.object == table
         )
     )
-    conn.execute(sa.insert(sync_state_table), [state])
-    return report
+    conn.execute(
+        sa.insert(sync_state_table),
+        [
+            {
+                "source": source,
+                "object": table,
+                "cursor": cursor,
+                "last_synced_at": dt.datetime.now(dt.UTC),
+                "last_report": json.dumps(report.as_dict(), default=str),
+            }
+        ],
+    )
 
 
 def read_quarantine(conn: sa.Connection | sa.Engine, *, source: str | None = None) -> pd.DataFrame:

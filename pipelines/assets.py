@@ -28,38 +28,48 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) ->
     return dg.MetadataValue.md(frame[columns].head(limit).to_markdown(index=False, floatfmt=".3g"))
 
 
-def build_sync_asset(source_name: str, source_type: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=sync_asset_key(source_name),
-        group_name=EXTRACT_GROUP,
-        kinds={source_type, "sqlalchemy"},
-        owners=OWNERS,
-        description=f"Canonical deals, customers and NPS responses of source '{source_name}' "
-        "merged into the staging tables; bad records quarantined with their reason.",
+def build_sync_assets(
+    source_name: str, source_type: str, objects: tuple[str, ...]
+) -> dg.AssetsDefinition:
+    """One asset per (source, object), materialised together by one sync of the source."""
+
+    @dg.multi_asset(
+        name=f"sync_{source_name.replace('-', '_')}",
+        specs=[
+            dg.AssetSpec(
+                key=sync_asset_key(source_name, obj),
+                group_name=EXTRACT_GROUP,
+                kinds={source_type, "sqlalchemy"},
+                owners=OWNERS,
+                description=f"Canonical {obj} of source '{source_name}' merged into the staging "
+                "tables; bad records quarantined with their reason.",
+            )
+            for obj in objects
+        ],
+        can_subset=False,
     )
-    def sync_source(
-        context: dg.AssetExecutionContext, krpulse: KrpulseResource
-    ) -> dg.MaterializeResult:
+    def sync_source(context: dg.AssetExecutionContext, krpulse: KrpulseResource):
         settings = krpulse.settings()
         reports = flow.sync_sources(settings, krpulse.engine(), only=source_name)
         for report in reports:
             context.log.info(
-                f"{report.object}: {report.fetched} fetched, {report.changed} changed, "
-                f"{report.deleted} deleted, {report.quarantined} quarantined"
+                f"{source_name}/{report.object}: {report.fetched} fetched, {report.changed} changed, "
+                f"{report.deleted} deleted, {report.quarantined} quarantined, "
+                f"{report.api_calls} API calls"
             )
-        table = pd.DataFrame([r.as_dict() for r in reports])
-        return dg.MaterializeResult(
-            metadata={
-                "rows_fetched": int(table["fetched"].sum()),
-                "rows_changed": int(table["changed"].sum()),
-                "rows_deleted": int(table["deleted"].sum()),
-                "rows_quarantined": int(table["quarantined"].sum()),
-                "api_calls": 0,
-                "objects": _markdown_table(
-                    table, ["object", "fetched", "changed", "deleted", "quarantined", "cursor"]
-                ),
-            }
-        )
+            yield dg.MaterializeResult(
+                asset_key=sync_asset_key(source_name, report.object),
+                metadata={
+                    "rows_fetched": report.fetched,
+                    "rows_changed": report.changed,
+                    "rows_deleted": report.deleted,
+                    "rows_quarantined": report.quarantined,
+                    "quarantine_reasons": dg.MetadataValue.json(report.quarantine_reasons),
+                    "api_calls": report.api_calls,
+                    "cursor": report.cursor or "",
+                    **{k: v for k, v in report.details.items() if isinstance(v, int | float | str)},
+                },
+            )
 
     return sync_source
 
@@ -67,7 +77,11 @@ def build_sync_asset(source_name: str, source_type: str) -> dg.AssetsDefinition:
 def build_value_assets(
     partitions: dg.PartitionsDefinition, settings: Settings
 ) -> dg.AssetsDefinition:
-    sync_keys = [dg.AssetKey(sync_asset_key(s.name)) for s in settings.sources]
+    sync_keys = [
+        dg.AssetKey(sync_asset_key(s.name, obj))
+        for s in settings.sources
+        for obj in flow.source_for(settings, s).objects
+    ]
 
     @dg.multi_asset(
         outs={

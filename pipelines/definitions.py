@@ -8,7 +8,7 @@ import os
 import dagster as dg
 
 from pipelines import flow
-from pipelines.assets import build_progress_asset, build_sync_asset, build_value_assets
+from pipelines.assets import build_progress_asset, build_sync_assets, build_value_assets
 from pipelines.checks import build_gate_checks
 from pipelines.resources import KrpulseResource
 from pipelines.schedules import build_daily_job, build_daily_schedule
@@ -38,7 +38,10 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[
-            *(build_sync_asset(s.name, s.type) for s in settings.sources),
+            *(
+                build_sync_assets(s.name, s.type, flow.source_for(settings, s).objects)
+                for s in settings.sources
+            ),
             build_value_assets(partitions, settings),
             build_progress_asset(partitions),
         ],

@@ -13,5 +13,5 @@ DAILY_SCHEDULE = "daily_kr_schedule"
 OWNERS = ["team:sales-ops"]
 
 
-def sync_asset_key(source: str) -> list[str]:
-    return ["staging", source]
+def sync_asset_key(source: str, obj: str) -> list[str]:
+    return ["staging", source, obj]

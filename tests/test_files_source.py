@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from connectors.files import FilesSource, SourceError
+from connectors.base import SourceError
+from connectors.files import FilesSource
 from connectors.schema import (
     CANONICAL_TABLES,
     DEALS,
