@@ -9,18 +9,21 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Key = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
-FilterValue = str | int | float | bool | list[str | int | float | bool]
+MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)]
+Scalar = str | int | float | bool
+FilterValue = Scalar | list[Scalar] | dict[Literal["not"], Scalar | list[Scalar]]
+Filters = dict[str, FilterValue]
 _RELATIVE_TARGET = re.compile(r"^\s*([+-])\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_QUARTER_KEY = re.compile(r"^(\d{4})-Q([1-4])$")
+_MONTH_KEY = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_ROLLING = re.compile(r"^rolling_(\d{1,4})d$")
+PREVIOUS_CYCLE = "previous_cycle"
 
 
 class Level(StrEnum):
@@ -39,11 +42,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _month_end(year: int, month: int) -> dt.date:
+    first_of_next = dt.date(year + month // 12, month % 12 + 1, 1)
+    return first_of_next - dt.timedelta(days=1)
+
+
 class Cycle(_Model):
+    """One OKR cycle. `key: 2026-Q4` or `key: 2026-11` implies its dates; otherwise give them."""
+
     key: Key
     start: dt.date
     end: dt.date
     timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dates_from_key(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or ("start" in data and "end" in data):
+            return data
+        key = str(data.get("key", ""))
+        if match := _QUARTER_KEY.match(key):
+            year, quarter = int(match.group(1)), int(match.group(2))
+            start = dt.date(year, 3 * quarter - 2, 1)
+            end = _month_end(year, 3 * quarter)
+        elif match := _MONTH_KEY.match(key):
+            year, month = int(match.group(1)), int(match.group(2))
+            start, end = dt.date(year, month, 1), _month_end(year, month)
+        else:
+            raise ValueError(
+                f"cycle '{key}' needs `start` and `end` dates, or a key like 2026-Q4 (quarter) "
+                "or 2026-11 (month) that implies them"
+            )
+        return {**data, "start": data.get("start", start), "end": data.get("end", end)}
 
     @field_validator("timezone")
     @classmethod
@@ -69,17 +99,70 @@ class Cycle(_Model):
     def contains(self, day: dt.date) -> bool:
         return self.start <= day <= self.end
 
+    def previous(self) -> tuple[dt.date, dt.date]:
+        """Dates of the cycle before this one: the previous quarter or month, else same length."""
+        if _QUARTER_KEY.match(self.key) or _MONTH_KEY.match(self.key):
+            end = self.start - dt.timedelta(days=1)
+            months = 3 if _QUARTER_KEY.match(self.key) else 1
+            month_index = end.year * 12 + end.month - 1 - (months - 1)
+            return dt.date(month_index // 12, month_index % 12 + 1, 1), end
+        return self.start - dt.timedelta(days=self.days), self.start - dt.timedelta(days=1)
+
+
+class Milestone(_Model):
+    """A phased target: the value the KR should have reached by `date`."""
+
+    date: dt.date
+    target: float
+
+
+def window_days(window: str) -> int | None:
+    """`rolling_90d` -> 90; `cycle` -> None."""
+    match = _ROLLING.match(window)
+    return int(match.group(1)) if match else None
+
+
+def _check_window(value: str) -> str:
+    if value != "cycle" and not _ROLLING.match(value):
+        raise ValueError(f"window '{value}' is not `cycle` or `rolling_<days>d` (e.g. rolling_90d)")
+    if value != "cycle" and window_days(value) == 0:
+        raise ValueError("a rolling window needs at least one day")
+    return value
+
 
 class KeyResult(_Model):
     key: Key
     title: str
-    metric: str
-    where: dict[str, FilterValue] = Field(default_factory=dict)
-    baseline: float
+    metric: str = Field(description="A built-in metric (see docs/metrics.md) or a custom one.")
+    where: Filters = Field(
+        default_factory=dict,
+        description="Canonical columns of the deal or its customer: a value, a list of values, "
+        "or {not: value-or-list}.",
+    )
+    baseline: float | Literal["previous_cycle"] = Field(
+        description="A number, or `previous_cycle`: the same metric over the previous cycle."
+    )
     target: float | str = Field(
         description="An absolute number, or a change relative to the baseline such as '+20%'."
     )
     unit: str | None = None
+    window: str = Field(default="cycle", description="`cycle` (default) or `rolling_<days>d`.")
+    basis: Literal["count", "amount"] = Field(
+        default="count", description="win_rate only: count deals (default) or weigh by amount."
+    )
+    milestones: list[Milestone] = Field(default_factory=list, description="Phased targets.")
+
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, value: str) -> str:
+        return _check_window(value)
+
+    @model_validator(mode="after")
+    def _milestones_in_order(self) -> KeyResult:
+        dates = [m.date for m in self.milestones]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("milestones must have distinct dates in ascending order")
+        return self
 
     @field_validator("target")
     @classmethod
@@ -91,14 +174,24 @@ class KeyResult(_Model):
         return value
 
     @property
-    def target_value(self) -> float:
-        """The absolute target: '+20%' means 1.2 × baseline."""
+    def baseline_is_computed(self) -> bool:
+        return self.baseline == PREVIOUS_CYCLE
+
+    def target_for(self, baseline: float | None) -> float | None:
+        """The absolute target: '+20%' means 1.2 × baseline; None while the baseline is unknown."""
         if isinstance(self.target, str):
+            if baseline is None:
+                return None
             match = _RELATIVE_TARGET.match(self.target)
             assert match is not None  # guaranteed by the validator
             sign = 1.0 if match.group(1) == "+" else -1.0
-            return self.baseline * (1.0 + sign * float(match.group(2)) / 100.0)
+            return baseline * (1.0 + sign * float(match.group(2)) / 100.0)
         return float(self.target)
+
+    @property
+    def target_value(self) -> float | None:
+        """The absolute target when the baseline is a number (None for `previous_cycle`)."""
+        return self.target_for(None if self.baseline_is_computed else float(self.baseline))
 
 
 class Objective(_Model):
@@ -136,17 +229,88 @@ class Kpi(_Model):
     title: str
     metric: str
     team: str | None = None
-    where: dict[str, FilterValue] = Field(default_factory=dict)
-    window_days: int = Field(default=90, ge=1, description="KPIs look back this many days.")
+    where: Filters = Field(default_factory=dict)
+    window: str = Field(default="rolling_90d", description="`rolling_<days>d` (default 90 days).")
+    basis: Literal["count", "amount"] = "count"
     healthy: HealthyRange
+
+    @field_validator("window")
+    @classmethod
+    def _rolling_only(cls, value: str) -> str:
+        _check_window(value)
+        if value == "cycle":
+            raise ValueError("a KPI is not tied to a cycle: use a rolling window like rolling_90d")
+        return value
+
+
+# --- custom metrics, MetricFlow-like ------------------------------------------------------------
+
+
+class SimpleMetric(_Model):
+    """An aggregation over one canonical column of one entity, with structured filters."""
+
+    name: MetricName
+    type: Literal["simple"]
+    description: str = ""
+    entity: Literal["deals", "nps_responses", "customers"] = "deals"
+    agg: Literal["sum", "count", "average", "min", "max", "count_distinct"]
+    expr: str | None = Field(default=None, description="The canonical column to aggregate.")
+    filter: Filters = Field(default_factory=dict)
+    date: str | None = Field(
+        default=None,
+        description="The date column the window applies to (deals: close_date; "
+        "nps_responses: submitted_day; customers: created_day).",
+    )
+    unit: Literal["currency", "count", "ratio", "score", "days", "number"] = "number"
+    min: float | None = Field(default=None, description="Smallest valid value (validation gate).")
+    max: float | None = Field(default=None, description="Largest valid value (validation gate).")
+
+    @model_validator(mode="after")
+    def _expr_unless_count(self) -> SimpleMetric:
+        if self.agg != "count" and not self.expr:
+            raise ValueError(f"agg '{self.agg}' needs `expr`: the column to aggregate")
+        return self
+
+
+class RatioMetric(_Model):
+    """numerator ÷ denominator, both metrics (built-in or custom)."""
+
+    name: MetricName
+    type: Literal["ratio"]
+    description: str = ""
+    numerator: MetricName
+    denominator: MetricName
+    unit: Literal["currency", "count", "ratio", "score", "days", "number"] = "ratio"
+    min: float | None = None
+    max: float | None = None
+
+
+class DerivedMetric(_Model):
+    """Arithmetic (+ − × ÷, numbers, parentheses) over other metrics; parsed, never eval'd."""
+
+    name: MetricName
+    type: Literal["derived"]
+    description: str = ""
+    expr: str = Field(description="e.g. 'won_revenue - existing_customer_revenue'")
+    metrics: list[MetricName] = Field(min_length=1)
+    unit: Literal["currency", "count", "ratio", "score", "days", "number"] = "number"
+    min: float | None = None
+    max: float | None = None
+
+
+CustomMetric = Annotated[SimpleMetric | RatioMetric | DerivedMetric, Field(discriminator="type")]
 
 
 class DefinitionsFile(_Model):
-    """One YAML file: a cycle with its objectives, and/or standing KPIs."""
+    """One YAML file: a cycle with its objectives, and/or standing KPIs, and/or custom metrics."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
     cycle: Cycle | None = None
     objectives: list[Objective] = Field(default_factory=list)
     kpis: list[Kpi] = Field(default_factory=list)
+    metrics: list[CustomMetric] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _objectives_need_cycle(self) -> DefinitionsFile:
@@ -156,7 +320,7 @@ class DefinitionsFile(_Model):
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading with line numbers
+# The merged result and its problems
 
 
 @dataclass(frozen=True)
@@ -165,6 +329,7 @@ class Problem:
     line: int | None
     message: str
     severity: str = "error"
+    code: str = ""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -186,6 +351,12 @@ class LoadedObjective:
     file: str
 
 
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int | None
+
+
 @dataclass
 class DefinitionSet:
     """All definitions found under a path, merged; keys are unique within their kind."""
@@ -193,7 +364,12 @@ class DefinitionSet:
     cycles: dict[str, Cycle] = field(default_factory=dict)
     objectives: list[LoadedObjective] = field(default_factory=list)
     kpis: list[Kpi] = field(default_factory=list)
+    custom_metrics: list[SimpleMetric | RatioMetric | DerivedMetric] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    # Where each thing was defined: ("kr", cycle/key), ("objective", cycle/key), ("kpi", key),
+    # ("metric", name), with sub-keys like ("kr", cycle/key, "target") for single fields.
+    locations: dict[tuple[str, ...], Location] = field(default_factory=dict)
+    library: dict[str, Any] = field(default_factory=dict)  # metric name -> MetricSpec
 
     def cycles_at(self, day: dt.date) -> list[Cycle]:
         return [c for c in self.cycles.values() if c.contains(day)]
@@ -203,6 +379,17 @@ class DefinitionSet:
             for kr in loaded.objective.key_results:
                 yield loaded, kr
 
+    def find_key_result(self, key: str, cycle: str | None = None) -> tuple[LoadedObjective, KeyResult]:
+        matches = [
+            (lo, kr) for lo, kr in self.key_results() if kr.key == key and cycle in (None, lo.cycle.key)
+        ]
+        if not matches:
+            raise KeyError(f"no key result '{key}'" + (f" in cycle {cycle}" if cycle else ""))
+        if len(matches) > 1:
+            cycles = ", ".join(lo.cycle.key for lo, _ in matches)
+            raise KeyError(f"key result '{key}' exists in several cycles ({cycles}): name the cycle")
+        return matches[0]
+
 
 def definition_version(*parts: BaseModel) -> str:
     """A short content hash: the same definition always gives the same version."""
@@ -210,198 +397,8 @@ def definition_version(*parts: BaseModel) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest YAML node that `loc` (a pydantic error location) reaches."""
-    line = None
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
-            break
-    return line
+def load_definitions(path: Any, **kwargs: Any) -> DefinitionSet:
+    """Load and check every YAML file under `path` (see kr_metrics.loader)."""
+    from kr_metrics.loader import load_definitions as load
 
-
-def _describe(error: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = f"unknown key '{error['loc'][-1]}' (check its spelling)"
-        loc = ".".join(str(p) for p in error["loc"][:-1])
-    elif error["type"] == "missing":
-        message = f"missing required key '{error['loc'][-1]}'"
-        loc = ".".join(str(p) for p in error["loc"][:-1])
-    return f"{loc}: {message}" if loc else message
-
-
-def _parse_file(path: Path, display: str) -> tuple[DefinitionsFile | None, Any, list[Problem]]:
-    yaml = YAML(typ="rt")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"))
-    except MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        return None, None, [Problem(display, line, f"invalid YAML: {exc.problem}")]
-    except UnicodeDecodeError:
-        return None, None, [Problem(display, None, "not UTF-8 text")]
-    if data is None:
-        return None, None, [Problem(display, None, "file is empty", "warning")]
-    if not isinstance(data, CommentedMap):
-        return (
-            None,
-            None,
-            [Problem(display, 1, "expected a mapping with `cycle`, `objectives`, `kpis`")],
-        )
-    data.pop("$schema", None)
-    try:
-        return DefinitionsFile.model_validate(data), data, []
-    except ValidationError as exc:
-        problems = [
-            Problem(display, _line_of(data, tuple(err["loc"])), _describe(err))
-            for err in exc.errors(include_url=False)
-        ]
-        return None, data, problems
-
-
-def definition_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-
-
-def load_definitions(
-    path: Path | str, *, known_metrics: dict[str, Any] | None = None
-) -> DefinitionSet:
-    """Load every YAML file under `path` into one DefinitionSet, or raise DefinitionError.
-
-    `known_metrics` maps metric names to an object with a `filter_columns` attribute; metric
-    names and `where` columns are then checked too, with the line of the offending key.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DefinitionError([Problem(str(path), None, "no such file or folder")])
-    files = definition_files(path)
-    if not files:
-        raise DefinitionError([Problem(str(path), None, "no .yaml definition files found")])
-
-    problems: list[Problem] = []
-    result = DefinitionSet()
-    seen: dict[tuple[str, str], str] = {}
-
-    def claim(kind: str, key: str, where: str, line: int | None, display: str) -> None:
-        if (kind, key) in seen:
-            problems.append(
-                Problem(
-                    display,
-                    line,
-                    f"duplicate {kind} key '{key}' (also defined at {seen[(kind, key)]})",
-                )
-            )
-        else:
-            seen[(kind, key)] = where
-
-    for file in files:
-        display = str(file)
-        parsed, raw, file_problems = _parse_file(file, display)
-        problems.extend(p for p in file_problems if p.severity == "error")
-        result.warnings.extend(p for p in file_problems if p.severity == "warning")
-        if parsed is None:
-            continue
-        if parsed.cycle is not None:
-            existing = result.cycles.get(parsed.cycle.key)
-            if existing is not None and existing != parsed.cycle:
-                problems.append(
-                    Problem(
-                        display,
-                        _line_of(raw, ("cycle",)),
-                        f"cycle '{parsed.cycle.key}' is defined differently in another file",
-                    )
-                )
-            result.cycles[parsed.cycle.key] = parsed.cycle
-        for i, objective in enumerate(parsed.objectives):
-            loc = ("objectives", i)
-            line = _line_of(raw, (*loc, "key"))
-            claim(
-                "objective",
-                f"{parsed.cycle.key}/{objective.key}",
-                f"{display}:{line}",
-                line,
-                display,
-            )
-            for j, kr in enumerate(objective.key_results):
-                kr_loc = (*loc, "key_results", j)
-                kr_line = _line_of(raw, (*kr_loc, "key"))
-                claim(
-                    "key result",
-                    f"{parsed.cycle.key}/{kr.key}",
-                    f"{display}:{kr_line}",
-                    kr_line,
-                    display,
-                )
-                if kr.target_value == kr.baseline:
-                    problems.append(
-                        Problem(
-                            display,
-                            _line_of(raw, (*kr_loc, "target")),
-                            f"target equals baseline for KR '{kr.key}'; a KR must move",
-                        )
-                    )
-                problems.extend(
-                    _check_metric(kr.metric, kr.where, raw, kr_loc, display, known_metrics)
-                )
-            result.objectives.append(LoadedObjective(parsed.cycle, objective, display))
-        for i, kpi in enumerate(parsed.kpis):
-            line = _line_of(raw, ("kpis", i, "key"))
-            claim("KPI", kpi.key, f"{display}:{line}", line, display)
-            problems.extend(
-                _check_metric(kpi.metric, kpi.where, raw, ("kpis", i), display, known_metrics)
-            )
-            result.kpis.append(kpi)
-
-    for loaded in result.objectives:
-        target = loaded.objective.aligns_to
-        if target and ("objective", f"{loaded.cycle.key}/{target}") not in seen:
-            problems.append(
-                Problem(
-                    loaded.file,
-                    None,
-                    f"objective '{loaded.objective.key}' aligns_to '{target}', which is not an "
-                    f"objective of cycle {loaded.cycle.key}",
-                )
-            )
-    if problems:
-        raise DefinitionError(problems)
-    return result
-
-
-def _check_metric(
-    metric: str,
-    where: dict[str, Any],
-    raw: Any,
-    loc: tuple[Any, ...],
-    display: str,
-    known_metrics: dict[str, Any] | None,
-) -> list[Problem]:
-    if known_metrics is None:
-        return []
-    if metric not in known_metrics:
-        return [
-            Problem(
-                display,
-                _line_of(raw, (*loc, "metric")),
-                f"unknown metric '{metric}'; known metrics: {', '.join(sorted(known_metrics))}",
-            )
-        ]
-    allowed = known_metrics[metric].filter_columns
-    return [
-        Problem(
-            display,
-            _line_of(raw, (*loc, "where", column)),
-            f"metric '{metric}' cannot be filtered by '{column}'; "
-            f"filter columns: {', '.join(sorted(allowed))}",
-        )
-        for column in where
-        if column not in allowed
-    ]
+    return load(path, **kwargs)

@@ -1,20 +1,24 @@
-"""The engine: every KR and KPI of the definitions, for one as-of date, from canonical frames."""
+"""The engine: every KR and KPI of the definitions, for one day or a date range, in one pass."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from kr_metrics.definitions import DefinitionSet, definition_version
-from kr_metrics.metrics import METRICS, PreparedData, Scope, Window, scope_for
+from kr_metrics.definitions import DefinitionSet, KeyResult, definition_version, window_days
+from kr_metrics.expressions import evaluate as evaluate_expression
+from kr_metrics.metrics import METRICS, MetricResult, MetricSpec, PreparedData, Scope, Window, scope_for
 
 VALUE_COLUMNS = [
-    "kind", "cycle", "objective", "key", "title", "team", "level", "ambition", "metric",
+    "as_of", "kind", "cycle", "objective", "key", "title", "team", "level", "ambition", "metric",
     "value", "numerator", "denominator", "sample_size", "baseline", "target", "unit",
     "healthy_min", "healthy_max", "cycle_start", "cycle_end", "window_start", "window_end",
-    "definition_version",
+    "milestones", "definition_version",
 ]  # fmt: skip
 
 
@@ -25,25 +29,26 @@ def prepare(
     *,
     timezone: str,
 ) -> PreparedData:
-    """Drop deleted rows and join customer attributes once, for all metrics of a run."""
+    """Drop deleted rows, join customer attributes and compute local days, once per run."""
     deals = deals[~deals["is_deleted"].fillna(False)]
     customers = customers[~customers["is_deleted"].fillna(False)].reset_index(drop=True)
     responses = nps_responses[~nps_responses["is_deleted"].fillna(False)]
 
-    attributes = customers[
-        ["source", "customer_id", "segment", "region", "industry", "team", "owner_id"]
-    ]
+    def local_day(stamps: pd.Series) -> pd.Series:
+        # Windows are reporting-timezone days: 23:30 UTC on 31 Dec is already January in Berlin.
+        return stamps.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
+
+    attributes = customers[["source", "customer_id", "segment", "region", "industry", "team", "owner_id"]]
     deal_view = deals.merge(
         attributes.rename(columns={"team": "customer_team", "owner_id": "customer_owner_id"}),
         on=["source", "customer_id"],
         how="left",
     )
+    deal_view["created_day"] = local_day(deal_view["created_at"])
+    deal_view["close_date"] = deal_view["close_date"].astype("datetime64[ns]")
     response_view = responses.merge(attributes, on=["source", "customer_id"], how="left")
-    # NPS windows are reporting-timezone days: a response at 23:30 UTC on 31 Dec is already
-    # January in Berlin.
-    response_view["submitted_date"] = (
-        response_view["submitted_at"].dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
-    )
+    response_view["submitted_day"] = local_day(response_view["submitted_at"])
+    customers = customers.assign(created_day=local_day(customers["created_at"]))
     return PreparedData(
         deals=deal_view.reset_index(drop=True),
         customers=customers,
@@ -57,66 +62,233 @@ def window_for(start: dt.date, end: dt.date, as_of: dt.date) -> Window:
     return Window(start=start, end=min(as_of, end), cycle_start=start)
 
 
-def evaluate(definitions: DefinitionSet, data: PreparedData, as_of: dt.date) -> pd.DataFrame:
-    """One row per KR of every cycle running on `as_of`, and one per KPI; see VALUE_COLUMNS."""
+def rolling_window(days: int, as_of: dt.date) -> Window:
+    start = as_of - dt.timedelta(days=days - 1)
+    return Window(start=start, end=as_of, cycle_start=start)
+
+
+@dataclass
+class Series:
+    """A metric's values over a list of windows, as arrays aligned with the windows."""
+
+    value: np.ndarray
+    numerator: np.ndarray
+    denominator: np.ndarray
+    sample: np.ndarray
+
+
+def _day_index(days: pd.Series, origin: np.datetime64) -> np.ndarray:
+    """Whole days since `origin`; undated events (NaT) land far before it and are never counted."""
+    values = days.to_numpy(dtype="datetime64[ns]")
+    undated = np.isnat(values)
+    index = (np.where(undated, origin, values) - origin) // np.timedelta64(1, "D")
+    return np.where(undated, np.iinfo(np.int64).min // 2, index.astype(np.int64))
+
+
+def _additive_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows: Sequence[Window],
+                     basis: str) -> Series:  # fmt: skip
+    """Sum dated events over each window with one cumulative sum per anchor (cycle start)."""
+    n_windows = len(windows)
+    value = np.full(n_windows, np.nan)
+    numerator = np.full(n_windows, np.nan)
+    denominator = np.full(n_windows, np.nan)
+    sample = np.zeros(n_windows)
+    anchors = pd.Series([w.cycle_start for w in windows])
+    groups = anchors.groupby(anchors).indices if spec.anchored else {None: np.arange(n_windows)}
+    for anchor, positions in groups.items():
+        events = spec.events(data, scope, anchor or windows[positions[0]].cycle_start, basis)
+        starts = np.array([np.datetime64(windows[i].start, "D") for i in positions])
+        ends = np.array([np.datetime64(windows[i].end, "D") for i in positions])
+        origin = starts.min().astype("datetime64[ns]")
+        length = int((ends.max() - starts.min()).astype(int)) + 1
+        idx = _day_index(events.day, origin)
+        undated = idx == np.iinfo(np.int64).min // 2
+        inside = (idx >= 0) & (idx < length)
+        before = (idx < 0) & ~undated
+
+        def cumulative(weights: np.ndarray | None) -> tuple[np.ndarray, float]:
+            w = np.ones(len(idx)) if weights is None else np.asarray(weights, dtype="float64")
+            daily = np.bincount(idx[inside], weights=w[inside], minlength=length)
+            return np.concatenate([[0.0], np.cumsum(daily)]), float(w[before].sum())
+
+        num_c, num_open = cumulative(events.num)
+        den_c, den_open = cumulative(events.den) if events.den is not None else (None, 0.0)
+        n_c, n_open = cumulative(events.n)
+        a = ((starts - starts.min()).astype(int)).astype(np.int64)
+        b = ((ends - starts.min()).astype(int)).astype(np.int64) + 1
+        if spec.point_in_time:
+            num = num_c[b] + num_open
+            cnt = n_c[b] + n_open
+            den = None
+        else:
+            num = num_c[b] - num_c[a]
+            cnt = n_c[b] - n_c[a]
+            den = den_c[b] - den_c[a] if den_c is not None else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if spec.combine == "sum":
+                val, dnm = num, np.full(len(positions), np.nan)
+            elif spec.combine == "ratio":
+                dnm = den
+                val = np.where(den != 0, spec.scale * num / np.where(den != 0, den, 1), np.nan)
+            else:  # per_constant: one divisor for the whole window (e.g. existing customers)
+                constant = events.den_constant or 0.0
+                dnm = np.full(len(positions), constant)
+                val = np.full(len(positions), np.nan) if constant == 0 else num / constant
+                cnt = dnm
+        value[positions] = val
+        numerator[positions] = num
+        denominator[positions] = dnm
+        sample[positions] = cnt
+    return Series(value, numerator, denominator, sample)
+
+
+def _reduced_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows: Sequence[Window],
+                    basis: str) -> Series:  # fmt: skip
+    """min / max / count_distinct cannot be summed across days: reduce each window's events."""
+    events = spec.events(data, scope, windows[0].cycle_start, basis)
+    days = events.day.to_numpy(dtype="datetime64[ns]")
+    values = pd.Series(events.num)
+    out = np.full(len(windows), np.nan)
+    sample = np.zeros(len(windows))
+    for i, window in enumerate(windows):  # one reduction per window (day), not per row
+        inside = (days >= np.datetime64(window.start)) & (days <= np.datetime64(window.end))
+        chosen = values[inside]
+        sample[i] = len(chosen)
+        if spec.reduce == "count_distinct":
+            out[i] = chosen.nunique()
+        elif len(chosen):
+            out[i] = chosen.min() if spec.reduce == "min" else chosen.max()
+    return Series(out, out.copy(), np.full(len(windows), np.nan), sample)
+
+
+def metric_series(spec: MetricSpec, library: dict[str, MetricSpec], data: PreparedData, scope: Scope,
+                  windows: Sequence[Window], *, basis: str = "count") -> Series:  # fmt: skip
+    """`spec` over each window, for one scope: the single computation both modes share."""
+    if spec.filters:
+        own = scope_for(data, spec.filters)
+        scope = Scope(scope.deals & own.deals, scope.customers & own.customers,
+                      scope.nps_responses & own.nps_responses)  # fmt: skip
+    if spec.combine in ("metric_ratio", "derived"):
+        inputs = {name: metric_series(library[name], library, data, scope, windows, basis=basis)
+                  for name in spec.inputs}  # fmt: skip
+        if spec.combine == "metric_ratio":
+            num, den = inputs[spec.inputs[0]].value, inputs[spec.inputs[1]].value
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
+            return Series(value, num, den, inputs[spec.inputs[1]].sample)
+        value = evaluate_expression(spec.expression, {k: v.value for k, v in inputs.items()})
+        value = np.broadcast_to(value, (len(windows),)).astype("float64")
+        sample = np.min(np.vstack([v.sample for v in inputs.values()]), axis=0)
+        return Series(value, value.copy(), np.full(len(windows), np.nan), sample)
+    if spec.reduce:
+        return _reduced_series(spec, data, scope, windows, basis)
+    return _additive_series(spec, data, scope, windows, basis)
+
+
+def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], data: PreparedData,
+                        scope: Scope, windows: Sequence[Window], *, basis: str = "count") -> list[MetricResult]:  # fmt: skip
+    series = metric_series(spec, library, data, scope, windows, basis=basis)
+
+    def number(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    return [
+        MetricResult(number(series.value[i]), number(series.numerator[i]), number(series.denominator[i]),
+                     int(series.sample[i]))  # fmt: skip
+        for i in range(len(windows))
+    ]
+
+
+def _cycle_windows(kr: KeyResult, cycle_start: dt.date, cycle_end: dt.date, days: list[dt.date]) -> list[Window]:
+    rolling = window_days(kr.window)
+    if rolling:
+        return [rolling_window(rolling, day) for day in days]
+    return [window_for(cycle_start, cycle_end, day) for day in days]
+
+
+def evaluate_history(definitions: DefinitionSet, data: PreparedData, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """One row per (day, KR of a cycle running that day) and per (day, KPI), start..end inclusive.
+
+    Each KR's whole date range comes from one cumulative pass over its events, so a 90-day
+    backfill costs about as much as a single day; filters shared by several KRs are evaluated
+    once. The numbers equal those of evaluating each day on its own.
+    """
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    library = definitions.library or METRICS
+    all_days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     scopes: dict[str, Scope] = {}
 
     def scope(where: dict) -> Scope:
-        # Several KRs usually share a filter (a team, a region): evaluate each filter once.
         cache_key = json.dumps(where, sort_keys=True, default=str)
         if cache_key not in scopes:
             scopes[cache_key] = scope_for(data, where)
         return scopes[cache_key]
 
-    rows = []
+    frames = []
     for loaded, kr in definitions.key_results():
         cycle, objective = loaded.cycle, loaded.objective
-        if not cycle.contains(as_of):
+        days = [d for d in all_days if cycle.contains(d)]
+        if not days:
             continue
-        window = window_for(cycle.start, cycle.end, as_of)
-        result = METRICS[kr.metric].compute(data, window, scope(kr.where))
-        rows.append(
-            {
-                "kind": "kr", "cycle": cycle.key, "objective": objective.key, "key": kr.key,
-                "title": kr.title, "team": objective.team or kr.where.get("team"),
-                "level": objective.level.value, "ambition": objective.ambition.value,
-                "metric": kr.metric, "value": result.value, "numerator": result.numerator,
-                "denominator": result.denominator, "sample_size": result.sample_size,
-                "baseline": kr.baseline, "target": kr.target_value, "unit": kr.unit,
-                "healthy_min": None, "healthy_max": None,
-                "cycle_start": cycle.start, "cycle_end": cycle.end,
-                "window_start": window.start, "window_end": window.end,
-                "definition_version": definition_version(cycle, objective.model_copy(
-                    update={"key_results": [kr]})),
-            }
-        )  # fmt: skip
+        spec = library[kr.metric]
+        kr_scope = scope(kr.where)
+        windows = _cycle_windows(kr, cycle.start, cycle.end, days)
+        series = metric_series(spec, library, data, kr_scope, windows, basis=kr.basis)
+        baseline = _baseline(kr, cycle, spec, library, data, kr_scope)
+        target = kr.target_for(baseline)
+        version = definition_version(cycle, objective.model_copy(update={"key_results": [kr]}))
+        frames.append(pd.DataFrame({
+            "as_of": days, "kind": "kr", "cycle": cycle.key, "objective": objective.key, "key": kr.key,
+            "title": kr.title, "team": objective.team or _team_filter(kr.where),
+            "level": objective.level.value, "ambition": objective.ambition.value, "metric": kr.metric,
+            "value": series.value, "numerator": series.numerator, "denominator": series.denominator,
+            "sample_size": series.sample, "baseline": baseline, "target": target, "unit": kr.unit,
+            "healthy_min": np.nan, "healthy_max": np.nan, "cycle_start": cycle.start, "cycle_end": cycle.end,
+            "window_start": [w.start for w in windows], "window_end": [w.end for w in windows],
+            "milestones": json.dumps([[m.date.isoformat(), m.target] for m in kr.milestones]) if kr.milestones else None,
+            "definition_version": version,
+        }))  # fmt: skip
     for kpi in definitions.kpis:
-        start = as_of - dt.timedelta(days=kpi.window_days - 1)
-        window = window_for(start, as_of, as_of)
-        result = METRICS[kpi.metric].compute(data, window, scope(kpi.where))
-        rows.append(
-            {
-                "kind": "kpi", "cycle": None, "objective": None, "key": kpi.key,
-                "title": kpi.title, "team": kpi.team, "level": None, "ambition": None,
-                "metric": kpi.metric, "value": result.value, "numerator": result.numerator,
-                "denominator": result.denominator, "sample_size": result.sample_size,
-                "baseline": None, "target": None, "unit": None,
-                "healthy_min": kpi.healthy.min, "healthy_max": kpi.healthy.max,
-                "cycle_start": None, "cycle_end": None,
-                "window_start": window.start, "window_end": window.end,
-                "definition_version": definition_version(kpi),
-            }
-        )  # fmt: skip
-    frame = pd.DataFrame(rows, columns=VALUE_COLUMNS)
-    for col in (
-        "value",
-        "numerator",
-        "denominator",
-        "baseline",
-        "target",
-        "healthy_min",
-        "healthy_max",
-    ):
+        spec = library[kpi.metric]
+        windows = [rolling_window(window_days(kpi.window) or 90, day) for day in all_days]
+        series = metric_series(spec, library, data, scope(kpi.where), windows, basis=kpi.basis)
+        frames.append(pd.DataFrame({
+            "as_of": all_days, "kind": "kpi", "cycle": None, "objective": None, "key": kpi.key,
+            "title": kpi.title, "team": kpi.team, "level": None, "ambition": None, "metric": kpi.metric,
+            "value": series.value, "numerator": series.numerator, "denominator": series.denominator,
+            "sample_size": series.sample, "baseline": np.nan, "target": np.nan, "unit": None,
+            "healthy_min": kpi.healthy.min, "healthy_max": kpi.healthy.max, "cycle_start": None,
+            "cycle_end": None, "window_start": [w.start for w in windows],
+            "window_end": [w.end for w in windows], "milestones": None,
+            "definition_version": definition_version(kpi),
+        }))  # fmt: skip
+    frames = [f for f in frames if not f.empty]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VALUE_COLUMNS)
+    frame = frame.reindex(columns=VALUE_COLUMNS)
+    for col in ("value", "numerator", "denominator", "baseline", "target", "healthy_min", "healthy_max"):
         frame[col] = pd.to_numeric(frame[col]).astype("float64")
-    frame["sample_size"] = frame["sample_size"].astype("int64")
+    frame["sample_size"] = frame["sample_size"].fillna(0).astype("int64")
     return frame
+
+
+def evaluate(definitions: DefinitionSet, data: PreparedData, as_of: dt.date) -> pd.DataFrame:
+    """Every KR of every cycle running on `as_of`, and every KPI; see VALUE_COLUMNS."""
+    return evaluate_history(definitions, data, as_of, as_of)
+
+
+def _team_filter(where: dict) -> str | None:
+    team = where.get("team")
+    return team if isinstance(team, str) else None
+
+
+def _baseline(kr: KeyResult, cycle, spec: MetricSpec, library, data: PreparedData, scope: Scope) -> float | None:
+    """The KR's baseline: its number, or the metric over the whole previous cycle."""
+    if not kr.baseline_is_computed:
+        return float(kr.baseline)
+    previous_start, previous_end = cycle.previous()
+    rolling = window_days(kr.window)
+    window = (rolling_window(rolling, previous_end) if rolling
+              else Window(previous_start, previous_end, previous_start))  # fmt: skip
+    value = metric_series(spec, library, data, scope, [window], basis=kr.basis).value[0]
+    return None if np.isnan(value) else float(value)

@@ -1,34 +1,30 @@
-"""The metric library: what each built-in metric means, computed on prepared canonical frames."""
+"""The metric library: what each built-in metric means, as additive daily events the engine sums."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+DEALS = "deals"
+NPS_RESPONSES = "nps_responses"
+CUSTOMERS = "customers"
+
 # Columns a `where:` filter may name. Deal metrics see the deal's own columns and its customer's
 # (the deal's value wins where both have one, e.g. `team`); NPS metrics see the customer's.
 CUSTOMER_FILTER_COLUMNS = frozenset(
-    {"segment", "region", "industry", "team", "owner_id", "customer_id"}
+    {"segment", "region", "industry", "team", "owner_id", "customer_id", "source"}
 )
 DEAL_FILTER_COLUMNS = frozenset(
-    {
-        "team",
-        "owner_id",
-        "pipeline",
-        "stage",
-        "currency",
-        "deal_type",
-        "customer_id",
-        "segment",
-        "region",
-        "industry",
-    }
-)
+    {"team", "owner_id", "pipeline", "stage", "currency", "deal_type", "customer_id", "source",
+     "segment", "region", "industry", "is_won", "is_closed", "customer_team"}
+)  # fmt: skip
 NPS_FILTER_COLUMNS = frozenset({"survey_id", *CUSTOMER_FILTER_COLUMNS})
+FILTER_COLUMNS = {DEALS: DEAL_FILTER_COLUMNS, NPS_RESPONSES: NPS_FILTER_COLUMNS, CUSTOMERS: CUSTOMER_FILTER_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -51,34 +47,6 @@ class Window:
 
 
 @dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    description: str
-    unit: str
-    valid_range: tuple[float | None, float | None]
-    # True when "no data" is a legitimate outcome that yields null instead of a number.
-    nullable: bool
-    filter_columns: frozenset[str]
-    compute: Callable[[PreparedData, Window, Scope], MetricResult]
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """Canonical frames without deleted rows, with customer attributes joined in, computed once."""
-
-    deals: pd.DataFrame  # + segment, region, industry, customer_team, customer_owner_id
-    customers: pd.DataFrame
-    nps_responses: pd.DataFrame  # + submitted_date (reporting tz), customer attributes
-    timezone: str
-
-
-def _in_window(dates: pd.Series, window: Window) -> pd.Series:
-    start = pd.Timestamp(window.start)
-    end = pd.Timestamp(window.end)
-    return (dates >= start) & (dates <= end)
-
-
-@dataclass(frozen=True)
 class Scope:
     """Boolean masks, one per prepared frame, of the rows a KR's `where:` keeps."""
 
@@ -86,99 +54,284 @@ class Scope:
     customers: np.ndarray
     nps_responses: np.ndarray
 
+    def of(self, entity: str) -> np.ndarray:
+        return getattr(self, entity)
 
-def existing_customer_keys(deals: pd.DataFrame, cycle_start: dt.date) -> pd.MultiIndex:
-    """(source, customer_id) of customers with a won deal closed before the cycle started."""
-    won_before = deals["is_won"].fillna(False) & (deals["close_date"] < pd.Timestamp(cycle_start))
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Canonical frames without deleted rows, customer attributes joined in, days computed once.
+
+    deals: + segment, region, industry, customer_team, customer_owner_id, created_day
+    nps_responses: + submitted_day and the customer's attributes; customers: + created_day.
+    Every `*_day`/`close_date` column is a datetime64 at midnight of the reporting-timezone day.
+    """
+
+    deals: pd.DataFrame
+    customers: pd.DataFrame
+    nps_responses: pd.DataFrame
+    timezone: str
+
+    def frame(self, entity: str) -> pd.DataFrame:
+        return getattr(self, entity)
+
+
+@dataclass(frozen=True)
+class Events:
+    """Dated, additive contributions of the records in scope.
+
+    A value over a window is `combine` applied to the sums of `num`, `den` and `n` over the
+    events dated inside it — which is what lets the engine compute a whole date range with
+    one cumulative sum instead of one computation per day.
+    """
+
+    day: pd.Series  # datetime64[ns]
+    num: np.ndarray
+    den: np.ndarray | None = None  # ratios: the denominator per event
+    n: np.ndarray | None = None  # records behind the number (sample size); defaults to 1 each
+    den_constant: float | None = None  # per_constant metrics: one divisor for the whole window
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    description: str
+    unit: str  # currency | ratio | score | count | days | number
+    entity: str
+    valid_range: tuple[float | None, float | None]
+    # True when "no data" is a legitimate outcome that yields null instead of a number.
+    nullable: bool
+    combine: str  # sum | ratio | per_constant
+    events: Callable[[PreparedData, Scope, dt.date, str], Events] | None = None
+    # Non-additive aggregations (min, max, count_distinct) of custom metrics: rows + reducer.
+    reduce: str | None = None
+    scale: float = 1.0
+    # Counted from the beginning of time up to the as-of day (a balance, e.g. open pipeline).
+    point_in_time: bool = False
+    # The events depend on the window start (e.g. "existing customer" = before it), so a
+    # rolling window cannot reuse one cumulative sum; the engine evaluates such days one by one.
+    anchored: bool = False
+    formula: str = ""
+    edge_cases: str = ""
+    custom: bool = False
+    inputs: tuple[str, ...] = field(default_factory=tuple)
+    # Custom simple metrics: their own structured filter, ANDed with a KR's `where`.
+    filters: dict = field(default_factory=dict)
+    # Custom derived metrics: the parsed arithmetic over `inputs`.
+    expression: Any = None
+
+    @property
+    def filter_columns(self) -> frozenset[str]:
+        return FILTER_COLUMNS[self.entity]
+
+    def compute(self, data: PreparedData, window: Window, scope: Scope, basis: str = "count") -> MetricResult:
+        """This metric over one window (the engine's history mode gives the same numbers)."""
+        from kr_metrics.engine import metric_over_windows
+
+        return metric_over_windows(self, {self.name: self}, data, scope, [window], basis=basis)[0]
+
+
+def _false(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return frame[column].fillna(False).to_numpy(dtype=bool)
+
+
+def _amount(frame: pd.DataFrame) -> np.ndarray:
+    return frame["amount_home"].fillna(0.0).to_numpy(dtype="float64")
+
+
+def existing_customer_keys(deals: pd.DataFrame, anchor: dt.date) -> pd.MultiIndex:
+    """(source, customer_id) of customers with a won deal closed before `anchor`."""
+    won_before = _false(deals, "is_won") & (deals["close_date"] < pd.Timestamp(anchor)).to_numpy()
     keys = deals.loc[won_before, ["source", "customer_id"]].dropna().drop_duplicates()
     return pd.MultiIndex.from_frame(keys)
 
 
-def revenue_per_existing_customer(data: PreparedData, window: Window, scope: Scope) -> MetricResult:
+def _is_existing(frame: pd.DataFrame, existing: pd.MultiIndex) -> np.ndarray:
+    return pd.MultiIndex.from_frame(frame[["source", "customer_id"]]).isin(existing)
+
+
+def _won(data: PreparedData, scope: Scope) -> np.ndarray:
     deals = data.deals
-    existing = existing_customer_keys(deals, window.cycle_start)
-    deal_keys = pd.MultiIndex.from_frame(deals[["source", "customer_id"]])
-    numerator_mask = (
-        scope.deals
-        & deals["is_won"].fillna(False)
-        & _in_window(deals["close_date"], window)
-        & deal_keys.isin(existing)
-    )
-    revenue = float(deals.loc[numerator_mask, "amount_home"].sum())
+    return scope.deals & _false(deals, "is_won") & deals["close_date"].notna().to_numpy()
+
+
+def _sum_events(frame: pd.DataFrame, rows: np.ndarray, day: str, values: np.ndarray) -> Events:
+    return Events(day=frame.loc[rows, day], num=values[rows])
+
+
+# --- event builders of the built-ins (data, scope mask, anchor day, basis) -> Events ---------------
+
+
+def _won_revenue(data, scope, anchor, basis):
+    return _sum_events(data.deals, _won(data, scope), "close_date", _amount(data.deals))
+
+
+def _new_business_revenue(data, scope, anchor, basis):
+    rows = _won(data, scope) & (data.deals["deal_type"] == "new_business").fillna(False).to_numpy()
+    return _sum_events(data.deals, rows, "close_date", _amount(data.deals))
+
+
+def _existing_customer_revenue(data, scope, anchor, basis):
+    existing = existing_customer_keys(data.deals, anchor)
+    rows = _won(data, scope) & _is_existing(data.deals, existing)
+    return _sum_events(data.deals, rows, "close_date", _amount(data.deals))
+
+
+def _revenue_per_existing_customer(data, scope, anchor, basis):
+    existing = existing_customer_keys(data.deals, anchor)
+    rows = _won(data, scope) & _is_existing(data.deals, existing)
     customers = data.customers
-    customer_keys = pd.MultiIndex.from_frame(customers[["source", "customer_id"]])
-    denominator_mask = scope.customers & customer_keys.isin(existing)
-    count = int(denominator_mask.sum())
-    if count == 0:
-        return MetricResult(None, revenue, 0, 0)
-    return MetricResult(revenue / count, revenue, count, count)
+    # The KR's filters select customers by the customer's own attributes; deal-only columns
+    # (pipeline, deal_type, ...) do not narrow the denominator.
+    count = int((scope.customers & _is_existing(customers, existing)).sum())
+    events = _sum_events(data.deals, rows, "close_date", _amount(data.deals))
+    return Events(day=events.day, num=events.num, den_constant=float(count))
 
 
-def nps(data: PreparedData, window: Window, scope: Scope) -> MetricResult:
-    responses = data.nps_responses
-    in_scope = scope.nps_responses & _in_window(responses["submitted_date"], window)
-    scores = responses.loc[in_scope, "score"]
-    n = int(scores.size)
-    if n == 0:
-        return MetricResult(None, None, 0, 0)
-    promoters = int((scores >= 9).sum())
-    detractors = int((scores <= 6).sum())
-    return MetricResult(100.0 * (promoters - detractors) / n, promoters - detractors, n, n)
+def _won_deals(data, scope, anchor, basis):
+    rows = _won(data, scope)
+    return Events(day=data.deals.loc[rows, "close_date"], num=np.ones(int(rows.sum())))
 
 
-def win_rate(data: PreparedData, window: Window, scope: Scope) -> MetricResult:
+def _new_customers(data, scope, anchor, basis):
     deals = data.deals
-    closed = (
-        scope.deals & deals["is_closed"].fillna(False) & _in_window(deals["close_date"], window)
+    won = _false(deals, "is_won") & deals["close_date"].notna().to_numpy()
+    order = deals.loc[won, ["source", "customer_id", "close_date", "deal_id"]].dropna(
+        subset=["customer_id"]
     )
-    n = int(closed.sum())
-    if n == 0:
-        return MetricResult(None, 0, 0, 0)
-    won = int((closed & deals["is_won"].fillna(False)).sum())
-    return MetricResult(won / n, won, n, n)
+    # A customer is new on the day of its first won deal ever; ties broken by deal id so the
+    # same deal is always "the first" and filters on it are deterministic.
+    first = order.sort_values(["close_date", "deal_id"]).drop_duplicates(["source", "customer_id"])
+    rows = np.zeros(len(deals), dtype=bool)
+    rows[deals.index.get_indexer(first.index)] = True
+    rows &= scope.deals
+    return Events(day=deals.loc[rows, "close_date"], num=np.ones(int(rows.sum())))
 
 
-METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        MetricSpec(
-            "revenue_per_existing_customer",
-            "Won revenue (reporting currency) in the window from existing customers, "
-            "divided by the number of existing customers matching the filters.",
-            "currency",
-            (0.0, None),
-            True,
-            DEAL_FILTER_COLUMNS,
-            revenue_per_existing_customer,
-        ),
-        MetricSpec(
-            "nps",
-            "100 × (promoters − detractors) / responses submitted in the window.",
-            "score",
-            (-100.0, 100.0),
-            True,
-            NPS_FILTER_COLUMNS,
-            nps,
-        ),
-        MetricSpec(
-            "win_rate",
-            "Won / (won + lost) of deals closed in the window, by count.",
-            "ratio",
-            (0.0, 1.0),
-            True,
-            DEAL_FILTER_COLUMNS,
-            win_rate,
-        ),
-    )
-}
+def _average_deal_size(data, scope, anchor, basis):
+    rows = _won(data, scope)
+    return Events(day=data.deals.loc[rows, "close_date"], num=_amount(data.deals)[rows],
+                  den=np.ones(int(rows.sum())))  # fmt: skip
+
+
+def _sales_cycle_days(data, scope, anchor, basis):
+    deals = data.deals
+    rows = _won(data, scope) & deals["created_day"].notna().to_numpy()
+    days = (deals["close_date"] - deals["created_day"]).dt.days.to_numpy(dtype="float64")
+    return Events(day=deals.loc[rows, "close_date"], num=days[rows], den=np.ones(int(rows.sum())))
+
+
+def _pipeline_created(data, scope, anchor, basis):
+    rows = scope.deals & data.deals["created_day"].notna().to_numpy()
+    return _sum_events(data.deals, rows, "created_day", _amount(data.deals))
+
+
+def _open_pipeline(data, scope, anchor, basis):
+    deals = data.deals
+    amount = _amount(deals)
+    opened = scope.deals & deals["created_day"].notna().to_numpy()
+    closed = opened & _false(deals, "is_closed") & deals["close_date"].notna().to_numpy()
+    # A balance: +amount on the day a deal is created, -amount on the day it closes.
+    day = pd.concat([deals.loc[opened, "created_day"], deals.loc[closed, "close_date"]])
+    num = np.concatenate([amount[opened], -amount[closed]])
+    n = np.concatenate([np.ones(int(opened.sum())), -np.ones(int(closed.sum()))])
+    return Events(day=day, num=num, n=n)
+
+
+def _win_rate(data, scope, anchor, basis):
+    deals = data.deals
+    rows = scope.deals & _false(deals, "is_closed") & deals["close_date"].notna().to_numpy()
+    weight = _amount(deals) if basis == "amount" else np.ones(len(deals))
+    won = _false(deals, "is_won")
+    return Events(day=deals.loc[rows, "close_date"], num=(weight * won)[rows], den=weight[rows])
+
+
+def _nps(data, scope, anchor, basis):
+    responses = data.nps_responses
+    score = responses["score"].to_numpy(dtype="float64", na_value=np.nan)
+    rows = scope.nps_responses & ~np.isnan(score)
+    net = (score >= 9).astype(float) - (score <= 6).astype(float)
+    return Events(day=responses.loc[rows, "submitted_day"], num=net[rows], den=np.ones(int(rows.sum())))
+
+
+def _nps_responses(data, scope, anchor, basis):
+    responses = data.nps_responses
+    rows = scope.nps_responses
+    return Events(day=responses.loc[rows, "submitted_day"], num=np.ones(int(rows.sum())))
+
+
+def _average_nps_score(data, scope, anchor, basis):
+    responses = data.nps_responses
+    score = responses["score"].to_numpy(dtype="float64", na_value=np.nan)
+    rows = scope.nps_responses & ~np.isnan(score)
+    return Events(day=responses.loc[rows, "submitted_day"], num=score[rows], den=np.ones(int(rows.sum())))
+
+
+_NONE_IS_ZERO = "No matching deals gives 0, not null: an empty sum is a real zero."
+
+
+def _spec(name, unit, entity, valid_range, nullable, combine, events, formula, edge_cases, **kw):
+    return MetricSpec(
+        name=name, description=formula, unit=unit, entity=entity, valid_range=valid_range,
+        nullable=nullable, combine=combine, events=events, formula=formula, edge_cases=edge_cases, **kw,
+    )  # fmt: skip
+
+
+BUILT_IN_METRICS: tuple[MetricSpec, ...] = (
+    _spec("revenue_per_existing_customer", "currency", DEALS, (0.0, None), True, "per_constant",
+          _revenue_per_existing_customer,
+          "Σ amount_home of won deals closed in the window whose customer is an existing customer "
+          "÷ number of existing customers matching the filters. Existing customer: a won deal "
+          "closed before the window's cycle start.",
+          "No existing customers → null (flagged), never 0. Existing customers without revenue "
+          "in the window → 0.", anchored=True),
+    _spec("nps", "score", NPS_RESPONSES, (-100.0, 100.0), True, "ratio", _nps,
+          "100 × (promoters 9–10 − detractors 0–6) ÷ responses submitted in the window.",
+          "No responses → null. The sample size is reported with every value.", scale=100.0),
+    _spec("win_rate", "ratio", DEALS, (0.0, 1.0), True, "ratio", _win_rate,
+          "won ÷ (won + lost) of deals closed in the window; by count, or by amount_home with "
+          "`basis: amount`.", "No closed deals → null."),
+    _spec("won_revenue", "currency", DEALS, (0.0, None), False, "sum", _won_revenue,
+          "Σ amount_home of won deals closed in the window.", _NONE_IS_ZERO),
+    _spec("new_business_revenue", "currency", DEALS, (0.0, None), False, "sum",
+          _new_business_revenue, "Σ amount_home of won deals of type new_business closed in the "
+          "window.", _NONE_IS_ZERO + " Deals without a deal_type are not new business."),
+    _spec("existing_customer_revenue", "currency", DEALS, (0.0, None), False, "sum",
+          _existing_customer_revenue, "Σ amount_home of won deals closed in the window from "
+          "existing customers (won deal before the cycle start).", _NONE_IS_ZERO, anchored=True),
+    _spec("won_deals", "count", DEALS, (0.0, None), False, "sum", _won_deals,
+          "Number of won deals closed in the window.", _NONE_IS_ZERO),
+    _spec("new_customers", "count", DEALS, (0.0, None), False, "sum", _new_customers,
+          "Number of customers whose first won deal ever closed in the window (filters apply "
+          "to that first deal).", "None → 0."),
+    _spec("average_deal_size", "currency", DEALS, (0.0, None), True, "ratio", _average_deal_size,
+          "Σ amount_home ÷ number of won deals closed in the window.", "No won deals → null."),
+    _spec("sales_cycle_days", "days", DEALS, (0.0, None), True, "ratio", _sales_cycle_days,
+          "Average days from creation (reporting-timezone day) to close of won deals closed in "
+          "the window.", "No won deals → null."),
+    _spec("pipeline_created", "currency", DEALS, (0.0, None), False, "sum", _pipeline_created,
+          "Σ amount_home of deals created in the window (any outcome).", _NONE_IS_ZERO),
+    _spec("open_pipeline", "currency", DEALS, (0.0, None), False, "sum", _open_pipeline,
+          "Σ amount_home of deals open at the end of the as-of day: created on or before it and "
+          "not closed by then. A balance, not a window sum.", "No open deals → 0.",
+          point_in_time=True),
+    _spec("nps_responses", "count", NPS_RESPONSES, (0.0, None), False, "sum", _nps_responses,
+          "Number of NPS responses submitted in the window.", "None → 0."),
+    _spec("average_nps_score", "score", NPS_RESPONSES, (0.0, 10.0), True, "ratio",
+          _average_nps_score, "Mean score (0–10) of responses submitted in the window.",
+          "No responses → null."),
+)  # fmt: skip
+
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in BUILT_IN_METRICS}
 
 
 def scope_for(data: PreparedData, where: dict) -> Scope:
     """Masks of the rows each entity keeps under `where`; every condition must hold.
 
-    A condition on a column an entity does not have (e.g. `pipeline` for customers) does not
-    restrict that entity: the denominator of revenue_per_existing_customer counts existing
-    customers by customer attributes only.
+    A condition value may be a scalar, a list (any of), or `{not: value-or-list}`. A condition
+    on a column an entity does not have (e.g. `pipeline` for customers) does not restrict that
+    entity: the denominator of revenue_per_existing_customer counts existing customers by
+    customer attributes only.
     """
 
     def mask(frame: pd.DataFrame) -> np.ndarray:
@@ -186,8 +339,12 @@ def scope_for(data: PreparedData, where: dict) -> Scope:
         for column, wanted in where.items():
             if column not in frame.columns:
                 continue
+            negate = isinstance(wanted, dict)
+            if negate:
+                wanted = wanted["not"]
             values = [str(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
-            keep &= frame[column].astype("string").isin(values).fillna(False).to_numpy(dtype=bool)
+            hit = frame[column].astype("string").isin(values).fillna(False).to_numpy(dtype=bool)
+            keep &= ~hit if negate else hit
         return keep
 
     return Scope(mask(data.deals), mask(data.customers), mask(data.nps_responses))
