@@ -12,7 +12,15 @@ import pandas as pd
 
 from kr_metrics.definitions import DefinitionSet, KeyResult, definition_version, window_days
 from kr_metrics.expressions import evaluate as evaluate_expression
-from kr_metrics.metrics import METRICS, MetricResult, MetricSpec, PreparedData, Scope, Window, scope_for
+from kr_metrics.metrics import (
+    METRICS,
+    MetricResult,
+    MetricSpec,
+    PreparedData,
+    Scope,
+    Window,
+    scope_for,
+)
 
 VALUE_COLUMNS = [
     "as_of", "kind", "cycle", "objective", "key", "title", "team", "level", "ambition", "metric",
@@ -36,9 +44,16 @@ def prepare(
 
     def local_day(stamps: pd.Series) -> pd.Series:
         # Windows are reporting-timezone days: 23:30 UTC on 31 Dec is already January in Berlin.
-        return stamps.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
+        return (
+            stamps.dt.tz_convert(timezone)
+            .dt.tz_localize(None)
+            .dt.normalize()
+            .astype("datetime64[ns]")
+        )
 
-    attributes = customers[["source", "customer_id", "segment", "region", "industry", "team", "owner_id"]]
+    attributes = customers[
+        ["source", "customer_id", "segment", "region", "industry", "team", "owner_id"]
+    ]
     deal_view = deals.merge(
         attributes.rename(columns={"team": "customer_team", "owner_id": "customer_owner_id"}),
         on=["source", "customer_id"],
@@ -193,20 +208,28 @@ def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], data: 
         return None if np.isnan(x) else float(x)
 
     return [
-        MetricResult(number(series.value[i]), number(series.numerator[i]), number(series.denominator[i]),
-                     int(series.sample[i]))  # fmt: skip
+        MetricResult(
+            number(series.value[i]),
+            number(series.numerator[i]),
+            number(series.denominator[i]),
+            int(series.sample[i]),
+        )  # fmt: skip
         for i in range(len(windows))
     ]
 
 
-def _cycle_windows(kr: KeyResult, cycle_start: dt.date, cycle_end: dt.date, days: list[dt.date]) -> list[Window]:
+def _cycle_windows(
+    kr: KeyResult, cycle_start: dt.date, cycle_end: dt.date, days: list[dt.date]
+) -> list[Window]:
     rolling = window_days(kr.window)
     if rolling:
         return [rolling_window(rolling, day) for day in days]
     return [window_for(cycle_start, cycle_end, day) for day in days]
 
 
-def evaluate_history(definitions: DefinitionSet, data: PreparedData, start: dt.date, end: dt.date) -> pd.DataFrame:
+def evaluate_history(
+    definitions: DefinitionSet, data: PreparedData, start: dt.date, end: dt.date
+) -> pd.DataFrame:
     """One row per (day, KR of a cycle running that day) and per (day, KPI), start..end inclusive.
 
     Each KR's whole date range comes from one cumulative pass over its events, so a 90-day
@@ -266,7 +289,15 @@ def evaluate_history(definitions: DefinitionSet, data: PreparedData, start: dt.d
     frames = [f for f in frames if not f.empty]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VALUE_COLUMNS)
     frame = frame.reindex(columns=VALUE_COLUMNS)
-    for col in ("value", "numerator", "denominator", "baseline", "target", "healthy_min", "healthy_max"):
+    for col in (
+        "value",
+        "numerator",
+        "denominator",
+        "baseline",
+        "target",
+        "healthy_min",
+        "healthy_max",
+    ):
         frame[col] = pd.to_numeric(frame[col]).astype("float64")
     frame["sample_size"] = frame["sample_size"].fillna(0).astype("int64")
     return frame
@@ -282,7 +313,9 @@ def _team_filter(where: dict) -> str | None:
     return team if isinstance(team, str) else None
 
 
-def _baseline(kr: KeyResult, cycle, spec: MetricSpec, library, data: PreparedData, scope: Scope) -> float | None:
+def _baseline(
+    kr: KeyResult, cycle, spec: MetricSpec, library, data: PreparedData, scope: Scope
+) -> float | None:
     """The KR's baseline: its number, or the metric over the whole previous cycle."""
     if not kr.baseline_is_computed:
         return float(kr.baseline)
@@ -292,3 +325,33 @@ def _baseline(kr: KeyResult, cycle, spec: MetricSpec, library, data: PreparedDat
               else Window(previous_start, previous_end, previous_start))  # fmt: skip
     value = metric_series(spec, library, data, scope, [window], basis=kr.basis).value[0]
     return None if np.isnan(value) else float(value)
+
+
+def explain_key_result(definitions: DefinitionSet, loaded, kr: KeyResult, data: PreparedData,
+                       as_of: dt.date) -> dict:  # fmt: skip
+    """Everything `krpulse definitions explain` shows: formula inputs and the records behind them."""
+    from kr_metrics.explain import records_behind
+
+    library = definitions.library or METRICS
+    spec = library[kr.metric]
+    cycle = loaded.cycle
+    day = min(max(as_of, cycle.start), cycle.end)
+    (window,) = _cycle_windows(kr, cycle.start, cycle.end, [day])
+    scope = scope_for(data, kr.where)
+    if spec.filters:
+        own = scope_for(data, spec.filters)
+        scope = Scope(scope.deals & own.deals, scope.customers & own.customers,
+                      scope.nps_responses & own.nps_responses)  # fmt: skip
+    (result,) = metric_over_windows(spec, library, data, scope, [window], basis=kr.basis)
+    records = pd.DataFrame()
+    if spec.events is not None and not spec.reduce:
+        behind = records_behind(spec, data, scope, window, basis=kr.basis)
+        records = behind.records.reindex(
+            behind.records["contribution"].abs().sort_values(ascending=False, kind="stable").index
+        )
+    return {
+        "cycle": cycle.key, "kr": kr.key, "metric": kr.metric, "formula": spec.formula,
+        "filters": dict(kr.where), "window_start": window.start, "window_end": window.end,
+        "value": result.value, "numerator": result.numerator, "denominator": result.denominator,
+        "sample_size": result.sample_size, "records": records,
+    }  # fmt: skip

@@ -28,7 +28,9 @@ def _columns(entity: str) -> dict[str, str]:
     if entity == "deals":
         columns.update(segment="string", region="string", industry="string", customer_team="string")
     if entity == "nps_responses":
-        columns.update(segment="string", region="string", industry="string", team="string", owner_id="string")
+        columns.update(
+            segment="string", region="string", industry="string", team="string", owner_id="string"
+        )
     return columns
 
 
@@ -39,7 +41,9 @@ def _simple_events(metric: SimpleMetric):
         frame = data.frame(metric.entity)
         rows = scope.of(metric.entity) & frame[date].notna().to_numpy()
         if metric.expr:
-            values = pd.to_numeric(frame[metric.expr], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            values = pd.to_numeric(frame[metric.expr], errors="coerce").to_numpy(
+                dtype="float64", na_value=np.nan
+            )
             rows &= ~np.isnan(values)
         else:
             values = np.ones(len(frame))
@@ -85,7 +89,11 @@ def build_library(
                                         f"a column of {metric.entity}; columns: {', '.join(sorted(columns))}",
                                         code="bad-column"))  # fmt: skip
                 continue
-            if metric.expr and metric.agg in ("sum", "average", "min", "max") and columns[metric.expr] not in NUMERIC_KINDS:
+            if (
+                metric.expr
+                and metric.agg in ("sum", "average", "min", "max")
+                and columns[metric.expr] not in NUMERIC_KINDS
+            ):
                 problems.append(Problem(*at(metric.name, "expr"), f"metric '{metric.name}': agg '{metric.agg}' "
                                         f"needs a numeric column, '{metric.expr}' is {columns[metric.expr]}",
                                         code="bad-column"))  # fmt: skip
@@ -117,10 +125,18 @@ def build_library(
     pending = [m for m in custom if not isinstance(m, SimpleMetric) and m.name not in METRICS]
     trees: dict[str, Any] = {}
     for metric in pending:
-        inputs = (metric.numerator, metric.denominator) if isinstance(metric, RatioMetric) else tuple(metric.metrics)
+        inputs = (
+            (metric.numerator, metric.denominator)
+            if isinstance(metric, RatioMetric)
+            else tuple(metric.metrics)
+        )
         missing = [i for i in inputs if i not in by_name and i not in METRICS]
         if missing:
-            field = "metrics" if isinstance(metric, DerivedMetric) else ("numerator" if metric.numerator in missing else "denominator")
+            field = (
+                "metrics"
+                if isinstance(metric, DerivedMetric)
+                else ("numerator" if metric.numerator in missing else "denominator")
+            )
             problems.append(Problem(*at(metric.name, field), f"metric '{metric.name}' uses unknown metric(s) "
                                     f"{', '.join(missing)}", code="unknown-metric"))  # fmt: skip
             continue
@@ -128,16 +144,26 @@ def build_library(
             try:
                 trees[metric.name] = parse(metric.expr, set(metric.metrics))
             except ExpressionError as exc:
-                problems.append(Problem(*at(metric.name, "expr"), f"metric '{metric.name}': {exc}", code="bad-expr"))
+                problems.append(
+                    Problem(
+                        *at(metric.name, "expr"), f"metric '{metric.name}': {exc}", code="bad-expr"
+                    )
+                )
                 continue
     resolved = set(library)
     progress = True
     while progress:
         progress = False
         for metric in pending:
-            if metric.name in resolved or (isinstance(metric, DerivedMetric) and metric.name not in trees):
+            if metric.name in resolved or (
+                isinstance(metric, DerivedMetric) and metric.name not in trees
+            ):
                 continue
-            inputs = (metric.numerator, metric.denominator) if isinstance(metric, RatioMetric) else tuple(metric.metrics)
+            inputs = (
+                (metric.numerator, metric.denominator)
+                if isinstance(metric, RatioMetric)
+                else tuple(metric.metrics)
+            )
             if not all(i in resolved for i in inputs):
                 continue
             entities = {library[i].entity for i in inputs}
@@ -154,7 +180,9 @@ def build_library(
             resolved.add(metric.name)
             progress = True
     for metric in pending:
-        if metric.name not in resolved and not any(p.file == at(metric.name)[0] and p.line == at(metric.name)[1] for p in problems):
+        if metric.name not in resolved and not any(
+            p.file == at(metric.name)[0] and p.line == at(metric.name)[1] for p in problems
+        ):
             if isinstance(metric, DerivedMetric) and metric.name not in trees:
                 continue
             problems.append(Problem(*at(metric.name), f"metric '{metric.name}' depends on itself through "

@@ -11,8 +11,12 @@ from kr_metrics.definitions import DefinitionSet, Kpi, KeyResult, Level, LoadedO
 MAX_OBJECTIVES_PER_TEAM = 5
 MAX_OBJECTIVES_FIRST_CYCLE = 3
 MIN_KRS, MAX_KRS = 2, 4
-_MAINTAIN_WORDS = re.compile(r"\b(maintain|keep|stay|remain|sustain|hold|no (?:less|lower) than)\b", re.I)
-_BINARY_WORDS = re.compile(r"\b(launch|launched|implement|introduce|roll ?out|go[- ]live|complete|yes/no)\b", re.I)
+_MAINTAIN_WORDS = re.compile(
+    r"\b(maintain|keep|stay|remain|sustain|hold|no (?:less|lower) than)\b", re.I
+)
+_BINARY_WORDS = re.compile(
+    r"\b(launch|launched|implement|introduce|roll ?out|go[- ]live|complete|yes/no)\b", re.I
+)
 
 
 def lint_definitions(definitions: DefinitionSet) -> list[Problem]:
@@ -71,8 +75,11 @@ def _lint_key_result(loaded, kr: KeyResult, kr_key, definitions, report) -> None
     baseline = None if kr.baseline_is_computed else float(kr.baseline)
     target = kr.target_value
     spec = definitions.library.get(kr.metric)
-    if baseline is not None and target is not None and {baseline, target} <= {0.0, 1.0} and (
-        spec is None or spec.unit != "ratio"
+    if (
+        baseline is not None
+        and target is not None
+        and {baseline, target} <= {0.0, 1.0}
+        and (spec is None or spec.unit != "ratio")
     ):
         report((*kr_key, "target"), f"KR '{kr.key}' goes from {baseline:g} to {target:g}: a binary "
                "(done / not done) KR; measure the outcome it should bring instead", "warning", "binary")  # fmt: skip
@@ -120,7 +127,9 @@ def scopes_overlap(a: dict, b: dict) -> bool:
 
 def _aligned(definitions: DefinitionSet, lo_a: LoadedObjective, lo_b: LoadedObjective) -> bool:
     """One objective cascades from the other (directly or through others): overlap is intended."""
-    by_key = {lo.objective.key: lo for lo in definitions.objectives if lo.cycle.key == lo_a.cycle.key}
+    by_key = {
+        lo.objective.key: lo for lo in definitions.objectives if lo.cycle.key == lo_a.cycle.key
+    }
 
     def ancestors(lo: LoadedObjective) -> set[str]:
         seen: set[str] = set()

@@ -69,10 +69,19 @@ def _parse_file(path: Path, display: str) -> tuple[DefinitionsFile | None, Any, 
     if data is None:
         return None, None, [Problem(display, None, "file is empty", "warning", code="empty")]
     if not isinstance(data, CommentedMap):
-        return None, None, [
-            Problem(display, 1, "expected a mapping with `cycle`, `objectives`, `kpis`, `metrics`",
-                    code="shape")  # fmt: skip
-        ]
+        line = data.lc.line + 1 if hasattr(data, "lc") else 1
+        return (
+            None,
+            None,
+            [
+                Problem(
+                    display,
+                    line,
+                    "expected a mapping with `cycle`, `objectives`, `kpis`, `metrics`",
+                    code="shape",
+                )  # fmt: skip
+            ],
+        )
     try:
         return DefinitionsFile.model_validate(data), data, []
     except ValidationError as exc:
@@ -81,7 +90,11 @@ def _parse_file(path: Path, display: str) -> tuple[DefinitionsFile | None, Any, 
             loc, message = _describe(err)
             field_loc = loc[:-1] if err["type"] in ("extra_forbidden", "missing") else loc
             text = f"{_where(field_loc)}: {message}" if field_loc else message
-            problems.append(Problem(display, line_of(data, tuple(err["loc"])), text, code=err["type"]))
+            # A wrong metric `type` is reported on the union; point at the `type:` line itself.
+            line_loc = (
+                (*err["loc"], "type") if err["type"] == "union_tag_invalid" else tuple(err["loc"])
+            )
+            problems.append(Problem(display, line_of(data, line_loc), text, code=err["type"]))
         return None, data, problems
 
 
@@ -120,13 +133,18 @@ def load_definitions(
         if parsed is not None:
             parsed_files.append((display, parsed, raw))
 
-    def claim(kind: str, key: str, display: str, line: int | None, *sub: tuple[str, int | None]) -> bool:
+    def claim(
+        kind: str, key: str, display: str, line: int | None, *sub: tuple[str, int | None]
+    ) -> bool:
         existing = result.locations.get((kind, key))
         if existing is not None:
             problems.append(
-                Problem(display, line,
-                        f"duplicate {kind} key '{key}' (also defined at {existing.file}:{existing.line})",
-                        code="duplicate")  # fmt: skip
+                Problem(
+                    display,
+                    line,
+                    f"duplicate {kind} key '{key}' (also defined at {existing.file}:{existing.line})",
+                    code="duplicate",
+                )  # fmt: skip
             )
             return False
         result.locations[(kind, key)] = Location(display, line)
@@ -145,12 +163,17 @@ def load_definitions(
             existing = result.cycles.get(parsed.cycle.key)
             if existing is not None and existing != parsed.cycle:
                 problems.append(
-                    Problem(display, line_of(raw, ("cycle",)),
-                            f"cycle '{parsed.cycle.key}' is defined differently in another file",
-                            code="cycle-conflict")  # fmt: skip
+                    Problem(
+                        display,
+                        line_of(raw, ("cycle",)),
+                        f"cycle '{parsed.cycle.key}' is defined differently in another file",
+                        code="cycle-conflict",
+                    )  # fmt: skip
                 )
             result.cycles[parsed.cycle.key] = parsed.cycle
-            result.locations.setdefault(("cycle", parsed.cycle.key), Location(display, line_of(raw, ("cycle",))))
+            result.locations.setdefault(
+                ("cycle", parsed.cycle.key), Location(display, line_of(raw, ("cycle",)))
+            )
         for i, objective in enumerate(parsed.objectives):
             assert parsed.cycle is not None  # guaranteed by the model
             loc = ("objectives", i)
@@ -164,8 +187,8 @@ def load_definitions(
                       *[(f, line_of(raw, (*kr_loc, f))) for f in
                         ("metric", "where", "baseline", "target", "basis", "window", "milestones")])  # fmt: skip
                 for column in kr.where:
-                    result.locations[("kr", f"{parsed.cycle.key}/{kr.key}", "where", column)] = Location(
-                        display, line_of(raw, (*kr_loc, "where", column))
+                    result.locations[("kr", f"{parsed.cycle.key}/{kr.key}", "where", column)] = (
+                        Location(display, line_of(raw, (*kr_loc, "where", column)))
                     )
             result.objectives.append(LoadedObjective(parsed.cycle, objective, display))
         for i, kpi in enumerate(parsed.kpis):
@@ -178,7 +201,9 @@ def load_definitions(
                 )
             result.kpis.append(kpi)
 
-    library, library_problems = build_library(result.custom_metrics, result.locations, known_metrics)
+    library, library_problems = build_library(
+        result.custom_metrics, result.locations, known_metrics
+    )
     problems.extend(library_problems)
     result.library = library
     problems.extend(_check_references(result))

@@ -24,7 +24,11 @@ DEAL_FILTER_COLUMNS = frozenset(
      "segment", "region", "industry", "is_won", "is_closed", "customer_team"}
 )  # fmt: skip
 NPS_FILTER_COLUMNS = frozenset({"survey_id", *CUSTOMER_FILTER_COLUMNS})
-FILTER_COLUMNS = {DEALS: DEAL_FILTER_COLUMNS, NPS_RESPONSES: NPS_FILTER_COLUMNS, CUSTOMERS: CUSTOMER_FILTER_COLUMNS}
+FILTER_COLUMNS = {
+    DEALS: DEAL_FILTER_COLUMNS,
+    NPS_RESPONSES: NPS_FILTER_COLUMNS,
+    CUSTOMERS: CUSTOMER_FILTER_COLUMNS,
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,9 @@ class MetricSpec:
     def filter_columns(self) -> frozenset[str]:
         return FILTER_COLUMNS[self.entity]
 
-    def compute(self, data: PreparedData, window: Window, scope: Scope, basis: str = "count") -> MetricResult:
+    def compute(
+        self, data: PreparedData, window: Window, scope: Scope, basis: str = "count"
+    ) -> MetricResult:
         """This metric over one window (the engine's history mode gives the same numbers)."""
         from kr_metrics.engine import metric_over_windows
 
@@ -251,7 +257,9 @@ def _nps(data, scope, anchor, basis):
     score = responses["score"].to_numpy(dtype="float64", na_value=np.nan)
     rows = scope.nps_responses & ~np.isnan(score)
     net = (score >= 9).astype(float) - (score <= 6).astype(float)
-    return Events(day=responses.loc[rows, "submitted_day"], num=net[rows], den=np.ones(int(rows.sum())))
+    return Events(
+        day=responses.loc[rows, "submitted_day"], num=net[rows], den=np.ones(int(rows.sum()))
+    )
 
 
 def _nps_responses(data, scope, anchor, basis):
@@ -264,7 +272,9 @@ def _average_nps_score(data, scope, anchor, basis):
     responses = data.nps_responses
     score = responses["score"].to_numpy(dtype="float64", na_value=np.nan)
     rows = scope.nps_responses & ~np.isnan(score)
-    return Events(day=responses.loc[rows, "submitted_day"], num=score[rows], den=np.ones(int(rows.sum())))
+    return Events(
+        day=responses.loc[rows, "submitted_day"], num=score[rows], den=np.ones(int(rows.sum()))
+    )
 
 
 _NONE_IS_ZERO = "No matching deals gives 0, not null: an empty sum is a real zero."

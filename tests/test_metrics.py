@@ -148,3 +148,89 @@ def test_win_rate_filters_by_deal_team():
 
 def test_win_rate_without_closed_deals_is_null():
     assert compute("win_rate", [deal("open", "A")], CUSTOMERS_ABC).value is None
+
+
+# --- the rest of the library ------------------------------------------------------------------
+
+LIBRARY_DEALS = [
+    *HISTORY,  # A and B existing; C's only deal before the cycle was lost
+    deal("n1", "C", won=True, close="2026-10-03", amount=900) | {"deal_type": "new_business"},
+    deal("e1", "A", won=True, close="2026-10-10", amount=1000) | {"deal_type": "existing_business"},
+    deal("e2", "B", won=True, close="2026-11-01", amount=300)
+    | {"deal_type": "existing_business", "created_at": "2026-10-02T08:00:00Z"},
+    deal("l1", "B", won=False, close="2026-10-20", amount=700),
+    deal("o1", "A", amount=2000) | {"created_at": "2026-10-05T10:00:00Z"},  # open
+    deal(
+        "x1", "C", won=True, close="2026-10-05", amount=5000, deleted=True
+    ),  # deleted: never counts
+]
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        ("won_revenue", 2200.0),  # n1 + e1 + e2
+        ("new_business_revenue", 900.0),
+        ("existing_customer_revenue", 1300.0),  # e1 + e2 (C was not existing)
+        ("won_deals", 3),
+        ("new_customers", 1),  # C's first win is n1 in the window; A and B won before
+        ("average_deal_size", 2200.0 / 3),
+        ("pipeline_created", 2300.0),  # created in the window: e2 (300) and o1 (2000)
+        ("open_pipeline", 2000.0),  # o1 only; every other deal closed by the as-of day
+        ("win_rate", 3 / 4),
+    ],
+)
+def test_deal_metrics_on_a_hand_computed_org(metric, expected):
+    assert compute(metric, LIBRARY_DEALS, CUSTOMERS_ABC).value == pytest.approx(expected)
+
+
+def test_sales_cycle_days_counts_reporting_timezone_days_of_won_deals():
+    # e2 was created on 2 Oct and won on 1 Nov: 30 days; n1/e1 were created on 1 Jan 2025.
+    result = compute("sales_cycle_days", [LIBRARY_DEALS[5]], CUSTOMERS_ABC)
+    assert (result.value, result.sample_size) == (30.0, 1)
+    assert compute("sales_cycle_days", [deal("open", "A")], CUSTOMERS_ABC).value is None
+
+
+def test_win_rate_by_amount():
+    result = compute("win_rate", LIBRARY_DEALS, CUSTOMERS_ABC)
+    by_amount = METRICS["win_rate"].compute(
+        prepare(canonical(DEALS, LIBRARY_DEALS), canonical(CUSTOMERS, CUSTOMERS_ABC),
+                canonical(NPS_RESPONSES, []), timezone="Europe/Berlin"),
+        window_for(CYCLE_START, CYCLE_END, AS_OF), scope_for(prepare(
+            canonical(DEALS, LIBRARY_DEALS), canonical(CUSTOMERS, CUSTOMERS_ABC),
+            canonical(NPS_RESPONSES, []), timezone="Europe/Berlin"), {}),
+        basis="amount",
+    )  # fmt: skip
+    assert result.value == pytest.approx(0.75)
+    assert by_amount.value == pytest.approx(2200 / 2900)
+
+
+def test_open_pipeline_is_a_balance_at_the_as_of_day():
+    deals = [deal("o1", "A", amount=100) | {"created_at": "2026-06-01T10:00:00Z"},
+             deal("w1", "A", won=True, close="2026-11-20", amount=50) | {"created_at": "2026-06-01T10:00:00Z"}]  # fmt: skip
+    # On 15 Nov w1 is still open (it closes on the 20th), although it was created long ago.
+    assert compute("open_pipeline", deals, CUSTOMERS_ABC).value == 150.0
+    assert (
+        compute("open_pipeline", deals, CUSTOMERS_ABC, as_of=dt.date(2026, 11, 20)).value == 100.0
+    )
+
+
+def test_response_metrics():
+    responses = [response(f"r{i}", s, "2026-10-10T12:00:00Z") for i, s in enumerate([10, 7, 4])]
+    assert compute("nps_responses", responses=responses, customers=[customer("A")]).value == 3
+    assert compute("average_nps_score", responses=responses, customers=[customer("A")]).value == 7.0
+    assert compute("average_nps_score", customers=[customer("A")]).value is None
+    assert compute("nps_responses", customers=[customer("A")]).value == 0
+
+
+def test_filters_accept_lists_and_negation():
+    deals = [deal("w1", "A", won=True, close="2026-10-02", team="sales-uk"),
+             deal("w2", "A", won=True, close="2026-10-02", team="sales-us"),
+             deal("w3", "A", won=True, close="2026-10-02", team="sales-dach")]  # fmt: skip
+    assert (
+        compute("won_deals", deals, CUSTOMERS_ABC, where={"team": ["sales-uk", "sales-us"]}).value
+        == 2
+    )
+    assert (
+        compute("won_deals", deals, CUSTOMERS_ABC, where={"team": {"not": "sales-uk"}}).value == 2
+    )
