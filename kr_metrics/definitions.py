@@ -379,15 +379,21 @@ class DefinitionSet:
             for kr in loaded.objective.key_results:
                 yield loaded, kr
 
-    def find_key_result(self, key: str, cycle: str | None = None) -> tuple[LoadedObjective, KeyResult]:
+    def find_key_result(
+        self, key: str, cycle: str | None = None
+    ) -> tuple[LoadedObjective, KeyResult]:
         matches = [
-            (lo, kr) for lo, kr in self.key_results() if kr.key == key and cycle in (None, lo.cycle.key)
+            (lo, kr)
+            for lo, kr in self.key_results()
+            if kr.key == key and cycle in (None, lo.cycle.key)
         ]
         if not matches:
             raise KeyError(f"no key result '{key}'" + (f" in cycle {cycle}" if cycle else ""))
         if len(matches) > 1:
             cycles = ", ".join(lo.cycle.key for lo, _ in matches)
-            raise KeyError(f"key result '{key}' exists in several cycles ({cycles}): name the cycle")
+            raise KeyError(
+                f"key result '{key}' exists in several cycles ({cycles}): name the cycle"
+            )
         return matches[0]
 
 

@@ -100,6 +100,14 @@ def _day_index(days: pd.Series, origin: np.datetime64) -> np.ndarray:
     return np.where(undated, np.iinfo(np.int64).min // 2, index.astype(np.int64))
 
 
+def _cumulative(weights: np.ndarray | None, idx: np.ndarray, inside: np.ndarray, before: np.ndarray,
+                length: int) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Cumulative daily sums (with a leading 0) and the total dated before the range."""
+    w = np.ones(len(idx)) if weights is None else np.asarray(weights, dtype="float64")
+    daily = np.bincount(idx[inside], weights=w[inside], minlength=length)
+    return np.concatenate([[0.0], np.cumsum(daily)]), float(w[before].sum())
+
+
 def _additive_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows: Sequence[Window],
                      basis: str) -> Series:  # fmt: skip
     """Sum dated events over each window with one cumulative sum per anchor (cycle start)."""
@@ -121,14 +129,13 @@ def _additive_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows
         inside = (idx >= 0) & (idx < length)
         before = (idx < 0) & ~undated
 
-        def cumulative(weights: np.ndarray | None) -> tuple[np.ndarray, float]:
-            w = np.ones(len(idx)) if weights is None else np.asarray(weights, dtype="float64")
-            daily = np.bincount(idx[inside], weights=w[inside], minlength=length)
-            return np.concatenate([[0.0], np.cumsum(daily)]), float(w[before].sum())
-
-        num_c, num_open = cumulative(events.num)
-        den_c, den_open = cumulative(events.den) if events.den is not None else (None, 0.0)
-        n_c, n_open = cumulative(events.n)
+        num_c, num_open = _cumulative(events.num, idx, inside, before, length)
+        den_c = (
+            _cumulative(events.den, idx, inside, before, length)[0]
+            if events.den is not None
+            else None
+        )
+        n_c, n_open = _cumulative(events.n, idx, inside, before, length)
         a = ((starts - starts.min()).astype(int)).astype(np.int64)
         b = ((ends - starts.min()).astype(int)).astype(np.int64) + 1
         if spec.point_in_time:

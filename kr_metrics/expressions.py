@@ -29,7 +29,11 @@ def parse(expr: str, allowed_names: set[str]) -> ast.Expression:
             continue
         if isinstance(node, ast.BinOp | ast.UnaryOp):
             continue
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, int | float)
+            and not isinstance(node.value, bool)
+        ):
             continue
         if isinstance(node, ast.Name):
             if node.id not in allowed_names:
@@ -37,7 +41,9 @@ def parse(expr: str, allowed_names: set[str]) -> ast.Expression:
                     f"'{node.id}' is not one of this metric's `metrics` ({', '.join(sorted(allowed_names))})"
                 )
             continue
-        raise ExpressionError(f"'{ast.unparse(node)}' is not allowed: only numbers, metric names, + - * / and ()")
+        raise ExpressionError(
+            f"'{ast.unparse(node)}' is not allowed: only numbers, metric names, + - * / and ()"
+        )
     return tree
 
 

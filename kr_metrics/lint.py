@@ -6,7 +6,7 @@ import itertools
 import re
 from collections import defaultdict
 
-from kr_metrics.definitions import DefinitionSet, Kpi, KeyResult, Level, LoadedObjective, Problem
+from kr_metrics.definitions import DefinitionSet, KeyResult, Kpi, Level, LoadedObjective, Problem
 
 MAX_OBJECTIVES_PER_TEAM = 5
 MAX_OBJECTIVES_FIRST_CYCLE = 3

@@ -7,8 +7,8 @@ import textwrap
 
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from connectors.files import FilesSource
 from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from connectors.staging import read_staged

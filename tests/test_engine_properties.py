@@ -7,13 +7,13 @@ import datetime as dt
 import hypothesis.strategies as st
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-
 from conftest import canonical
+from hypothesis import HealthCheck, given, settings
+from reference_metrics import reference
+
 from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.engine import metric_over_windows, prepare, window_for
 from kr_metrics.metrics import METRICS, Window, scope_for
-from reference_metrics import reference
 
 TEAMS = ["sales-dach", "sales-uk", "sales-us"]
 REGIONS = ["DACH", "UK&I", "North America"]
