@@ -75,6 +75,9 @@ class PreparedData:
     customers: pd.DataFrame
     nps_responses: pd.DataFrame
     timezone: str
+    # Facts several metrics share within one run (customer codes, existing customers per
+    # anchor day), computed on first use.
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def frame(self, entity: str) -> pd.DataFrame:
         return getattr(self, entity)
@@ -145,15 +148,44 @@ def _amount(frame: pd.DataFrame) -> np.ndarray:
     return frame["amount_home"].fillna(0.0).to_numpy(dtype="float64")
 
 
-def existing_customer_keys(deals: pd.DataFrame, anchor: dt.date) -> pd.MultiIndex:
-    """(source, customer_id) of customers with a won deal closed before `anchor`."""
-    won_before = _false(deals, "is_won") & (deals["close_date"] < pd.Timestamp(anchor)).to_numpy()
-    keys = deals.loc[won_before, ["source", "customer_id"]].dropna().drop_duplicates()
-    return pd.MultiIndex.from_frame(keys)
+def _customer_codes(data: PreparedData) -> tuple[np.ndarray, np.ndarray, int]:
+    """One integer per (source, customer_id), shared by deals and customers; -1 for none."""
+    if "customer_codes" not in data.cache:
+        keys = pd.concat(
+            [data.deals[["source", "customer_id"]], data.customers[["source", "customer_id"]]]
+        )
+        source_codes, _ = pd.factorize(keys["source"])
+        customer_codes, uniques = pd.factorize(keys["customer_id"])
+        combined = np.where(
+            customer_codes < 0,
+            -1,
+            source_codes.astype(np.int64) * (len(uniques) + 1) + customer_codes,
+        )
+        codes, distinct = pd.factorize(combined)
+        codes = np.where(combined < 0, -1, codes)
+        n_deals = len(data.deals)
+        data.cache["customer_codes"] = (codes[:n_deals], codes[n_deals:], len(distinct))
+    return data.cache["customer_codes"]
 
 
-def _is_existing(frame: pd.DataFrame, existing: pd.MultiIndex) -> np.ndarray:
-    return pd.MultiIndex.from_frame(frame[["source", "customer_id"]]).isin(existing)
+def existing_customers(data: PreparedData, anchor: dt.date) -> tuple[np.ndarray, np.ndarray]:
+    """Masks over deals and over customers: is the (deal's) customer existing at `anchor`?
+
+    Existing means a won deal (not deleted) closed before `anchor`. Computed once per anchor
+    and run, since every KR of a cycle shares its cycle start.
+    """
+    cache_key = ("existing", anchor)
+    if cache_key not in data.cache:
+        deal_codes, customer_codes, n_codes = _customer_codes(data)
+        deals = data.deals
+        won_before = (
+            _false(deals, "is_won") & (deals["close_date"] < pd.Timestamp(anchor)).to_numpy()
+        )
+        lookup = np.zeros(n_codes + 1, dtype=bool)  # last slot stands for "no customer" (-1)
+        lookup[deal_codes[won_before & (deal_codes >= 0)]] = True
+        data.cache[cache_key] = (lookup[deal_codes] & (deal_codes >= 0),
+                                 lookup[customer_codes] & (customer_codes >= 0))  # fmt: skip
+    return data.cache[cache_key]
 
 
 def _won(data: PreparedData, scope: Scope) -> np.ndarray:
@@ -178,18 +210,17 @@ def _new_business_revenue(data, scope, anchor, basis):
 
 
 def _existing_customer_revenue(data, scope, anchor, basis):
-    existing = existing_customer_keys(data.deals, anchor)
-    rows = _won(data, scope) & _is_existing(data.deals, existing)
+    existing_deals, _ = existing_customers(data, anchor)
+    rows = _won(data, scope) & existing_deals
     return _sum_events(data.deals, rows, "close_date", _amount(data.deals))
 
 
 def _revenue_per_existing_customer(data, scope, anchor, basis):
-    existing = existing_customer_keys(data.deals, anchor)
-    rows = _won(data, scope) & _is_existing(data.deals, existing)
-    customers = data.customers
+    existing_deals, existing_customer_rows = existing_customers(data, anchor)
+    rows = _won(data, scope) & existing_deals
     # The KR's filters select customers by the customer's own attributes; deal-only columns
     # (pipeline, deal_type, ...) do not narrow the denominator.
-    count = int((scope.customers & _is_existing(customers, existing)).sum())
+    count = int((scope.customers & existing_customer_rows).sum())
     events = _sum_events(data.deals, rows, "close_date", _amount(data.deals))
     return Events(day=events.day, num=events.num, den_constant=float(count))
 
@@ -344,7 +375,8 @@ def scope_for(data: PreparedData, where: dict) -> Scope:
     customer attributes only.
     """
 
-    def mask(frame: pd.DataFrame) -> np.ndarray:
+    def mask(entity: str) -> np.ndarray:
+        frame = data.frame(entity)
         keep = np.ones(len(frame), dtype=bool)
         for column, wanted in where.items():
             if column not in frame.columns:
@@ -353,8 +385,14 @@ def scope_for(data: PreparedData, where: dict) -> Scope:
             if negate:
                 wanted = wanted["not"]
             values = [str(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
-            hit = frame[column].astype("string").isin(values).fillna(False).to_numpy(dtype=bool)
+            # Codes of the column's distinct values, once per run: a filter is then a lookup.
+            cache_key = ("codes", entity, column)
+            if cache_key not in data.cache:
+                data.cache[cache_key] = pd.factorize(frame[column].astype("string"))
+            codes, uniques = data.cache[cache_key]
+            wanted_codes = np.flatnonzero(pd.Index(uniques).isin(values))
+            hit = np.isin(codes, wanted_codes)
             keep &= ~hit if negate else hit
         return keep
 
-    return Scope(mask(data.deals), mask(data.customers), mask(data.nps_responses))
+    return Scope(mask(DEALS), mask(CUSTOMERS), mask(NPS_RESPONSES))

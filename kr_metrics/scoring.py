@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,24 @@ def expected_progress(
     return (elapsed / total).clip(0.0, 1.0) * success
 
 
+def milestone_progress(milestones: str, baseline: float, target: float, cycle_start, cycle_end,
+                       as_of) -> float:  # fmt: skip
+    """Expected progress piecewise-linear through the KR's own milestones (phased targets).
+
+    The path starts at 0 on the cycle's first morning, passes each milestone's progress at the
+    end of its day, and ends at 1 at the end of the cycle.
+    """
+    if target == baseline or pd.isna(target) or pd.isna(baseline):
+        return float("nan")
+    start = pd.Timestamp(cycle_start)
+    total = (pd.Timestamp(cycle_end) - start).days + 1
+    points = json.loads(milestones)
+    xs = [0.0] + [(pd.Timestamp(day) - start).days + 1.0 for day, _ in points] + [float(total)]
+    ys = [0.0] + [(value - baseline) / (target - baseline) for _, value in points] + [1.0]
+    elapsed = min(max((pd.Timestamp(as_of) - start).days + 1, 0), total)
+    return float(np.interp(elapsed, xs, ys))
+
+
 def score_key_results(
     values: pd.DataFrame, policy: ScoringPolicy = ScoringPolicy()
 ) -> pd.DataFrame:
@@ -59,6 +78,14 @@ def score_key_results(
     krs["expected_progress"] = expected_progress(
         krs["cycle_start"], krs["cycle_end"], krs["window_end"], pd.Series(success, index=krs.index)
     )
+    if "milestones" in krs.columns:
+        phased = krs["milestones"].notna()
+        for index in krs.index[phased]:  # one per KR with phased targets, not per data row
+            row = krs.loc[index]
+            krs.loc[index, "expected_progress"] = milestone_progress(
+                row["milestones"], row["baseline"], row["target"], row["cycle_start"],
+                row["cycle_end"], row["window_end"],
+            ) * row["success_grade"]  # fmt: skip
     behind = krs["expected_progress"] - krs["progress"]
     status = np.select(
         [

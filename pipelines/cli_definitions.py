@@ -127,3 +127,23 @@ def explain(
             *["" if pd.isna(v) else (f"{v:,.2f}" if isinstance(v, float) else str(v)) for v in row]
         )
     console.print(table)
+
+
+@definitions.command("metrics")
+@click.option("--format", "output_format", type=click.Choice(["table", "md"]), default="table",
+              show_default=True, help="A table, or the Markdown of docs/metrics.md.")  # fmt: skip
+def metrics(output_format: str) -> None:
+    """List the built-in metrics a KR or KPI can use, with their formulas."""
+    from kr_metrics.docs import metrics_markdown
+    from kr_metrics.metrics import METRICS
+
+    if output_format == "md":
+        click.echo(metrics_markdown(), nl=False)
+        return
+    table = Table(title="Built-in metrics (custom ones: see docs/metrics.md)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("unit")
+    table.add_column("formula")
+    for spec in METRICS.values():
+        table.add_row(spec.name, spec.unit, spec.formula)
+    console.print(table)

@@ -75,3 +75,18 @@ def test_kpi_health_against_its_range():
 def test_policy_rejects_a_moonshot_success_outside_the_method():
     with pytest.raises(ValueError, match="0.6 and 0.7"):
         ScoringPolicy(moonshot_success=0.9)
+
+
+def test_expected_progress_follows_milestones():
+    phased = kr(60.0) | {"milestones": '[["2026-10-31", 52.0], ["2026-11-30", 66.0]]'}
+    # 15 Nov is day 46; between 31 Oct (day 31, progress 0.1) and 30 Nov (day 61, progress 0.8)
+    scored = score(phased).iloc[0]
+    assert scored.expected_progress == pytest.approx(0.1 + (46 - 31) / (61 - 31) * 0.7)
+    assert scored.status == "on_track"
+
+
+def test_milestones_change_the_status_of_a_slow_start():
+    linear, phased = score(
+        kr(57.2), kr(57.2) | {"milestones": '[["2026-10-31", 52.0], ["2026-11-30", 66.0]]'}
+    ).status
+    assert (linear, phased) == ("at_risk", "on_track")  # 0.36 against 0.5 linear, 0.45 phased
