@@ -129,3 +129,26 @@ def test_bad_timezone_and_dates(tmp_path):
     )
     problems = problems_of(path)
     assert any("unknown timezone 'Mars/Olympus'" in p for p in problems)
+
+
+def test_the_committed_json_schema_is_up_to_date():
+    from kr_metrics.schema import SCHEMA_FILE, schema_json
+
+    assert (REPO / "definitions" / SCHEMA_FILE).read_text() == schema_json(), (
+        "run: uv run krpulse definitions schema --write definitions/krpulse-definitions.schema.json"
+    )
+
+
+def test_every_definitions_file_points_editors_at_the_schema():
+    from kr_metrics.schema import MODELINE
+
+    for path in (REPO / "definitions").glob("*.yaml"):
+        assert path.read_text().startswith(MODELINE), path
+
+
+def test_docs_metrics_md_is_generated_from_the_library():
+    from kr_metrics.docs import metrics_markdown
+
+    assert (REPO / "docs" / "metrics.md").read_text() == metrics_markdown(), (
+        "run: uv run krpulse definitions metrics --format md > docs/metrics.md"
+    )
