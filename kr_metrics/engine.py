@@ -14,11 +14,13 @@ from kr_metrics.definitions import DefinitionSet, KeyResult, definition_version,
 from kr_metrics.expressions import evaluate as evaluate_expression
 from kr_metrics.metrics import (
     METRICS,
+    NPS_SHARES,
     MetricResult,
     MetricSpec,
     PreparedData,
     Scope,
     Window,
+    margin_of_error,
     scope_for,
 )
 
@@ -26,7 +28,7 @@ VALUE_COLUMNS = [
     "as_of", "kind", "cycle", "objective", "key", "title", "team", "level", "ambition", "metric",
     "value", "numerator", "denominator", "sample_size", "baseline", "target", "unit",
     "healthy_min", "healthy_max", "cycle_start", "cycle_end", "window_start", "window_end",
-    "milestones", "definition_version",
+    "milestones", "margin_of_error", "definition_version",
 ]  # fmt: skip
 
 
@@ -235,7 +237,12 @@ def _cycle_windows(
 
 
 def evaluate_history(
-    definitions: DefinitionSet, data: PreparedData, start: dt.date, end: dt.date
+    definitions: DefinitionSet,
+    data: PreparedData,
+    start: dt.date,
+    end: dt.date,
+    *,
+    kpis_from: dt.date | None = None,
 ) -> pd.DataFrame:
     """One row per (day, KR of a cycle running that day) and per (day, KPI), start..end inclusive.
 
@@ -265,6 +272,7 @@ def evaluate_history(
         kr_scope = scope(kr.where)
         windows = _cycle_windows(kr, cycle.start, cycle.end, days)
         series = metric_series(spec, library, data, kr_scope, windows, basis=kr.basis)
+        margin = _margin(kr.metric, kr.basis, series, data, kr_scope, windows)
         baseline = _baseline(kr, cycle, spec, library, data, kr_scope)
         target = kr.target_for(baseline)
         version = definition_version(cycle, objective.model_copy(update={"key_results": [kr]}))
@@ -277,20 +285,22 @@ def evaluate_history(
             "healthy_min": np.nan, "healthy_max": np.nan, "cycle_start": cycle.start, "cycle_end": cycle.end,
             "window_start": [w.start for w in windows], "window_end": [w.end for w in windows],
             "milestones": json.dumps([[m.date.isoformat(), m.target] for m in kr.milestones]) if kr.milestones else None,
-            "definition_version": version,
+            "margin_of_error": margin, "definition_version": version,
         }))  # fmt: skip
-    for kpi in definitions.kpis:
+    kpi_days = [d for d in all_days if kpis_from is None or d >= kpis_from]
+    for kpi in definitions.kpis if kpi_days else ():
         spec = library[kpi.metric]
-        windows = [rolling_window(window_days(kpi.window) or 90, day) for day in all_days]
+        windows = [rolling_window(window_days(kpi.window) or 90, day) for day in kpi_days]
         series = metric_series(spec, library, data, scope(kpi.where), windows, basis=kpi.basis)
         frames.append(pd.DataFrame({
-            "as_of": all_days, "kind": "kpi", "cycle": None, "objective": None, "key": kpi.key,
+            "as_of": kpi_days, "kind": "kpi", "cycle": None, "objective": None, "key": kpi.key,
             "title": kpi.title, "team": kpi.team, "level": None, "ambition": None, "metric": kpi.metric,
             "value": series.value, "numerator": series.numerator, "denominator": series.denominator,
             "sample_size": series.sample, "baseline": np.nan, "target": np.nan, "unit": None,
             "healthy_min": kpi.healthy.min, "healthy_max": kpi.healthy.max, "cycle_start": None,
             "cycle_end": None, "window_start": [w.start for w in windows],
             "window_end": [w.end for w in windows], "milestones": None,
+            "margin_of_error": _margin(kpi.metric, kpi.basis, series, data, scope(kpi.where), windows),
             "definition_version": definition_version(kpi),
         }))  # fmt: skip
     frames = [f for f in frames if not f.empty]
@@ -313,6 +323,18 @@ def evaluate_history(
 def evaluate(definitions: DefinitionSet, data: PreparedData, as_of: dt.date) -> pd.DataFrame:
     """Every KR of every cycle running on `as_of`, and every KPI; see VALUE_COLUMNS."""
     return evaluate_history(definitions, data, as_of, as_of)
+
+
+def _margin(metric: str, basis: str, series: Series, data: PreparedData, scope: Scope,
+            windows: Sequence[Window]) -> np.ndarray:  # fmt: skip
+    if metric == "nps":
+        shares = metric_series(NPS_SHARES, METRICS, data, scope, windows)
+        return margin_of_error(
+            metric, series.value, series.sample, shares.numerator, shares.denominator
+        )
+    if metric == "win_rate" and basis == "count":
+        return margin_of_error(metric, series.value, series.sample)
+    return np.full(len(windows), np.nan)
 
 
 def _team_filter(where: dict) -> str | None:

@@ -308,6 +308,14 @@ def _average_nps_score(data, scope, anchor, basis):
     )
 
 
+def _nps_promoters(data, scope, anchor, basis):
+    responses = data.nps_responses
+    score = responses["score"].to_numpy(dtype="float64", na_value=np.nan)
+    rows = scope.nps_responses & ~np.isnan(score)
+    return Events(day=responses.loc[rows, "submitted_day"], num=(score >= 9)[rows].astype(float),
+                  den=(score <= 6)[rows].astype(float))  # fmt: skip
+
+
 _NONE_IS_ZERO = "No matching deals gives 0, not null: an empty sum is a real zero."
 
 
@@ -364,6 +372,28 @@ BUILT_IN_METRICS: tuple[MetricSpec, ...] = (
 )  # fmt: skip
 
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in BUILT_IN_METRICS}
+
+# Not a metric anyone can name: promoters (num) and detractors (den) for NPS's margin of error.
+NPS_SHARES = MetricSpec(
+    name="_nps_shares", description="", unit="count", entity=NPS_RESPONSES, valid_range=(None, None),
+    nullable=False, combine="sum", events=_nps_promoters,
+)  # fmt: skip
+Z_95 = 1.96
+
+
+def margin_of_error(
+    metric: str, value: np.ndarray, sample: np.ndarray, promoters=None, detractors=None
+) -> np.ndarray:
+    """95 % margin of error of a value: NPS from its promoter/detractor shares, win rate as a
+    binomial proportion; NaN for metrics without a sampling interpretation."""
+    n = np.asarray(sample, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "nps" and promoters is not None:
+            p, d = promoters / n, detractors / n
+            return np.where(n > 0, Z_95 * 100.0 * np.sqrt((p + d - (p - d) ** 2) / n), np.nan)
+        if metric == "win_rate":
+            return np.where(n > 0, Z_95 * np.sqrt(value * (1 - value) / n), np.nan)
+    return np.full(len(n), np.nan)
 
 
 def scope_for(data: PreparedData, where: dict) -> Scope:

@@ -8,12 +8,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kr_metrics.metrics import METRICS
+
+# Metrics whose value is a rate over records: their sample size decides how far to trust them.
+SAMPLED_METRICS = sorted(n for n, s in METRICS.items() if s.combine in ("ratio", "per_constant"))
+
 ON_TRACK = "on_track"
 AT_RISK = "at_risk"
 OFF_TRACK = "off_track"
 NO_DATA = "no_data"
 STALE = "stale"
-KR_STATUSES = (ON_TRACK, AT_RISK, OFF_TRACK, NO_DATA, STALE)
+LOW_SAMPLE = "low_sample"
+KR_STATUSES = (ON_TRACK, AT_RISK, OFF_TRACK, NO_DATA, STALE, LOW_SAMPLE)
 
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
@@ -26,6 +32,8 @@ class ScoringPolicy:
     moonshot_success: float = 0.7
     at_risk_gap: float = 0.10
     off_track_gap: float = 0.25
+    # Ratios and NPS on fewer records than this are shown with status `low_sample`.
+    min_sample: int = 10
 
     def __post_init__(self) -> None:
         if not 0.6 <= self.moonshot_success <= 0.7:
@@ -87,13 +95,16 @@ def score_key_results(
                 row["cycle_end"], row["window_end"],
             ) * row["success_grade"]  # fmt: skip
     behind = krs["expected_progress"] - krs["progress"]
+    sampled = krs["metric"].isin(SAMPLED_METRICS).to_numpy()
+    low_sample = sampled & (krs["sample_size"].fillna(0).to_numpy() < policy.min_sample)
     status = np.select(
         [
             krs["progress"].isna(),
+            low_sample,
             (krs["grade"] >= krs["success_grade"]) | (behind <= policy.at_risk_gap),
             behind <= policy.off_track_gap,
         ],
-        [NO_DATA, ON_TRACK, AT_RISK],
+        [NO_DATA, LOW_SAMPLE, ON_TRACK, AT_RISK],
         default=OFF_TRACK,
     )
     krs["status"] = status

@@ -234,3 +234,21 @@ def test_filters_accept_lists_and_negation():
     assert (
         compute("won_deals", deals, CUSTOMERS_ABC, where={"team": {"not": "sales-uk"}}).value == 2
     )
+
+
+def test_nps_margin_of_error_from_promoter_and_detractor_shares():
+    import numpy as np
+
+    from kr_metrics.metrics import margin_of_error
+
+    # 50 promoters, 20 passives, 30 detractors of 100: NPS 20; var = .5 + .3 - .2² = .76
+    margin = margin_of_error(
+        "nps", np.array([20.0]), np.array([100]), np.array([50.0]), np.array([30.0])
+    )
+    assert margin[0] == pytest.approx(1.96 * 100 * (0.76 / 100) ** 0.5)
+    assert np.isnan(
+        margin_of_error("nps", np.array([np.nan]), np.array([0]), np.array([0.0]), np.array([0.0]))[
+            0
+        ]
+    )
+    assert margin_of_error("win_rate", np.array([0.5]), np.array([100]))[0] == pytest.approx(0.098)

@@ -14,6 +14,7 @@ def kr(value, baseline=50.0, target=70.0, ambition="roofshot", as_of=dt.date(202
     return {
         "value": value, "baseline": baseline, "target": target, "ambition": ambition,
         "cycle_start": dt.date(2026, 10, 1), "cycle_end": dt.date(2026, 12, 31), "window_end": as_of,
+        "metric": "nps", "sample_size": 100,
     }  # fmt: skip
 
 
@@ -90,3 +91,14 @@ def test_milestones_change_the_status_of_a_slow_start():
         kr(57.2), kr(57.2) | {"milestones": '[["2026-10-31", 52.0], ["2026-11-30", 66.0]]'}
     ).status
     assert (linear, phased) == ("at_risk", "on_track")  # 0.36 against 0.5 linear, 0.45 phased
+
+
+def test_a_rate_on_too_few_records_says_so():
+    scored = score(
+        kr(60.0) | {"sample_size": 4}, kr(60.0) | {"sample_size": 4, "metric": "won_revenue"}
+    )
+    assert scored.status.tolist() == ["low_sample", "on_track"]
+    assert (
+        score(kr(60.0) | {"sample_size": 4}, policy=ScoringPolicy(min_sample=3)).status[0]
+        == "on_track"
+    )
