@@ -45,9 +45,13 @@ def generate() -> None:
         "is_deleted": False,
     })  # fmt: skip
     owner = rng.integers(0, N_CUSTOMERS, N_DEALS)
-    created = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 720 * 24, N_DEALS), unit="h")
+    created = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 720 * 24, N_DEALS), unit="h"
+    )
     closed = rng.random(N_DEALS) < 0.8
-    close = (created.tz_localize(None).normalize() + pd.to_timedelta(rng.integers(5, 120, N_DEALS), unit="D"))
+    close = created.tz_localize(None).normalize() + pd.to_timedelta(
+        rng.integers(5, 120, N_DEALS), unit="D"
+    )
     close = close.where(closed, pd.NaT)
     won = closed & (rng.random(N_DEALS) < 0.3)
     amount = rng.gamma(2.0, 5000.0, N_DEALS).round(2)
@@ -87,7 +91,15 @@ def kpis() -> list[dict]:
 
 
 def definition_set():
-    from kr_metrics.definitions import Cycle, DefinitionSet, HealthyRange, KeyResult, Kpi, LoadedObjective, Objective
+    from kr_metrics.definitions import (
+        Cycle,
+        DefinitionSet,
+        HealthyRange,
+        KeyResult,
+        Kpi,
+        LoadedObjective,
+        Objective,
+    )
     from kr_metrics.metrics import METRICS
 
     cycle = Cycle(key="2026-Q4", timezone="Europe/Berlin")
@@ -97,10 +109,13 @@ def definition_set():
                   for i in range(0, len(krs), 4)]  # fmt: skip
     kpi_models = [Kpi(key=k["key"], title=k["key"], metric=k["metric"], where=k["where"], healthy=HealthyRange(min=0))
                   for k in kpis()]  # fmt: skip
-    return DefinitionSet(cycles={"2026-Q4": cycle}, objectives=objectives, kpis=kpi_models, library=dict(METRICS))
+    return DefinitionSet(
+        cycles={"2026-Q4": cycle}, objectives=objectives, kpis=kpi_models, library=dict(METRICS)
+    )
 
 
 # --- DuckDB: what a data engineer would write by hand ------------------------------------------
+
 
 def _where_sql(where: dict, alias: str) -> tuple[str, list]:
     clauses, params = [], []
@@ -110,11 +125,16 @@ def _where_sql(where: dict, alias: str) -> tuple[str, list]:
     return (" AND " + " AND ".join(clauses)) if clauses else "", params
 
 
-def duckdb_sql(metric: str, where: dict, start: dt.date, first_day: dt.date, last_day: dt.date) -> tuple[str, list]:
+def duckdb_sql(
+    metric: str, where: dict, start: dt.date, first_day: dt.date, last_day: dt.date
+) -> tuple[str, list]:
     """One query per KR returning (day, value) for first_day..last_day, cumulative from `start`."""
     spine = "SELECT CAST(range AS DATE) AS day FROM range(CAST(? AS DATE), CAST(? AS DATE) + INTERVAL 1 DAY, INTERVAL 1 DAY)"
-    deal_filter, deal_params = _where_sql({k: v for k, v in where.items() if k != "team"} | (
-        {"team": where["team"]} if "team" in where else {}), "d")
+    deal_filter, deal_params = _where_sql(
+        {k: v for k, v in where.items() if k != "team"}
+        | ({"team": where["team"]} if "team" in where else {}),
+        "d",
+    )
     if metric == "nps":
         cond, params = _where_sql(where, "c")
         sql = f"""
@@ -132,7 +152,7 @@ def duckdb_sql(metric: str, where: dict, start: dt.date, first_day: dt.date, las
         WITH daily AS (
           SELECT d.close_date AS day, SUM(CAST(d.is_won AS INT)) AS won, COUNT(*) AS closed
           FROM deals d JOIN customers c USING (source, customer_id)
-          WHERE NOT d.is_deleted AND d.is_closed {deal_filter.replace('d.region', 'c.region').replace('d.segment', 'c.segment')} GROUP BY 1),
+          WHERE NOT d.is_deleted AND d.is_closed {deal_filter.replace("d.region", "c.region").replace("d.segment", "c.segment")} GROUP BY 1),
         spine AS ({spine})
         SELECT spine.day, SUM(won) / NULLIF(SUM(closed), 0)
         FROM spine LEFT JOIN daily ON daily.day BETWEEN ? AND spine.day GROUP BY 1 ORDER BY 1"""
@@ -142,7 +162,7 @@ def duckdb_sql(metric: str, where: dict, start: dt.date, first_day: dt.date, las
         WITH daily AS (
           SELECT d.close_date AS day, SUM(d.amount_home) AS revenue
           FROM deals d JOIN customers c USING (source, customer_id)
-          WHERE NOT d.is_deleted AND d.is_won {deal_filter.replace('d.region', 'c.region').replace('d.segment', 'c.segment')} GROUP BY 1),
+          WHERE NOT d.is_deleted AND d.is_won {deal_filter.replace("d.region", "c.region").replace("d.segment", "c.segment")} GROUP BY 1),
         spine AS ({spine})
         SELECT spine.day, COALESCE(SUM(revenue), 0)
         FROM spine LEFT JOIN daily ON daily.day BETWEEN ? AND spine.day GROUP BY 1 ORDER BY 1"""
@@ -159,7 +179,7 @@ def duckdb_sql(metric: str, where: dict, start: dt.date, first_day: dt.date, las
     daily AS (
       SELECT d.close_date AS day, SUM(d.amount_home) AS revenue
       FROM deals d JOIN existing USING (source, customer_id) JOIN customers c USING (source, customer_id)
-      WHERE NOT d.is_deleted AND d.is_won {deal_filter.replace('d.region', 'c.region').replace('d.segment', 'c.segment')} GROUP BY 1),
+      WHERE NOT d.is_deleted AND d.is_won {deal_filter.replace("d.region", "c.region").replace("d.segment", "c.segment")} GROUP BY 1),
     spine AS ({spine})
     SELECT spine.day, COALESCE(SUM(revenue), 0) / NULLIF((SELECT n FROM denominator), 0)
     FROM spine LEFT JOIN daily ON daily.day BETWEEN ? AND spine.day GROUP BY 1 ORDER BY 1"""
@@ -185,22 +205,33 @@ def run_mode(mode: str) -> dict:
         import duckdb
 
         con = duckdb.connect()
-        for name, frame in (("deals", deals), ("customers", customers), ("nps_responses", responses)):
+        for name, frame in (
+            ("deals", deals),
+            ("customers", customers),
+            ("nps_responses", responses),
+        ):
             con.register(name, frame)
         prepared = time.perf_counter()
         rows = 0
         for kr in key_results():  # KRs run over the cycle; KPIs over 90-day rolling windows
-            sql, params = duckdb_sql(kr["metric"], kr["where"], CYCLE_START, max(first_day, CYCLE_START), AS_OF)
+            sql, params = duckdb_sql(
+                kr["metric"], kr["where"], CYCLE_START, max(first_day, CYCLE_START), AS_OF
+            )
             rows += len(con.execute(sql, params).fetchall())
         for kpi in kpis():
-            for day in [first_day + dt.timedelta(days=i) for i in range((AS_OF - first_day).days + 1)]:
+            for day in [
+                first_day + dt.timedelta(days=i) for i in range((AS_OF - first_day).days + 1)
+            ]:
                 window_start = day - dt.timedelta(days=89)
                 sql, params = duckdb_sql(kpi["metric"], kpi["where"], window_start, day, day)
                 rows += len(con.execute(sql, params).fetchall())
     elapsed = time.perf_counter() - start
     return {
-        "mode": mode, "seconds": round(elapsed, 2), "setup_seconds": round(prepared - start, 2),
-        "rows": rows, "rss_loaded_mib": round(rss_loaded),
+        "mode": mode,
+        "seconds": round(elapsed, 2),
+        "setup_seconds": round(prepared - start, 2),
+        "rows": rows,
+        "rss_loaded_mib": round(rss_loaded),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
@@ -215,7 +246,9 @@ def main() -> None:
     results = {}
     for mode in ("engine-day", "duckdb-day", "engine-history", "duckdb-history"):
         print(f"running {mode} ...", file=sys.stderr)
-        out = subprocess.run([sys.executable, __file__, mode], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, mode], capture_output=True, text=True, check=True
+        )
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     print("| run | krpulse engine | DuckDB SQL | engine ÷ DuckDB |\n|---|---|---|---|")
     for label, suffix in (("one as-of date", "day"), (f"{HISTORY_DAYS}-day history", "history")):

@@ -7,8 +7,8 @@ The method (documented in docs/forecast.md, back-tested by bench/backtest_foreca
   pace for the days left: `value + pace × remaining_days`, where the pace is the average daily
   increase over the last `PACE_DAYS` days (or since the cycle started, if that is shorter).
 - **Rates** (win_rate, nps, averages over the cycle so far): the end value is the rate over the
-  whole cycle, so numerator and denominator are projected separately at their recent pace and
-  divided: `(num + num_pace × remaining) / (den + den_pace × remaining)`.
+  whole cycle; the best predictor in the back-test was the cycle-to-date rate itself, so that
+  is the forecast (projecting the recent numerator and denominator paces was worse).
 - **Levels** (balances such as open_pipeline, rolling windows, custom ratio/derived metrics):
   a least-squares line through the last `PACE_DAYS` daily values, extended to the cycle end.
 
@@ -17,6 +17,8 @@ scoring to the forecast value.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import numpy as np
 import pandas as pd
@@ -63,13 +65,9 @@ def _forecast_one(kr: pd.DataFrame, spec: MetricSpec | None) -> np.ndarray:
                 projected = np.where(np.isnan(value), np.nan, projected)
             return projected
         if kind == "rate":
-            num = np.nan_to_num(kr["numerator"].to_numpy(dtype="float64"))
-            den = np.nan_to_num(kr["denominator"].to_numpy(dtype="float64"))
-            num_pace = np.where(lag > 0, (num - _lagged(num, lag)) / np.maximum(lag, 1), num)
-            den_pace = np.where(lag > 0, (den - _lagged(den, lag)) / np.maximum(lag, 1), den)
-            total_den = den + den_pace * remaining
-            scale = spec.scale if spec is not None else 1.0
-            return np.where(total_den > 0, scale * (num + num_pace * remaining) / total_den, np.nan)
+            # The cycle-to-date rate predicted the end-of-cycle rate better than projecting the
+            # recent numerator and denominator paces (back-test in docs/forecast.md).
+            return value.copy()
     series = pd.Series(value)
     x = pd.Series(np.arange(len(value), dtype="float64"))
     window = series.rolling(PACE_DAYS, min_periods=3)
@@ -103,3 +101,46 @@ def add_forecasts(
         out["forecast_grade"] = ((out["forecast_value"] - out["baseline"]) / span).clip(0.0, 1.0)
     out.loc[span == 0, "forecast_grade"] = np.nan
     return out
+
+
+def backtest(definitions, data, cycles, checkpoints=(30, 45, 60)) -> pd.DataFrame:
+    """Forecast accuracy on closed cycles: each KR of `definitions` re-run over each of `cycles`.
+
+    For every (cycle, KR, checkpoint day) the forecast made on that day is compared with the
+    value the KR actually reached on the cycle's last day. Returns one row per comparison with
+    `error` (forecast − actual) and `abs_pct_error` (|error| ÷ |actual|, NaN when actual is 0).
+    """
+    from kr_metrics.definitions import DefinitionSet, LoadedObjective
+    from kr_metrics.engine import evaluate_history
+
+    rows = []
+    for cycle in cycles:
+        moved = DefinitionSet(
+            cycles={cycle.key: cycle},
+            objectives=[
+                LoadedObjective(cycle, lo.objective, lo.file) for lo in definitions.objectives
+            ],
+            library=definitions.library,
+        )
+        history = add_forecasts(
+            evaluate_history(moved, data, cycle.start, cycle.end), moved.library
+        )
+        history = history[history["kind"] == "kr"]
+        actual = history[history["as_of"] == cycle.end].set_index("key")["value"]
+        for day in checkpoints:
+            as_of = cycle.start + dt.timedelta(days=day - 1)
+            made = history[history["as_of"] == as_of].set_index("key")
+            for key, row in made.iterrows():  # a handful of KRs per checkpoint
+                rows.append({"cycle": cycle.key, "kr": key, "metric": row["metric"], "day": day,
+                             "forecast": row["forecast_value"], "naive": row["value"],
+                             "actual": actual.get(key, np.nan)})  # fmt: skip
+    result = pd.DataFrame(rows)
+    result["error"] = result["forecast"] - result["actual"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result["abs_pct_error"] = (result["error"].abs() / result["actual"].abs()).replace(
+            np.inf, np.nan
+        )
+        result["naive_abs_pct_error"] = (
+            (result["naive"] - result["actual"]).abs() / result["actual"].abs()
+        ).replace(np.inf, np.nan)
+    return result
