@@ -142,8 +142,9 @@ class KeyResult(_Model):
     baseline: float | Literal["previous_cycle"] = Field(
         description="A number, or `previous_cycle`: the same metric over the previous cycle."
     )
-    target: float | str = Field(
-        description="An absolute number, or a change relative to the baseline such as '+20%'."
+    target: float | str | None = Field(
+        description="An absolute number, or a change relative to the baseline such as '+20%'. "
+        "Left empty by `krpulse new-cycle` for sales ops to fill in."
     )
     unit: str | None = None
     window: str = Field(default="cycle", description="`cycle` (default) or `rolling_<days>d`.")
@@ -166,7 +167,7 @@ class KeyResult(_Model):
 
     @field_validator("target")
     @classmethod
-    def _target_form(cls, value: float | str) -> float | str:
+    def _target_form(cls, value: float | str | None) -> float | str | None:
         if isinstance(value, str) and not _RELATIVE_TARGET.match(value):
             raise ValueError(
                 f"target '{value}' is neither a number nor a relative change like '+20%' or '-10%'"
@@ -179,6 +180,8 @@ class KeyResult(_Model):
 
     def target_for(self, baseline: float | None) -> float | None:
         """The absolute target: '+20%' means 1.2 × baseline; None while the baseline is unknown."""
+        if self.target is None:
+            return None
         if isinstance(self.target, str):
             if baseline is None:
                 return None

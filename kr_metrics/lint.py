@@ -69,6 +69,13 @@ def lint_definitions(definitions: DefinitionSet) -> list[Problem]:
 
 
 def _lint_key_result(loaded, kr: KeyResult, kr_key, definitions, report) -> None:
+    if kr.target is None:
+        baseline = (
+            "" if kr.baseline_is_computed else f" (its baseline is {float(kr.baseline):,.2f})"
+        )
+        report((*kr_key, "target"), f"KR '{kr.key}' has no target yet{baseline}: set `target:` to an "
+               "absolute number or a change like +20%", "error", "missing-target")  # fmt: skip
+        return
     if not kr.baseline_is_computed and kr.target_value == float(kr.baseline):
         report((*kr_key, "target"), f"target equals baseline for KR '{kr.key}'; a KR must move",
                "error", "target-equals-baseline")  # fmt: skip

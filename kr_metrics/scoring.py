@@ -34,6 +34,10 @@ class ScoringPolicy:
     off_track_gap: float = 0.25
     # Ratios and NPS on fewer records than this are shown with status `low_sample`.
     min_sample: int = 10
+    # A cycle's grades are final this many days after its end (late CRM updates still count).
+    grace_days: int = 7
+    # From this grade a KR that missed its success grade is "partially achieved".
+    partial_grade: float = 0.4
 
     def __post_init__(self) -> None:
         if not 0.6 <= self.moonshot_success <= 0.7:

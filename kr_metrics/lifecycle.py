@@ -1,0 +1,318 @@
+"""The cycle's end: verdicts, the review report, and rolling definitions over into the next cycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from kr_metrics.definitions import _MONTH_KEY, _QUARTER_KEY, Cycle, DefinitionSet
+from kr_metrics.scoring import ScoringPolicy
+
+ACHIEVED = "achieved"
+PARTIALLY_ACHIEVED = "partially_achieved"
+MISSED = "missed"
+
+
+def verdict(
+    grade: float | None, ambition: str, policy: ScoringPolicy = ScoringPolicy()
+) -> str | None:
+    """A roofshot is achieved at grade 1.0, a moonshot at its success grade (0.6–0.7); both are
+    partially achieved from `policy.partial_grade`; below that, missed. No grade, no verdict."""
+    if grade is None or pd.isna(grade):
+        return None
+    success = policy.moonshot_success if ambition == "moonshot" else 1.0
+    if grade >= success - 1e-9:
+        return ACHIEVED
+    if grade >= policy.partial_grade:
+        return PARTIALLY_ACHIEVED
+    return MISSED
+
+
+def is_closed(cycle: Cycle, today: dt.date, policy: ScoringPolicy = ScoringPolicy()) -> bool:
+    """Final once the cycle has ended and its grace period for late CRM updates has passed."""
+    return today > cycle.end + dt.timedelta(days=policy.grace_days)
+
+
+def review(
+    definitions: DefinitionSet,
+    cycle_key: str,
+    history: pd.DataFrame,
+    kpi_history: pd.DataFrame,
+    *,
+    today: dt.date,
+    policy: ScoringPolicy = ScoringPolicy(),
+    changes: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """The review of one cycle from its stored daily rows: one dict, rendered by `render_review`.
+
+    Per objective and KR: the final value, grade and verdict (the stored row of the cycle's last
+    stored day, so the report matches the store), how the value moved (start, middle, end, low,
+    high), whether it ever moved, and how far the mid-cycle forecast was off. KPIs over the same
+    period come in their own section.
+    """
+    cycle = definitions.cycles.get(cycle_key)
+    if cycle is None:
+        known = ", ".join(sorted(definitions.cycles)) or "none"
+        raise KeyError(f"no cycle '{cycle_key}' in the definitions (cycles: {known})")
+    history = history.copy()
+    history["as_of"] = pd.to_datetime(history["as_of"]).dt.date
+    history = history[history["as_of"] <= cycle.end].sort_values(["kr", "as_of"])
+    middle = cycle.start + dt.timedelta(days=(cycle.days - 1) // 2)
+    objectives = []
+    for loaded in (lo for lo in definitions.objectives if lo.cycle.key == cycle_key):
+        objective = loaded.objective
+        krs = []
+        for kr in objective.key_results:
+            rows = history[history["kr"] == kr.key]
+            krs.append(_kr_review(kr, rows, objective.ambition.value, middle, policy, changes))
+        objectives.append({
+            "objective": objective.key, "title": objective.title, "level": objective.level.value,
+            "team": objective.team, "ambition": objective.ambition.value, "owner": objective.owner,
+            "key_results": krs,
+            "average_grade": _mean([k["final_grade"] for k in krs]),
+        })  # fmt: skip
+    errors = [k["forecast_error_pct"] for o in objectives for k in o["key_results"]]
+    verdicts = [k["verdict"] for o in objectives for k in o["key_results"] if k["verdict"]]
+    return {
+        "cycle": cycle.key, "start": cycle.start.isoformat(), "end": cycle.end.isoformat(),
+        "final": is_closed(cycle, today, policy), "grace_days": policy.grace_days,
+        "objectives": objectives,
+        "summary": {
+            "key_results": sum(len(o["key_results"]) for o in objectives),
+            ACHIEVED: verdicts.count(ACHIEVED), PARTIALLY_ACHIEVED: verdicts.count(PARTIALLY_ACHIEVED),
+            MISSED: verdicts.count(MISSED),
+            "never_moved": [k["kr"] for o in objectives for k in o["key_results"] if k["never_moved"]],
+            "forecast_error_pct_mid_cycle": _mean(errors),
+        },
+        "kpis": _kpi_review(kpi_history, cycle),
+    }  # fmt: skip
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _mean(values: list) -> float | None:
+    numbers = [v for v in values if v is not None]
+    return float(np.mean(numbers)) if numbers else None
+
+
+def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: ScoringPolicy,
+               changes: pd.DataFrame | None) -> dict[str, Any]:  # fmt: skip
+    out: dict[str, Any] = {"kr": kr.key, "title": kr.title, "metric": kr.metric, "unit": kr.unit}
+    if rows.empty:
+        return out | {"final_value": None, "final_grade": None, "verdict": None, "baseline": None,
+                      "target": None, "start_value": None, "mid_value": None, "low": None, "high": None,
+                      "never_moved": True, "forecast_mid_cycle": None, "forecast_error_pct": None,
+                      "days": 0, "last_day": None, "target_changes": []}  # fmt: skip
+    last = rows.iloc[-1]
+    valued = rows[rows["value"].notna()]
+    mid = rows[rows["as_of"] <= middle].tail(1)
+    final_value = _number(last["value"])
+    forecast = (
+        _number(mid["forecast_value"].iloc[0]) if "forecast_value" in rows and len(mid) else None
+    )
+    error = (abs(forecast - final_value) / abs(final_value)
+             if forecast is not None and final_value not in (None, 0.0) else None)  # fmt: skip
+    grades = rows["grade"].fillna(0.0)
+    never_moved = bool(valued.empty or valued["value"].nunique() == 1 or (grades <= 0).all())
+    kr_changes = []
+    if changes is not None and not changes.empty:
+        mine = changes[changes["kr"] == kr.key]
+        kr_changes = json.loads(mine.to_json(orient="records", date_format="iso"))
+    return out | {
+        "baseline": _number(last["baseline"]), "target": _number(last["target"]),
+        "final_value": final_value, "final_grade": _number(last["grade"]),
+        "verdict": verdict(_number(last["grade"]), ambition, policy),
+        "start_value": _number(valued["value"].iloc[0]) if len(valued) else None,
+        "mid_value": _number(mid["value"].iloc[0]) if len(mid) else None,
+        "low": _number(valued["value"].min()) if len(valued) else None,
+        "high": _number(valued["value"].max()) if len(valued) else None,
+        "never_moved": never_moved, "forecast_mid_cycle": forecast, "forecast_error_pct": error,
+        "days": int(len(rows)), "last_day": last["as_of"].isoformat(), "status": last.get("status"),
+        "target_changes": kr_changes,
+    }  # fmt: skip
+
+
+def _kpi_review(kpi_history: pd.DataFrame, cycle: Cycle) -> list[dict[str, Any]]:
+    if kpi_history.empty:
+        return []
+    frame = kpi_history.copy()
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    frame = frame[(frame["as_of"] >= cycle.start) & (frame["as_of"] <= cycle.end)].sort_values(
+        "as_of"
+    )
+    out = []
+    for kpi, rows in frame.groupby("kpi", sort=True):  # one group per KPI
+        valued = rows[rows["value"].notna()]
+        out.append({
+            "kpi": kpi, "title": rows["title"].iloc[-1], "team": rows["team"].iloc[-1],
+            "metric": rows["metric"].iloc[-1],
+            "start_value": _number(valued["value"].iloc[0]) if len(valued) else None,
+            "end_value": _number(valued["value"].iloc[-1]) if len(valued) else None,
+            "low": _number(valued["value"].min()) if len(valued) else None,
+            "high": _number(valued["value"].max()) if len(valued) else None,
+            "unhealthy_days": int((rows["health"] == "unhealthy").sum()), "days": int(len(rows)),
+        })  # fmt: skip
+    return out
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+VERDICT_LABEL = {
+    ACHIEVED: "achieved",
+    PARTIALLY_ACHIEVED: "partially achieved",
+    MISSED: "missed",
+    None: "—",
+}
+
+
+def _fmt(value: Any, metric: str | None = None) -> str:
+    if value is None:
+        return "—"
+    if metric == "win_rate":
+        return f"{value:.1%}"
+    return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def review_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Review of {report['cycle']} ({report['start']} – {report['end']})", ""]
+    if not report["final"]:
+        lines += [f"> Provisional: the cycle is not closed yet (it closes {report['grace_days']} days "
+                  "after its end, once late CRM updates are in).", ""]  # fmt: skip
+    s = report["summary"]
+    lines += [f"{s['key_results']} key results: {s[ACHIEVED]} achieved, {s[PARTIALLY_ACHIEVED]} partially "
+              f"achieved, {s[MISSED]} missed. Mid-cycle forecast error: {_pct(s['forecast_error_pct_mid_cycle'])}.",
+              ""]  # fmt: skip
+    if s["never_moved"]:
+        lines += [f"Never moved: {', '.join(s['never_moved'])}.", ""]
+    for objective in report["objectives"]:
+        who = objective["team"] or "company"
+        lines += [f"## {objective['title']} ({who}, {objective['ambition']})",
+                  f"Average grade {_pct(objective['average_grade'])}.", "",
+                  "| KR | baseline | target | start | middle | end | grade | verdict | forecast at mid-cycle |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for kr in objective["key_results"]:
+            m = kr["metric"]
+            flag = " (never moved)" if kr["never_moved"] else ""
+            lines.append(
+                f"| {kr['title']}{flag} | {_fmt(kr['baseline'], m)} | {_fmt(kr['target'], m)} | "
+                f"{_fmt(kr['start_value'], m)} | {_fmt(kr['mid_value'], m)} | {_fmt(kr['final_value'], m)} | "
+                f"{_pct(kr['final_grade'])} | {VERDICT_LABEL[kr['verdict']]} | "
+                f"{_fmt(kr['forecast_mid_cycle'], m)} (off by {_pct(kr['forecast_error_pct'])}) |"
+            )
+            for change in kr["target_changes"]:
+                lines.append(f"|  ↳ changed on {change.get('effective_from', '?')}: target "
+                             f"{change.get('old_target')} → {change.get('new_target')}, baseline "
+                             f"{change.get('old_baseline')} → {change.get('new_baseline')} | | | | | | | | |")  # fmt: skip
+        lines.append("")
+    lines += ["## KPIs over the same period (standing health metrics, not graded)", ""]
+    if report["kpis"]:
+        lines += [
+            "| KPI | start | end | low | high | unhealthy days |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kpi in report["kpis"]:
+            m = kpi["metric"]
+            lines.append(f"| {kpi['title']} | {_fmt(kpi['start_value'], m)} | {_fmt(kpi['end_value'], m)} | "
+                         f"{_fmt(kpi['low'], m)} | {_fmt(kpi['high'], m)} | {kpi['unhealthy_days']} of {kpi['days']} |")  # fmt: skip
+    else:
+        lines.append("No KPI values stored for this period.")
+    return "\n".join(lines) + "\n"
+
+
+def review_html(report: dict[str, Any]) -> str:
+    """A standalone, printable page; every text from definitions or the CRM is escaped."""
+    import markdown_it  # a dependency of rich; renders the same tables as the Markdown report
+
+    body = (
+        markdown_it.MarkdownIt("commonmark", {"html": False})
+        .enable("table")
+        .render(review_markdown(report))
+    )
+    title = html.escape(f"Review of {report['cycle']}")
+    return (f"<!doctype html><html lang=en><meta charset=utf-8><title>{title}</title>"
+            "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}"
+            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25rem .5rem}"
+            "blockquote{color:#555}</style>" + body + "</html>\n")  # fmt: skip
+
+
+# --- roll-over ---------------------------------------------------------------------------------
+
+
+def next_cycle(cycle: Cycle, key: str) -> Cycle:
+    """The cycle called `key`: dates implied by a quarter/month key, else the same length after."""
+    try:
+        return Cycle(key=key, timezone=cycle.timezone)
+    except ValueError:
+        start = cycle.end + dt.timedelta(days=1)
+        return Cycle(
+            key=key,
+            start=start,
+            end=start + dt.timedelta(days=cycle.days - 1),
+            timezone=cycle.timezone,
+        )
+
+
+def rollover(definitions: DefinitionSet, current: str, following: str, actuals: dict[str, float | None],
+             source_files: list[Path]) -> dict[Path, str]:  # fmt: skip
+    """Next cycle's definition files: same objectives and KRs, baselines = final actuals, targets empty.
+
+    Returns {path: text}; nothing is written here. Comments in the source files are kept, and
+    every emptied target carries a comment saying what to do. Standing KPIs are not copied (they
+    are not tied to a cycle).
+    """
+    cycle = definitions.cycles[current]
+    new_cycle = next_cycle(cycle, following)
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 100
+    out = {}
+    for path in source_files:
+        data = yaml.load(path.read_text(encoding="utf-8"))
+        if (
+            not isinstance(data, CommentedMap)
+            or "cycle" not in data
+            or str(data["cycle"].get("key")) != current
+        ):
+            continue
+        cycle_map = data["cycle"]
+        cycle_map["key"] = new_cycle.key
+        implied = _QUARTER_KEY.match(new_cycle.key) or _MONTH_KEY.match(new_cycle.key)
+        for field_name in ("start", "end"):
+            if field_name in cycle_map or not implied:
+                cycle_map[field_name] = getattr(new_cycle, field_name)
+        for objective in data.get("objectives", []):
+            for kr in objective.get("key_results", []):
+                actual = actuals.get(str(kr["key"]))
+                kr["baseline"] = round(float(actual), 4) if actual is not None else "previous_cycle"
+                kr["target"] = None
+                kr.yaml_add_eol_comment(
+                    f"TODO: set the {new_cycle.key} target (baseline = {current} actual)", "target"
+                )
+                kr.yaml_add_eol_comment("TODO: retitle for the new target", "title")
+                kr.pop("milestones", None)
+        data.pop("kpis", None)
+        buffer = io.StringIO()
+        yaml.dump(data, buffer)
+        text = buffer.getvalue()
+        name = (
+            path.name.replace(current, new_cycle.key)
+            if current in path.name
+            else f"{new_cycle.key}.yaml"
+        )
+        out[path.with_name(name)] = text
+    return out

@@ -1,0 +1,114 @@
+"""The end of a cycle: verdicts by ambition, the grace period, the review report, the roll-over."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from kr_metrics.definitions import Cycle
+from kr_metrics.lifecycle import ACHIEVED, MISSED, PARTIALLY_ACHIEVED, is_closed, verdict
+from kr_metrics.scoring import ScoringPolicy
+from okr_store.repository import OkrStore
+from pipelines import flow
+from pipelines.cli import cli
+from pipelines.settings import load_settings
+
+
+@pytest.mark.parametrize(
+    ("grade", "ambition", "expected"),
+    [
+        (1.0, "roofshot", ACHIEVED),
+        (0.99, "roofshot", PARTIALLY_ACHIEVED),
+        (0.4, "roofshot", PARTIALLY_ACHIEVED),
+        (0.39, "roofshot", MISSED),
+        (0.7, "moonshot", ACHIEVED),
+        (0.69, "moonshot", PARTIALLY_ACHIEVED),
+        (0.0, "moonshot", MISSED),
+        (None, "roofshot", None),
+    ],
+)
+def test_verdict_by_ambition(grade, ambition, expected):
+    assert verdict(grade, ambition) == expected
+
+
+def test_a_moonshot_success_of_sixty_percent_is_configurable():
+    assert verdict(0.62, "moonshot", ScoringPolicy(moonshot_success=0.6)) == ACHIEVED
+
+
+def test_grades_are_final_only_after_the_grace_period():
+    cycle = Cycle(key="2026-Q3")
+    policy = ScoringPolicy(grace_days=7)
+    assert not is_closed(cycle, dt.date(2026, 9, 30), policy)
+    assert not is_closed(cycle, dt.date(2026, 10, 7), policy)  # late CRM updates still count
+    assert is_closed(cycle, dt.date(2026, 10, 8), policy)
+
+
+@pytest.fixture
+def demo_run(demo_project):
+    """The demo's Q3 cycle computed into the store (the whole closed quarter)."""
+    settings = load_settings(demo_project / "krpulse.yaml")
+    engine, _, _ = flow.upgrade_database(settings)
+    flow.sync_sources(settings, engine)
+    flow.run_days(settings, engine, flow.date_range(dt.date(2026, 7, 1), dt.date(2026, 9, 30)))
+    return demo_project, OkrStore(engine)
+
+
+def test_review_of_a_closed_demo_cycle_matches_the_stored_progress(demo_run):
+    project, store = demo_run
+    result = CliRunner().invoke(cli, ["--config", str(project / "krpulse.yaml"), "review", "2026-Q3",
+                                      "--format", "json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    stored = store.latest_cycle_progress("2026-Q3").set_index("kr")
+    krs = [kr for objective in report["objectives"] for kr in objective["key_results"]]
+    assert len(krs) == 8
+    for kr in krs:
+        assert kr["final_grade"] == pytest.approx(stored.loc[kr["kr"], "grade"])
+        assert kr["final_value"] == pytest.approx(stored.loc[kr["kr"], "value"])
+        assert kr["last_day"] == "2026-09-30"
+    assert (
+        report["summary"]["achieved"]
+        + report["summary"]["partially_achieved"]
+        + report["summary"]["missed"]
+        == 8
+    )
+    assert {k["kpi"] for k in report["kpis"]} == {
+        "nps-90d",
+        "win-rate-90d",
+        "revenue-per-existing-customer-90d",
+    }
+    markdown = (
+        CliRunner()
+        .invoke(cli, ["--config", str(project / "krpulse.yaml"), "review", "2026-Q3"])
+        .output
+    )
+    assert "# Review of 2026-Q3" in markdown and "KPIs over the same period" in markdown
+
+
+def test_review_html_escapes_titles(demo_run):
+    project, _ = demo_run
+    result = CliRunner().invoke(cli, ["--config", str(project / "krpulse.yaml"), "review", "2026-Q3",
+                                      "--format", "html"])  # fmt: skip
+    assert result.exit_code == 0 and result.output.startswith("<!doctype html>")
+    assert "<script" not in result.output
+
+
+def test_new_cycle_writes_next_definitions_that_pass_check_once_targets_are_set(demo_run):
+    project, store = demo_run
+    runner = CliRunner()
+    config = ["--config", str(project / "krpulse.yaml")]
+    result = runner.invoke(cli, [*config, "new-cycle", "2026-Q4-next", "--from", "2026-Q3"])
+    assert result.exit_code == 0, result.output
+    written = project / "definitions" / "2026-Q4-next.yaml"
+    text = written.read_text()
+    assert "has no target yet" in result.output
+    stored = store.latest_cycle_progress("2026-Q3").set_index("kr")
+    assert f"baseline: {round(stored.loc['nps-company', 'value'], 4)}" in text
+    assert runner.invoke(cli, [*config, "definitions", "check"]).exit_code == 1
+    written.write_text(re.sub(r"target:\s*#.*", "target: +5%", text))
+    check = runner.invoke(cli, [*config, "definitions", "check"])
+    assert check.exit_code == 0, check.output
