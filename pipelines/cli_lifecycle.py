@@ -86,7 +86,7 @@ def new_cycle_command(obj: Context, next_cycle: str, current: str | None, force:
     actuals = _final_actuals(settings, definitions, current)
     files = sorted({Path(lo.file) for lo in definitions.objectives if lo.cycle.key == current})
     written = rollover(definitions, current, next_cycle, actuals, files)
-    for path, text in written.items():
+    for path in written:
         if path.exists() and not force:
             raise click.ClickException(f"{path} exists; pass --force to overwrite it")
     for path, text in written.items():
