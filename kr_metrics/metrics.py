@@ -376,7 +376,7 @@ METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in BUILT_IN_METRICS}
 # Not a metric anyone can name: promoters (num) and detractors (den) for NPS's margin of error.
 NPS_SHARES = MetricSpec(
     name="_nps_shares", description="", unit="count", entity=NPS_RESPONSES, valid_range=(None, None),
-    nullable=False, combine="sum", events=_nps_promoters,
+    nullable=False, combine="ratio", events=_nps_promoters,  # ratio keeps both sums
 )  # fmt: skip
 Z_95 = 1.96
 

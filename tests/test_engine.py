@@ -113,3 +113,10 @@ def test_explain_lists_the_records_behind_the_number(demo):
     net = (records["score"] >= 9).sum() - (records["score"] <= 6).sum()
     assert explanation["value"] == pytest.approx(100 * net / len(records))
     assert set(records["team"]) == {"sales-uk"}
+
+
+def test_nps_rows_carry_a_margin_of_error(demo):
+    definitions = load_definitions(REPO / "definitions")
+    row = evaluate(definitions, demo, dt.date(2026, 11, 25)).set_index("key").loc["nps-uk"]
+    # 33 responses: a wide interval, which is why the sample size travels with the value
+    assert 15 < row["margin_of_error"] < 35
