@@ -35,7 +35,7 @@ def main() -> None:
         settings = load_settings(root / "krpulse.yaml")
         print("| step | wall time | process peak RSS so far |\n|---|---|---|")
         timed("generate demo org", lambda: generate_demo_org(root / "demo-data"))
-        engine = flow.open_database(settings)
+        engine = flow.open_database(settings, migrate=True)  # a fresh database: migrate it
         timed("sync (first, full)", lambda: flow.sync_sources(settings, engine))
         timed("sync (again, nothing changed)", lambda: flow.sync_sources(settings, engine))
         definitions = flow.load_definition_set(settings)

@@ -1,9 +1,11 @@
-"""Database plumbing shared by staging and the OKR store: engines, schema creation, upserts."""
+"""Database plumbing shared by staging and the OKR store: engines, write transactions, upserts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -30,11 +32,18 @@ def create_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
+def upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[dict],
+    *,
+    on_conflict: Literal["update", "nothing"] = "update",
+) -> None:
     """Insert `rows`, replacing any existing row with the same primary or unique key.
 
     ON CONFLICT DO UPDATE (PostgreSQL and SQLite alike) rather than delete-then-insert, so two
     runs writing the same rows at once converge on one row each instead of failing.
+    `on_conflict="nothing"` keeps existing rows instead (insert-if-missing).
     """
     if not rows:
         return
@@ -46,6 +55,9 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
     else:  # pragma: no cover - only the two supported databases
         raise NotImplementedError(f"upsert is not implemented for {conn.dialect.name}")
     stmt = insert(table)
+    if on_conflict == "nothing":
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=key), list(rows))
+        return
     stmt = stmt.on_conflict_do_update(
         index_elements=key,
         set_={
@@ -64,10 +76,37 @@ def _conflict_key(table: sa.Table) -> list[str]:
     return [c.name for c in table.primary_key.columns]
 
 
-def create_schema(engine: sa.Engine) -> None:
-    """Create every krpulse table that does not exist yet (staging and store)."""
-    from connectors.staging import staging_metadata
-    from okr_store.models import Base
+# pg_advisory_xact_lock(namespace, key): krpulse's locks live in their own namespace so they
+# never collide with another application's advisory locks on a shared server.
+ADVISORY_LOCK_NAMESPACE = 0x6B72  # "kr"
 
-    staging_metadata.create_all(engine)
-    Base.metadata.create_all(engine)
+
+@contextmanager
+def write_transaction(engine: sa.Engine, *, lock_key: int | None = None) -> Iterator[sa.Connection]:
+    """A transaction that writes, committed on exit and rolled back on error.
+
+    SQLite: BEGIN IMMEDIATE takes the database's write lock up front (waiting up to the busy
+    timeout), so a transaction that reads before it writes cannot fail later with "database is
+    locked" when another process committed in between. PostgreSQL: with `lock_key`, a
+    transaction-scoped advisory lock serialises writers of the same key (one day, say) while
+    writers of other keys go on in parallel; it is released at commit or rollback.
+    """
+    with engine.connect() as conn, conn.begin():
+        if conn.dialect.name == "sqlite":
+            # The sqlite3 driver's legacy transaction mode has not begun anything yet; our own
+            # BEGIN makes the driver treat the rest as one transaction until COMMIT.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql" and lock_key is not None:
+            lock = sa.func.pg_advisory_xact_lock(
+                sa.cast(ADVISORY_LOCK_NAMESPACE, sa.Integer), sa.cast(lock_key, sa.Integer)
+            )
+            conn.execute(sa.select(lock))
+        yield conn
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Bring the database to the current schema through the migrations (kept for callers that
+    predate them; `okr_store.schema.upgrade` is the real entry point)."""
+    from okr_store.schema import upgrade
+
+    upgrade(engine)

@@ -1,8 +1,9 @@
-"""OKR store tables: KR progress and KPI values, one row per (KR or KPI, as-of date)."""
+"""OKR store tables: definitions by version, KR progress, KPI values, runs, and push state."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -10,6 +11,74 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions, one row per (key, definition version) ever used: a progress row's
+# definition_version always finds the exact definition it was computed with.
+
+
+class CycleDefinition(Base):
+    __tablename__ = "cycles"
+
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    definition_version: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    start: Mapped[dt.date] = mapped_column(sa.Date)
+    end: Mapped[dt.date] = mapped_column(sa.Date)
+    timezone: Mapped[str | None] = mapped_column(sa.String(64))
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class ObjectiveDefinition(Base):
+    __tablename__ = "objectives"
+
+    cycle: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    definition_version: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.Text)
+    level: Mapped[str] = mapped_column(sa.String(20))
+    team: Mapped[str | None] = mapped_column(sa.String(120))
+    ambition: Mapped[str] = mapped_column(sa.String(20))
+    aligns_to: Mapped[str | None] = mapped_column(sa.String(80))
+    definition: Mapped[Any | None] = mapped_column(sa.JSON)
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class KeyResultDefinition(Base):
+    __tablename__ = "key_results"
+
+    cycle: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    kr: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    definition_version: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    objective: Mapped[str] = mapped_column(sa.String(80))
+    title: Mapped[str] = mapped_column(sa.Text)
+    team: Mapped[str | None] = mapped_column(sa.String(120))
+    metric: Mapped[str] = mapped_column(sa.String(80))
+    unit: Mapped[str | None] = mapped_column(sa.String(20))
+    baseline: Mapped[float] = mapped_column(sa.Float)
+    target: Mapped[float] = mapped_column(sa.Float)
+    definition: Mapped[Any | None] = mapped_column(sa.JSON)
+    first_run_id: Mapped[str | None] = mapped_column(sa.String(80))
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class KpiDefinition(Base):
+    __tablename__ = "kpis"
+
+    kpi: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    definition_version: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.Text)
+    team: Mapped[str | None] = mapped_column(sa.String(120))
+    metric: Mapped[str] = mapped_column(sa.String(80))
+    healthy_min: Mapped[float | None] = mapped_column(sa.Float)
+    healthy_max: Mapped[float | None] = mapped_column(sa.Float)
+    definition: Mapped[Any | None] = mapped_column(sa.JSON)
+    first_run_id: Mapped[str | None] = mapped_column(sa.String(80))
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
 
 
 class KrProgress(Base):
@@ -37,11 +106,14 @@ class KrProgress(Base):
     numerator: Mapped[float | None] = mapped_column(sa.Float)
     denominator: Mapped[float | None] = mapped_column(sa.Float)
     sample_size: Mapped[int] = mapped_column(sa.Integer)
-    baseline: Mapped[float] = mapped_column(sa.Float)
-    target: Mapped[float] = mapped_column(sa.Float)
+    baseline: Mapped[float | None] = mapped_column(sa.Float)
+    target: Mapped[float | None] = mapped_column(sa.Float)
     progress: Mapped[float | None] = mapped_column(sa.Float)
     grade: Mapped[float | None] = mapped_column(sa.Float)
     expected_progress: Mapped[float] = mapped_column(sa.Float)
+    forecast_value: Mapped[float | None] = mapped_column(sa.Float)
+    forecast_grade: Mapped[float | None] = mapped_column(sa.Float)
+    margin_of_error: Mapped[float | None] = mapped_column(sa.Float)
     status: Mapped[str] = mapped_column(sa.String(20))
     stale_reason: Mapped[str | None] = mapped_column(sa.Text)
     definition_version: Mapped[str] = mapped_column(sa.String(40))
@@ -71,3 +143,57 @@ class KpiValue(Base):
     run_id: Mapped[str] = mapped_column(sa.String(80))
     data_synced_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     computed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit: which run wrote which day, from which definitions, with which data freshness
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    origin: Mapped[str] = mapped_column(sa.String(20))  # cli | dagster | backfill | unknown
+    status: Mapped[str] = mapped_column(sa.String(20))  # running | succeeded | partial | failed
+    started_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    days_requested: Mapped[int | None] = mapped_column(sa.Integer)
+    data_synced_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    message: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class RunDay(Base):
+    """One day a run wrote (or marked stale): the definition versions and data freshness used."""
+
+    __tablename__ = "run_days"
+
+    run_id: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True, index=True)
+    action: Mapped[str] = mapped_column(sa.String(20))  # written | stale
+    kr_rows: Mapped[int] = mapped_column(sa.Integer)
+    kpi_rows: Mapped[int] = mapped_column(sa.Integer)
+    definition_versions: Mapped[Any] = mapped_column(sa.JSON)
+    data_synced_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pushes to OKR tools
+
+
+class PushState(Base):
+    """What each OKR tool last received for a KR, and the failures since, so unchanged values
+    are skipped and failed pushes are retried on the next run."""
+
+    __tablename__ = "push_state"
+
+    sink: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    cycle: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    kr: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    target_id: Mapped[str] = mapped_column(sa.String(200))
+    last_pushed_value: Mapped[float | None] = mapped_column(sa.Float)
+    last_pushed_as_of: Mapped[dt.date | None] = mapped_column(sa.Date)
+    last_pushed_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    failures: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import pandas as pd
 import sqlalchemy as sa
 
-from okr_store.db import upsert
-from okr_store.models import KpiValue, KrProgress
+from okr_store.db import upsert, write_transaction
+from okr_store.models import (
+    CycleDefinition,
+    KeyResultDefinition,
+    KpiDefinition,
+    KpiValue,
+    KrProgress,
+    ObjectiveDefinition,
+    PushState,
+    Run,
+    RunDay,
+)
 
 KR_PROGRESS_COLUMNS = [c.name for c in KrProgress.__table__.columns if c.name != "id"]
 KPI_VALUE_COLUMNS = [c.name for c in KpiValue.__table__.columns if c.name != "id"]
+STALE = "stale"
+# Run statuses in the runs table.
+RUNNING, SUCCEEDED, PARTIAL, FAILED = "running", "succeeded", "partial", "failed"
+_DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end")
+_TIMESTAMP_COLUMNS = (
+    "data_synced_at", "computed_at", "recorded_at", "started_at", "finished_at",
+    "last_pushed_at", "last_attempt_at",
+)  # fmt: skip
 
 
 def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
@@ -19,75 +38,469 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     return out.astype(object).where(out.notna(), None).to_dict("records")
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _read(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
+    """A query's rows as a frame with plain dates and UTC-aware timestamps on every database."""
+    frame = pd.read_sql(query, conn)
+    for col in frame.columns.intersection(_DATE_COLUMNS):
+        frame[col] = pd.to_datetime(frame[col]).dt.date
+    for col in frame.columns.intersection(_TIMESTAMP_COLUMNS):
+        # SQLite hands back naive UTC, PostgreSQL aware timestamps: one shape for readers.
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def _latest_per_key(
+    table: sa.Table,
+    keys: list[str],
+    *,
+    as_of: dt.date | None,
+    team: str | None,
+    where: Iterable[sa.ColumnElement[bool]] = (),
+) -> sa.Select:
+    """Each key's newest row up to `as_of`: max(as_of) per key in SQL, joined back.
+
+    The max runs over the (key..., as_of) unique index, so a reader fetches one row per KR or
+    KPI however long the history is.
+    """
+    latest = sa.select(*(table.c[k] for k in keys), sa.func.max(table.c.as_of).label("latest"))
+    if as_of is not None:
+        latest = latest.where(table.c.as_of <= as_of)
+    if team is not None:
+        latest = latest.where(table.c.team == team)
+    latest = latest.where(*where).group_by(*(table.c[k] for k in keys)).subquery()
+    on = [table.c[k] == latest.c[k] for k in keys] + [table.c.as_of == latest.c.latest]
+    return sa.select(table).join(latest, sa.and_(*on))
+
+
 class OkrStore:
-    """Reads and writes KR progress and KPI values through one SQLAlchemy engine."""
+    """Reads and writes the OKR store through one SQLAlchemy engine.
+
+    The repository API the CLI, the Dagster assets, the dashboard and the review report share:
+    writes are idempotent per (KR, day) and audited per run; reads return pandas frames.
+    """
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
-    def write_day(self, as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame) -> None:
+    # --- Writing ------------------------------------------------------------------------------
+
+    def write_day(
+        self,
+        as_of: dt.date,
+        progress: pd.DataFrame,
+        kpis: pd.DataFrame,
+        *,
+        frozen_cycles: Iterable[str] = (),
+    ) -> None:
         """Replace everything stored for `as_of` with these rows, in one transaction.
+
+        Rows of `frozen_cycles` (closed cycles whose grades are final) are neither written nor
+        removed: the caller leaves them out and they stay exactly as stored.
 
         Upserts by (cycle, kr, as_of) and (kpi, as_of); rows of that day for KRs or KPIs that
         are no longer defined are removed, so rerunning a day after an edit converges to the
-        same contents as a fresh run.
+        same contents as a fresh run. Writers of the same day are serialised (an advisory lock
+        on PostgreSQL, the write lock on SQLite), so two runs writing one day at once leave the
+        whole day from one of them; writers of different days do not wait for each other on
+        PostgreSQL. The run and its day are recorded in the same transaction.
         """
         kr_table, kpi_table = KrProgress.__table__, KpiValue.__table__
+        # A stable row order means concurrent writers lock rows in the same order.
         progress = progress.assign(as_of=as_of)
+        if len(progress):
+            progress = progress.sort_values(["cycle", "kr"])
         kpis = kpis.assign(as_of=as_of)
-        with self.engine.begin() as conn:
+        if len(kpis):
+            kpis = kpis.sort_values("kpi")
+        self._record_versions(progress, kpis)
+        with write_transaction(self.engine, lock_key=as_of.toordinal()) as conn:
             upsert(conn, kr_table, _rows(progress, KR_PROGRESS_COLUMNS))
             upsert(conn, kpi_table, _rows(kpis, KPI_VALUE_COLUMNS))
-            kept_krs = sa.tuple_(kr_table.c.cycle, kr_table.c.kr).in_(
-                list(zip(progress["cycle"], progress["kr"], strict=True))
-            )
-            stale_rows = sa.delete(kr_table).where(kr_table.c.as_of == as_of)
-            conn.execute(stale_rows.where(~kept_krs) if len(progress) else stale_rows)
-            gone_kpis = sa.delete(kpi_table).where(kpi_table.c.as_of == as_of)
+            removed_krs = sa.delete(kr_table).where(kr_table.c.as_of == as_of)
+            frozen = list(frozen_cycles)
+            if frozen:
+                removed_krs = removed_krs.where(kr_table.c.cycle.not_in(frozen))
+            if len(progress):
+                kept = sa.tuple_(kr_table.c.cycle, kr_table.c.kr).in_(
+                    list(zip(progress["cycle"], progress["kr"], strict=True))
+                )
+                removed_krs = removed_krs.where(~kept)
+            conn.execute(removed_krs)
+            removed_kpis = sa.delete(kpi_table).where(kpi_table.c.as_of == as_of)
             if len(kpis):
-                gone_kpis = gone_kpis.where(kpi_table.c.kpi.not_in(list(kpis["kpi"])))
-            conn.execute(gone_kpis)
+                removed_kpis = removed_kpis.where(kpi_table.c.kpi.not_in(list(kpis["kpi"])))
+            conn.execute(removed_kpis)
+            self._record_run_day(conn, as_of, "written", progress, kpis)
+
+    def mark_stale(
+        self,
+        as_of: dt.date,
+        keys: Iterable[tuple[str, str]],
+        reason: str,
+        run_id: str,
+    ) -> list[tuple[str, str]]:
+        """Record the (cycle, kr) `keys` as `stale` on `as_of`, with `reason`.
+
+        Each KR's row for the day carries its last good value and score forward (the newest
+        earlier row that is not stale) — never zeros; earlier rows stay untouched. A KR with no
+        earlier good row but a row on the day keeps that row's identity without a number. KRs
+        the store has never seen cannot be described and are left out; the keys actually
+        marked are returned.
+        """
+        keys = sorted({(str(c), str(k)) for c, k in keys})
+        if not keys:
+            return []
+        table = KrProgress.__table__
+        wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
+        with write_transaction(self.engine, lock_key=as_of.toordinal()) as conn:
+            carried = _read(
+                conn,
+                _latest_per_key(
+                    table,
+                    ["cycle", "kr"],
+                    as_of=as_of - dt.timedelta(days=1),
+                    team=None,
+                    where=[wanted, table.c.status != STALE],
+                ),
+            )
+            same_day = _read(conn, sa.select(table).where(wanted, table.c.as_of == as_of))
+            carried_keys = pd.MultiIndex.from_frame(carried[["cycle", "kr"]])
+            without_history = same_day[
+                ~pd.MultiIndex.from_frame(same_day[["cycle", "kr"]]).isin(carried_keys)
+            ].assign(
+                value=None, numerator=None, denominator=None, progress=None, grade=None,
+                sample_size=0,
+            )  # fmt: skip
+            frames = [f for f in (carried, without_history) if len(f)]
+            if not frames:
+                return []
+            stale = pd.concat(frames, ignore_index=True).sort_values(["cycle", "kr"])
+            stale = stale.assign(
+                as_of=as_of, status=STALE, stale_reason=reason, run_id=run_id, computed_at=_now()
+            )
+            upsert(conn, table, _rows(stale, KR_PROGRESS_COLUMNS))
+            self._record_run_day(conn, as_of, STALE, stale, pd.DataFrame(columns=["run_id"]))
+        return list(zip(stale["cycle"], stale["kr"], strict=True))
+
+    def record_definitions(self, definitions) -> None:  # noqa: ANN001 - kr_metrics DefinitionSet
+        """Record the cycles and objectives with their definition versions, and attach the full
+        definition (filters included) to the KR and KPI versions the stored rows reference."""
+        from kr_metrics.definitions import definition_version
+
+        now = _now()
+        cycles = [
+            {"key": c.key, "definition_version": definition_version(c), "start": c.start,
+             "end": c.end, "timezone": getattr(c, "timezone", None), "recorded_at": now}
+            for c in definitions.cycles.values()
+        ]  # fmt: skip
+        objectives = []
+        kr_definitions = []
+        for loaded in definitions.objectives:
+            objective = loaded.objective
+            without_krs = objective.model_copy(update={"key_results": []})
+            objectives.append(
+                {"cycle": loaded.cycle.key, "key": objective.key,
+                 "definition_version": definition_version(loaded.cycle, without_krs),
+                 "title": objective.title, "level": str(objective.level),
+                 "team": getattr(objective, "team", None), "ambition": str(objective.ambition),
+                 "aligns_to": getattr(objective, "aligns_to", None),
+                 "definition": without_krs.model_dump(mode="json", exclude={"key_results"}),
+                 "recorded_at": now}
+            )  # fmt: skip
+            for kr in objective.key_results:
+                # The same content hash kr_metrics.engine stamps on each KR row.
+                version = definition_version(
+                    loaded.cycle, objective.model_copy(update={"key_results": [kr]})
+                )
+                kr_definitions.append(
+                    {"c": loaded.cycle.key, "k": kr.key, "v": version,
+                     "d": kr.model_dump(mode="json")}
+                )  # fmt: skip
+        kpi_definitions = [
+            {"k": kpi.key, "v": definition_version(kpi), "d": kpi.model_dump(mode="json")}
+            for kpi in definitions.kpis
+        ]
+        kr_table, kpi_table = KeyResultDefinition.__table__, KpiDefinition.__table__
+        with write_transaction(self.engine) as conn:
+            upsert(conn, CycleDefinition.__table__, cycles, on_conflict="nothing")
+            upsert(conn, ObjectiveDefinition.__table__, objectives, on_conflict="nothing")
+            if kr_definitions:
+                conn.execute(
+                    sa.update(kr_table)
+                    .where(
+                        kr_table.c.cycle == sa.bindparam("c"),
+                        kr_table.c.kr == sa.bindparam("k"),
+                        kr_table.c.definition_version == sa.bindparam("v"),
+                        kr_table.c.definition.is_(None),
+                    )
+                    .values(definition=sa.bindparam("d")),
+                    kr_definitions,
+                )
+            if kpi_definitions:
+                conn.execute(
+                    sa.update(kpi_table)
+                    .where(
+                        kpi_table.c.kpi == sa.bindparam("k"),
+                        kpi_table.c.definition_version == sa.bindparam("v"),
+                        kpi_table.c.definition.is_(None),
+                    )
+                    .values(definition=sa.bindparam("d")),
+                    kpi_definitions,
+                )
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        origin: str,
+        days_requested: int | None = None,
+        data_synced_at: dt.datetime | None = None,
+    ) -> None:
+        """Open the run's audit row (status `running`)."""
+        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": _now(),
+               "finished_at": None, "days_requested": days_requested,
+               "data_synced_at": data_synced_at, "message": None}  # fmt: skip
+        with write_transaction(self.engine) as conn:
+            upsert(conn, Run.__table__, [row])
+
+    def finish_run(
+        self, run_id: str, *, status: str, message: str | None = None, origin: str = "unknown"
+    ) -> None:
+        """Close the run's audit row with its outcome (succeeded, partial or failed)."""
+        table = Run.__table__
+        now = _now()
+        with write_transaction(self.engine) as conn:
+            updated = conn.execute(
+                sa.update(table)
+                .where(table.c.run_id == run_id)
+                .values(status=status, finished_at=now, message=message)
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    sa.insert(table),
+                    [{"run_id": run_id, "origin": origin, "status": status, "started_at": now,
+                      "finished_at": now, "message": message}],
+                )  # fmt: skip
+
+    def _record_versions(self, progress: pd.DataFrame, kpis: pd.DataFrame) -> None:
+        """Insert the KR and KPI definition versions these rows were computed with, if new.
+
+        Its own short transaction, insert-if-missing: writers of different days share these
+        rows and must not hold locks on them for the length of a day's write.
+        """
+        now = _now()
+        kr_versions = (
+            progress.drop_duplicates(["cycle", "kr", "definition_version"])
+            if len(progress)
+            else progress
+        )
+        kpi_versions = kpis.drop_duplicates(["kpi", "definition_version"]) if len(kpis) else kpis
+        kr_rows = _rows(
+            kr_versions.rename(columns={"run_id": "first_run_id"}).assign(recorded_at=now),
+            [c.name for c in KeyResultDefinition.__table__.columns],
+        )
+        kpi_rows = _rows(
+            kpi_versions.rename(columns={"run_id": "first_run_id"}).assign(recorded_at=now),
+            [c.name for c in KpiDefinition.__table__.columns],
+        )
+        if not kr_rows and not kpi_rows:
+            return
+        with write_transaction(self.engine) as conn:
+            upsert(conn, KeyResultDefinition.__table__, kr_rows, on_conflict="nothing")
+            upsert(conn, KpiDefinition.__table__, kpi_rows, on_conflict="nothing")
+
+    def _record_run_day(
+        self,
+        conn: sa.Connection,
+        as_of: dt.date,
+        action: str,
+        progress: pd.DataFrame,
+        kpis: pd.DataFrame,
+    ) -> None:
+        """Audit, inside the day's transaction: which run wrote the day, from which definition
+        versions, with which data freshness."""
+        columns = ["run_id", "version_key", "definition_version", "kr_rows", "kpi_rows",
+                   "data_synced_at"]  # fmt: skip
+        parts = []
+        if len(progress):
+            parts.append(progress.assign(
+                version_key=progress["cycle"] + "/" + progress["kr"], kr_rows=1, kpi_rows=0
+            ).reindex(columns=columns))  # fmt: skip
+        if len(kpis):
+            parts.append(kpis.assign(
+                version_key="kpi:" + kpis["kpi"], kr_rows=0, kpi_rows=1
+            ).reindex(columns=columns))  # fmt: skip
+        if not parts:
+            return
+        both = pd.concat(parts, ignore_index=True)
+        now = _now()
+        both["data_synced_at"] = pd.to_datetime(both["data_synced_at"], utc=True)
+        per_run = both.groupby("run_id").agg(
+            kr_rows=("kr_rows", "sum"),
+            kpi_rows=("kpi_rows", "sum"),
+            data_synced_at=("data_synced_at", "min"),
+        )
+        versions = both.groupby("run_id")[["version_key", "definition_version"]].apply(
+            lambda g: dict(zip(g["version_key"], g["definition_version"], strict=True))
+        )
+        days = per_run.assign(
+            definition_versions=versions, as_of=as_of, action=action, recorded_at=now
+        ).reset_index()
+        runs = days[["run_id"]].assign(origin="unknown", status=RUNNING, started_at=now)
+        upsert(conn, Run.__table__, _rows(runs, [c.name for c in Run.__table__.columns]),
+               on_conflict="nothing")  # fmt: skip
+        upsert(conn, RunDay.__table__, _rows(days, [c.name for c in RunDay.__table__.columns]))
+
+    def record_push(
+        self, sink: str, cycle: str, kr: str, target_id: str, value: float, as_of: dt.date
+    ) -> None:
+        """The tool `sink` now holds `value` (of day `as_of`) for the KR: failures cleared."""
+        now = _now()
+        row = {"sink": sink, "cycle": cycle, "kr": kr, "target_id": target_id,
+               "last_pushed_value": value, "last_pushed_as_of": as_of, "last_pushed_at": now,
+               "last_attempt_at": now, "failures": 0, "last_error": None}  # fmt: skip
+        with write_transaction(self.engine) as conn:
+            upsert(conn, PushState.__table__, [row])
+
+    def record_push_failure(
+        self, sink: str, cycle: str, kr: str, target_id: str, error: str
+    ) -> None:
+        """A push failed: count it and keep the error; what the tool last received stays."""
+        table = PushState.__table__
+        now = _now()
+        with write_transaction(self.engine) as conn:
+            updated = conn.execute(
+                sa.update(table)
+                .where(table.c.sink == sink, table.c.cycle == cycle, table.c.kr == kr)
+                .values(
+                    # A new target id has received nothing yet, whatever the old one holds.
+                    last_pushed_value=sa.case(
+                        (table.c.target_id == target_id, table.c.last_pushed_value), else_=None
+                    ),
+                    target_id=target_id,
+                    last_attempt_at=now,
+                    failures=table.c.failures + 1,
+                    last_error=error,
+                )
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    sa.insert(table),
+                    [{"sink": sink, "cycle": cycle, "kr": kr, "target_id": target_id,
+                      "last_attempt_at": now, "failures": 1, "last_error": error}],
+                )  # fmt: skip
+
+    # --- Reading ------------------------------------------------------------------------------
 
     def progress(
         self, *, as_of: dt.date | None = None, team: str | None = None, on_day_only: bool = False
     ) -> pd.DataFrame:
-        """Each KR's latest progress row up to `as_of` (or exactly on it with on_day_only)."""
+        """Current progress: each KR's latest row up to `as_of` (or exactly on it with
+        on_day_only), optionally of one team, ordered by cycle, objective and KR."""
         table = KrProgress.__table__
-        query = sa.select(table)
-        if as_of is not None:
-            query = query.where(table.c.as_of == as_of if on_day_only else table.c.as_of <= as_of)
-        if team is not None:
-            query = query.where(table.c.team == team)
+        if on_day_only and as_of is not None:
+            query = sa.select(table).where(table.c.as_of == as_of)
+            if team is not None:
+                query = query.where(table.c.team == team)
+        else:
+            query = _latest_per_key(table, ["cycle", "kr"], as_of=as_of, team=team)
+        query = query.order_by(table.c.cycle, table.c.objective, table.c.kr)
         with self.engine.connect() as conn:
-            frame = pd.read_sql(query, conn)
-        if frame.empty:
-            return frame
-        frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
-        latest = frame.sort_values("as_of").groupby(["cycle", "kr"], as_index=False).tail(1)
-        return latest.sort_values(["cycle", "objective", "kr"]).reset_index(drop=True)
+            return _read(conn, query)
 
     def kpi_values(self, *, as_of: dt.date | None = None, team: str | None = None) -> pd.DataFrame:
+        """Each KPI's latest value up to `as_of`, optionally of one team."""
+        table = KpiValue.__table__
+        query = _latest_per_key(table, ["kpi"], as_of=as_of, team=team).order_by(table.c.kpi)
+        with self.engine.connect() as conn:
+            return _read(conn, query)
+
+    def progress_history(
+        self,
+        *,
+        cycle: str | None = None,
+        kr: str | None = None,
+        team: str | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pd.DataFrame:
+        """Daily KR rows between `start` and `end` (inclusive), ordered by KR and day."""
+        table = KrProgress.__table__
+        query = sa.select(table)
+        for column, value in (("cycle", cycle), ("kr", kr), ("team", team)):
+            if value is not None:
+                query = query.where(table.c[column] == value)
+        if start is not None:
+            query = query.where(table.c.as_of >= start)
+        if end is not None:
+            query = query.where(table.c.as_of <= end)
+        query = query.order_by(table.c.cycle, table.c.kr, table.c.as_of)
+        with self.engine.connect() as conn:
+            return _read(conn, query)
+
+    def kr_history(
+        self, cycle: str, kr: str, *, start: dt.date | None = None, end: dt.date | None = None
+    ) -> pd.DataFrame:
+        """One KR's daily rows, oldest first (served by the (cycle, kr, as_of) index)."""
+        return self.progress_history(cycle=cycle, kr=kr, start=start, end=end)
+
+    def kpi_history(
+        self,
+        kpi: str | None = None,
+        *,
+        team: str | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pd.DataFrame:
+        """Daily KPI rows (one KPI, or all), ordered by KPI and day."""
         table = KpiValue.__table__
         query = sa.select(table)
-        if as_of is not None:
-            query = query.where(table.c.as_of <= as_of)
+        if kpi is not None:
+            query = query.where(table.c.kpi == kpi)
         if team is not None:
             query = query.where(table.c.team == team)
+        if start is not None:
+            query = query.where(table.c.as_of >= start)
+        if end is not None:
+            query = query.where(table.c.as_of <= end)
         with self.engine.connect() as conn:
-            frame = pd.read_sql(query, conn)
-        if frame.empty:
-            return frame
-        frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
-        latest = frame.sort_values("as_of").groupby("kpi", as_index=False).tail(1)
-        return latest.sort_values("kpi").reset_index(drop=True)
+            return _read(conn, query.order_by(table.c.kpi, table.c.as_of))
 
-    def kr_history(self, cycle: str, kr: str) -> pd.DataFrame:
-        table = KrProgress.__table__
-        query = (
-            sa.select(table).where(table.c.cycle == cycle, table.c.kr == kr).order_by(table.c.as_of)
-        )
+    def runs(self, *, limit: int = 50) -> pd.DataFrame:
+        """The newest runs first: origin, status, timing, requested days, data freshness."""
+        table = Run.__table__
+        query = sa.select(table).order_by(table.c.started_at.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return pd.read_sql(query, conn)
+            return _read(conn, query)
+
+    def run_days(self, *, run_id: str | None = None, as_of: dt.date | None = None) -> pd.DataFrame:
+        """Which run wrote (or marked stale) which day, from which definition versions."""
+        table = RunDay.__table__
+        query = sa.select(table)
+        if run_id is not None:
+            query = query.where(table.c.run_id == run_id)
+        if as_of is not None:
+            query = query.where(table.c.as_of == as_of)
+        with self.engine.connect() as conn:
+            return _read(conn, query.order_by(table.c.as_of, table.c.recorded_at))
+
+    def definitions(self, kind: str) -> pd.DataFrame:
+        """Recorded definition versions: kind is cycles, objectives, key_results or kpis."""
+        models = {"cycles": CycleDefinition, "objectives": ObjectiveDefinition,
+                  "key_results": KeyResultDefinition, "kpis": KpiDefinition}  # fmt: skip
+        table = models[kind].__table__
+        with self.engine.connect() as conn:
+            return _read(conn, sa.select(table).order_by(*table.primary_key.columns))
+
+    def push_state(self) -> pd.DataFrame:
+        """What each OKR tool last received per KR, and the failures since."""
+        table = PushState.__table__
+        with self.engine.connect() as conn:
+            return _read(conn, sa.select(table).order_by(table.c.sink, table.c.cycle, table.c.kr))
 
     def count_progress_rows(self, as_of: dt.date | None = None) -> int:
         table = KrProgress.__table__
@@ -96,3 +509,78 @@ class OkrStore:
             query = query.where(table.c.as_of == as_of)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    # --- Read API of the dashboard and the weekly digest ---------------------------------------
+
+    def cycles(self) -> pd.DataFrame:
+        """Each cycle in the store: first and last stored day, number of KRs; newest first."""
+        table = KrProgress.__table__
+        last_day = sa.func.max(table.c.as_of)
+        query = (
+            sa.select(
+                table.c.cycle,
+                sa.func.min(table.c.as_of).label("first_day"),
+                last_day.label("last_day"),
+                sa.func.count(sa.distinct(table.c.kr)).label("key_results"),
+            )
+            .group_by(table.c.cycle)
+            .order_by(last_day.desc(), table.c.cycle)
+        )
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        for column in ("first_day", "last_day"):
+            frame[column] = pd.to_datetime(frame[column]).dt.date
+        return frame
+
+    def latest_cycle_progress(
+        self, cycle: str, *, as_of: dt.date | None = None, team: str | None = None
+    ) -> pd.DataFrame:
+        """Each KR of `cycle` at its latest stored day up to `as_of`, one row per KR.
+
+        The latest day is chosen in SQL (max per KR over the (cycle, kr, as_of) unique index),
+        so a page reads as many rows as the cycle has KRs, not its whole history.
+        """
+        table = KrProgress.__table__
+        latest = sa.select(table.c.kr, sa.func.max(table.c.as_of).label("latest")).where(
+            table.c.cycle == cycle
+        )
+        if as_of is not None:
+            latest = latest.where(table.c.as_of <= as_of)
+        latest = latest.group_by(table.c.kr).subquery()
+        query = (
+            sa.select(table)
+            .join(latest, sa.and_(table.c.kr == latest.c.kr, table.c.as_of == latest.c.latest))
+            .where(table.c.cycle == cycle)
+            .order_by(table.c.objective, table.c.kr)
+        )
+        if team is not None:
+            query = query.where(table.c.team == team)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+        return frame
+
+    def cycle_history(
+        self,
+        cycle: str,
+        *,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        team: str | None = None,
+        kr: str | None = None,
+    ) -> pd.DataFrame:
+        """The stored daily rows of `cycle` between `start` and `end` (inclusive), by KR and day."""
+        table = KrProgress.__table__
+        query = sa.select(table).where(table.c.cycle == cycle)
+        if start is not None:
+            query = query.where(table.c.as_of >= start)
+        if end is not None:
+            query = query.where(table.c.as_of <= end)
+        if team is not None:
+            query = query.where(table.c.team == team)
+        if kr is not None:
+            query = query.where(table.c.kr == kr)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query.order_by(table.c.kr, table.c.as_of), conn)
+        frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+        return frame

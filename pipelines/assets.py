@@ -29,9 +29,13 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) ->
 
 
 def build_sync_assets(
-    source_name: str, source_type: str, objects: tuple[str, ...]
+    source_name: str, source_type: str, objects: tuple[str, ...], resource_key: str | None = None
 ) -> dg.AssetsDefinition:
-    """One asset per (source, object), materialised together by one sync of the source."""
+    """One asset per (source, object), materialised together by one sync of the source.
+
+    With `resource_key`, that resource (e.g. HubSpotResource, holding the token from dg.EnvVar)
+    builds the source instead of the plain flow.
+    """
 
     @dg.multi_asset(
         name=f"sync_{source_name.replace('-', '_')}",
@@ -47,10 +51,18 @@ def build_sync_assets(
             for obj in objects
         ],
         can_subset=False,
+        required_resource_keys={"krpulse", *([resource_key] if resource_key else [])},
     )
-    def sync_source(context: dg.AssetExecutionContext, krpulse: KrpulseResource):
+    def sync_source(context: dg.AssetExecutionContext):
+        krpulse: KrpulseResource = context.resources.krpulse
         settings = krpulse.settings()
-        reports = flow.sync_sources(settings, krpulse.engine(), only=source_name)
+        if resource_key:
+            source = getattr(context.resources, resource_key).source(
+                settings, settings.source(source_name)
+            )
+            reports = source.sync(krpulse.engine(), home_currency=settings.reporting_currency)
+        else:
+            reports = flow.sync_sources(settings, krpulse.engine(), only=source_name)
         for report in reports:
             context.log.info(
                 f"{source_name}/{report.object}: {report.fetched} fetched, {report.changed} changed, "
@@ -162,20 +174,25 @@ def build_progress_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         )
         kpis = kpi_values.rename(columns={"key": "kpi"})
         kpis = kpis.assign(health=kpi_health(kpis))
+        store = flow.OkrStore(engine)
         flow.push_day(
-            flow.OkrStore(engine),
+            store,
             as_of,
             progress,
             kpis,
             run_id=context.run_id,
             data_synced_at=flow.data_freshness(settings, engine),
         )
+        # Pushes to OKR tools happen after the store committed; a failed one is recorded and
+        # retried next run, it does not fail this materialisation.
+        pushes = flow.after_partition_push(settings, store, context.run_id)
         statuses = progress["status"].value_counts().to_dict()
         return dg.MaterializeResult(
             metadata={
                 "as_of": as_of.isoformat(),
                 "rows_written": len(values),
                 **{f"status_{k}": int(v) for k, v in statuses.items()},
+                **{f"okr_tool_pushes_{k}": v for k, v in pushes.items()},
                 "progress": _markdown_table(
                     progress, ["kr", "value", "target", "grade", "expected_progress", "status"]
                 ),

@@ -18,17 +18,19 @@ from connectors.base import SourceError
 from kr_metrics.definitions import DefinitionError
 from kr_metrics.metrics import METRICS
 from okr_store.repository import OkrStore
+from okr_store.schema import SchemaOutOfDateError
 from pipelines import flow
 from pipelines.settings import ConfigError, Settings, load_settings
 
 KR_FIELDS = [
     "cycle", "objective", "kr", "title", "team", "metric", "value", "baseline", "target",
-    "progress", "grade", "expected_progress", "status", "sample_size",
+    "progress", "grade", "expected_progress", "status", "sample_size", "margin_of_error",
+    "forecast_value", "forecast_grade", "stale_reason",
 ]  # fmt: skip
 KPI_FIELDS = ["kpi", "title", "team", "metric", "value", "health", "sample_size"]
 STATUS_STYLE = {
     "on_track": "green", "at_risk": "yellow", "off_track": "red", "no_data": "dim", "stale": "magenta",
-    "healthy": "green", "unhealthy": "red",
+    "healthy": "green", "unhealthy": "red", "low_sample": "cyan",
 }  # fmt: skip
 
 # Piped output (CI logs, `| less`) gets a fixed, wide layout instead of rich's 80 columns.
@@ -94,6 +96,9 @@ def report_json(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame) -> d
         "grade",
         "expected_progress",
         "sample_size",
+        "margin_of_error",
+        "forecast_value",
+        "forecast_grade",
     }
     return {
         "as_of": as_of.isoformat(),
@@ -139,17 +144,35 @@ def print_progress(
             title=f"{cycle} · {objective} · {first.get('team') or 'company'} · {first['ambition']}",
             title_justify="left", title_style="bold",
         )  # fmt: skip
-        for column in ("KR", "value", "baseline", "target", "progress", "expected", "status"):
+        columns = (
+            "KR",
+            "value",
+            "baseline",
+            "target",
+            "progress",
+            "expected",
+            "forecast",
+            "status",
+        )
+        for column in columns:
             table.add_column(column, justify="left" if column in ("KR", "status") else "right")
-        for row in rows.itertuples():
+        for row in rows.to_dict("records"):
+            margin = _number(row.get("margin_of_error"))
+            value = format_value(row["value"], row["metric"], row["unit"])
+            if margin is not None and _number(row["value"]) is not None:
+                value += " ±" + format_value(margin, row["metric"])
+            status = row["status"]
+            if status == "stale" and row.get("stale_reason"):
+                status += f" ({row['stale_reason']})"
             table.add_row(
-                f"{row.title} [dim]{row.kr}[/]",
-                format_value(row.value, row.metric, row.unit),
-                format_value(row.baseline, row.metric, row.unit),
-                format_value(row.target, row.metric, row.unit),
-                _percent(row.progress),
-                _percent(row.expected_progress),
-                f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]",
+                f"{row['title']} [dim]{row['kr']}[/]",
+                value,
+                format_value(row["baseline"], row["metric"], row["unit"]),
+                format_value(row["target"], row["metric"], row["unit"]),
+                _percent(row["progress"]),
+                _percent(row["expected_progress"]),
+                format_value(row.get("forecast_value"), row["metric"], row["unit"]),
+                f"[{STATUS_STYLE.get(row['status'], '')}]{status}[/]",
             )
         console.print(table)
     if not kpis.empty:
@@ -186,7 +209,7 @@ class KrpulseGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, DefinitionError, SourceError) as exc:
+        except (ConfigError, DefinitionError, SourceError, SchemaOutOfDateError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 
@@ -217,7 +240,10 @@ def demo(obj: Context, output_format: str) -> None:
     counts = demo_org.generate_demo_org(folder)
     say = err_console.print if output_format == "json" else console.print
     say(f"Demo org written to {folder}: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
-    engine = flow.open_database(settings)
+    # The demo sets its database up itself; everywhere else `krpulse db upgrade` is explicit.
+    engine, before, after = flow.upgrade_database(settings)
+    if before != after:
+        say(f"Database schema upgraded from {before or 'empty'} to {after} (krpulse db upgrade)")
     reports = flow.sync_sources(settings, engine, only="demo")
     reasons = [
         f"{r.object}: {reason} ({n})" for r in reports for reason, n in r.quarantine_reasons.items()
@@ -232,8 +258,12 @@ def demo(obj: Context, output_format: str) -> None:
         raise click.ClickException(
             f"no cycle in {settings.definitions_path} contains {demo_org.DEMO_AS_OF}"
         )
-    days = flow.date_range(cycle.start, min(cycle.end, demo_org.DEMO_AS_OF))
-    say(f"Running the daily job for cycle {cycle.key}: {days[0]} .. {days[-1]} ({len(days)} days)")
+    # Every demo cycle up to the demo's "today": the closed one before it gives `krpulse review`
+    # a whole cycle, the current one its progress so far.
+    first_day = min(c.start for c in definitions.cycles.values() if c.start <= demo_org.DEMO_AS_OF)
+    days = flow.date_range(first_day, demo_org.DEMO_AS_OF)
+    cycles = ", ".join(sorted(c.key for c in definitions.cycles.values() if c.start <= days[-1]))
+    say(f"Running the daily job for cycles {cycles}: {days[0]} .. {days[-1]} ({len(days)} days)")
 
     def on_day(result: flow.DayResult) -> None:
         if result.blocked:
@@ -248,7 +278,7 @@ def demo(obj: Context, output_format: str) -> None:
     )
     last = results[-1]
     if output_format == "table":
-        first = results[0]
+        first = next(r for r in results if r.as_of == cycle.start)
         movement = Table(title=f"How the KRs moved from {first.as_of} to {last.as_of}",
                          title_justify="left", title_style="bold")  # fmt: skip
         for column in ("KR", str(first.as_of), str(last.as_of)):
@@ -259,8 +289,9 @@ def demo(obj: Context, output_format: str) -> None:
                              format_value(row.value, row.metric, row.unit))  # fmt: skip
         console.print(movement)
     store = OkrStore(engine)
-    print_progress(last.as_of, store.progress(as_of=last.as_of), store.kpi_values(as_of=last.as_of),
-                   output_format)  # fmt: skip
+    progress = store.progress(as_of=last.as_of)
+    progress = progress[progress["cycle"] == cycle.key]
+    print_progress(last.as_of, progress, store.kpi_values(as_of=last.as_of), output_format)
 
 
 @cli.command()
@@ -358,9 +389,12 @@ def preview(
 @click.option(
     "--as-of", default=None, help="Show the store as it was on this day (default: latest)."
 )
+@click.option("--cycle", "cycle_key", default=None,
+              help="Only this cycle's KRs (default: the cycles running on the shown day).")  # fmt: skip
 @format_option
 @click.pass_obj
-def status(obj: Context, team: str | None, as_of: str | None, output_format: str) -> None:
+def status(obj: Context, team: str | None, as_of: str | None, cycle_key: str | None,
+           output_format: str) -> None:  # fmt: skip
     """Show what the OKR store holds: each KR's latest progress and each KPI's latest value."""
     settings = obj.settings()
     store = OkrStore(flow.open_database(settings))
@@ -373,40 +407,45 @@ def status(obj: Context, team: str | None, as_of: str | None, output_format: str
         )
     shown = day or max(progress["as_of"].max() if not progress.empty else dt.date.min,
                        kpis["as_of"].max() if not kpis.empty else dt.date.min)  # fmt: skip
+    if cycle_key:
+        progress = progress[progress["cycle"] == cycle_key]
+    elif not progress.empty:
+        progress = progress[progress["cycle"].isin(_cycles_running(settings, shown, progress))]
     print_progress(shown, progress, kpis, output_format)
 
 
-@cli.group()
-def definitions() -> None:
-    """Work with KR and KPI definitions."""
-
-
-@definitions.command("check")
-@click.argument("path", required=False, type=click.Path())
-@click.pass_obj
-def definitions_check(obj: Context, path: str | None) -> None:
-    """Validate definitions; exit 1 when there are errors."""
-    target = Path(path) if path else obj.settings().definitions_path
+def _cycles_running(settings: Settings, day: dt.date, progress: pd.DataFrame) -> list[str]:
+    """Cycles running on `day` per the definitions; else the newest cycle in the store."""
     try:
-        loaded = flow.load_definitions(target, known_metrics=METRICS)
-    except DefinitionError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        raise SystemExit(1) from None
-    for warning in loaded.warnings:
-        click.echo(str(warning), err=True)
-    krs = sum(1 for _ in loaded.key_results())
-    click.echo(f"{target}: OK — {len(loaded.cycles)} cycle(s), {len(loaded.objectives)} objective(s), "
-               f"{krs} key result(s), {len(loaded.kpis)} KPI(s)")  # fmt: skip
+        running = [c.key for c in flow.load_definition_set(settings).cycles_at(day)]
+    except DefinitionError:
+        running = []
+    if running and progress["cycle"].isin(running).any():
+        return running
+    return [progress.sort_values("as_of")["cycle"].iloc[-1]]
 
 
 def main() -> None:
     cli.main(prog_name="krpulse")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # Commands of other areas live in their own modules and register here, so each area's CLI
 # grows without everyone editing this file. (Imported last: they use the helpers above.)
+from pipelines.cli_definitions import definitions  # noqa: E402
+
+cli.add_command(definitions)
+
+from pipelines.cli_dashboard import digest, serve  # noqa: E402
+
+cli.add_command(serve)
+cli.add_command(digest)
+
+from pipelines.cli_db import db, export, push  # noqa: E402
+
+cli.add_command(db)
+cli.add_command(export)
+cli.add_command(push)
+from pipelines.cli_lifecycle import new_cycle_command, review_command  # noqa: E402
+
+cli.add_command(review_command)
+cli.add_command(new_cycle_command)

@@ -10,7 +10,7 @@ import dagster as dg
 from pipelines import flow
 from pipelines.assets import build_progress_asset, build_sync_assets, build_value_assets
 from pipelines.checks import build_gate_checks
-from pipelines.resources import KrpulseResource
+from pipelines.resources import KrpulseResource, source_resource_key, source_resources
 from pipelines.schedules import build_daily_job, build_daily_schedule
 from pipelines.settings import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG, Settings, load_settings
 
@@ -36,10 +36,18 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
         config_path=str(config_path),
         database_url=dg.EnvVar(DATABASE_URL_ENV) if os.environ.get(DATABASE_URL_ENV) else "",
     )
+    secret_holders = source_resources(settings)
     return dg.Definitions(
         assets=[
             *(
-                build_sync_assets(s.name, s.type, flow.source_for(settings, s).objects)
+                build_sync_assets(
+                    s.name,
+                    s.type,
+                    flow.source_for(settings, s).objects,
+                    source_resource_key(s.name)
+                    if source_resource_key(s.name) in secret_holders
+                    else None,
+                )
                 for s in settings.sources
             ),
             build_value_assets(partitions, settings),
@@ -48,7 +56,7 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
         asset_checks=build_gate_checks(partitions),
         jobs=[job],
         schedules=[build_daily_schedule(job, settings)],
-        resources={"krpulse": resource},
+        resources={"krpulse": resource, **secret_holders},
     )
 
 

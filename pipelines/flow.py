@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,21 +15,50 @@ import sqlalchemy as sa
 
 from connectors.base import Source
 from connectors.files import FilesSource
+from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
+from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
 from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from connectors.staging import SyncReport, last_synced, read_staged
 from kr_metrics.definitions import DefinitionSet, load_definitions
-from kr_metrics.engine import evaluate, prepare
+from kr_metrics.engine import evaluate_history, prepare
+from kr_metrics.forecast import add_forecasts
 from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
-from okr_store.db import create_engine, create_schema
-from okr_store.repository import OkrStore
+from okr_store import schema
+from okr_store.db import create_engine
+from okr_store.repository import FAILED, PARTIAL, SUCCEEDED, OkrStore
+from okr_store.sinks import FAILED as PUSH_FAILED
+from okr_store.sinks import (
+    PerdooSink,
+    PushOutcome,
+    RetryPolicy,
+    Sink,
+    WebhookSink,
+    WeekdoneSink,
+    push_current_progress,
+)
 from pipelines.settings import ConfigError, FilesSourceSettings, Settings, SourceSettings
 
+log = logging.getLogger(__name__)
 
-def open_database(settings: Settings) -> sa.Engine:
+
+def open_database(settings: Settings, *, migrate: bool = False) -> sa.Engine:
+    """The configured database, refusing one whose schema is not the code's (SchemaOutOfDateError
+    names `krpulse db upgrade`); `migrate=True` upgrades it first (the demo sets itself up)."""
+    if migrate:
+        return upgrade_database(settings)[0]
     engine = create_engine(settings.effective_database_url)
-    create_schema(engine)
+    schema.ensure_current(engine)
     return engine
+
+
+def upgrade_database(
+    settings: Settings, revision: str = "head"
+) -> tuple[sa.Engine, str | None, str | None]:
+    """Migrate the configured database; returns the engine and the revisions before and after."""
+    engine = create_engine(settings.effective_database_url)
+    before, after = schema.upgrade(engine, revision)
+    return engine, before, after
 
 
 def load_definition_set(settings: Settings, path=None) -> DefinitionSet:
@@ -38,9 +69,21 @@ def _files_source(settings: Settings, source: FilesSourceSettings) -> Source:
     return FilesSource(source.name, settings.resolve(source.path))
 
 
+def _salesforce_source(settings: Settings, source: SalesforceSourceSettings) -> Source:
+    # Secrets are read from the environment at sync time (or handed over by SalesforceResource).
+    return SalesforceSource(source.name, source, base_path=settings.root)
+
+
+def _hubspot_source(settings: Settings, source: HubSpotSourceSettings) -> Source:
+    # The token is read from the environment at sync time (or handed over by HubSpotResource).
+    return HubSpotSource(source.name, source, timezone=settings.timezone)
+
+
 # One factory per `type:` in krpulse.yaml's `sources:`; a new connector registers here.
 SOURCE_FACTORIES: dict[str, Callable[[Settings, Any], Source]] = {
     "files": _files_source,
+    "salesforce": _salesforce_source,
+    "hubspot": _hubspot_source,
 }
 
 
@@ -94,16 +137,46 @@ class DayResult:
         return bool(self.validation_failures)
 
 
+def compute_days(
+    settings: Settings, definitions: DefinitionSet, data: PreparedData, days: Iterable[dt.date]
+) -> dict[dt.date, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """(values, progress, kpis) for each of `days` from one history-mode pass; nothing written.
+
+    The pass starts at the earliest start of the cycles involved, so every KR's forecast sees
+    its whole series, and a backfill of a range costs about as much as a single day.
+    """
+    days = sorted(set(days))
+    starts = [
+        c.start for c in definitions.cycles.values() if c.start <= days[-1] and c.end >= days[0]
+    ]
+    history = evaluate_history(
+        definitions, data, min([days[0], *starts]), days[-1], kpis_from=days[0]
+    )
+    history = add_forecasts(history, definitions.library)
+    wanted = history[history["as_of"].isin(days)]
+    policy = settings.scoring.policy()
+    out = {}
+    for as_of, values in wanted.groupby("as_of", sort=True):  # one group per day
+        values = values.reset_index(drop=True)
+        krs = score_key_results(values[values["kind"] == "kr"], policy)
+        progress = krs.rename(columns={"key": "kr"})
+        kpis = values[values["kind"] == "kpi"].rename(columns={"key": "kpi"})
+        kpis = kpis.assign(health=kpi_health(kpis))
+        out[as_of] = (values, progress.reset_index(drop=True), kpis.reset_index(drop=True))
+    empty = history.iloc[0:0]
+    for as_of in days:  # days with nothing defined still get (empty) results
+        out.setdefault(
+            as_of,
+            (empty, empty.rename(columns={"key": "kr"}), empty.rename(columns={"key": "kpi"})),
+        )
+    return out
+
+
 def compute_day(
     settings: Settings, definitions: DefinitionSet, data: PreparedData, as_of: dt.date
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(values, progress, kpis) for `as_of`; pure computation, nothing written."""
-    values = evaluate(definitions, data, as_of)
-    krs = score_key_results(values[values["kind"] == "kr"], settings.scoring.policy())
-    progress = krs.rename(columns={"key": "kr"})
-    kpis = values[values["kind"] == "kpi"].rename(columns={"key": "kpi"})
-    kpis = kpis.assign(health=kpi_health(kpis))
-    return values, progress.reset_index(drop=True), kpis.reset_index(drop=True)
+    return compute_days(settings, definitions, data, [as_of])[as_of]
 
 
 def validate_values(values: pd.DataFrame) -> list[str]:
@@ -126,13 +199,35 @@ def push_day(
     *,
     run_id: str,
     data_synced_at: dt.datetime | None,
+    frozen_cycles: Iterable[str] = (),
 ) -> None:
+    """Write one day to the OKR store in one transaction, recording the run and the definition
+    versions and data freshness the rows were computed with. Rows of `frozen_cycles` are left
+    out and kept exactly as stored (a closed cycle's grades are final)."""
+    frozen = set(frozen_cycles)
+    if frozen and not progress.empty:
+        progress = progress[~progress["cycle"].isin(frozen)].reset_index(drop=True)
     stamp = {
         "run_id": run_id,
         "data_synced_at": data_synced_at,
         "computed_at": dt.datetime.now(dt.UTC),
     }
-    store.write_day(as_of, progress.assign(**stamp), kpis.assign(**stamp))
+    store.write_day(as_of, progress.assign(**stamp), kpis.assign(**stamp), frozen_cycles=frozen)
+
+
+def frozen_cycles(settings: Settings, definitions: DefinitionSet, store: OkrStore) -> set[str]:
+    """Cycles whose grades are final: ended more than the grace period ago, last day stored."""
+    from kr_metrics.lifecycle import is_closed
+
+    policy = settings.scoring.policy()
+    today = settings.today()
+    frozen = set()
+    for cycle in definitions.cycles.values():
+        if is_closed(cycle, today, policy):
+            final_rows = store.progress(as_of=cycle.end, on_day_only=True)
+            if (final_rows["cycle"] == cycle.key).any():
+                frozen.add(cycle.key)
+    return frozen
 
 
 def data_freshness(settings: Settings, engine: sa.Engine) -> dt.datetime | None:
@@ -153,24 +248,110 @@ def run_days(
     run_id: str | None = None,
     progress_callback: Callable[[DayResult], None] | None = None,
 ) -> list[DayResult]:
-    """Compute, validate and push each day; a day the gate blocks writes nothing."""
+    """Compute, validate and push each day; a day the gate blocks writes nothing.
+
+    The run is audited in the store (runs, run_days); after the store has committed, the
+    configured OKR tools receive what changed (see push_to_okr_tools).
+    """
+    days = list(days)
     definitions = definitions or load_definition_set(settings)
     data = load_prepared(settings, engine)
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
+    store.start_run(run_id, origin="cli", days_requested=len(days), data_synced_at=synced_at)
     results = []
-    for as_of in days:
-        values, progress, kpis = compute_day(settings, definitions, data, as_of)
-        result = DayResult(as_of, values, progress, kpis)
-        if validate:
-            result.validation_failures = validate_values(values)
-        if not result.blocked:
-            push_day(store, as_of, progress, kpis, run_id=run_id, data_synced_at=synced_at)
-        results.append(result)
-        if progress_callback:
-            progress_callback(result)
+    try:
+        computed = compute_days(settings, definitions, data, days) if days else {}
+        frozen = frozen_cycles(settings, definitions, store)
+        for as_of in days:
+            values, progress, kpis = computed[as_of]
+            result = DayResult(as_of, values, progress, kpis)
+            if validate:
+                result.validation_failures = validate_values(values)
+            if not result.blocked:
+                # A closed cycle's stored grades are final: reruns and backfills keep them.
+                push_day(store, as_of, progress, kpis, run_id=run_id, data_synced_at=synced_at,
+                         frozen_cycles=frozen)  # fmt: skip
+            results.append(result)
+            if progress_callback:
+                progress_callback(result)
+    except BaseException as exc:
+        store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    blocked = [r.as_of.isoformat() for r in results if r.blocked]
+    store.finish_run(
+        run_id,
+        status=PARTIAL if blocked else SUCCEEDED,
+        message=f"blocked by validation: {', '.join(blocked)}" if blocked else None,
+    )
+    store.record_definitions(definitions)
+    push_to_okr_tools(settings, store)
     return results
+
+
+def after_partition_push(settings: Settings, store: OkrStore, run_id: str) -> dict[str, int]:
+    """What follows a Dagster partition's push: close its audit row, record the definitions,
+    push to the OKR tools. Returns the push outcomes counted (for the asset's metadata)."""
+    store.finish_run(run_id, status=SUCCEEDED, origin="dagster")
+    store.record_definitions(load_definition_set(settings))
+    counts: dict[str, int] = {}
+    for outcome in push_to_okr_tools(settings, store):
+        counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+    return counts
+
+
+def okr_tool_sinks(settings: Settings) -> list[Sink]:
+    """The sinks configured under `sinks:` in krpulse.yaml, with secrets from the environment."""
+    config = settings.sinks
+
+    def secret(env: str, what: str) -> str:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigError(f"sinks.{what}: environment variable {env} is not set")
+        return value
+
+    sinks: list[Sink] = []
+    if config.perdoo:
+        sinks.append(
+            PerdooSink(dict(config.perdoo.key_results), url=config.perdoo.url,
+                       token=secret(config.perdoo.token_env, "perdoo.token_env"))
+        )  # fmt: skip
+    if config.weekdone:
+        targets = {
+            ref: f"{t.objective}/{t.result}" for ref, t in config.weekdone.key_results.items()
+        }
+        sinks.append(
+            WeekdoneSink(targets, url=config.weekdone.url,
+                         token=secret(config.weekdone.token_env, "weekdone.token_env"))
+        )  # fmt: skip
+    for hook in config.webhooks:
+        sinks.append(
+            WebhookSink(hook.name, dict(hook.key_results), url=hook.url,
+                        secret=secret(hook.secret_env, f"webhooks.{hook.name}.secret_env"))
+        )  # fmt: skip
+    return sinks
+
+
+def push_to_okr_tools(settings: Settings, store: OkrStore) -> list[PushOutcome]:
+    """Push each configured KR's current value to its OKR tools; call after the store committed.
+
+    Unchanged values are skipped; failures are recorded in push_state (never in the progress
+    rows) and retried on the next run. A failed push does not fail the run.
+    """
+    if not settings.sinks.configured:
+        return []
+    retry = settings.sinks.retry
+    outcomes = push_current_progress(
+        store,
+        okr_tool_sinks(settings),
+        policy=RetryPolicy(retry.attempts, retry.initial_wait, retry.max_wait, retry.timeout),
+    )
+    for outcome in outcomes:
+        if outcome.outcome == PUSH_FAILED:
+            log.warning("push to %s failed for %s/%s: %s", outcome.sink, outcome.cycle,
+                        outcome.kr, outcome.error)  # fmt: skip
+    return outcomes
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -13,6 +13,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 from sqlalchemy.engine import make_url
 
+from connectors.hubspot.settings import HubSpotSourceSettings
+from connectors.salesforce.settings import SalesforceSourceSettings
+from dashboard.config import DashboardSettings
 from kr_metrics.scoring import ScoringPolicy
 
 CONFIG_ENV = "KRPULSE_CONFIG"
@@ -34,7 +37,10 @@ class FilesSourceSettings(_Settings):
     path: Path
 
 
-SourceSettings = FilesSourceSettings
+SourceSettings = Annotated[
+    FilesSourceSettings | SalesforceSourceSettings | HubSpotSourceSettings,
+    Field(discriminator="type"),
+]
 
 
 class ScheduleSettings(_Settings):
@@ -48,9 +54,74 @@ class ScoringSettings(_Settings):
     moonshot_success: float = Field(default=0.7, ge=0.6, le=0.7)
     at_risk_gap: float = Field(default=0.10, ge=0)
     off_track_gap: float = Field(default=0.25, ge=0)
+    min_sample: int = Field(
+        default=10, ge=0, description="Below this many records a rate is `low_sample`."
+    )
+    grace_days: int = Field(
+        default=7, ge=0, description="Days after a cycle's end before grades are final."
+    )
+    partial_grade: float = Field(
+        default=0.4, ge=0, le=1, description="Grade from which a KR is partially achieved."
+    )
 
     def policy(self) -> ScoringPolicy:
-        return ScoringPolicy(self.moonshot_success, self.at_risk_gap, self.off_track_gap)
+        return ScoringPolicy(self.moonshot_success, self.at_risk_gap, self.off_track_gap, self.min_sample,
+                             self.grace_days, self.partial_grade)  # fmt: skip
+
+
+# "cycle/kr", e.g. "2026-Q4/nps-company": KR keys are unique within a cycle, not across cycles.
+KrRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class PerdooSinkSettings(_Settings):
+    """Push KR values to Perdoo key results (GraphQL upsertKeyResult, currentValue)."""
+
+    url: str = "https://api-eu.perdoo.com/graphql/"
+    token_env: EnvName = "PERDOO_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
+    key_results: dict[KrRef, str] = Field(description="KR -> Perdoo key result id (UUID)")
+
+
+class WeekdoneTarget(_Settings):
+    objective: int | str
+    result: int | str
+
+
+class WeekdoneSinkSettings(_Settings):
+    """Push KR progress (grade as 0–100 %) to Weekdone key results."""
+
+    url: str = "https://api.weekdone.com"
+    token_env: EnvName = "WEEKDONE_TOKEN"  # noqa: S105 - the variable's name, not a secret
+    key_results: dict[KrRef, WeekdoneTarget]
+
+
+class WebhookSinkSettings(_Settings):
+    """POST each changed KR as JSON, HMAC-SHA256-signed with the secret from `secret_env`."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    url: str
+    secret_env: EnvName
+    key_results: dict[KrRef, str] = Field(description="KR -> the receiver's id for it")
+
+
+class PushRetrySettings(_Settings):
+    attempts: int = Field(default=4, ge=1, le=10)
+    initial_wait: float = Field(default=1.0, ge=0)
+    max_wait: float = Field(default=30.0, ge=0)
+    timeout: float = Field(default=20.0, gt=0)
+
+
+class SinksSettings(_Settings):
+    """`sinks:` in krpulse.yaml: which OKR tools receive which KRs (by the tool's own id)."""
+
+    perdoo: PerdooSinkSettings | None = None
+    weekdone: WeekdoneSinkSettings | None = None
+    webhooks: list[WebhookSinkSettings] = Field(default_factory=list)
+    retry: PushRetrySettings = Field(default_factory=PushRetrySettings)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.perdoo or self.weekdone or self.webhooks)
 
 
 class Settings(_Settings):
@@ -64,6 +135,8 @@ class Settings(_Settings):
     sources: list[SourceSettings] = Field(default_factory=list)
     schedule: ScheduleSettings = ScheduleSettings()
     scoring: ScoringSettings = ScoringSettings()
+    sinks: SinksSettings = Field(default_factory=SinksSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     root: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("timezone")

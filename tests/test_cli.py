@@ -90,7 +90,7 @@ def test_sync_reports_quarantined_records(krpulse):
 
 def test_definitions_check(krpulse, tmp_path):
     ok = krpulse("definitions", "check")
-    assert ok.exit_code == 0 and "8 key result(s)" in ok.output
+    assert ok.exit_code == 0 and "16 key result(s)" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("cycle: {key: Q, start: 2026-01-01, end: 2026-03-31}\nobjectives: 3\n")
     result = krpulse("definitions", "check", str(bad))

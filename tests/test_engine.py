@@ -106,7 +106,7 @@ def test_previous_cycle_baseline_and_relative_target(demo, tmp_path):
 
 def test_explain_lists_the_records_behind_the_number(demo):
     definitions = load_definitions(REPO / "definitions")
-    loaded, kr = definitions.find_key_result("nps-uk")
+    loaded, kr = definitions.find_key_result("nps-uk", "2026-Q4")
     explanation = explain_key_result(definitions, loaded, kr, demo, dt.date(2026, 11, 25))
     records = explanation["records"]
     assert explanation["denominator"] == len(records) == explanation["sample_size"] == 33

@@ -47,6 +47,14 @@ def test_grades_are_final_only_after_the_grace_period():
     assert is_closed(cycle, dt.date(2026, 10, 8), policy)
 
 
+def drop_september_deals(project):
+    """A late CRM change: every deal closed in September 2026 disappears from the export."""
+    deals = (project / "demo-data" / "deals.csv").read_text().splitlines()
+    kept = [line for line in deals if ",2026-09-" not in line]
+    assert len(kept) < len(deals) - 50
+    (project / "demo-data" / "deals.csv").write_text("\n".join(kept) + "\n")
+
+
 @pytest.fixture
 def demo_run(demo_project):
     """The demo's Q3 cycle computed into the store (the whole closed quarter)."""
@@ -112,3 +120,31 @@ def test_new_cycle_writes_next_definitions_that_pass_check_once_targets_are_set(
     written.write_text(re.sub(r"target:\s*#.*", "target: +5%", text))
     check = runner.invoke(cli, [*config, "definitions", "check"])
     assert check.exit_code == 0, check.output
+
+
+def test_a_closed_cycles_final_grades_are_frozen(demo_run, monkeypatch):
+    project, store = demo_run
+    settings = load_settings(project / "krpulse.yaml")
+    before = store.cycle_history("2026-Q3")
+    # A late CRM change after the grace period: rerunning the quarter must not regrade it.
+    drop_september_deals(project)
+    engine = flow.open_database(settings)
+    flow.sync_sources(settings, engine)
+    monkeypatch.setattr(type(settings), "today", lambda self: dt.date(2026, 10, 8))
+    flow.run_days(settings, engine, flow.date_range(dt.date(2026, 9, 1), dt.date(2026, 9, 30)))
+    after = store.cycle_history("2026-Q3")
+    assert after["value"].tolist() == before["value"].tolist()
+    assert after["run_id"].tolist() == before["run_id"].tolist()
+
+
+def test_within_the_grace_period_a_rerun_still_updates_the_cycle(demo_run, monkeypatch):
+    project, store = demo_run
+    settings = load_settings(project / "krpulse.yaml")
+    before = store.cycle_history("2026-Q3", kr="win-rate-dach")
+    drop_september_deals(project)
+    engine = flow.open_database(settings)
+    flow.sync_sources(settings, engine)
+    monkeypatch.setattr(type(settings), "today", lambda self: dt.date(2026, 10, 7))
+    flow.run_days(settings, engine, [dt.date(2026, 9, 30)])
+    after = store.cycle_history("2026-Q3", kr="win-rate-dach")
+    assert after["value"].iloc[-1] != before["value"].iloc[-1]

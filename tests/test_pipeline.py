@@ -35,7 +35,7 @@ def test_definitions_load_with_partitions_in_the_org_timezone(defs):
     assert schedule.execution_timezone == "Europe/Berlin"
     assert schedule.cron_schedule == "0 6 * * *"
     partitions = defs.resolve_assets_def(KR_VALUES).partitions_def
-    assert partitions.get_first_partition_key() == "2026-10-01"
+    assert partitions.get_first_partition_key() == "2026-07-01"  # the 2026-Q3 cycle
 
 
 def test_the_daily_job_materialises_a_day_on_demo_data(defs, demo_project):

@@ -1,0 +1,157 @@
+"""Dashboard latency under load: 200 KRs with a year of daily history, a separate load generator.
+
+    uv run python bench/bench_dashboard.py            # generate, serve, load, print the table
+
+Builds a project in a temporary folder (the demo org staged in SQLite, a one-year cycle with
+200 KRs, every day of it computed by the engine's history mode and written to the store),
+starts `krpulse serve`'s app in a server process on 127.0.0.1, and runs bench/loadgen.py in a
+third process against the overview and KR pages. Request count and time are bounded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CYCLE_START, CYCLE_END = dt.date(2025, 11, 26), dt.date(2026, 11, 25)  # 365 days
+KR_COUNT = 200
+# (concurrent clients, requests per page kind): one team lead alone, then a busy Monday.
+LOADS = [(1, 100), (8, 400)]
+TIME_LIMIT_SECONDS = 120
+
+
+def write_definitions(folder: Path) -> None:
+    """A one-year cycle: 50 objectives × 4 KRs over teams, regions and segments."""
+    metrics = [
+        ("nps", 40, 60), ("win_rate", 0.28, 0.35), ("revenue_per_existing_customer", 60000, 72000),
+        ("average_deal_size", 15000, 18000),
+    ]  # fmt: skip
+    filters = (
+        [{"team": t} for t in ("sales-dach", "sales-uk", "sales-us")]
+        + [{"region": r} for r in ("DACH", "UK&I", "North America")]
+        + [{"segment": s} for s in ("SMB", "Mid-Market", "Enterprise")]
+        + [{}]
+    )
+    lines = [f"cycle: {{key: bench-year, start: {CYCLE_START}, end: {CYCLE_END}, "
+             "timezone: Europe/Berlin}", "objectives:"]  # fmt: skip
+    kr_number = itertools.count(1)
+    for objective in range(KR_COUNT // 4):
+        where = filters[objective % len(filters)]
+        team = where.get("team", "sales-dach")
+        lines += [f"  - key: objective-{objective:02d}", f"    title: Objective {objective}",
+                  "    level: team", f"    team: {team}",
+                  f"    ambition: {'moonshot' if objective % 3 == 0 else 'roofshot'}",
+                  "    key_results:"]  # fmt: skip
+        for metric, baseline, target in metrics:
+            n = next(kr_number)
+            lines += [f"      - key: kr-{n:03d}", f"        title: KR {n} {metric}",
+                      f"        metric: {metric}", f"        where: {json.dumps(where)}",
+                      f"        baseline: {baseline}", f"        target: {target}"]  # fmt: skip
+    (folder / "definitions").mkdir()
+    (folder / "definitions" / "bench-year.yaml").write_text("\n".join(lines) + "\n")
+
+
+def generate(folder: Path) -> dict:
+    from connectors.demo_org import generate_demo_org
+    from kr_metrics.engine import evaluate_history
+    from kr_metrics.scoring import score_key_results
+    from okr_store.db import create_engine
+    from okr_store.repository import OkrStore
+    from okr_store.schema import upgrade
+    from pipelines import flow
+    from pipelines.settings import load_settings
+
+    generate_demo_org(folder / "demo-data")
+    write_definitions(folder)
+    (folder / "krpulse.yaml").write_text(
+        f"timezone: Europe/Berlin\ndatabase_url: sqlite:///{folder / 'krpulse.db'}\n"
+        "definitions: definitions/\nsources:\n  - {name: demo, type: files, path: demo-data}\n"
+        "dashboard:\n  record_urls: {demo: 'https://crm.example.com/{id}'}\n"
+    )
+    engine = create_engine(f"sqlite:///{folder / 'krpulse.db'}")
+    upgrade(engine)
+    settings = load_settings(folder / "krpulse.yaml")
+    flow.sync_sources(settings, engine)
+    definitions = flow.load_definition_set(settings)
+    data = flow.load_prepared(settings, engine)
+    started = time.perf_counter()
+    values = evaluate_history(definitions, data, CYCLE_START, CYCLE_END)
+    krs = values[values["kind"] == "kr"]
+    scored = score_key_results(krs, settings.scoring.policy()).rename(columns={"key": "kr"})
+    kpis = values[values["kind"] == "kpi"].iloc[0:0]
+    store = OkrStore(engine)
+    synced = flow.data_freshness(settings, engine)
+    for as_of, day in scored.groupby("window_end"):
+        flow.push_day(store, as_of, day.reset_index(drop=True), kpis, run_id="bench",
+                      data_synced_at=synced)  # fmt: skip
+    rows = store.count_progress_rows()
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def serve(folder: Path, port: int) -> None:
+    import uvicorn
+
+    from dashboard.access import AccessPolicy
+    from dashboard.app import create_app
+    from pipelines import flow
+    from pipelines.cli_dashboard import dashboard_data
+    from pipelines.settings import load_settings
+
+    settings = load_settings(folder / "krpulse.yaml")
+    app = create_app(dashboard_data(settings, flow.open_database(settings)),
+                     AccessPolicy(open_access=True))  # fmt: skip
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        made = generate(folder)
+        print(f"store: {made['rows']:,} KR progress rows ({KR_COUNT} KRs × 365 days), "
+              f"computed and written in {made['seconds']:.1f} s", flush=True)  # fmt: skip
+        port = 18000 + os.getpid() % 1000
+        server = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+            [sys.executable, __file__, "serve", str(folder), str(port)]
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    requests.get(base + "/healthz", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.2)
+            # Warm the caches (definitions, prepared staging data) once, as a long-running
+            # server has them.
+            requests.get(base + "/kr/bench-year/kr-001", timeout=60)
+            for concurrency, requests_per_page in LOADS:
+                result = subprocess.run(  # noqa: S603 - our own interpreter and script
+                    [sys.executable, str(REPO / "bench" / "loadgen.py"), base,
+                     "--concurrency", str(concurrency), "--requests", str(requests_per_page),
+                     "--time-limit", str(TIME_LIMIT_SECONDS), "--krs", str(KR_COUNT)],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                lines = result.stdout.splitlines()
+                print("\n".join(lines if concurrency == LOADS[0][0] else lines[2:]), flush=True)
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        serve(Path(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()

@@ -1,0 +1,452 @@
+"""The HubSpot source: owners, companies, deals and NPS survey responses, synced incrementally."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from connectors.base import SourceError
+from connectors.hubspot.helpers import HubSpotApi
+from connectors.hubspot.settings import (
+    COMPANIES_TYPE,
+    COMPANY_PROPERTIES,
+    CONTACTS_TYPE,
+    DEAL_PROPERTIES,
+    DEALS_TYPE,
+    FEEDBACK_PROPERTIES,
+    FEEDBACK_TYPE,
+    LAST_MODIFIED,
+    NPS_SURVEY_TYPE,
+    OBJECT_ID,
+    PRIMARY_CONTACT_TO_COMPANY,
+    PRIMARY_DEAL_TO_COMPANY,
+    HubSpotSourceSettings,
+)
+from connectors.money import home_amounts
+from connectors.schema import (
+    CANONICAL_TABLES,
+    CUSTOMERS,
+    DEALS,
+    FX_RATES,
+    NPS_RESPONSES,
+    OWNERS,
+    conform,
+)
+from connectors.staging import SyncReport, merge_changes, read_cursor, read_staged
+
+__all__ = ["HubSpotSource", "HubSpotSourceSettings"]
+
+SYNC_ORDER = (OWNERS, CUSTOMERS, DEALS, NPS_RESPONSES)
+# Feedback submissions have no primary contact label: there is one submitting contact.
+NO_PRIMARY_LABEL = -1
+
+
+def team_key(name: pd.Series, teams: dict[str, str]) -> pd.Series:
+    """HubSpot team name -> krpulse team key: the configured mapping, else a slug of the name."""
+    slug = name.str.strip().str.lower().str.replace(r"[^a-z0-9]+", "-", regex=True).str.strip("-")
+    return name.map(teams).fillna(slug).astype("string")
+
+
+def _properties_frame(records: Sequence[Any], names: Sequence[str]) -> pd.DataFrame:
+    """The records' properties as text, blanks as NA.
+
+    HubSpot returns every property as a string and unset ones as "" or null: nothing is
+    parsed here, conform() parses each canonical column deliberately and quarantines the rest.
+    """
+    frame = pd.DataFrame.from_records(
+        [record.properties or {} for record in records], columns=list(names)
+    ).astype("string")
+    frame = frame.mask(frame.apply(lambda column: column.str.strip().eq("")).fillna(False))
+    frame.insert(0, "id", pd.Series([str(record.id) for record in records], dtype="string"))
+    return frame
+
+
+def _local_dates(values: pd.Series, timezone: str) -> pd.Series:
+    """HubSpot datetimes -> YYYY-MM-DD in the reporting timezone; unparseable text stays as is."""
+    stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    local = stamps.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d").astype("string")
+    return local.where(stamps.notna(), values)
+
+
+def _reject(frame: pd.DataFrame, mask: pd.Series, reason: pd.Series | str) -> pd.DataFrame:
+    """Rows quarantined before conform() for a HubSpot-specific reason, in quarantine's shape."""
+    rejected = frame[mask].astype("string")
+    return rejected.assign(reason=reason[mask] if isinstance(reason, pd.Series) else reason)
+
+
+@dataclass
+class HubSpotSource:
+    """A HubSpot portal read through its private app's access token.
+
+    The first sync lists every record; later syncs search what changed since the cursor (minus
+    a lookback), read archived records as deletes, and re-read the company association of each
+    changed deal. Each object merges in its own transaction, so its cursor only moves when its
+    rows are committed.
+    """
+
+    name: str
+    settings: HubSpotSourceSettings
+    # None: read at sync time from the environment variable krpulse.yaml names (the CLI);
+    # Dagster's HubSpotResource hands it over from dg.EnvVar instead.
+    access_token: str | None = field(default=None, repr=False)
+    timezone: str = "UTC"
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    objects: tuple[str, ...] = SYNC_ORDER
+    last_api: HubSpotApi | None = field(default=None, init=False, repr=False)
+
+    def token(self) -> str:
+        """The private app's access token; a clear error when its variable is not set."""
+        token = self.access_token or os.environ.get(self.settings.access_token_env, "").strip()
+        if not token:
+            raise SourceError(
+                f"source '{self.name}': environment variable {self.settings.access_token_env} "
+                "is not set; export the HubSpot private app's access token in it"
+            )
+        return token
+
+    def _api(self) -> HubSpotApi:
+        return HubSpotApi(
+            source=self.name,
+            base_url=self.settings.base_url.rstrip("/"),
+            access_token=self.token(),
+            token_env=self.settings.access_token_env,
+            timeout_seconds=self.settings.timeout_seconds,
+            max_retries=self.settings.max_retries,
+            backoff_seconds=self.settings.backoff_seconds,
+            sleep=self.sleep,
+        )
+
+    @property
+    def company_properties(self) -> tuple[str, ...]:
+        mapped = self.settings.company_properties.model_dump().values()
+        return tuple(dict.fromkeys([*COMPANY_PROPERTIES, *(p for p in mapped if p)]))
+
+    def sync(self, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
+        """Merge what changed in the portal into staging; one report per canonical object."""
+        api = self.last_api = self._api()
+        with engine.connect() as conn:
+            cursors = {t: read_cursor(conn, self.name, t) for t in SYNC_ORDER}
+            # Rates staged by any source (e.g. a files source with fx_rates.csv) convert deals
+            # whose home amount HubSpot cannot supply in the reporting currency.
+            fx_rates = read_staged(conn, FX_RATES)
+        self._verify_properties(api)
+
+        api.bucket = OWNERS
+        owners = self._owners_frame(api.list_owners())
+        with engine.begin() as conn:
+            reports = [
+                self._merge(
+                    conn, api, OWNERS, owners, owners.iloc[0:0], cursor=None, fetched=len(owners)
+                )
+            ]
+        team_of_owner = owners.set_index("owner_id")["team"]
+
+        api.bucket = DEALS
+        stages = api.deal_stages()
+
+        reports.append(
+            self._sync_object(
+                engine, api, CUSTOMERS, COMPANIES_TYPE, self.company_properties, cursors[CUSTOMERS],
+                lambda raw: self._customers(raw, team_of_owner),
+            )
+        )  # fmt: skip
+        reports.append(
+            self._sync_object(
+                engine, api, DEALS, DEALS_TYPE, DEAL_PROPERTIES, cursors[DEALS],
+                lambda raw: self._deals(raw, api, stages, team_of_owner, fx_rates, home_currency),
+            )
+        )  # fmt: skip
+        reports.append(
+            self._sync_object(
+                engine, api, NPS_RESPONSES, FEEDBACK_TYPE, FEEDBACK_PROPERTIES,
+                cursors[NPS_RESPONSES], lambda raw: self._nps_responses(raw, api),
+                equals={"hs_survey_type": NPS_SURVEY_TYPE},
+            )
+        )  # fmt: skip
+        return reports
+
+    # ------------------------------------------------------------------------------------------
+    # Sync steps
+
+    def _verify_properties(self, api: HubSpotApi) -> None:
+        """Fail before reading any record when the portal lacks a property krpulse needs."""
+        wanted = {
+            (DEALS, DEALS_TYPE): DEAL_PROPERTIES,
+            (CUSTOMERS, COMPANIES_TYPE): self.company_properties,
+            (NPS_RESPONSES, FEEDBACK_TYPE): FEEDBACK_PROPERTIES,
+        }
+        missing = []
+        for (table, object_type), names in wanted.items():
+            api.bucket = table
+            known = api.read_properties(object_type)
+            missing += [f"{object_type}.{name}" for name in names if name not in known]
+        if missing:
+            raise SourceError(
+                f"source '{self.name}': the HubSpot portal has no propert"
+                f"{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} (or the private "
+                "app may not read them). Create them in HubSpot, or point `company_properties:` "
+                "of this source in krpulse.yaml at the properties your portal uses."
+            )
+
+    def _sync_object(
+        self,
+        engine: sa.Engine,
+        api: HubSpotApi,
+        table: str,
+        object_type: str,
+        properties: Sequence[str],
+        cursor: dt.datetime | None,
+        build: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame, dict]],
+        *,
+        equals: dict[str, str] | None = None,
+    ) -> SyncReport:
+        api.bucket = table
+        basic_api, search_api = {
+            COMPANIES_TYPE: (api.companies_basic, api.companies_search),
+            DEALS_TYPE: (api.deals_basic, api.deals_search),
+            FEEDBACK_TYPE: (api.feedback_basic, api.feedback_search),
+        }[object_type]
+        if cursor is None:
+            records = api.list_all(object_type, basic_api, properties)
+            windows, archived = 0, []
+        else:
+            since = cursor - dt.timedelta(minutes=self.settings.lookback_minutes)
+            records, windows = api.search_changed(
+                object_type, search_api, properties, since=since, equals=equals
+            )
+            archived = api.list_all(object_type, basic_api, [OBJECT_ID], archived=True)
+        raw = _properties_frame(records, properties)
+        valid, quarantined, details = build(raw)
+
+        modified = pd.to_datetime(raw[LAST_MODIFIED], errors="coerce", utc=True, format="ISO8601")
+        newest = modified.max() if modified.notna().any() else None
+        candidates = [
+            c for c in (cursor, newest.to_pydatetime() if newest is not None else None) if c
+        ]
+        new_cursor = max(candidates) if candidates else None
+
+        details = {
+            "mode": "incremental" if cursor is not None else "full",
+            "search_windows": windows,
+            "archived_listed": len(archived),
+            "rate_limit_waits": api.rate_limit_waits[table],
+            **details,
+        }
+        with engine.begin() as conn:
+            return self._merge(
+                conn, api, table, valid, quarantined,
+                cursor=new_cursor, fetched=len(records),
+                deleted_ids=[str(record.id) for record in archived], details=details,
+            )  # fmt: skip
+
+    def _merge(
+        self,
+        conn: sa.Connection,
+        api: HubSpotApi,
+        table: str,
+        valid: pd.DataFrame,
+        quarantined: pd.DataFrame,
+        *,
+        cursor: dt.datetime | None,
+        fetched: int,
+        deleted_ids: Sequence[str] = (),
+        details: dict | None = None,
+    ) -> SyncReport:
+        """Merge only the rows that differ from staging, so `changed` means changed in HubSpot."""
+        id_col = CANONICAL_TABLES[table].id_column
+        staged = read_staged(conn, table, sources=[self.name])
+
+        def keys(frame: pd.DataFrame) -> pd.MultiIndex:
+            fingerprint = pd.util.hash_pandas_object(frame.astype("string"), index=False)
+            return pd.MultiIndex.from_arrays([frame[id_col].astype(str), fingerprint.to_numpy()])
+
+        changed = valid[~keys(valid).isin(keys(staged))] if not staged.empty else valid
+        live = staged
+        if "is_deleted" in staged.columns:
+            live = staged[~staged["is_deleted"].fillna(False).to_numpy(dtype=bool)]
+        gone = set(deleted_ids) & set(live[id_col].astype(str)) - set(valid[id_col].astype(str))
+        return merge_changes(
+            conn, table, changed.reset_index(drop=True),
+            source=self.name, quarantined=quarantined, cursor=cursor,
+            deleted_ids=sorted(gone), fetched=fetched, api_calls=api.calls[table],
+            details=details or {},
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------
+    # HubSpot records -> canonical frames
+
+    def _owners_frame(self, owners: Sequence[Any]) -> pd.DataFrame:
+        def primary_team(owner: Any) -> str | None:
+            teams = owner.teams or []
+            chosen = next((t for t in teams if t.primary), teams[0] if teams else None)
+            return chosen.name if chosen else None
+
+        raw = pd.DataFrame(
+            {
+                "owner_id": [str(o.id) for o in owners],
+                "name": [" ".join(p for p in (o.first_name, o.last_name) if p) for o in owners],
+                "email": [o.email for o in owners],
+                "team": [primary_team(o) for o in owners],
+            },
+            dtype="string",
+        )
+        # An owner listed as active and as archived (re-activated users) counts once, active.
+        raw = raw.drop_duplicates(subset=["owner_id"], keep="first")
+        raw["team"] = team_key(raw["team"], self.settings.teams)
+        conformed = conform(raw, OWNERS, source=self.name)
+        return conformed.valid
+
+    def _customers(
+        self, raw: pd.DataFrame, team_of_owner: pd.Series
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        mapped = self.settings.company_properties
+
+        def column(prop: str | None) -> pd.Series:
+            return raw[prop] if prop else pd.Series(pd.NA, index=raw.index, dtype="string")
+
+        customers = pd.DataFrame(
+            {
+                "customer_id": raw["id"],
+                "name": raw["name"],
+                "segment": column(mapped.segment),
+                "region": column(mapped.region),
+                "industry": column(mapped.industry),
+                "owner_id": raw["hubspot_owner_id"],
+                "team": raw["hubspot_owner_id"].map(team_of_owner),
+                "created_at": raw["createdate"],
+                "last_modified_at": raw[LAST_MODIFIED],
+                "is_deleted": "false",
+            }
+        )
+        conformed = conform(customers, CUSTOMERS, source=self.name)
+        return conformed.valid, conformed.quarantined, {}
+
+    def _deals(
+        self,
+        raw: pd.DataFrame,
+        api: HubSpotApi,
+        stages: dict[tuple[str, str], dict],
+        team_of_owner: pd.Series,
+        fx_rates: pd.DataFrame,
+        home_currency: str,
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        company_of_deal, ambiguous = api.primary_associations(
+            DEALS_TYPE, COMPANIES_TYPE, raw["id"], primary_type_id=PRIMARY_DEAL_TO_COMPANY
+        )
+        stage_table = pd.DataFrame(
+            [{"pipeline_id": p, "stage_id": s, **facts} for (p, s), facts in stages.items()],
+            columns=["pipeline_id", "stage_id", "pipeline", "stage", "is_closed", "is_won"],
+        ).astype({"pipeline_id": "string", "stage_id": "string"})
+        with_stage = raw[["pipeline", "dealstage"]].merge(
+            stage_table,
+            left_on=["pipeline", "dealstage"],
+            right_on=["pipeline_id", "stage_id"],
+            how="left",
+            suffixes=("_id", ""),
+        )
+        with_stage.index = raw.index
+        portal_currency = self.settings.portal_currency
+        # amount_in_home_currency is in the portal's currency: usable only when that is ours.
+        supplied_home = (
+            raw["amount_in_home_currency"]
+            if portal_currency and portal_currency == home_currency.upper()
+            else pd.Series(pd.NA, index=raw.index, dtype="string")
+        )
+        deal_types = {k.strip().lower(): v for k, v in self.settings.deal_types.items()}
+        deal_type = raw["dealtype"].str.strip().str.lower().map(deal_types)
+        flags = {True: "true", False: "false"}
+        deals = pd.DataFrame(
+            {
+                "deal_id": raw["id"],
+                "customer_id": raw["id"].map(company_of_deal),
+                "name": raw["dealname"],
+                "owner_id": raw["hubspot_owner_id"],
+                "team": raw["hubspot_owner_id"].map(team_of_owner),
+                "pipeline": with_stage["pipeline"],
+                "stage": with_stage["stage"],
+                "is_closed": with_stage["is_closed"].map(flags),
+                "is_won": with_stage["is_won"].map(flags),
+                "amount": raw["amount"],
+                "currency": raw["deal_currency_code"]
+                .str.strip()
+                .str.upper()
+                .fillna(portal_currency or pd.NA),
+                "amount_home": supplied_home,
+                "created_at": raw["createdate"],
+                "close_date": _local_dates(raw["closedate"], self.timezone),
+                # Unmapped values pass through so conform() quarantines them by name.
+                "deal_type": deal_type.fillna(raw["dealtype"]),
+                "last_modified_at": raw[LAST_MODIFIED],
+                "is_deleted": "false",
+            }
+        ).astype("string")
+
+        unknown_stage = with_stage["stage"].isna() & raw["dealstage"].notna()
+        no_currency = deals["currency"].isna() & ~unknown_stage
+        rejected = [
+            _reject(
+                deals,
+                unknown_stage,
+                "dealstage '" + raw["dealstage"].fillna("") + "' is not a stage of pipeline '"
+                + raw["pipeline"].fillna("") + "' (per the pipelines API)",
+            ),
+            _reject(
+                deals,
+                no_currency,
+                "no deal_currency_code and no portal_currency configured for this source",
+            ),
+        ]  # fmt: skip
+        conformed = conform(deals[~(unknown_stage | no_currency)], DEALS, source=self.name)
+        valid = conformed.valid
+        amount_home, unknown = home_amounts(valid, fx_rates, home_currency=home_currency)
+        valid = valid.assign(amount_home=amount_home)
+        if unknown.any():
+            reason = (
+                "unknown currency " + valid.loc[unknown, "currency"].astype("string")
+                + " (no FX rate to " + home_currency + ")"
+            )  # fmt: skip
+            rejected.append(valid[unknown].astype("string").assign(reason=reason))
+            valid = valid[~unknown].reset_index(drop=True)
+        bad = [frame for frame in (conformed.quarantined, *rejected) if not frame.empty]
+        quarantined = pd.concat(bad, ignore_index=True) if bad else conformed.quarantined
+        return valid, quarantined, {"deals_with_several_companies_none_primary": ambiguous}
+
+    def _nps_responses(
+        self, raw: pd.DataFrame, api: HubSpotApi
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        is_nps = raw["hs_survey_type"].str.strip().str.upper().eq(NPS_SURVEY_TYPE).fillna(False)
+        responses = raw[is_nps.to_numpy(dtype=bool)]
+        contact_of, _ = api.primary_associations(
+            FEEDBACK_TYPE, CONTACTS_TYPE, responses["id"], primary_type_id=NO_PRIMARY_LABEL
+        )
+        company_of_contact, _ = api.primary_associations(
+            CONTACTS_TYPE,
+            COMPANIES_TYPE,
+            sorted(set(contact_of.values())),
+            primary_type_id=PRIMARY_CONTACT_TO_COMPANY,
+        )
+        customer_id = responses["id"].map(contact_of).map(company_of_contact)
+        frame = pd.DataFrame(
+            {
+                "response_id": responses["id"],
+                "customer_id": customer_id,
+                "score": responses["hs_value"],
+                "submitted_at": responses["hs_submission_timestamp"],
+                "survey_id": responses["hs_survey_id"],
+                "last_modified_at": responses[LAST_MODIFIED],
+                "is_deleted": "false",
+            }
+        )
+        conformed = conform(frame, NPS_RESPONSES, source=self.name)
+        details = {
+            "other_survey_types_skipped": int((~is_nps).sum()),
+            "responses_without_company": int(customer_id.isna().sum()),
+        }
+        return conformed.valid, conformed.quarantined, details

@@ -1,0 +1,868 @@
+"""The Salesforce source: deals, customers, owners, NPS and FX rates, incrementally, into staging."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from connectors.base import SourceError, SourceLimitReached
+from connectors.money import home_amounts
+from connectors.salesforce.helpers import (
+    LegacyLoginWarning,
+    SalesforceClient,
+    SalesforceCredentials,
+    credentials_from_env,
+    filter_conditions,
+    modified_since,
+    salesforce_errors,
+    soql,
+)
+from connectors.salesforce.settings import SalesforceSourceSettings
+from connectors.schema import (
+    CANONICAL_TABLES,
+    CUSTOMERS,
+    DEALS,
+    FX_RATES,
+    NPS_RESPONSES,
+    OWNERS,
+    SchemaError,
+    conform,
+)
+from connectors.staging import (
+    STAGING_TABLES,
+    SyncReport,
+    merge_changes,
+    read_cursor,
+    read_staged,
+)
+
+__all__ = [
+    "LegacyLoginWarning",
+    "SalesforceCredentials",
+    "SalesforceSource",
+    "SalesforceSourceSettings",
+    "credentials_from_env",
+]
+
+# FX rates first (deals need them), owners before the records whose team they give.
+SYNC_ORDER = (FX_RATES, OWNERS, CUSTOMERS, DEALS, NPS_RESPONSES)
+# CurrencyType has no validity dates: its rates hold from the beginning of time until replaced.
+STANDARD_RATES_FROM = pd.Timestamp("1970-01-01")
+
+
+@dataclass
+class _Extraction:
+    """Raw records of one object since the cursor, deduplicated by Id, and the next cursor."""
+
+    frame: pd.DataFrame
+    previous_cursor: dt.datetime | None
+    cursor: dt.datetime | None
+    since: dt.datetime | None
+    path: str
+    fetched: int
+
+
+@dataclass
+class _OrgFacts:
+    objects: set[str]
+    multi_currency: bool
+    corporate_currency: str
+    field_types: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class SalesforceSource:
+    """One Salesforce org as a krpulse source (see README, "The Salesforce source").
+
+    Each object is extracted from its `SystemModstamp` cursor (minus a lookback window) and
+    merged into staging in its own transaction, which also writes the new cursor: an object
+    whose merge rolls back, or whose extraction stops on REQUEST_LIMIT_EXCEEDED, keeps its old
+    cursor and is fetched again next time. Secrets come from `credentials`, or when that is
+    None from the environment variables krpulse.yaml names.
+    """
+
+    name: str
+    settings: SalesforceSourceSettings
+    base_path: Path = Path(".")
+    credentials: SalesforceCredentials | None = None
+    objects: tuple[str, ...] = SYNC_ORDER
+    _fx_changed: bool = field(default=False, init=False, repr=False)
+
+    # -- the Source protocol ----------------------------------------------------------------
+
+    def sync(self, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
+        """Extract what changed since each object's cursor and merge it; one report per object."""
+        settings = self.settings
+        with salesforce_errors(settings):
+            credentials = self.credentials or credentials_from_env(settings)
+            client = SalesforceClient(settings, credentials)
+            self._check_api_budget(client)
+            org = self._org_facts(client)
+            self._fx_changed = False
+            reports = [
+                self._sync_fx_rates(engine, client, org, home_currency),
+                self._sync_owners(engine, client, org),
+                self._sync_customers(engine, client, org),
+                self._sync_deals(engine, client, org, home_currency),
+                self._sync_nps(engine, client, org),
+            ]
+        return reports
+
+    # -- org-level checks -------------------------------------------------------------------
+
+    def _check_api_budget(self, client: SalesforceClient) -> None:
+        used, limit = client.daily_api_usage()
+        share = self.settings.sync.max_api_usage_share
+        if limit and used / limit >= share:
+            raise SourceLimitReached(
+                f"source '{self.name}': the org has used {used:,} of its {limit:,} daily API "
+                f"requests ({used / limit:.0%}); krpulse does not start a sync above {share:.0%} "
+                "(sync.max_api_usage_share) so other integrations keep their budget; nothing "
+                "was synced and the cursors are unchanged"
+            )
+
+    def _org_facts(self, client: SalesforceClient) -> _OrgFacts:
+        objects = client.object_names()
+        opportunity = client.field_types("Opportunity")
+        # Multi-currency orgs have CurrencyIsoCode on every currency-bearing object.
+        multi = "CurrencyIsoCode" in opportunity
+        corporate = self.settings.currency.corporate_currency
+        if corporate is None:
+            object_name, field_name, conditions = (
+                ("CurrencyType", "IsoCode", ["IsCorporate = true"])
+                if multi
+                else ("Organization", "DefaultCurrencyIsoCode", [])
+            )
+            found = client.records(
+                soql(object_name, [field_name], conditions), include_deleted=False
+            )
+            if found.empty or pd.isna(found[field_name].iloc[0]):
+                raise SourceError(
+                    f"source '{self.name}': cannot tell the org's corporate currency; set "
+                    "currency.corporate_currency in krpulse.yaml"
+                )
+            corporate = str(found[field_name].iloc[0])
+        return _OrgFacts(objects, multi, corporate, {"Opportunity": opportunity})
+
+    def _fields_of(self, client: SalesforceClient, org: _OrgFacts, object_name: str) -> dict:
+        if object_name not in org.field_types:
+            if object_name not in org.objects:
+                raise SourceError(
+                    f"source '{self.name}': object {object_name} is not available to the "
+                    "integration user (missing from describe); check the permission set"
+                )
+            org.field_types[object_name] = client.field_types(object_name)
+        return org.field_types[object_name]
+
+    def _require_fields(
+        self, types: dict[str, str], object_name: str, configured: dict[str, str | None]
+    ) -> None:
+        """Configured top-level fields must exist; say which setting names a missing one."""
+        for setting, name in configured.items():
+            if name and "." not in name and name not in types:
+                raise SourceError(
+                    f"source '{self.name}': {setting} names field {name}, which {object_name} "
+                    "does not have (or the integration user cannot read); fix krpulse.yaml or "
+                    "the field-level security"
+                )
+
+    # -- extraction and merging, shared by every object -------------------------------------
+
+    def _extract(
+        self,
+        engine: sa.Engine,
+        client: SalesforceClient,
+        table: str,
+        object_name: str,
+        field_names: list[str],
+        conditions: list[str],
+        types: dict[str, str],
+    ) -> _Extraction:
+        with engine.connect() as conn:
+            previous = read_cursor(conn, self.name, table)
+        conditions = list(conditions)
+        since = None
+        if previous is not None:
+            since = previous - dt.timedelta(seconds=self.settings.sync.lookback_seconds)
+            conditions.append(modified_since(since))
+        # The first run is a full extraction of live records; later runs use queryAll so that
+        # records deleted since the cursor come back with IsDeleted = true.
+        include_deleted = previous is not None and "IsDeleted" in types
+        frame, path = client.extract(
+            object_name, field_names, conditions, include_deleted=include_deleted, field_types=types
+        )
+        fetched = len(frame)
+        stamps = pd.to_datetime(
+            frame["SystemModstamp"], utc=True, format="ISO8601", errors="coerce"
+        )
+        # The lookback window and Bulk pages can repeat a record: keep its newest version.
+        frame = (
+            frame.assign(_stamp=stamps)
+            .sort_values("_stamp", kind="stable")
+            .drop_duplicates("Id", keep="last")
+            .drop(columns="_stamp")
+            .reset_index(drop=True)
+        )
+        newest = stamps.max()
+        cursor = previous
+        if not pd.isna(newest):
+            newest = newest.to_pydatetime()
+            cursor = max(previous, newest) if previous else newest
+        return _Extraction(frame, previous, cursor, since, path, fetched)
+
+    def _staged_versions(self, conn: sa.Connection, table: str) -> pd.DataFrame:
+        spec = CANONICAL_TABLES[table]
+        sa_table = STAGING_TABLES[table]
+        query = sa.select(
+            sa_table.c[spec.id_column], sa_table.c.last_modified_at, sa_table.c.is_deleted
+        ).where(sa_table.c.source == self.name)
+        staged = pd.read_sql(query, conn)
+        staged["last_modified_at"] = pd.to_datetime(staged["last_modified_at"], utc=True)
+        return staged.rename(columns={spec.id_column: "_id"})
+
+    def _merge(
+        self,
+        conn: sa.Connection,
+        table: str,
+        raw: pd.DataFrame,
+        extraction: _Extraction,
+        *,
+        client: SalesforceClient,
+        calls_before: int,
+        details: dict[str, Any],
+        enrich=None,  # noqa: ANN001 - (conn, valid, quarantined) -> (valid, quarantined)
+    ) -> SyncReport:
+        """Conform `raw` canonical rows, drop the unchanged ones, merge, move the cursor."""
+        id_col = CANONICAL_TABLES[table].id_column
+        staged = self._staged_versions(conn, table)
+        stamps = pd.to_datetime(
+            raw["last_modified_at"], utc=True, format="ISO8601", errors="coerce"
+        )
+        deleted = raw["is_deleted"].astype("string").str.lower().eq("true").fillna(False)
+        raw = raw.assign(is_deleted=deleted.map({True: "true", False: "false"}))
+        known = raw[[id_col]].merge(staged, left_on=id_col, right_on="_id", how="left")
+        staged_deleted = known["is_deleted"].astype("boolean")
+        # Records the lookback window fetched again without a change are not "changed".
+        unchanged = (
+            known["last_modified_at"].notna().to_numpy()
+            & (known["last_modified_at"].to_numpy() == stamps.to_numpy())
+            & (staged_deleted.fillna(False).to_numpy(dtype=bool) == deleted.to_numpy(dtype=bool))
+        )
+        live_staged = known["_id"].notna().to_numpy() & ~staged_deleted.fillna(True).to_numpy(
+            dtype=bool
+        )
+        deleted_ids = raw.loc[deleted.to_numpy() & live_staged, id_col].astype(str).tolist()
+        candidates = raw[~unchanged & ~deleted.to_numpy()]
+        try:
+            conformed = conform(candidates, table, source=self.name)
+        except SchemaError as exc:  # pragma: no cover - a mapping bug, not a bad record
+            raise SourceError(f"source '{self.name}', {table}: {exc}") from exc
+        valid, quarantined = conformed.valid, conformed.quarantined
+        if enrich is not None:
+            valid, quarantined = enrich(conn, valid, quarantined)
+        used_limit = client.api_usage or (None, None)
+        return merge_changes(
+            conn,
+            table,
+            valid,
+            source=self.name,
+            quarantined=quarantined,
+            cursor=extraction.cursor,
+            deleted_ids=deleted_ids,
+            fetched=extraction.fetched,
+            api_calls=client.api_calls - calls_before,
+            details={
+                "api_path": extraction.path,
+                "api_usage_used": used_limit[0],
+                "api_usage_max": used_limit[1],
+                "since": extraction.since.isoformat() if extraction.since else "",
+                "reauthentications": client.reauthentications,
+                **details,
+            },
+        )
+
+    # -- FX rates ---------------------------------------------------------------------------
+
+    def _sync_fx_rates(
+        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts, home_currency: str
+    ) -> SyncReport:
+        calls_before = 0  # login checks, limits and describes count towards the first object
+        details: dict[str, Any] = {
+            "currency_mode": "multi" if org.multi_currency else "single",
+            "corporate_currency": org.corporate_currency,
+        }
+        rates = pd.DataFrame(columns=["IsoCode", "ConversionRate", "StartDate", "NextStartDate"])
+        stamps = pd.Series(dtype="datetime64[ns, UTC]")
+        if org.multi_currency:
+            mode = self.settings.currency.rates
+            if mode in ("auto", "dated") and "DatedConversionRate" in org.objects:
+                rates = client.records(
+                    soql(
+                        "DatedConversionRate",
+                        [
+                            "IsoCode",
+                            "ConversionRate",
+                            "StartDate",
+                            "NextStartDate",
+                            "SystemModstamp",
+                        ],
+                        [],
+                    ),
+                    include_deleted=False,
+                )
+            if rates.empty and mode == "dated":
+                raise SourceError(
+                    f"source '{self.name}': currency.rates is 'dated' but the org has no "
+                    "DatedConversionRate records (advanced currency management off?)"
+                )
+            details["rates_from"] = "DatedConversionRate"
+            if rates.empty:
+                rates = client.records(
+                    soql(
+                        "CurrencyType",
+                        ["IsoCode", "ConversionRate", "SystemModstamp"],
+                        ["IsActive = true"],
+                    ),
+                    include_deleted=False,
+                ).assign(StartDate=STANDARD_RATES_FROM, NextStartDate=pd.NaT)
+                details["rates_from"] = "CurrencyType"
+            stamps = pd.to_datetime(rates["SystemModstamp"], utc=True, format="ISO8601")
+        fx = rates_to_home(rates, home_currency, org.corporate_currency)
+        if org.multi_currency and fx.empty and not rates.empty:
+            details["warning"] = (
+                f"reporting currency {home_currency} is not a currency of the org: deals in "
+                "other currencies are quarantined until fx_rates come from another source"
+            )
+        extraction = _Extraction(
+            rates,
+            None,
+            stamps.max().to_pydatetime() if len(stamps) else None,
+            None,
+            "rest" if org.multi_currency else "none",
+            len(rates),
+        )
+        with engine.begin() as conn:
+            conformed = conform(fx, FX_RATES, source=self.name)
+            staged = read_staged(conn, FX_RATES)
+            merged = conformed.valid.merge(
+                staged, on=["currency", "valid_from"], how="left", suffixes=("", "_staged")
+            )
+            same = (merged["rate_to_home"] == merged["rate_to_home_staged"]) & (
+                (merged["valid_to"] == merged["valid_to_staged"])
+                | (merged["valid_to"].isna() & merged["valid_to_staged"].isna())
+            )
+            changed = conformed.valid[~same.to_numpy()].reset_index(drop=True)
+            self._fx_changed = not changed.empty
+            used_limit = client.api_usage or (None, None)
+            return merge_changes(
+                conn,
+                FX_RATES,
+                changed,
+                source=self.name,
+                quarantined=conformed.quarantined,
+                cursor=extraction.cursor,
+                fetched=extraction.fetched,
+                api_calls=client.api_calls - calls_before,
+                details={
+                    "api_path": extraction.path,
+                    "api_usage_used": used_limit[0],
+                    "api_usage_max": used_limit[1],
+                    **details,
+                },
+            )
+
+    # -- owners -----------------------------------------------------------------------------
+
+    def _sync_owners(
+        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+    ) -> SyncReport:
+        calls_before = client.api_calls
+        config = self.settings.owners
+        types = self._fields_of(client, org, "User")
+        field_names = ["Id", "Name", "Email", "SystemModstamp"]
+        if config.team_from == "field":
+            self._require_fields(types, "User", {"owners.team_field": config.team_field})
+            field_names.append(config.team_field)
+        elif config.team_from == "role":
+            field_names.append("UserRole.Name")
+        extraction = self._extract(
+            engine, client, OWNERS, "User", field_names, filter_conditions(config.where), types
+        )
+        frame = extraction.frame
+        if config.team_from == "field":
+            team = frame[config.team_field]
+        elif config.team_from == "role":
+            team = frame["UserRole.Name"]
+        else:
+            team = self._teams_from_mapping_file(frame)
+        raw = pd.DataFrame(
+            {
+                "owner_id": frame["Id"],
+                "name": frame["Name"],
+                "email": frame["Email"],
+                "team": pd.Series(team, index=frame.index).replace(config.team_map),
+            }
+        )
+        with engine.begin() as conn:
+            staged = read_staged(conn, OWNERS, sources=[self.name])
+            conformed = conform(raw, OWNERS, source=self.name)
+            valid = conformed.valid
+            before = valid[["owner_id"]].merge(
+                staged[["owner_id", "name", "email", "team"]], on="owner_id", how="left"
+            )
+            same = (
+                before["owner_id"].isin(staged["owner_id"]).to_numpy()
+                & _equal(valid["name"], before["name"])
+                & _equal(valid["email"], before["email"])
+                & _equal(valid["team"], before["team"])
+            )
+            existed = before["owner_id"].isin(staged["owner_id"]).to_numpy()
+            team_moved = existed & ~_equal(valid["team"], before["team"])
+            self._propagate_owner_teams(conn, valid[team_moved])
+            used_limit = client.api_usage or (None, None)
+            return merge_changes(
+                conn,
+                OWNERS,
+                valid[~same].reset_index(drop=True),
+                source=self.name,
+                quarantined=conformed.quarantined,
+                cursor=extraction.cursor,
+                fetched=extraction.fetched,
+                api_calls=client.api_calls - calls_before,
+                details={
+                    "api_path": extraction.path,
+                    "api_usage_used": used_limit[0],
+                    "api_usage_max": used_limit[1],
+                    "since": extraction.since.isoformat() if extraction.since else "",
+                    "team_from": config.team_from,
+                    "owners_moved_team": int(team_moved.sum()),
+                },
+            )
+
+    def _teams_from_mapping_file(self, frame: pd.DataFrame) -> pd.Series:
+        path = self.settings.owners.mapping_file
+        assert path is not None  # validated by OwnersSettings
+        path = path if path.is_absolute() else (self.base_path / path)
+        try:
+            mapping = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        except (OSError, ValueError) as exc:
+            raise SourceError(
+                f"source '{self.name}': cannot read owners.mapping_file {path}: {exc}"
+            ) from exc
+        if "team" not in mapping or not ({"owner_id", "email"} & set(mapping.columns)):
+            raise SourceError(
+                f"source '{self.name}': {path} needs a `team` column and `owner_id` or `email`"
+            )
+        team = pd.Series(pd.NA, index=frame.index, dtype="string")
+        if "email" in mapping:
+            by_email = mapping.dropna(subset=["email"]).drop_duplicates("email", keep="last")
+            by_email = by_email.set_index(by_email["email"].str.lower())["team"]
+            team = frame["Email"].astype("string").str.lower().map(by_email).astype("string")
+        if "owner_id" in mapping:
+            by_id = mapping.dropna(subset=["owner_id"]).drop_duplicates("owner_id", keep="last")
+            team = (
+                frame["Id"].map(by_id.set_index("owner_id")["team"]).astype("string").fillna(team)
+            )
+        return team
+
+    def _propagate_owner_teams(self, conn: sa.Connection, moved: pd.DataFrame) -> None:
+        """An owner who changed team takes the deals and customers whose team is theirs along."""
+        if moved.empty:
+            return
+        params = [
+            {"b_source": self.name, "b_owner": owner, "b_team": None if pd.isna(team) else team}
+            for owner, team in zip(moved["owner_id"], moved["team"].astype(object), strict=True)
+        ]
+        for table, team_field in (
+            (DEALS, self.settings.deals.team_field),
+            (CUSTOMERS, self.settings.customers.team_field),
+        ):
+            if team_field:  # the team comes from the record itself, not from its owner
+                continue
+            staging = STAGING_TABLES[table]
+            conn.execute(
+                sa.update(staging)
+                .where(
+                    staging.c.source == sa.bindparam("b_source"),
+                    staging.c.owner_id == sa.bindparam("b_owner"),
+                )
+                .values(team=sa.bindparam("b_team")),
+                params,
+            )
+
+    def _owner_teams(self, conn: sa.Connection) -> pd.Series:
+        owners = read_staged(conn, OWNERS, sources=[self.name])
+        return owners.drop_duplicates("owner_id").set_index("owner_id")["team"]
+
+    # -- customers --------------------------------------------------------------------------
+
+    def _sync_customers(
+        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+    ) -> SyncReport:
+        calls_before = client.api_calls
+        config = self.settings.customers
+        types = self._fields_of(client, org, "Account")
+        mapped = {
+            "segment": config.segment_field,
+            "region": config.region_field,
+            "industry": config.industry_field,
+            "team": config.team_field,
+        }
+        self._require_fields(
+            types, "Account", {f"customers.{k}_field": v for k, v in mapped.items()}
+        )
+        extra = [name for name in mapped.values() if name]
+        field_names = _unique(
+            ["Id", "Name", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted", *extra]
+        )
+        extraction = self._extract(
+            engine,
+            client,
+            CUSTOMERS,
+            "Account",
+            field_names,
+            filter_conditions(config.where),
+            types,
+        )
+        frame = extraction.frame
+        with engine.begin() as conn:
+            owner_team = None if config.team_field else self._owner_teams(conn)
+            raw = pd.DataFrame(
+                {
+                    "customer_id": frame["Id"],
+                    "name": frame["Name"],
+                    **{
+                        column: frame[name] if name else pd.Series(pd.NA, index=frame.index)
+                        for column, name in mapped.items()
+                        if column != "team"
+                    },
+                    "owner_id": frame["OwnerId"],
+                    "team": frame[config.team_field]
+                    if config.team_field
+                    else frame["OwnerId"].map(owner_team),
+                    "created_at": frame["CreatedDate"],
+                    "last_modified_at": frame["SystemModstamp"],
+                    "is_deleted": frame["IsDeleted"],
+                }
+            )
+            for column, value_map in config.value_maps.items():
+                raw[column] = raw[column].replace(value_map)
+            return self._merge(
+                conn,
+                CUSTOMERS,
+                raw,
+                extraction,
+                client=client,
+                calls_before=calls_before,
+                details={},
+            )
+
+    # -- deals ------------------------------------------------------------------------------
+
+    def _sync_deals(
+        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts, home_currency: str
+    ) -> SyncReport:
+        calls_before = client.api_calls
+        config = self.settings.deals
+        types = org.field_types["Opportunity"]
+        self._require_fields(
+            types,
+            "Opportunity",
+            {
+                "deals.deal_type_field": config.deal_type_field,
+                "deals.pipeline_field": config.pipeline_field,
+                "deals.team_field": config.team_field,
+            },
+        )
+        field_names = _unique(
+            [
+                "Id", "AccountId", "Name", "OwnerId", "StageName", "IsClosed", "IsWon", "Amount",
+                "CloseDate", "CreatedDate", "SystemModstamp", "IsDeleted", config.deal_type_field,
+                *(["CurrencyIsoCode"] if org.multi_currency else []),
+                *([config.pipeline_field] if config.pipeline_field else []),
+                *([config.team_field] if config.team_field else []),
+            ]
+        )  # fmt: skip
+        extraction = self._extract(
+            engine,
+            client,
+            DEALS,
+            "Opportunity",
+            field_names,
+            filter_conditions(config.where),
+            types,
+        )
+        frame = extraction.frame
+        details: dict[str, Any] = {"currency_mode": "multi" if org.multi_currency else "single"}
+
+        def convert(conn: sa.Connection, valid: pd.DataFrame, quarantined: pd.DataFrame):
+            fx = read_staged(conn, FX_RATES)
+            valid, rejected = _with_home_amounts(valid, fx, home_currency)
+            if self._fx_changed:
+                # New or corrected rates: convert the staged deals again, not only the new ones.
+                staged = read_staged(conn, DEALS, sources=[self.name])
+                staged = staged[
+                    ~staged["deal_id"].isin(valid["deal_id"]) & ~staged["is_deleted"].fillna(False)
+                ].reset_index(drop=True)
+                again, _ = _with_home_amounts(staged, fx, home_currency)
+                old = again[["deal_id"]].merge(
+                    staged[["deal_id", "amount_home"]], on="deal_id", how="left"
+                )["amount_home"]
+                moved = again[~_equal(again["amount_home"], old)]
+                details["reconverted_after_rate_change"] = len(moved)
+                valid = pd.concat([valid, moved], ignore_index=True)
+            return valid, pd.concat([quarantined, rejected], ignore_index=True)
+
+        with engine.begin() as conn:
+            owner_team = None if config.team_field else self._owner_teams(conn)
+            raw = pd.DataFrame(
+                {
+                    "deal_id": frame["Id"],
+                    "customer_id": frame["AccountId"],
+                    "name": frame["Name"],
+                    "owner_id": frame["OwnerId"],
+                    "team": frame[config.team_field]
+                    if config.team_field
+                    else frame["OwnerId"].map(owner_team),
+                    "pipeline": frame[config.pipeline_field] if config.pipeline_field else pd.NA,
+                    "stage": frame["StageName"],
+                    "is_closed": frame["IsClosed"],
+                    "is_won": frame["IsWon"],
+                    "amount": frame["Amount"],
+                    "currency": frame["CurrencyIsoCode"]
+                    if org.multi_currency
+                    else org.corporate_currency,
+                    "created_at": frame["CreatedDate"],
+                    "close_date": frame["CloseDate"],
+                    # A Type missing from the map stays as it is, so conform() quarantines the
+                    # deal with the reason instead of guessing its type.
+                    "deal_type": frame[config.deal_type_field].replace(config.deal_type_map),
+                    "last_modified_at": frame["SystemModstamp"],
+                    "is_deleted": frame["IsDeleted"],
+                },
+                index=frame.index,
+            )
+            return self._merge(
+                conn,
+                DEALS,
+                raw,
+                extraction,
+                client=client,
+                calls_before=calls_before,
+                details=details,
+                enrich=convert,
+            )
+
+    # -- NPS --------------------------------------------------------------------------------
+
+    def _sync_nps(self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts) -> SyncReport:
+        calls_before = client.api_calls
+        config = self.settings.nps
+        if config.mode == "none":
+            with engine.begin() as conn:
+                return merge_changes(
+                    conn,
+                    NPS_RESPONSES,
+                    conform(
+                        pd.DataFrame({"response_id": []}), NPS_RESPONSES, source=self.name
+                    ).valid,
+                    source=self.name,
+                    quarantined=pd.DataFrame(),
+                    cursor=None,
+                    details={"nps_mode": "none"},
+                )
+        if config.mode == "custom_object":
+            raw, extraction = self._nps_from_custom_object(engine, client, org)
+        else:
+            raw, extraction = self._nps_from_feedback_management(engine, client, org)
+        with engine.begin() as conn:
+            return self._merge(
+                conn,
+                NPS_RESPONSES,
+                raw,
+                extraction,
+                client=client,
+                calls_before=calls_before,
+                details={"nps_mode": config.mode},
+            )
+
+    def _nps_from_feedback_management(
+        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+    ) -> tuple[pd.DataFrame, _Extraction]:
+        config = self.settings.nps
+        types = self._fields_of(client, org, "SurveyQuestionResponse")
+        field_names = [
+            "Id", "NumberValue", "ResponseId", "InvitationId", "SystemModstamp",
+            *(["IsDeleted"] if "IsDeleted" in types else []),
+            "Response.CompletionDateTime", "Response.SurveyId",
+        ]  # fmt: skip
+        conditions = [
+            *filter_conditions({"Question.QuestionType": list(config.question_types)}),
+            "Response.Status = 'Completed'",  # answers of unfinished surveys are not responses
+            *filter_conditions(config.where),
+        ]
+        extraction = self._extract(
+            engine,
+            client,
+            NPS_RESPONSES,
+            "SurveyQuestionResponse",
+            field_names,
+            conditions,
+            types,
+        )
+        frame = extraction.frame
+        deleted = (
+            frame["IsDeleted"].astype("string").str.lower().eq("true").fillna(False)
+            if "IsDeleted" in frame
+            else pd.Series(False, index=frame.index)
+        )
+        # The account a response is about is its SurveySubject, attached to the response or,
+        # for invitations sent from an account, to the invitation.
+        live = frame[~deleted]
+        parents = pd.concat([live["ResponseId"], live["InvitationId"]]).dropna().unique().tolist()
+        subjects = client.records_by_ids(
+            "SurveySubject",
+            ["ParentId", "SubjectId"],
+            "ParentId",
+            sorted(str(p) for p in parents),
+            ["SubjectEntityType = 'Account'"],
+        )
+        subject = subjects.drop_duplicates("ParentId").set_index("ParentId")["SubjectId"]
+        customer = frame["ResponseId"].map(subject).fillna(frame["InvitationId"].map(subject))
+        raw = pd.DataFrame(
+            {
+                "response_id": frame["Id"],
+                "customer_id": customer,
+                "score": frame["NumberValue"],
+                "submitted_at": frame["Response.CompletionDateTime"],
+                "survey_id": frame["Response.SurveyId"],
+                "comment": pd.NA,
+                "last_modified_at": frame["SystemModstamp"],
+                "is_deleted": deleted,
+            },
+            index=frame.index,
+        )
+        return raw, extraction
+
+    def _nps_from_custom_object(
+        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+    ) -> tuple[pd.DataFrame, _Extraction]:
+        config = self.settings.nps
+        object_name = str(config.object)
+        types = self._fields_of(client, org, object_name)
+        self._require_fields(
+            types, object_name, {f"nps.fields.{k}": v for k, v in config.fields.items()}
+        )
+        field_names = _unique(
+            [
+                "Id", "SystemModstamp", *(["IsDeleted"] if "IsDeleted" in types else []),
+                *config.fields.values(),
+            ]
+        )  # fmt: skip
+        extraction = self._extract(
+            engine,
+            client,
+            NPS_RESPONSES,
+            object_name,
+            field_names,
+            filter_conditions(config.where),
+            types,
+        )
+        frame = extraction.frame
+        raw = pd.DataFrame(
+            {
+                "response_id": frame["Id"],
+                **{
+                    column: frame[config.fields[column]] if column in config.fields else pd.NA
+                    for column in ("customer_id", "score", "submitted_at", "survey_id", "comment")
+                },
+                "last_modified_at": frame["SystemModstamp"],
+                "is_deleted": frame.get("IsDeleted", False),
+            },
+            index=frame.index,
+        )
+        return raw, extraction
+
+
+def rates_to_home(rates: pd.DataFrame, home_currency: str, corporate_currency: str) -> pd.DataFrame:
+    """Salesforce conversion rates (units per corporate unit) -> canonical fx_rates to `home`.
+
+    Salesforce states every rate against the corporate currency; krpulse needs rates to the
+    reporting currency: rate_to_home(X) = rate(home) / rate(X), over the periods where both
+    rates hold (dated rates change on their own dates per currency). NextStartDate 9999-12-31
+    means "open".
+    """
+    columns = ["currency", "rate_to_home", "valid_from", "valid_to"]
+    if rates.empty:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(
+        {
+            "currency": rates["IsoCode"].astype(str).str.upper(),
+            "rate": pd.to_numeric(rates["ConversionRate"], errors="coerce"),
+            "start": pd.to_datetime(rates["StartDate"], errors="coerce", format="ISO8601"),
+            "end": pd.to_datetime(rates["NextStartDate"], errors="coerce", format="ISO8601"),
+        }
+    )
+    home = home_currency.upper()
+    home_rates = frame[frame["currency"] == home]
+    if home_rates.empty and home == corporate_currency.upper():
+        home_rates = pd.DataFrame(
+            {"currency": [home], "rate": [1.0], "start": [STANDARD_RATES_FROM], "end": [pd.NaT]}
+        )
+    if home_rates.empty:
+        return pd.DataFrame(columns=columns)
+    others = frame[frame["currency"] != home]
+    pairs = others.merge(home_rates[["rate", "start", "end"]].add_prefix("home_"), how="cross")
+    far = pd.Timestamp.max
+    start = pairs[["start", "home_start"]].max(axis=1)
+    end = pd.concat([pairs["end"].fillna(far), pairs["home_end"].fillna(far)], axis=1).min(axis=1)
+    overlap = start < end
+    return pd.DataFrame(
+        {
+            "currency": pairs["currency"],
+            "rate_to_home": pairs["home_rate"] / pairs["rate"],
+            "valid_from": start.dt.strftime("%Y-%m-%d"),
+            "valid_to": end.where(end < far).dt.strftime("%Y-%m-%d"),
+        }
+    )[overlap.to_numpy()].reset_index(drop=True)
+
+
+def _with_home_amounts(
+    deals: pd.DataFrame, fx: pd.DataFrame, home_currency: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deals with amount_home from the one money conversion; those it cannot convert, rejected."""
+    if deals.empty:
+        return deals, pd.DataFrame()
+    # Salesforce never supplies amount_home: always convert with the staged (dated) rates.
+    deals = deals.assign(amount_home=float("nan"))
+    amount_home, unknown = home_amounts(deals, fx, home_currency=home_currency)
+    deals = deals.assign(amount_home=amount_home)
+    rejected = (
+        deals[unknown]
+        .astype("string")
+        .assign(
+            reason="unknown currency "
+            + deals.loc[unknown, "currency"].astype("string")
+            + " (no FX rate to "
+            + home_currency
+            + ")"
+        )
+    )
+    return deals[~unknown].reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def _equal(left: pd.Series, right: pd.Series) -> Any:
+    """Element-wise equality where two missing values are equal too."""
+    left_values = pd.Series(left).reset_index(drop=True).astype(object)
+    right_values = pd.Series(right).reset_index(drop=True).astype(object)
+    both_missing = left_values.isna() & right_values.isna()
+    return ((left_values == right_values) | both_missing).fillna(False).to_numpy(dtype=bool)
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))

@@ -1,0 +1,1 @@
+"""The team leads' dashboard and the weekly check-in digest; reads the OKR store only."""

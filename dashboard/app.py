@@ -1,0 +1,280 @@
+"""The team leads' web app: server-rendered pages and the JSON API (FastAPI, Jinja2, uvicorn)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+
+from dashboard import access, digest, views
+
+HERE = Path(__file__).parent
+MAX_LOGIN_BODY = 4096
+
+
+@functools.cache
+def templates_environment() -> Environment:
+    """Jinja with autoescaping on for every template: all user text is data, never markup."""
+    environment = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.globals["team_label"] = views.team_label
+    return environment
+
+
+# --- API models (the OpenAPI description other tools read) -------------------------------------
+
+
+class CycleOut(BaseModel):
+    cycle: str
+    first_day: dt.date
+    last_day: dt.date
+    key_results: int
+
+
+class KeyResultOut(BaseModel):
+    cycle: str
+    objective: str
+    kr: str
+    title: str
+    team: str | None
+    level: str
+    ambition: str
+    metric: str
+    unit: str | None
+    value: float | None
+    baseline: float | None
+    target: float | None
+    progress: float | None
+    grade: float | None
+    expected_progress: float | None
+    status: str
+    sample_size: int
+    as_of: dt.date
+    data_synced_at: dt.datetime | None
+    stale: bool
+    stale_reasons: list[str]
+
+
+class KpiOut(BaseModel):
+    kpi: str
+    title: str
+    team: str | None
+    metric: str
+    value: float | None
+    healthy_min: float | None
+    healthy_max: float | None
+    health: str
+    sample_size: int
+    as_of: dt.date
+    data_synced_at: dt.datetime | None
+
+
+class ProgressOut(BaseModel):
+    cycle: str
+    as_of: dt.date | None
+    key_results: list[KeyResultOut]
+    kpis: list[KpiOut]
+
+
+class HistoryPoint(BaseModel):
+    as_of: dt.date
+    value: float | None
+    status: str
+
+
+class ForecastOut(BaseModel):
+    projected_value: float
+    projected_progress: float | None
+    reaches_success: bool
+    points: int
+
+
+class KeyResultDetailOut(BaseModel):
+    key_result: KeyResultOut
+    objective_title: str
+    cycle_start: dt.date
+    cycle_end: dt.date
+    definition: dict[str, Any]
+    history: list[HistoryPoint]
+    expected: list[float | None]
+    forecast: ForecastOut | None
+
+
+class RecordsOut(BaseModel):
+    available: bool
+    as_of: dt.date
+    entity: str | None
+    total: int
+    reason: str | None = None
+    records: list[dict[str, Any]]
+
+
+def _kr_out(kr: dict) -> KeyResultOut:
+    return KeyResultOut.model_validate({k: kr[k] for k in KeyResultOut.model_fields})
+
+
+def _kpi_out(kpi: dict) -> KpiOut:
+    return KpiOut.model_validate({k: kpi[k] for k in KpiOut.model_fields})
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAPI:
+    """The dashboard over `data`, every route but login and static assets behind `policy`."""
+    app = FastAPI(
+        title="krpulse dashboard API",
+        version="1",
+        description="KR progress, KPI values and the records behind each number, read-only.",
+        # The interactive docs pages load their scripts from a CDN; the description is enough.
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    access.install(app, policy)
+    environment = templates_environment()
+
+    def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        html = environment.get_template(name).render(
+            request=request, user=getattr(request.state, "user", None),
+            login_enabled=policy.login_enabled, print_view=request.query_params.get("view") == "print",
+            **context,
+        )  # fmt: skip
+        return HTMLResponse(html, status_code=status_code)
+
+    def not_found(request: Request, error: views.NotFound) -> HTMLResponse:
+        return page(request, "empty.html", status_code=404, message=str(error))
+
+    # --- pages -----------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def overview_page(request: Request, cycle: str | None = None, team: str | None = None):
+        try:
+            model = views.overview(data, cycle or None, team or None)
+        except views.NotFound as error:
+            return not_found(request, error)
+        return page(request, "overview.html", o=model)
+
+    @app.get("/kr/{cycle}/{kr}", response_class=HTMLResponse, include_in_schema=False)
+    def kr_page(request: Request, cycle: str, kr: str):
+        try:
+            known = views.cycles(data)
+            history = data.store.cycle_history(cycle, kr=kr)
+            detail = views.kr_detail(data, cycle, kr, known=known, history=history)
+            records = views.drilldown(data, cycle, kr, history=history)
+        except views.NotFound as error:
+            return not_found(request, error)
+        return page(request, "kr.html", d=detail, r=records, cycles=known)
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, next: str = "/"):  # noqa: A002 - the query parameter's name
+        if not policy.login_enabled:
+            return RedirectResponse("/", status_code=303)
+        return page(request, "login.html", next=access.safe_next(next), label=policy.login_prompt)
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request):
+        if not policy.login_enabled:
+            return RedirectResponse("/", status_code=303)
+        client = request.client.host if request.client else "unknown"
+        if policy.login_blocked(client):
+            return PlainTextResponse("Too many failed logins; try again later.", status_code=429)
+        # Parsed by hand: a one-field form does not justify python-multipart.
+        body = (await request.body())[:MAX_LOGIN_BODY].decode("utf-8", "replace")
+        form = parse_qs(body)
+        secret = (form.get("secret") or [""])[0]
+        target = access.safe_next((form.get("next") or ["/"])[0])
+        if not policy.secret_matches(secret):
+            policy.record_login_failure(client)
+            return page(request, "login.html", status_code=401, next=target,
+                        label=policy.login_prompt, failed=True)  # fmt: skip
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            access.SESSION_COOKIE, policy.new_session(), max_age=access.SESSION_SECONDS,
+            httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/",
+        )  # fmt: skip
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout():
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(access.SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        return PlainTextResponse("ok")
+
+    # --- JSON API --------------------------------------------------------------------------
+
+    def api(fn):  # noqa: ANN001, ANN202 - decorator
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except views.NotFound as error:
+                raise HTTPException(status_code=404, detail=str(error)) from None
+
+        return wrapper
+
+    @app.get("/api/cycles", response_model=list[CycleOut], tags=["cycles"])
+    @api
+    def api_cycles():
+        """Every cycle in the OKR store, newest data first."""
+        return views.cycles(data)
+
+    @app.get("/api/cycles/{cycle}/progress", response_model=ProgressOut, tags=["key results"])
+    @api
+    def api_progress(cycle: str, team: str | None = None):
+        """Each KR's latest progress in the cycle (optionally one team's), and the KPIs."""
+        model = views.overview(data, cycle, team)
+        krs = [kr for t in model["teams"] for o in t["objectives"] for kr in o["key_results"]]
+        return ProgressOut(cycle=model["cycle"], as_of=model["as_of"],
+                           key_results=[_kr_out(k) for k in krs],
+                           kpis=[_kpi_out(k) for k in model["kpis"]])  # fmt: skip
+
+    @app.get("/api/cycles/{cycle}/key-results/{kr}", response_model=KeyResultDetailOut,
+             tags=["key results"])  # fmt: skip
+    @api
+    def api_kr(cycle: str, kr: str):
+        """A KR's definition, daily history, expected path (one value per cycle day) and forecast."""
+        detail = views.kr_detail(data, cycle, kr)
+        forecast = detail["forecast"]
+        return KeyResultDetailOut(
+            key_result=_kr_out(detail["kr"]), objective_title=detail["objective_title"],
+            cycle_start=detail["start"], cycle_end=detail["end"],
+            definition=detail["definition"],
+            history=[HistoryPoint(**{k: h[k] for k in ("as_of", "value", "status")})
+                     for h in detail["history"]],
+            expected=detail["chart"]["expected"],
+            forecast=ForecastOut(**{k: forecast[k] for k in ForecastOut.model_fields})
+            if forecast else None,
+        )  # fmt: skip
+
+    @app.get("/api/cycles/{cycle}/key-results/{kr}/records", response_model=RecordsOut,
+             tags=["key results"])  # fmt: skip
+    @api
+    def api_records(cycle: str, kr: str, limit: int = Query(1000, ge=1, le=100_000)):
+        """The staged deals or responses behind the KR's latest number, with CRM links."""
+        return views.drilldown(data, cycle, kr, limit=limit)
+
+    @app.get("/api/digest", tags=["digest"])
+    @api
+    def api_digest(team: str | None = None, week: dt.date | None = None) -> dict[str, Any]:
+        """The weekly check-in for the week containing `week` (default: the newest week)."""
+        return digest.build_digest(data, week=week, team=team).as_dict()
+
+    return app

@@ -1,0 +1,156 @@
+"""The `dashboard:` section of krpulse.yaml: address, access method, CRM links, digest webhook."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# A shared secret shorter than this is guessable by anyone who can reach the port.
+MIN_SECRET_LENGTH = 12
+RECORD_ENTITIES = ("deals", "customers", "nps_responses")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+class AccessError(ValueError):
+    """The dashboard's access settings are unsafe or incomplete; the message says what to set."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthSettings(_Model):
+    """How people prove they may see the numbers when the dashboard is not on loopback.
+
+    Secrets are never in krpulse.yaml: `token_env` / `password_env` name environment variables.
+    """
+
+    token_env: str | None = Field(
+        default=None, description="Env var with a shared access token (Bearer header or login)."
+    )
+    password_env: str | None = Field(
+        default=None, description="Env var with a shared password (login form or Bearer header)."
+    )
+    proxy_user_header: str | None = Field(
+        default=None,
+        description="Header a trusted reverse proxy sets to the signed-in user (X-Forwarded-User).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Addresses the proxy user header is believed from (IPs or CIDR networks).",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: '{value}' is not an IP or network") from exc
+        return values
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token_env or self.password_env or self.proxy_user_header)
+
+
+class DigestSettings(_Model):
+    webhook_url_env: str | None = Field(
+        default=None,
+        description="Env var with the webhook URL the digest is posted to (`--post`); a secret.",
+    )
+
+
+class DashboardSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    # Per source name: one URL template for every record, or one per entity (deals, customers,
+    # nps_responses). `{id}` is the record id; other `{field}`s are the source's own settings
+    # (e.g. Salesforce `{instance_url}/{id}`).
+    record_urls: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    stale_after_hours: float = Field(
+        default=36.0, gt=0, description="Older source data than this is flagged as stale."
+    )
+    digest: DigestSettings = Field(default_factory=DigestSettings)
+
+    @model_validator(mode="after")
+    def _entities(self) -> DashboardSettings:
+        for source, templates in self.record_urls.items():
+            if isinstance(templates, dict):
+                unknown = sorted(set(templates) - set(RECORD_ENTITIES))
+                if unknown:
+                    raise ValueError(
+                        f"record_urls.{source}: unknown record kind(s) {', '.join(unknown)}; "
+                        f"use {', '.join(RECORD_ENTITIES)}"
+                    )
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or _is_loopback_ip(self.host)
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_record_urls(
+    record_urls: dict[str, str | dict[str, str]], source_fields: dict[str, dict]
+) -> dict[str, dict[str, str]]:
+    """Per source and entity, a template with only `{id}` left; other fields filled in now.
+
+    `source_fields` maps source names to their krpulse.yaml settings. A template whose result is
+    not an http(s) URL is refused: a `javascript:` link in a page would run in the reader's
+    session.
+    """
+    resolved: dict[str, dict[str, str]] = {}
+    for source, templates in record_urls.items():
+        per_entity = (
+            templates if isinstance(templates, dict) else dict.fromkeys(RECORD_ENTITIES, templates)
+        )
+        fields = {k: str(v) for k, v in source_fields.get(source, {}).items() if v is not None}
+
+        def fill(match: re.Match, source: str = source, fields: dict = fields) -> str:
+            name = match.group(1)
+            if name == "id":
+                return "{id}"
+            if name not in fields:
+                raise AccessError(
+                    f"dashboard.record_urls.{source}: '{{{name}}}' is not a setting of source "
+                    f"'{source}' (known: {', '.join(sorted(fields)) or 'none'}, and {{id}})"
+                )
+            return fields[name].rstrip("/")
+
+        resolved[source] = {}
+        for entity, template in per_entity.items():
+            url = _PLACEHOLDER.sub(fill, template)
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise AccessError(
+                    f"dashboard.record_urls.{source}: '{template}' does not give an http(s) URL"
+                )
+            resolved[source][entity] = url
+    return resolved
+
+
+def read_secret(env_name: str | None) -> str | None:
+    """The secret in environment variable `env_name`, or None when no variable is named."""
+    if not env_name:
+        return None
+    value = os.environ.get(env_name, "")
+    if not value:
+        raise AccessError(f"environment variable {env_name} (named in dashboard.auth) is not set")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise AccessError(
+            f"the secret in {env_name} has {len(value)} characters; use at least "
+            f"{MIN_SECRET_LENGTH} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+        )
+    return value

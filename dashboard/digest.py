@@ -1,0 +1,275 @@
+"""The weekly check-in digest: per team, status, what moved, what is at risk, stale data, outlook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import requests
+
+from dashboard import views
+from dashboard.outlook import linear_forecast
+
+WEBHOOK_TIMEOUT_SECONDS = 15
+# Characters that start markup inside a line (our own text decides what starts a line).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]~|])")
+
+
+@dataclass
+class TeamDigest:
+    cycle: str
+    team: str | None
+    label: str
+    status_counts: dict[str, int]
+    moved: list[dict] = field(default_factory=list)
+    at_risk: list[dict] = field(default_factory=list)
+    stale: list[dict] = field(default_factory=list)
+    outlook: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Digest:
+    week_start: dt.date
+    week_end: dt.date
+    as_of: dt.date
+    previous_as_of: dt.date
+    teams: list[TeamDigest]
+
+    def as_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if isinstance(value, dt.date | dt.datetime):
+                return value.isoformat()
+            return value
+
+        return plain(
+            {
+                "week_start": self.week_start, "week_end": self.week_end, "as_of": self.as_of,
+                "previous_as_of": self.previous_as_of,
+                "teams": [
+                    {"cycle": t.cycle, "team": t.team, "status_counts": t.status_counts,
+                     "moved": t.moved, "at_risk": t.at_risk, "stale": t.stale,
+                     "outlook": t.outlook}
+                    for t in self.teams
+                ],
+            }
+        )  # fmt: skip
+
+
+def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
+    """Monday and Sunday of `day`'s ISO week."""
+    monday = day - dt.timedelta(days=day.weekday())
+    return monday, monday + dt.timedelta(days=6)
+
+
+def build_digest(
+    data: views.DashboardData, *, week: dt.date | None = None, team: str | None = None
+) -> Digest:
+    """The check-in for the week containing `week` (default: the newest stored day's week).
+
+    "Now" is the newest stored day of that week; "last week" is the newest stored day at least
+    seven days earlier. Every cycle with data in the week is covered, each team on its own.
+    """
+    known = data.store.cycles()
+    if known.empty:
+        raise views.NotFound("the OKR store is empty: run `krpulse run` (or `krpulse demo`) first")
+    week_start, week_end = week_of(week or max(known["last_day"]))
+    # A cycle is in the week when its dates (from the definitions, else its stored days) meet
+    # it: a week the daily job missed still gets a digest, one that says the data is stale.
+    spans = {
+        row.cycle: views.cycle_dates(data, row.cycle) or (row.first_day, row.last_day)
+        for row in known.itertuples()
+    }
+    active = [c for c, (start, end) in spans.items() if start <= week_end and end >= week_start]
+    if not active:
+        raise views.NotFound(f"no cycle with KR progress in the week {week_start} – {week_end}")
+    today = data.now().date()
+    as_of = max(min(week_end, spans[c][1], today) for c in active)
+    previous = as_of - dt.timedelta(days=7)
+    teams: list[TeamDigest] = []
+    for cycle in active:
+        teams.extend(_cycle_digest(data, cycle, as_of, previous, team))
+    return Digest(week_start, week_end, as_of, previous, teams)
+
+
+def _cycle_digest(
+    data: views.DashboardData, cycle: str, as_of: dt.date, previous: dt.date, team: str | None
+) -> list[TeamDigest]:
+    now_rows = data.store.latest_cycle_progress(cycle, as_of=as_of, team=team)
+    if now_rows.empty:
+        return []
+    before = data.store.latest_cycle_progress(cycle, as_of=previous, team=team)
+    dates = views.cycle_dates(data, cycle)
+    history = data.store.cycle_history(
+        cycle, start=as_of - dt.timedelta(days=60), end=as_of, team=team
+    )
+    # Staleness is judged at the end of the digest's day, not today, so a past week's digest
+    # reads the same whenever it is made.
+    reference = min(
+        data.now(), dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
+    )
+    frozen = views.DashboardData(**{**data.__dict__, "now": lambda: reference})
+    krs = pd.DataFrame(views._kr_records(now_rows, frozen, as_of))
+
+    moved = krs.merge(
+        before[["kr", "value", "progress", "status", "as_of"]].rename(
+            columns=lambda c: c if c == "kr" else f"{c}_before"
+        ),
+        on="kr",
+        how="left",
+    )
+    moved["progress_change"] = moved["progress"] - moved["progress_before"]
+    moved["value_change"] = moved["value"] - moved["value_before"]
+
+    if dates is not None:
+        forecast = linear_forecast(history, dates[1])
+        moved = moved.merge(forecast[["kr", "projected_value"]], on="kr", how="left")
+        span = moved["target"] - moved["baseline"]
+        low, high = views.metric_bounds(moved["metric"])
+        moved["projected_value"] = moved["projected_value"].clip(lower=low, upper=high)
+        moved["projected_progress"] = (moved["projected_value"] - moved["baseline"]) / span
+    else:
+        moved["projected_value"] = float("nan")
+        moved["projected_progress"] = float("nan")
+    moved["success"] = moved["ambition"].map({"moonshot": data.moonshot_success}).fillna(1.0)
+    moved["team_label"] = moved["team"].map(views.team_label)
+
+    out = []
+    for label, rows in moved.groupby("team_label", sort=False, dropna=False):
+        team_key = rows["team"].iloc[0]
+        found = rows["status"].value_counts()
+        # Known statuses in their fixed order, then any the scoring grew since (never dropped).
+        order = views.STATUS_ORDER + sorted(set(found.index) - set(views.STATUS_ORDER))
+        counts = found.reindex(order, fill_value=0)
+        changed = rows[rows["value_change"].fillna(0).ne(0) | rows["value_before"].isna()]
+        changed = changed.reindex(
+            changed["progress_change"].abs().sort_values(ascending=False, na_position="last").index
+        )
+        risky = rows[rows["status"].isin(["at_risk", "off_track"])].sort_values(
+            "status", key=lambda s: s.map({"off_track": 0, "at_risk": 1})
+        )
+        out.append(
+            TeamDigest(
+                cycle=cycle, team=team_key, label=label,
+                status_counts={k: int(v) for k, v in counts.items()},
+                moved=[_item(r, "moved") for r in changed.to_dict("records")],
+                at_risk=[_item(r, "risk") for r in risky.to_dict("records")],
+                stale=[_item(r, "stale") for r in rows[rows["stale"]].to_dict("records")],
+                outlook=[_item(r, "outlook") for r in rows.to_dict("records")],
+            )
+        )  # fmt: skip
+    return sorted(out, key=lambda t: (t.team is not None, t.label))
+
+
+def _item(row: dict, kind: str) -> dict:
+    metric, unit = row["metric"], row["unit"]
+    item = {"kr": row["kr"], "title": row["title"], "status": row["status"],
+            "value": views.number(row["value"]), "value_text": row["value_text"],
+            "target_text": row["target_text"], "progress_text": row["progress_text"],
+            "expected_text": row["expected_text"]}  # fmt: skip
+    if kind == "moved":
+        item.update(
+            value_before=views.number(row["value_before"]),
+            value_before_text=views.format_value(row["value_before"], metric, unit),
+            progress_change=views.number(row["progress_change"]),
+            status_before=None if pd.isna(row["status_before"]) else row["status_before"],
+        )
+    elif kind == "stale":
+        item["reasons"] = row["stale_reasons"]
+    elif kind == "outlook":
+        projected = views.number(row["projected_progress"])
+        item.update(
+            projected_value=views.number(row["projected_value"]),
+            projected_text=views.format_value(row["projected_value"], metric, unit),
+            projected_progress=projected,
+            projected_progress_text=views.format_percent(projected),
+            reaches_success=None if projected is None else projected >= row["success"],
+        )
+    return item
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def escape_markdown(text: Any) -> str:
+    """User text (KR titles, team names) as literal Markdown: no links, no HTML, no emphasis."""
+    plain = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", plain.replace("\n", " "))
+
+
+def _change(value: float | None) -> str:
+    if value is None:
+        return "new"
+    points = round(100 * value)
+    return f"{points:+d} pts" if points else "±0 pts"
+
+
+def render_markdown(digest: Digest) -> str:
+    md = escape_markdown
+    lines = [
+        f"# Weekly KR check-in: {digest.week_start} – {digest.week_end}",
+        "",
+        f"Numbers as of {digest.as_of}; moves compared with {digest.previous_as_of}.",
+    ]
+    for team in digest.teams:
+        counts = ", ".join(
+            f"{n} {views.status_label(s).lower()}" for s, n in team.status_counts.items() if n
+        )
+        lines += ["", f"## {md(team.label)} · {md(team.cycle)}", "", f"**Status:** {counts}."]
+        lines += ["", "**What moved**"]
+        lines += [
+            f"- {md(i['title'])}: {md(i['value_before_text'])} → {md(i['value_text'])} "
+            f"({_change(i['progress_change'])} of the way to target)"
+            for i in team.moved
+        ] or ["- nothing moved since last week"]
+        lines += ["", "**At risk or off track**"]
+        lines += [
+            f"- {md(i['title'])}: {views.status_label(i['status']).lower()}, progress "
+            f"{i['progress_text']} vs expected {i['expected_text']}"
+            for i in team.at_risk
+        ] or ["- none"]
+        lines += ["", "**Stale data**"]
+        lines += [f"- {md(i['title'])}: {md('; '.join(i['reasons']))}" for i in team.stale] or [
+            "- none: every number is fresh"
+        ]
+        lines += ["", "**Outlook to the cycle end**"]
+        for i in team.outlook:
+            if i["projected_progress"] is None:
+                lines.append(f"- {md(i['title'])}: not enough history for a trend yet")
+            else:
+                verdict = "on course" if i["reaches_success"] else "falls short"
+                lines.append(
+                    f"- {md(i['title'])}: trend reaches {md(i['projected_text'])} "
+                    f"({i['projected_progress_text']} of target, {verdict}); "
+                    f"target {md(i['target_text'])}"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def render_html(digest: Digest) -> str:
+    from dashboard.app import templates_environment
+
+    template = templates_environment().get_template("digest.html")
+    return template.render(digest=digest, label=views.status_label, change=_change)
+
+
+def post_to_webhook(url: str, digest: Digest, markdown: str) -> int:
+    """POST the digest as `{"text": markdown, "digest": {...}}`; the HTTP status on success.
+
+    `text` is what Slack, Mattermost and most chat webhooks display; `digest` carries the
+    structured check-in for tools that want the numbers. The URL is a secret and never printed.
+    """
+    response = requests.post(
+        url,
+        json={"text": markdown, "digest": digest.as_dict()},
+        timeout=WEBHOOK_TIMEOUT_SECONDS,
+    )
+    if response.status_code >= 400:
+        raise RuntimeError(f"the digest webhook answered HTTP {response.status_code}")
+    return response.status_code

@@ -1,0 +1,1 @@
+"""Alembic migrations of every krpulse table (staging and OKR store); run via okr_store.schema."""

@@ -1,0 +1,163 @@
+"""`krpulse serve` (the team leads' dashboard) and `krpulse digest` (the weekly check-in)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+import sqlalchemy as sa
+
+from connectors.staging import last_synced
+from dashboard.config import AccessError, resolve_record_urls
+from dashboard.views import DashboardData, NotFound
+from kr_metrics.loader import definition_files
+from okr_store.repository import OkrStore
+from pipelines import flow
+from pipelines.settings import Settings
+
+if TYPE_CHECKING:  # pipelines.cli imports this module at its end; only the type is needed here
+    from pipelines.cli import Context
+
+T = TypeVar("T")
+
+
+def cached(key: Callable[[], Hashable], load: Callable[[], T]) -> Callable[[], T]:
+    """`load()` again only when `key()` changes (new sync, edited definitions); thread-safe."""
+    lock = threading.Lock()
+    state: dict = {}
+
+    def get() -> T:
+        current = key()
+        with lock:
+            if state.get("key") != current or "value" not in state:
+                state["value"] = load()
+                state["key"] = current
+            return state["value"]
+
+    return get
+
+
+def dashboard_data(settings: Settings, engine: sa.Engine) -> DashboardData:
+    """What the dashboard and the digest read, with loaders cached on what they depend on."""
+    names = [s.name for s in settings.sources]
+
+    def definitions_key() -> tuple:
+        path = settings.definitions_path
+        files = definition_files(path) if path.exists() else []
+        return tuple((str(f), f.stat().st_mtime_ns) for f in files)
+
+    def staging_key() -> tuple:
+        return tuple(sorted(last_synced(engine, names).items())) if names else ()
+
+    sources = {s.name: s.model_dump(mode="json") for s in settings.sources}
+    try:
+        links = resolve_record_urls(settings.dashboard.record_urls, sources)
+    except AccessError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return DashboardData(
+        store=OkrStore(engine),
+        definitions=cached(definitions_key, lambda: flow.load_definition_set(settings)),
+        prepared=cached(staging_key, lambda: flow.load_prepared(settings, engine)),
+        record_links=links,
+        stale_after=dt.timedelta(hours=settings.dashboard.stale_after_hours),
+        moonshot_success=settings.scoring.moonshot_success,
+    )
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to bind (default: dashboard.host, 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default: dashboard.port, 8000).")
+@click.pass_obj
+def serve(obj: Context, host: str | None, port: int | None) -> None:
+    """Serve the team leads' dashboard and its JSON API (/api/, OpenAPI at /api/openapi.json).
+
+    On 127.0.0.1 it needs no login. On any other address it refuses to start unless
+    krpulse.yaml configures an access method under dashboard.auth.
+    """
+    import uvicorn
+
+    from dashboard.access import AccessPolicy
+    from dashboard.app import create_app
+
+    settings = obj.settings()
+    host = host or settings.dashboard.host
+    port = settings.dashboard.port if port is None else port
+    try:
+        policy = AccessPolicy.from_settings(settings.dashboard, host)
+    except AccessError as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = create_app(dashboard_data(settings, flow.open_database(settings)), policy)
+    how = "open on loopback, no login" if policy.open_access else "access control on"
+    click.echo(f"krpulse dashboard on http://{host}:{port}/ ({how}); Ctrl+C stops it", err=True)
+    # proxy_headers off: the peer address must be the real one for the trusted-proxy check.
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False,
+                log_level="info")  # fmt: skip
+
+
+@click.command()
+@click.option("--team", default=None, help="Only this team (e.g. sales-uk).")
+@click.option("--week", default=None, type=click.DateTime(["%Y-%m-%d"]),
+              help="Any day (YYYY-MM-DD) of the week to report (default: the newest).")  # fmt: skip
+@click.option("--format", "output_format", type=click.Choice(["md", "html", "json"]), default="md",
+              show_default=True, help="Markdown (chat, email), HTML (email) or JSON.")  # fmt: skip
+@click.option("--post", is_flag=True, help="Also post it to dashboard.digest.webhook_url_env.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of printing.")  # fmt: skip
+@click.pass_obj
+def digest(
+    obj: Context,
+    team: str | None,
+    week: dt.datetime | None,
+    output_format: str,
+    post: bool,
+    output: Path | None,
+) -> None:
+    """The weekly check-in: per team, status, what moved, at risk, stale data, outlook."""
+    from dashboard import digest as weekly
+
+    settings = obj.settings()
+    webhook = None
+    if post:
+        env = settings.dashboard.digest.webhook_url_env
+        if not env:
+            raise click.ClickException(
+                "--post needs dashboard.digest.webhook_url_env in krpulse.yaml (the name of the "
+                "environment variable holding the webhook URL)"
+            )
+        webhook = os.environ.get(env)
+        if not webhook:
+            raise click.ClickException(
+                f"environment variable {env} (the digest webhook) is not set"
+            )
+    data = dashboard_data(settings, flow.open_database(settings))
+    try:
+        report = weekly.build_digest(data, week=week.date() if week else None, team=team)
+    except NotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    markdown = weekly.render_markdown(report)
+    if output_format == "md":
+        text = markdown
+    elif output_format == "html":
+        text = weekly.render_html(report)
+    else:
+        text = json.dumps(report.as_dict(), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    if webhook:
+        try:
+            status = weekly.post_to_webhook(webhook, report, markdown)
+        except RuntimeError as exc:
+            raise click.ClickException(f"posting the digest failed: {exc}") from None
+        except Exception as exc:
+            # Transport errors quote the URL, which carries the webhook's secret: name the
+            # kind of failure, never where.
+            raise click.ClickException(f"posting the digest failed: {type(exc).__name__}") from None
+        click.echo(f"Digest posted to the webhook (HTTP {status}).", err=True)

@@ -1,0 +1,136 @@
+"""The weekly check-in digest: per team status, moves, risks, stale data, outlook; and its webhook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from connectors.demo_org import DEMO_AS_OF
+from dashboard import digest
+from dashboard.views import DashboardData
+from okr_store.models import KrProgress
+from pipelines.cli import cli
+from pipelines.cli_dashboard import dashboard_data
+from tests.dashboard_support import CYCLE, filled_demo_store, make_demo_project
+
+WEBHOOK_ENV = "KRPULSE_TEST_DIGEST_WEBHOOK"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, demo_data):
+    project = make_demo_project(tmp_path_factory.mktemp("digest"), demo_data)
+    settings, engine = filled_demo_store(
+        project, f"dashboard:\n  digest: {{webhook_url_env: {WEBHOOK_ENV}}}\n"
+    )
+    data = dashboard_data(settings, engine)
+    # The digest's "now" is the demo's today, whatever day the tests run on.
+    data.now = lambda: dt.datetime.combine(DEMO_AS_OF, dt.time(18), dt.UTC)
+    yield project, data
+    engine.dispose()
+
+
+def test_the_digest_covers_each_team_with_status_moves_risks_and_outlook(demo):
+    _, data = demo
+    report = digest.build_digest(data)
+    assert (report.week_start, report.week_end) == (dt.date(2026, 11, 23), dt.date(2026, 11, 29))
+    assert report.as_of == dt.date(2026, 11, 25) and report.previous_as_of == dt.date(2026, 11, 18)
+    assert [t.label for t in report.teams] == ["Company", "sales-dach", "sales-uk", "sales-us"]
+    latest = data.store.latest_cycle_progress(CYCLE).set_index("kr")
+    assert sum(sum(t.status_counts.values()) for t in report.teams) == len(latest)
+    at_risk = {i["kr"] for t in report.teams for i in t.at_risk}
+    assert at_risk == set(latest.index[latest["status"].isin(["at_risk", "off_track"])])
+    uk = next(t for t in report.teams if t.team == "sales-uk")
+    moved = {i["kr"]: i for i in uk.moved}
+    week_ago = data.store.latest_cycle_progress(CYCLE, as_of=dt.date(2026, 11, 18)).set_index("kr")
+    assert moved["nps-uk"]["value_before"] == pytest.approx(week_ago.loc["nps-uk", "value"])
+    assert moved["nps-uk"]["value"] == pytest.approx(latest.loc["nps-uk", "value"])
+    assert {i["kr"] for i in uk.outlook} == {"nps-uk", "win-rate-uk"}
+    assert all(i["projected_progress"] is not None for i in uk.outlook)
+    assert uk.stale == []  # the demo synced just now
+
+
+def test_a_past_week_compares_with_the_week_before_it(demo):
+    _, data = demo
+    report = digest.build_digest(data, week=dt.date(2026, 11, 4), team="sales-dach")
+    assert report.as_of == dt.date(2026, 11, 8) and report.previous_as_of == dt.date(2026, 11, 1)
+    assert [t.team for t in report.teams] == ["sales-dach"]
+
+
+def test_old_source_data_is_reported_as_stale(demo):
+    _, data = demo
+    later = DashboardData(
+        **{**data.__dict__, "now": lambda: dt.datetime(2027, 1, 10, tzinfo=dt.UTC)}
+    )
+    report = digest.build_digest(later, week=dt.date(2026, 12, 28))
+    stale = [i for t in report.teams for i in t.stale]
+    assert len(stale) == 8
+    assert any("not updated since 2026-11-25" in r for r in stale[0]["reasons"])
+
+
+def test_markdown_shows_user_text_literally(demo):
+    _, data = demo
+    table = KrProgress.__table__
+    hostile = "NPS <script>alert(1)</script> [click](https://evil.example) *now*"
+    with data.store.engine.begin() as conn:
+        old = conn.execute(sa.select(table.c.title).where(table.c.kr == "nps-uk")).scalar()
+        conn.execute(sa.update(table).where(table.c.kr == "nps-uk").values(title=hostile))
+    try:
+        report = digest.build_digest(data, team="sales-uk")
+        markdown = digest.render_markdown(report)
+        html = digest.render_html(report)
+    finally:
+        with data.store.engine.begin() as conn:
+            conn.execute(sa.update(table).where(table.c.kr == "nps-uk").values(title=old))
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+    assert "\\[click\\]" in markdown and "\\*now\\*" in markdown
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+class _Webhook(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - the http.server interface
+        length = int(self.headers["Content-Length"])
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):  # quiet
+        pass
+
+
+def test_digest_command_prints_markdown_or_html_and_posts_to_the_webhook(demo, monkeypatch):
+    project, _ = demo
+    runner = CliRunner()
+    config = ["--config", str(project / "krpulse.yaml")]
+    md = runner.invoke(cli, [*config, "digest", "--team", "sales-uk"])
+    assert md.exit_code == 0, md.output
+    assert md.output.startswith("# Weekly KR check-in: 2026-11-23 – 2026-11-29")
+    assert "## sales-uk · 2026-Q4" in md.output and "**What moved**" in md.output
+    html = runner.invoke(cli, [*config, "digest", "--format", "html", "--week", "2026-11-04"])
+    assert html.exit_code == 0 and "<h2>sales-dach · 2026-Q4</h2>" in html.output
+
+    missing = runner.invoke(cli, [*config, "digest", "--post"])
+    assert missing.exit_code == 1 and WEBHOOK_ENV in missing.output
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Webhook)
+    server.timeout = 10
+    thread = threading.Thread(target=server.handle_request, daemon=True)  # one request, then stop
+    thread.start()
+    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/hook/secret-part")
+    try:
+        posted = runner.invoke(cli, [*config, "digest", "--team", "sales-us", "--post"])
+        thread.join(10)
+    finally:
+        server.server_close()
+    assert posted.exit_code == 0, posted.output
+    assert "secret-part" not in posted.output
+    (body,) = _Webhook.received
+    assert body["text"].startswith("# Weekly KR check-in")
+    assert [t["team"] for t in body["digest"]["teams"]] == ["sales-us"]

@@ -1,0 +1,129 @@
+"""The records behind a number: listed from the metric's own events, and adding up to its value."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+import pytest
+
+from connectors.files import FilesSource
+from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
+from connectors.staging import read_staged
+from kr_metrics.engine import prepare, window_for
+from kr_metrics.explain import records_behind
+from kr_metrics.metrics import METRICS, scope_for
+from okr_store.db import create_engine, create_schema
+from tests.conftest import canonical
+
+CYCLE_START, CYCLE_END = dt.date(2026, 10, 1), dt.date(2026, 12, 31)
+
+
+@pytest.fixture(scope="module")
+def demo_prepared(demo_data, tmp_path_factory):
+    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('explain') / 'db.sqlite'}")
+    create_schema(engine)
+    FilesSource("demo", demo_data).sync(engine, home_currency="EUR")
+    frames = {t: read_staged(engine, t) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
+    yield prepare(frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone="Europe/Berlin")
+    engine.dispose()
+
+
+@pytest.mark.parametrize("metric", sorted(n for n, s in METRICS.items() if s.events is not None))
+@pytest.mark.parametrize("where", [{}, {"team": "sales-uk"}])
+def test_records_behind_add_up_to_the_metric_value(demo_prepared, metric, where):
+    spec = METRICS[metric]
+    window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 25))
+    scope = scope_for(demo_prepared, where)
+    expected = spec.compute(demo_prepared, window, scope)
+    behind = records_behind(spec, demo_prepared, scope, window)
+    if expected.value is None:
+        assert behind.value is None
+    else:
+        assert math.isclose(behind.value, expected.value, rel_tol=1e-9, abs_tol=1e-9)
+    assert behind.sample_size == expected.sample_size
+    assert behind.records["record_id"].is_unique
+    if not spec.point_in_time and not behind.records.empty:
+        days = pd.to_datetime(behind.records["day"])
+        assert days.min() >= pd.Timestamp(window.start) and days.max() <= pd.Timestamp(window.end)
+
+
+def _tiny_org():
+    customers = canonical(
+        CUSTOMERS,
+        [
+            {"customer_id": "C1", "name": "Old Friend GmbH", "team": "t"},
+            {"customer_id": "C2", "name": "New Face Ltd", "team": "t"},
+        ],
+    )
+    deal = {"currency": "EUR", "is_closed": True, "created_at": "2026-01-01T00:00:00Z",
+            "team": "t"}  # fmt: skip
+    deals = canonical(
+        DEALS,
+        [
+            {**deal, "deal_id": "D0", "customer_id": "C1", "is_won": True, "amount": 100,
+             "amount_home": 100, "close_date": "2026-09-15"},
+            {**deal, "deal_id": "D1", "customer_id": "C1", "is_won": True, "amount": 300,
+             "amount_home": 300, "close_date": "2026-10-10"},
+            {**deal, "deal_id": "D2", "customer_id": "C2", "is_won": True, "amount": 900,
+             "amount_home": 900, "close_date": "2026-10-11"},
+            {**deal, "deal_id": "D3", "customer_id": "C1", "is_won": False, "amount": 50,
+             "amount_home": 50, "close_date": "2026-10-12"},
+            {**deal, "deal_id": "D4", "customer_id": "C1", "is_won": True, "amount": 70,
+             "amount_home": 70, "close_date": "2026-12-01"},
+        ],
+    )  # fmt: skip
+    responses = canonical(
+        NPS_RESPONSES,
+        [
+            {"response_id": "R1", "customer_id": "C1", "score": 10,
+             "submitted_at": "2026-10-02T10:00:00Z"},
+            {"response_id": "R2", "customer_id": "C2", "score": 3,
+             "submitted_at": "2026-10-03T10:00:00Z"},
+            {"response_id": "R3", "customer_id": "C2", "score": 8,
+             "submitted_at": "2026-09-30T10:00:00Z"},
+        ],
+    )  # fmt: skip
+    return prepare(deals, customers, responses, timezone="Europe/Berlin")
+
+
+def test_revenue_per_existing_customer_lists_only_won_deals_of_existing_customers_in_the_window():
+    data = _tiny_org()
+    window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 1))
+    behind = records_behind(
+        METRICS["revenue_per_existing_customer"], data, scope_for(data, {}), window
+    )
+    # D0 closed before the cycle (it makes C1 existing), D2 is a new customer's, D3 was lost,
+    # D4 closes after the as-of day.
+    assert behind.records["record_id"].tolist() == ["D1"]
+    assert behind.records["customer_name"].tolist() == ["Old Friend GmbH"]
+    assert behind.numerator == 300 and behind.denominator == 1 and behind.value == 300
+
+
+def test_win_rate_lists_won_and_lost_deals_with_what_each_adds():
+    data = _tiny_org()
+    window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 1))
+    records = records_behind(METRICS["win_rate"], data, scope_for(data, {}), window).records
+    by_id = records.set_index("record_id")
+    assert sorted(by_id.index) == ["D1", "D2", "D3"]
+    assert by_id.loc["D3", "contribution"] == 0 and by_id.loc["D3", "weight"] == 1
+    assert by_id.loc["D1", "contribution"] == 1
+
+
+def test_nps_lists_the_responses_submitted_in_the_window_newest_first():
+    data = _tiny_org()
+    window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 1))
+    behind = records_behind(METRICS["nps"], data, scope_for(data, {}), window)
+    assert behind.records["record_id"].tolist() == ["R2", "R1"]
+    assert behind.value == 0.0  # one promoter, one detractor
+
+
+def test_a_metric_without_events_is_refused_with_its_reason():
+    spec = METRICS["nps"]
+    reducer = type(spec)(**{**spec.__dict__, "events": None, "reduce": "max"})
+    data = _tiny_org()
+    with pytest.raises(ValueError, match="aggregates with 'max'"):
+        records_behind(
+            reducer, data, scope_for(data, {}), window_for(CYCLE_START, CYCLE_END, CYCLE_END)
+        )
