@@ -98,7 +98,6 @@ class ForecastOut(BaseModel):
     projected_value: float
     projected_progress: float | None
     reaches_success: bool
-    points: int
 
 
 class KeyResultDetailOut(BaseModel):

@@ -11,7 +11,6 @@ import pandas as pd
 import requests
 
 from dashboard import views
-from dashboard.outlook import linear_forecast
 
 WEBHOOK_TIMEOUT_SECONDS = 15
 # Characters that start markup inside a line (our own text decides what starts a line).
@@ -105,10 +104,6 @@ def _cycle_digest(
     if now_rows.empty:
         return []
     before = data.store.latest_cycle_progress(cycle, as_of=previous, team=team)
-    dates = views.cycle_dates(data, cycle)
-    history = data.store.cycle_history(
-        cycle, start=as_of - dt.timedelta(days=60), end=as_of, team=team
-    )
     # Staleness is judged at the end of the digest's day, not today, so a past week's digest
     # reads the same whenever it is made.
     reference = min(
@@ -127,12 +122,13 @@ def _cycle_digest(
     moved["progress_change"] = moved["progress"] - moved["progress_before"]
     moved["value_change"] = moved["value"] - moved["value_before"]
 
-    if dates is not None:
-        forecast = linear_forecast(history, dates[1])
-        moved = moved.merge(forecast[["kr", "projected_value"]], on="kr", how="left")
+    # The forecast stored with each KR's latest row (kr_metrics.forecast), not a second method.
+    stored = now_rows[["kr", "forecast_value"]] if "forecast_value" in now_rows else None
+    if stored is not None:
+        moved = moved.merge(
+            stored.rename(columns={"forecast_value": "projected_value"}), on="kr", how="left"
+        )
         span = moved["target"] - moved["baseline"]
-        low, high = views.metric_bounds(moved["metric"])
-        moved["projected_value"] = moved["projected_value"].clip(lower=low, upper=high)
         moved["projected_progress"] = (moved["projected_value"] - moved["baseline"]) / span
     else:
         moved["projected_value"] = float("nan")

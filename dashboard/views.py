@@ -12,7 +12,6 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from dashboard.outlook import linear_forecast
 from kr_metrics.definitions import DefinitionSet
 from kr_metrics.engine import explain_key_result
 from kr_metrics.metrics import METRICS, PreparedData
@@ -209,6 +208,9 @@ def _kr_records(
                 "sample_size": int(row.get("sample_size") or 0), "as_of": row["as_of"],
                 "data_synced_at": synced, "stale": bool(reasons), "stale_reasons": reasons,
                 "definition_version": row.get("definition_version"),
+                "forecast_value": number(row.get("forecast_value")),
+                "forecast_grade": number(row.get("forecast_grade")),
+                "margin_of_error": number(row.get("margin_of_error")),
                 # Display strings and bar geometry, so templates hold no arithmetic.
                 "value_text": format_value(row.get("value"), metric, unit),
                 "baseline_text": format_value(row.get("baseline"), metric, unit),
@@ -338,27 +340,31 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
     expected_values = (
         baseline + expected_share * (target - baseline) if baseline is not None else None
     )
-    forecast = linear_forecast(history[["kr", "as_of", "value"]], end)
+    # The forecast is the one kr_metrics.forecast stored with the row (recent pace for
+    # cumulative KRs, the cycle-to-date value for rates, a trend line for levels); the chart
+    # draws it as a straight line from the latest value to the cycle end.
     forecast_values = pd.Series(np.nan, index=days)
     summary = None
-    if not forecast.empty:
-        f = forecast.iloc[0]
-        ahead = days >= pd.Timestamp(f["last_day"])
-        offsets = (days[ahead] - pd.Timestamp(end)).days.to_numpy(dtype=float)
-        low, high = (b.iloc[0] for b in metric_bounds(pd.Series([latest["metric"]])))
+    projected = number(latest.get("forecast_value"))
+    last_value = history[history["value"].notna()].tail(1)
+    if projected is not None and not last_value.empty:
+        last_day = pd.Timestamp(last_value["as_of"].iloc[0])
+        ahead = days >= last_day
+        span_days = max((pd.Timestamp(end) - last_day).days, 1)
+        step = (projected - float(last_value["value"].iloc[0])) / span_days
         forecast_values[ahead] = (
-            pd.Series(f["projected_value"] + f["slope_per_day"] * offsets)
-            .clip(lower=None if np.isnan(low) else low, upper=None if np.isnan(high) else high)
-            .to_numpy()
+            float(last_value["value"].iloc[0]) + step * (days[ahead] - last_day).days
         )
-        projected = float(forecast_values.iloc[-1])
-        progress = (projected - baseline) / (target - baseline) if target != baseline else None
+        progress = (
+            (projected - baseline) / (target - baseline)
+            if baseline is not None and target not in (None, baseline)
+            else None
+        )
         summary = {
             "projected_value": projected,
             "projected_text": format_value(projected, latest["metric"], latest["unit"]),
             "projected_progress": progress, "projected_progress_text": format_percent(progress),
             "reaches_success": progress is not None and progress >= success,
-            "points": int(f["points"]),
         }  # fmt: skip
 
     def series(s: pd.Series | None) -> list[float | None]:

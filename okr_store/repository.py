@@ -584,3 +584,50 @@ class OkrStore:
             frame = pd.read_sql(query.order_by(table.c.kr, table.c.as_of), conn)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         return frame
+
+    def definition_changes(self, cycle: str, kr: str | None = None) -> pd.DataFrame:
+        """Mid-cycle definition changes of `cycle`'s KRs: old and new values, and when they took effect.
+
+        Derived from what the store already keeps — every progress row names the definition
+        version it was computed with, and `key_results` holds each version's baseline, target
+        and full definition — so a change is recorded by the first day computed with it and
+        cannot drift from the rows. `effective_from` is that first day.
+        """
+        rows = self.cycle_history(cycle, kr=kr)
+        columns = ["cycle", "kr", "effective_from", "old_version", "new_version", "old_baseline",
+                   "new_baseline", "old_target", "new_target", "old_definition", "new_definition"]  # fmt: skip
+        if rows.empty:
+            return pd.DataFrame(columns=columns)
+        first_days = (
+            rows.groupby(["kr", "definition_version"], as_index=False)["as_of"].min()
+            .sort_values(["kr", "as_of"])
+        )  # fmt: skip
+        table = KeyResultDefinition.__table__
+        with self.engine.connect() as conn:
+            versions = _read(conn, sa.select(table).where(table.c.cycle == cycle))
+        versions = versions.set_index(["kr", "definition_version"])
+        changes = []
+        for key, group in first_days.groupby("kr", sort=True):  # a few versions per KR
+            ordered = group.to_dict("records")
+            for old, new in zip(ordered, ordered[1:], strict=False):
+                before = (
+                    versions.loc[(key, old["definition_version"])]
+                    if (key, old["definition_version"]) in versions.index
+                    else None
+                )
+                after = (
+                    versions.loc[(key, new["definition_version"])]
+                    if (key, new["definition_version"]) in versions.index
+                    else None
+                )
+                changes.append({
+                    "cycle": cycle, "kr": key, "effective_from": new["as_of"],
+                    "old_version": old["definition_version"], "new_version": new["definition_version"],
+                    "old_baseline": None if before is None else before["baseline"],
+                    "new_baseline": None if after is None else after["baseline"],
+                    "old_target": None if before is None else before["target"],
+                    "new_target": None if after is None else after["target"],
+                    "old_definition": None if before is None else before["definition"],
+                    "new_definition": None if after is None else after["definition"],
+                })  # fmt: skip
+        return pd.DataFrame(changes, columns=columns)

@@ -80,7 +80,7 @@ def test_kr_detail_has_history_a_full_expected_path_and_a_forecast(open_client):
     assert len(body["expected"]) == 92  # every day of the quarter
     # A moonshot's expected path ends at 70 % of the way from baseline (50) to target (75).
     assert body["expected"][-1] == pytest.approx(50 + 0.7 * 25)
-    assert body["forecast"]["points"] == 28 and -100 <= body["forecast"]["projected_value"] <= 100
+    assert -100 <= body["forecast"]["projected_value"] <= 100
     assert body["definition"]["filters"] == {"team": "sales-uk"}
     assert open_client.get(f"/api/cycles/{CYCLE}/key-results/nope").status_code == 404
 

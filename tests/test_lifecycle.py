@@ -148,3 +148,30 @@ def test_within_the_grace_period_a_rerun_still_updates_the_cycle(demo_run, monke
     flow.run_days(settings, engine, [dt.date(2026, 9, 30)])
     after = store.cycle_history("2026-Q3", kr="win-rate-dach")
     assert after["value"].iloc[-1] != before["value"].iloc[-1]
+
+
+def test_a_target_change_mid_cycle_keeps_history_and_is_recorded(demo_project):
+    settings = load_settings(demo_project / "krpulse.yaml")
+    engine, _, _ = flow.upgrade_database(settings)
+    flow.sync_sources(settings, engine)
+    flow.run_days(settings, engine, flow.date_range(dt.date(2026, 10, 1), dt.date(2026, 10, 20)))
+    q4 = demo_project / "definitions" / "2026-Q4.yaml"
+    # After the weekly check-in sales ops lower the NPS target from 70 to 65.
+    q4.write_text(q4.read_text().replace("        target: 70\n", "        target: 65\n", 1))
+    flow.run_days(settings, engine, flow.date_range(dt.date(2026, 10, 21), dt.date(2026, 10, 31)))
+    store = OkrStore(engine)
+    history = store.cycle_history("2026-Q4", kr="nps-company").set_index("as_of")
+    assert history.loc[dt.date(2026, 10, 20), "target"] == 70
+    assert history.loc[dt.date(2026, 10, 21), "target"] == 65
+    assert history["definition_version"].nunique() == 2
+    (change,) = store.definition_changes("2026-Q4").to_dict("records")
+    assert change["kr"] == "nps-company"
+    assert change["effective_from"] == dt.date(2026, 10, 21)
+    assert (change["old_target"], change["new_target"]) == (70, 65)
+    assert change["old_baseline"] == change["new_baseline"] == 50
+    report = json.loads(CliRunner().invoke(cli, ["--config", str(demo_project / "krpulse.yaml"), "review",
+                                                 "2026-Q4", "--format", "json"]).output)  # fmt: skip
+    nps = next(
+        k for o in report["objectives"] for k in o["key_results"] if k["kr"] == "nps-company"
+    )
+    assert nps["target_changes"][0]["new_target"] == 65
