@@ -9,7 +9,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from connectors.base import SourceError
-from connectors.money import home_amounts
+from connectors.money import convert_deals
 from connectors.schema import (
     CUSTOMERS,
     DEALS,
@@ -84,22 +84,9 @@ class FilesSource:
                 valid, quarantined = conformed.valid, conformed.quarantined
                 if table == DEALS:
                     fx = read_staged(conn, FX_RATES)
-                    amount_home, unknown = home_amounts(valid, fx, home_currency=home_currency)
-                    valid = valid.assign(amount_home=amount_home)
-                    if unknown.any():
-                        rejected = (
-                            valid[unknown]
-                            .astype("string")
-                            .assign(
-                                reason="unknown currency "
-                                + valid.loc[unknown, "currency"].astype("string")
-                                + " (no FX rate to "
-                                + home_currency
-                                + ")"
-                            )
-                        )
+                    valid, rejected = convert_deals(valid, fx, home_currency=home_currency)
+                    if not rejected.empty:
                         quarantined = pd.concat([quarantined, rejected], ignore_index=True)
-                        valid = valid[~unknown].reset_index(drop=True)
                 reports.append(
                     merge_snapshot(conn, table, valid, source=self.name, quarantined=quarantined)
                 )

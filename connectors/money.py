@@ -53,3 +53,21 @@ def home_amounts(
     amount_home = supplied.fillna(computed)
     unknown = supplied.isna() & deals["amount"].notna() & rates.isna()
     return amount_home.astype("float64"), unknown
+
+
+def convert_deals(
+    deals: pd.DataFrame, fx_rates: pd.DataFrame, *, home_currency: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(deals with amount_home, deals quarantined because their currency has no rate).
+
+    Every connector converts through this, so an unconvertible deal is quarantined with the
+    same reason everywhere instead of being counted as zero.
+    """
+    amount_home, unknown = home_amounts(deals, fx_rates, home_currency=home_currency)
+    converted = deals.assign(amount_home=amount_home)
+    reason = (
+        "unknown currency " + converted.loc[unknown, "currency"].astype("string")
+        + " (no FX rate to " + home_currency + ")"
+    )  # fmt: skip
+    rejected = converted[unknown].astype("string").assign(reason=reason)
+    return converted[~unknown].reset_index(drop=True), rejected.reset_index(drop=True)

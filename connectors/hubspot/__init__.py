@@ -29,7 +29,7 @@ from connectors.hubspot.settings import (
     PRIMARY_DEAL_TO_COMPANY,
     HubSpotSourceSettings,
 )
-from connectors.money import home_amounts
+from connectors.money import convert_deals
 from connectors.schema import (
     CANONICAL_TABLES,
     CUSTOMERS,
@@ -405,15 +405,8 @@ class HubSpotSource:
         ]  # fmt: skip
         conformed = conform(deals[~(unknown_stage | no_currency)], DEALS, source=self.name)
         valid = conformed.valid
-        amount_home, unknown = home_amounts(valid, fx_rates, home_currency=home_currency)
-        valid = valid.assign(amount_home=amount_home)
-        if unknown.any():
-            reason = (
-                "unknown currency " + valid.loc[unknown, "currency"].astype("string")
-                + " (no FX rate to " + home_currency + ")"
-            )  # fmt: skip
-            rejected.append(valid[unknown].astype("string").assign(reason=reason))
-            valid = valid[~unknown].reset_index(drop=True)
+        valid, unconvertible = convert_deals(valid, fx_rates, home_currency=home_currency)
+        rejected.append(unconvertible)
         bad = [frame for frame in (conformed.quarantined, *rejected) if not frame.empty]
         quarantined = pd.concat(bad, ignore_index=True) if bad else conformed.quarantined
         return valid, quarantined, {"deals_with_several_companies_none_primary": ambiguous}

@@ -11,7 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from connectors.base import SourceError, SourceLimitReached
-from connectors.money import home_amounts
+from connectors.money import convert_deals
 from connectors.salesforce.helpers import (
     LegacyLoginWarning,
     SalesforceClient,
@@ -840,20 +840,7 @@ def _with_home_amounts(
         return deals, pd.DataFrame()
     # Salesforce never supplies amount_home: always convert with the staged (dated) rates.
     deals = deals.assign(amount_home=float("nan"))
-    amount_home, unknown = home_amounts(deals, fx, home_currency=home_currency)
-    deals = deals.assign(amount_home=amount_home)
-    rejected = (
-        deals[unknown]
-        .astype("string")
-        .assign(
-            reason="unknown currency "
-            + deals.loc[unknown, "currency"].astype("string")
-            + " (no FX rate to "
-            + home_currency
-            + ")"
-        )
-    )
-    return deals[~unknown].reset_index(drop=True), rejected.reset_index(drop=True)
+    return convert_deals(deals, fx, home_currency=home_currency)
 
 
 def _equal(left: pd.Series, right: pd.Series) -> Any:
