@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from kr_metrics.definitions import DefinitionSet
+from kr_metrics.display import format_percent, format_value, number  # noqa: F401 - re-exported for templates
 from kr_metrics.engine import explain_key_result
 from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import expected_progress
@@ -52,36 +53,6 @@ class NotFound(LookupError):
 
 
 # --- formatting ---------------------------------------------------------------------------------
-
-
-def number(value: Any) -> float | None:
-    """A JSON-safe float: NaN, NA and None are null."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(result) or math.isinf(result) else result
-
-
-def format_value(value: Any, metric: str, unit: str | None = None) -> str:
-    amount = number(value)
-    if amount is None:
-        return "—"
-    kind = METRICS[metric].unit if metric in METRICS else ""
-    if kind == "ratio":
-        return f"{amount:.1%}"
-    if kind == "currency":
-        return f"{amount:,.0f}" + (f" {unit}" if unit else "")
-    if kind == "count":
-        return f"{amount:,.0f}"
-    return f"{amount:,.1f}"
-
-
-def format_percent(value: Any) -> str:
-    amount = number(value)
-    return "—" if amount is None else f"{amount:.0%}"
 
 
 def metric_bounds(metrics: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from kr_metrics.definitions import _MONTH_KEY, _QUARTER_KEY, Cycle, DefinitionSet
+from kr_metrics.display import format_percent, format_value
 from kr_metrics.scoring import ScoringPolicy
 
 ACHIEVED = "achieved"
@@ -177,15 +178,10 @@ VERDICT_LABEL = {
 
 
 def _fmt(value: Any, metric: str | None = None) -> str:
-    if value is None:
-        return "—"
-    if metric == "win_rate":
-        return f"{value:.1%}"
-    return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return format_value(value, metric or "")
 
 
-def _pct(value: Any) -> str:
-    return "—" if value is None else f"{value:.0%}"
+_pct = format_percent
 
 
 def review_markdown(report: dict[str, Any]) -> str:

@@ -12,11 +12,12 @@ from typing import Any
 import click
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from connectors.base import SourceError
 from kr_metrics.definitions import DefinitionError
-from kr_metrics.metrics import METRICS
+from kr_metrics.display import format_percent, format_value
 from okr_store.repository import OkrStore
 from okr_store.schema import SchemaOutOfDateError
 from pipelines import flow
@@ -107,23 +108,6 @@ def report_json(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame) -> d
     }
 
 
-def format_value(value: Any, metric: str, unit: str | None = None) -> str:
-    number = _number(value)
-    if number is None:
-        return "—"
-    kind = METRICS[metric].unit if metric in METRICS else ""
-    if kind == "ratio":
-        return f"{number:.1%}"
-    if kind == "currency":
-        return f"{number:,.0f}" + (f" {unit}" if unit else "")
-    return f"{number:,.1f}"
-
-
-def _percent(value: Any) -> str:
-    number = _number(value)
-    return "—" if number is None else f"{number:.0%}"
-
-
 def print_progress(
     as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame, output_format: str
 ) -> None:
@@ -169,8 +153,8 @@ def print_progress(
                 value,
                 format_value(row["baseline"], row["metric"], row["unit"]),
                 format_value(row["target"], row["metric"], row["unit"]),
-                _percent(row["progress"]),
-                _percent(row["expected_progress"]),
+                format_percent(row["progress"]),
+                format_percent(row["expected_progress"]),
                 format_value(row.get("forecast_value"), row["metric"], row["unit"]),
                 f"[{STATUS_STYLE.get(row['status'], '')}]{status}[/]",
             )
@@ -346,10 +330,13 @@ def run(
 
     def on_day(result: flow.DayResult) -> None:
         if result.blocked:
-            err_console.print(f"{result.as_of}: [red]blocked[/] by validation, nothing written:")
+            err_console.print(f"{result.as_of}: [red]blocked[/] by validation, nothing pushed; "
+                              "its KRs are marked stale:")  # fmt: skip
             for line in result.validation_failures:
-                err_console.print(f"  {line}")
-        elif len(days) > 1:
+                err_console.print(f"  {escape(line)}")
+        for line in result.validation_warnings:
+            err_console.print(f"{result.as_of}: [yellow]{escape(line)}[/]")
+        if not result.blocked and len(days) > 1:
             say(f"{result.as_of}: {len(result.progress)} KRs, {len(result.kpis)} KPIs pushed")
 
     results = flow.run_days(settings, engine, days, progress_callback=on_day)
@@ -449,3 +436,7 @@ from pipelines.cli_lifecycle import new_cycle_command, review_command  # noqa: E
 
 cli.add_command(review_command)
 cli.add_command(new_cycle_command)
+
+from pipelines.cli_validate import validate_command  # noqa: E402
+
+cli.add_command(validate_command)
