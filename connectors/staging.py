@@ -14,6 +14,7 @@ from connectors.schema import CANONICAL_TABLES, FX_RATES, as_canonical
 from okr_store.db import upsert
 
 staging_metadata = sa.MetaData()
+SYNC_ID = "sync_id"
 
 _SQL_TYPES = {
     "string": lambda: sa.String(),
@@ -32,6 +33,8 @@ def _staging_table(name: str) -> sa.Table:
         sa.Column(col, _SQL_TYPES[kind](), primary_key=col in key, nullable=col not in key)
         for col, kind in spec.columns.items()
     ]
+    # Which sync last wrote the row (sync_history.id): "the rows that changed in this sync".
+    columns.append(sa.Column(SYNC_ID, sa.Integer, nullable=True, index=True))
     return sa.Table(f"staging_{name}", staging_metadata, *columns)
 
 
@@ -60,6 +63,27 @@ sync_state_table = sa.Table(
 )
 
 
+# One row per merge of one (source, object): the volumes the data gate compares with recent
+# history, and the gate's verdict once it has judged the rows that merge wrote.
+sync_history_table = sa.Table(
+    "sync_history",
+    staging_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("object", sa.String, nullable=False),
+    sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("fetched", sa.Integer, nullable=False),
+    sa.Column("changed", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Integer, nullable=False),
+    sa.Column("quarantined", sa.Integer, nullable=False),
+    sa.Column("staged_before", sa.Integer, nullable=False),
+    sa.Column("validation_status", sa.String, nullable=True),  # passed | warned | failed
+    sa.Column("validated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("validation_report", sa.Text, nullable=True),  # JSON of the ValidationReport
+    sa.Index("ix_sync_history_source_object", "source", "object", "id"),
+)
+
+
 @dataclass(frozen=True)
 class SyncReport:
     """What one sync of one (source, object) did; becomes Dagster metadata and CLI output."""
@@ -80,13 +104,15 @@ class SyncReport:
         return asdict(self)
 
 
-def _records(frame: pd.DataFrame, table: str) -> list[dict]:
-    """Rows as plain Python values for SQLAlchemy (None for missing, date for dates)."""
+def _records(frame: pd.DataFrame, table: str, sync_id: int | None = None) -> list[dict]:
+    """Rows as plain Python values for SQLAlchemy (None for missing, date for dates), stamped
+    with the sync that writes them."""
     spec = CANONICAL_TABLES[table]
-    out = frame.copy()
+    out = frame[[c for c in frame.columns if c in spec.columns]].copy()
     for col, kind in spec.columns.items():
         if kind == "date":
             out[col] = pd.to_datetime(out[col]).dt.date
+    out[SYNC_ID] = sync_id
     return out.astype(object).where(out.notna(), None).to_dict("records")
 
 
@@ -147,7 +173,14 @@ def merge_snapshot(
         deleted["is_deleted"] = True
         deleted["is_deleted"] = deleted["is_deleted"].astype("boolean")
 
-    upsert(conn, sa_table, _records(changed, table) + _records(deleted, table))
+    staged_before = len(existing)
+    if "is_deleted" in existing.columns:
+        staged_before = int((~existing["is_deleted"].fillna(False).astype(bool)).sum())
+    sync_id = _start_sync(
+        conn, source, table, fetched=len(snapshot) + len(quarantined), changed=len(changed),
+        deleted=len(deleted), quarantined=len(quarantined), staged_before=staged_before,
+    )  # fmt: skip
+    upsert(conn, sa_table, _records(changed, table, sync_id) + _records(deleted, table, sync_id))
 
     conn.execute(
         sa.delete(quarantine_table).where(
@@ -196,7 +229,16 @@ def merge_changes(
     spec = CANONICAL_TABLES[table]
     sa_table = STAGING_TABLES[table]
     id_col = spec.id_column
-    rows = _records(changed, table)
+    deleted_count = len(deleted_ids)
+    if "is_deleted" in changed.columns and not changed.empty:
+        deleted_count += int(changed["is_deleted"].fillna(False).sum())
+    sync_id = _start_sync(
+        conn, source, table,
+        fetched=fetched if fetched is not None else len(changed) + len(quarantined),
+        changed=len(changed), deleted=deleted_count, quarantined=len(quarantined),
+        staged_before=_count_staged(conn, table, source),
+    )  # fmt: skip
+    rows = _records(changed, table, sync_id)
     if deleted_ids and id_col:
         known = set(changed[id_col]) if not changed.empty else set()
         gone = [i for i in deleted_ids if i not in known]
@@ -204,7 +246,7 @@ def merge_changes(
             conn.execute(
                 sa.update(sa_table)
                 .where(sa_table.c.source == source, sa_table.c[id_col].in_(gone))
-                .values(is_deleted=True)
+                .values(is_deleted=True, sync_id=sync_id)
             )
     upsert(conn, sa_table, rows)
     if id_col:
@@ -220,9 +262,6 @@ def merge_changes(
                 )
             )
     _insert_quarantine(conn, table, source, quarantined)
-    deleted_count = len(deleted_ids)
-    if "is_deleted" in changed.columns and not changed.empty:
-        deleted_count += int(changed["is_deleted"].fillna(False).sum())
     report = SyncReport(
         source=source,
         object=table,
@@ -328,3 +367,108 @@ def last_synced(conn: sa.Connection | sa.Engine, sources: list[str]) -> dict[str
     return {
         src: (ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)) for src, ts in rows if ts is not None
     }
+
+
+# --- Sync history: what each sync changed, for the data gate -----------------------------------
+
+
+def _start_sync(conn: sa.Connection, source: str, table: str, **counts: int) -> int:
+    """Record one merge in sync_history (same transaction) and return its id for the rows."""
+    result = conn.execute(
+        sa.insert(sync_history_table).values(
+            source=source, object=table, synced_at=dt.datetime.now(dt.UTC), **counts
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def _count_staged(conn: sa.Connection, table: str, source: str) -> int:
+    """Rows of `source` staged in `table` and not marked deleted."""
+    sa_table = STAGING_TABLES[table]
+    query = sa.select(sa.func.count()).select_from(sa_table)
+    if "source" in sa_table.c:
+        query = query.where(sa_table.c.source == source)
+    if "is_deleted" in sa_table.c:
+        query = query.where(sa.func.coalesce(sa_table.c.is_deleted, sa.false()) == sa.false())
+    return int(conn.execute(query).scalar_one())
+
+
+def _utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    for column in columns:
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def latest_syncs(conn: sa.Connection | sa.Engine, sources: list[str]) -> pd.DataFrame:
+    """The newest sync_history row of each (source, object) of `sources`."""
+    table = sync_history_table
+    newest = (
+        sa.select(sa.func.max(table.c.id))
+        .where(table.c.source.in_(sources))
+        .group_by(table.c.source, table.c.object)
+    )
+    query = sa.select(table).where(table.c.id.in_(newest)).order_by(table.c.source, table.c.id)
+    return _utc(_read_sql(conn, query), "synced_at", "validated_at")
+
+
+def sync_history(
+    conn: sa.Connection | sa.Engine, source: str, table: str, *, before: int, limit: int = 14
+) -> pd.DataFrame:
+    """Earlier syncs of (source, object) than sync `before`, newest first."""
+    history = sync_history_table
+    query = (
+        sa.select(history)
+        .where(history.c.source == source, history.c.object == table, history.c.id < before)
+        .order_by(history.c.id.desc())
+        .limit(limit)
+    )
+    return _utc(_read_sql(conn, query), "synced_at", "validated_at")
+
+
+def read_synced_rows(
+    conn: sa.Connection | sa.Engine, table: str, *, source: str, sync_id: int
+) -> pd.DataFrame:
+    """Canonical frame of the rows that sync `sync_id` wrote (changed, new or deleted)."""
+    sa_table = STAGING_TABLES[table]
+    query = sa.select(sa_table).where(sa_table.c[SYNC_ID] == sync_id)
+    if "source" in sa_table.c:
+        query = query.where(sa_table.c.source == source)
+    return as_canonical(_read_sql(conn, query), table)
+
+
+def staged_ids(conn: sa.Connection | sa.Engine, table: str, *, source: str) -> pd.Series:
+    """Ids of the rows of `source` staged in `table` and not marked deleted."""
+    sa_table = STAGING_TABLES[table]
+    id_col = CANONICAL_TABLES[table].id_column
+    query = sa.select(sa_table.c[id_col]).where(
+        sa_table.c.source == source,
+        sa.func.coalesce(sa_table.c.is_deleted, sa.false()) == sa.false(),
+    )
+    return _read_sql(conn, query)[id_col].astype("string")
+
+
+def staged_currencies(conn: sa.Connection | sa.Engine) -> set[str]:
+    """Currencies with a staged FX rate."""
+    fx = STAGING_TABLES[FX_RATES]
+    frame = _read_sql(conn, sa.select(fx.c.currency).distinct())
+    return set(frame["currency"].dropna().astype(str))
+
+
+def record_validation(conn: sa.Connection, sync_id: int, status: str, report: dict) -> None:
+    """Store the data gate's verdict on one sync."""
+    conn.execute(
+        sa.update(sync_history_table)
+        .where(sync_history_table.c.id == sync_id)
+        .values(
+            validation_status=status,
+            validated_at=dt.datetime.now(dt.UTC),
+            validation_report=json.dumps(report, default=str),
+        )
+    )
+
+
+def _read_sql(conn: sa.Connection | sa.Engine, query: sa.Select) -> pd.DataFrame:
+    if isinstance(conn, sa.Engine):
+        with conn.connect() as c:
+            return pd.read_sql(query, c)
+    return pd.read_sql(query, conn)

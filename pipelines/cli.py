@@ -147,7 +147,7 @@ def print_progress(
                 value += " ±" + format_value(margin, row["metric"])
             status = row["status"]
             if status == "stale" and row.get("stale_reason"):
-                status += f" ({row['stale_reason']})"
+                status += f" ({escape(str(row['stale_reason']))})"
             table.add_row(
                 f"{row['title']} [dim]{row['kr']}[/]",
                 value,
@@ -440,3 +440,7 @@ cli.add_command(new_cycle_command)
 from pipelines.cli_validate import validate_command  # noqa: E402
 
 cli.add_command(validate_command)
+
+from pipelines.cli_config import config  # noqa: E402
+
+cli.add_command(config)

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import dagster as dg
 
 from pipelines import flow
-from pipelines.assets import build_progress_asset, build_sync_assets, build_value_assets
-from pipelines.checks import build_gate_checks
+from pipelines.assets import (
+    build_progress_asset,
+    build_publish_asset,
+    build_staged_sources_asset,
+    build_sync_assets,
+    build_value_assets,
+)
+from pipelines.checks import build_data_checks, build_gate_checks
+from pipelines.io_managers import DailyFramesIOManager
+from pipelines.names import FRAMES_IO_MANAGER
 from pipelines.resources import KrpulseResource, source_resource_key, source_resources
-from pipelines.schedules import build_daily_job, build_daily_schedule
+from pipelines.schedules import build_daily_job, build_daily_schedule, build_sync_job
+from pipelines.sensors import (
+    build_after_sync_sensors,
+    build_definitions_sensor,
+    build_failure_sensor,
+)
 from pipelines.settings import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG, Settings, load_settings
 
 
@@ -25,13 +39,20 @@ def partitions_start(settings: Settings) -> dt.date:
         return settings.today().replace(day=1)
 
 
+def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """One partition per day in the organisation's timezone, today included (end_offset=1):
+    the schedule computes the last complete day, a definitions edit recomputes today."""
+    return dg.DailyPartitionsDefinition(
+        start_date=partitions_start(settings).isoformat(), timezone=settings.timezone, end_offset=1
+    )
+
+
 def build_definitions(config_path: str | None = None) -> dg.Definitions:
     config_path = config_path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
     settings = load_settings(config_path)
-    partitions = dg.DailyPartitionsDefinition(
-        start_date=partitions_start(settings).isoformat(), timezone=settings.timezone
-    )
-    job = build_daily_job(partitions)
+    partitions = daily_partitions(settings)
+    sync_job = build_sync_job()
+    daily_job = build_daily_job(partitions)
     resource = KrpulseResource(
         config_path=str(config_path),
         database_url=dg.EnvVar(DATABASE_URL_ENV) if os.environ.get(DATABASE_URL_ENV) else "",
@@ -47,16 +68,32 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
                     source_resource_key(s.name)
                     if source_resource_key(s.name) in secret_holders
                     else None,
+                    settings,
                 )
                 for s in settings.sources
             ),
+            build_staged_sources_asset(partitions, settings),
             build_value_assets(partitions, settings),
-            build_progress_asset(partitions),
+            build_progress_asset(partitions, settings),
+            build_publish_asset(partitions),
         ],
-        asset_checks=build_gate_checks(partitions),
-        jobs=[job],
-        schedules=[build_daily_schedule(job, settings)],
-        resources={"krpulse": resource, **secret_holders},
+        asset_checks=[*build_gate_checks(partitions), *build_data_checks(settings)],
+        jobs=[sync_job, daily_job],
+        schedules=[build_daily_schedule(sync_job, settings, partitions_start(settings))],
+        sensors=[
+            *build_after_sync_sensors(sync_job, daily_job, settings),
+            build_definitions_sensor(daily_job, settings),
+            build_failure_sensor(settings),
+        ],
+        resources={
+            "krpulse": resource,
+            FRAMES_IO_MANAGER: DailyFramesIOManager(
+                base_dir=str(settings.resolve(Path(settings.orchestration.frames_dir)))
+                if settings.orchestration.frames_dir
+                else ""
+            ),
+            **secret_holders,
+        },
     )
 
 

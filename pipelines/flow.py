@@ -37,6 +37,7 @@ from okr_store.sinks import (
     WeekdoneSink,
     push_current_progress,
 )
+from pipelines import gate
 from pipelines.settings import ConfigError, FilesSourceSettings, Settings, SourceSettings
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ class DayResult:
     progress: pd.DataFrame  # KR rows scored, in the store's shape
     kpis: pd.DataFrame  # KPI rows with health, in the store's shape
     validation_failures: list[str] = field(default_factory=list)
+    validation_warnings: list[str] = field(default_factory=list)
+    stale_reason: str | None = None  # set when blocked: what the stale KRs show
 
     @property
     def blocked(self) -> bool:
@@ -179,16 +182,13 @@ def compute_day(
     return compute_days(settings, definitions, data, [as_of])[as_of]
 
 
-def validate_values(values: pd.DataFrame) -> list[str]:
-    """Run the Great Expectations gate on a day's values; return failure descriptions."""
+def validate_values(values: pd.DataFrame, definitions: DefinitionSet | None = None) -> list[str]:
+    """Run the Great Expectations number gate on a day's values; return its ERROR failures."""
     from kr_metrics.validation import validate_metric_values
 
-    report = validate_metric_values(
-        values,
-        {name: spec.valid_range for name, spec in METRICS.items()},
-        nullable_metrics=[name for name, spec in METRICS.items() if spec.nullable],
-    )
-    return [] if report.success else report.summary().splitlines()
+    ranges, nullable = gate.number_rules(definitions)
+    report = validate_metric_values(values, ranges, nullable_metrics=nullable)
+    return report.summary().splitlines() if report.blocked else []
 
 
 def push_day(
@@ -248,7 +248,8 @@ def run_days(
     run_id: str | None = None,
     progress_callback: Callable[[DayResult], None] | None = None,
 ) -> list[DayResult]:
-    """Compute, validate and push each day; a day the gate blocks writes nothing.
+    """Compute, validate and push each day; a day the gate blocks pushes nothing and marks its
+    KRs stale with the reason (each keeps its last good value).
 
     The run is audited in the store (runs, run_days); after the store has committed, the
     configured OKR tools receive what changed (see push_to_okr_tools).
@@ -264,12 +265,18 @@ def run_days(
     try:
         computed = compute_days(settings, definitions, data, days) if days else {}
         frozen = frozen_cycles(settings, definitions, store)
+        # Staged data that failed its data suites blocks every day computed from it.
+        verdicts = gate.data_gate(settings, engine) if validate else []
         for as_of in days:
             values, progress, kpis = computed[as_of]
             result = DayResult(as_of, values, progress, kpis)
             if validate:
-                result.validation_failures = validate_values(values)
-            if not result.blocked:
+                gate.judge_day(result, settings, definitions, store, verdicts)
+            if result.blocked:
+                # Nothing of the day is pushed: its KRs keep their last good value, as stale.
+                gate.mark_blocked(store, definitions, [as_of], result.stale_reason or "blocked",
+                                  run_id, frozen_cycles=frozen)  # fmt: skip
+            else:
                 # A closed cycle's stored grades are final: reruns and backfills keep them.
                 push_day(store, as_of, progress, kpis, run_id=run_id, data_synced_at=synced_at,
                          frozen_cycles=frozen)  # fmt: skip

@@ -17,6 +17,8 @@ from connectors.hubspot.settings import HubSpotSourceSettings
 from connectors.salesforce.settings import SalesforceSourceSettings
 from dashboard.config import DashboardSettings
 from kr_metrics.scoring import ScoringPolicy
+from pipelines.orchestration_settings import NotificationSettings, OrchestrationSettings
+from pipelines.validation_settings import ValidationSettings
 
 CONFIG_ENV = "KRPULSE_CONFIG"
 DATABASE_URL_ENV = "KRPULSE_DATABASE_URL"
@@ -137,6 +139,9 @@ class Settings(_Settings):
     scoring: ScoringSettings = ScoringSettings()
     sinks: SinksSettings = Field(default_factory=SinksSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     root: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("timezone")

@@ -11,7 +11,15 @@ import pytest
 from okr_store.repository import OkrStore
 from pipelines import flow
 from pipelines.definitions import build_definitions
-from pipelines.names import DAILY_JOB, DAILY_SCHEDULE, KR_PROGRESS, KR_VALUES, VALUES_CHECK
+from pipelines.names import (
+    DAILY_JOB,
+    DAILY_SCHEDULE,
+    KR_PROGRESS,
+    KR_VALUES,
+    SYNC_JOB,
+    VALUES_CHECK,
+)
+from pipelines.schedules import DAY_TAG
 from pipelines.settings import load_settings
 
 DAY = "2026-11-20"
@@ -23,9 +31,14 @@ def defs(demo_project) -> dg.Definitions:
 
 
 def materialize_day(defs: dg.Definitions, partition: str = DAY) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_job_def(DAILY_JOB)
-    return job.execute_in_process(
-        partition_key=partition, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    """What the schedule and its sensor do: sync the sources, then compute the day."""
+    instance = dg.DagsterInstance.ephemeral()
+    synced = defs.resolve_job_def(SYNC_JOB).execute_in_process(
+        instance=instance, tags={DAY_TAG: partition}
+    )
+    assert synced.success
+    return defs.resolve_job_def(DAILY_JOB).execute_in_process(
+        partition_key=partition, instance=instance, raise_on_error=False
     )
 
 
@@ -77,14 +90,15 @@ def test_the_dagster_job_and_the_cli_flow_agree(defs, demo_project):
 
 def test_a_failing_gate_blocks_the_push_and_keeps_the_previous_day(defs, demo_project, monkeypatch):
     assert materialize_day(defs, "2026-11-19").success
-    real_compute = flow.compute_day
+    real_compute = flow.compute_days
 
     def broken_compute(*args, **kwargs):
-        values, progress, kpis = real_compute(*args, **kwargs)
-        values.loc[values["metric"] == "nps", "value"] = 140.0  # impossible NPS
-        return values, progress, kpis
+        computed = real_compute(*args, **kwargs)
+        for values, _, _ in computed.values():
+            values.loc[values["metric"] == "nps", "value"] = 140.0  # impossible NPS
+        return computed
 
-    monkeypatch.setattr(flow, "compute_day", broken_compute)
+    monkeypatch.setattr(flow, "compute_days", broken_compute)
     result = materialize_day(defs)
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     assert failed and failed[0].check_name == VALUES_CHECK
@@ -94,5 +108,10 @@ def test_a_failing_gate_blocks_the_push_and_keeps_the_previous_day(defs, demo_pr
     assert KR_PROGRESS not in materialized
 
     store = OkrStore(flow.open_database(load_settings(demo_project / "krpulse.yaml")))
-    assert store.count_progress_rows(dt.date(2026, 11, 20)) == 0
-    assert store.count_progress_rows(dt.date(2026, 11, 19)) == 8
+    # Nothing of the day is pushed: the failing check marked its KRs stale instead, each
+    # carrying the previous day's value; the previous day is untouched.
+    blocked = store.progress(as_of=dt.date(2026, 11, 20), on_day_only=True)
+    assert len(blocked) == 8 and (blocked["status"] == "stale").all()
+    assert blocked["stale_reason"].str.contains("nps outside -100..100").all()
+    before = store.progress(as_of=dt.date(2026, 11, 19), on_day_only=True)
+    assert len(before) == 8 and "stale" not in set(before["status"])
