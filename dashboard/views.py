@@ -55,14 +55,6 @@ class NotFound(LookupError):
 # --- formatting ---------------------------------------------------------------------------------
 
 
-def metric_bounds(metrics: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Each metric's valid range (NPS -100..100, ratios 0..1); a trend must not leave it."""
-    ranges = {name: spec.valid_range for name, spec in METRICS.items()}
-    low = metrics.map(lambda m: ranges.get(m, (None, None))[0]).astype("float64")
-    high = metrics.map(lambda m: ranges.get(m, (None, None))[1]).astype("float64")
-    return low, high
-
-
 def team_label(team: Any) -> str:
     return COMPANY if team is None or (isinstance(team, float) and math.isnan(team)) else str(team)
 

@@ -68,7 +68,3 @@ def evaluate(tree: ast.Expression, values: Mapping[str, np.ndarray]) -> np.ndarr
         raise ExpressionError(f"unexpected node {type(node).__name__}")  # pragma: no cover
 
     return walk(tree)
-
-
-def names_in(tree: ast.Expression) -> set[str]:
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}

@@ -39,10 +39,6 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 NOT_WORTH_RETRYING = (ConfigError, SchemaOutOfDateError, SourceLimitReached)
 
 
-def partition_date(context: dg.AssetExecutionContext) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
-
-
 def _markdown_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame[columns].head(limit).to_markdown(index=False, floatfmt=".3g"))
 

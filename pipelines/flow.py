@@ -297,17 +297,6 @@ def run_days(
     return results
 
 
-def after_partition_push(settings: Settings, store: OkrStore, run_id: str) -> dict[str, int]:
-    """What follows a Dagster partition's push: close its audit row, record the definitions,
-    push to the OKR tools. Returns the push outcomes counted (for the asset's metadata)."""
-    store.finish_run(run_id, status=SUCCEEDED, origin="dagster")
-    store.record_definitions(load_definition_set(settings))
-    counts: dict[str, int] = {}
-    for outcome in push_to_okr_tools(settings, store):
-        counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
-    return counts
-
-
 def okr_tool_sinks(settings: Settings) -> list[Sink]:
     """The sinks configured under `sinks:` in krpulse.yaml, with secrets from the environment."""
     config = settings.sinks
