@@ -10,7 +10,7 @@ import pandas as pd
 from connectors.schema import CANONICAL_TABLES
 from kr_metrics.definitions import DerivedMetric, Location, Problem, RatioMetric, SimpleMetric
 from kr_metrics.expressions import ExpressionError, parse
-from kr_metrics.metrics import FILTER_COLUMNS, METRICS, Events, MetricSpec, PreparedData, Scope
+from kr_metrics.metrics import METRICS, Events, MetricSpec, PreparedData, Scope
 
 # The day each entity's window applies to, unless a simple metric names another date column.
 DEFAULT_DATE = {"deals": "close_date", "nps_responses": "submitted_day", "customers": "created_day"}
@@ -59,6 +59,12 @@ def _simple_events(metric: SimpleMetric):
         return Events(day=day, num=np.asarray(raw))
 
     return events
+
+
+def _inputs(metric: RatioMetric | DerivedMetric) -> tuple[str, ...]:
+    if isinstance(metric, RatioMetric):
+        return (metric.numerator, metric.denominator)
+    return tuple(metric.metrics)
 
 
 def build_library(
@@ -124,13 +130,9 @@ def build_library(
     # ratio and derived metrics, in dependency order; cycles and unknown inputs are errors.
     pending = [m for m in custom if not isinstance(m, SimpleMetric) and m.name not in METRICS]
     trees: dict[str, Any] = {}
+    broken: set[str] = set()
     for metric in pending:
-        inputs = (
-            (metric.numerator, metric.denominator)
-            if isinstance(metric, RatioMetric)
-            else tuple(metric.metrics)
-        )
-        missing = [i for i in inputs if i not in by_name and i not in METRICS]
+        missing = [i for i in _inputs(metric) if i not in by_name and i not in METRICS]
         if missing:
             field = (
                 "metrics"
@@ -139,8 +141,8 @@ def build_library(
             )
             problems.append(Problem(*at(metric.name, field), f"metric '{metric.name}' uses unknown metric(s) "
                                     f"{', '.join(missing)}", code="unknown-metric"))  # fmt: skip
-            continue
-        if isinstance(metric, DerivedMetric):
+            broken.add(metric.name)
+        elif isinstance(metric, DerivedMetric):
             try:
                 trees[metric.name] = parse(metric.expr, set(metric.metrics))
             except ExpressionError as exc:
@@ -149,47 +151,26 @@ def build_library(
                         *at(metric.name, "expr"), f"metric '{metric.name}': {exc}", code="bad-expr"
                     )
                 )
-                continue
-    resolved = set(library)
-    progress = True
-    while progress:
-        progress = False
-        for metric in pending:
-            if metric.name in resolved or (
-                isinstance(metric, DerivedMetric) and metric.name not in trees
-            ):
-                continue
-            inputs = (
-                (metric.numerator, metric.denominator)
-                if isinstance(metric, RatioMetric)
-                else tuple(metric.metrics)
-            )
-            if not all(i in resolved for i in inputs):
-                continue
+                broken.add(metric.name)
+    waiting = [m for m in pending if m.name not in broken]
+    while waiting:
+        ready = [m for m in waiting if all(i in library for i in _inputs(m))]
+        if not ready:
+            break
+        for metric in ready:
+            inputs = _inputs(metric)
+            ratio = isinstance(metric, RatioMetric)
+            formula = f"{inputs[0]} ÷ {inputs[1]}" if ratio else metric.expr
             entities = {library[i].entity for i in inputs}
-            low, high = metric.min, metric.max
             library[metric.name] = MetricSpec(
-                name=metric.name,
-                description=metric.description or (f"{inputs[0]} ÷ {inputs[1]}" if isinstance(metric, RatioMetric) else metric.expr),
-                unit=metric.unit, entity=library[inputs[0]].entity if len(entities) == 1 else "deals",
-                valid_range=(low, high), nullable=True,
-                combine="metric_ratio" if isinstance(metric, RatioMetric) else "derived",
-                formula=f"{inputs[0]} ÷ {inputs[1]}" if isinstance(metric, RatioMetric) else metric.expr,
-                custom=True, inputs=inputs, expression=trees.get(metric.name),
+                name=metric.name, description=metric.description or formula, unit=metric.unit,
+                entity=entities.pop() if len(entities) == 1 else "deals",
+                valid_range=(metric.min, metric.max), nullable=True,
+                combine="metric_ratio" if ratio else "derived", formula=formula, custom=True,
+                inputs=inputs, expression=trees.get(metric.name),
             )  # fmt: skip
-            resolved.add(metric.name)
-            progress = True
-    for metric in pending:
-        if metric.name not in resolved and not any(
-            p.file == at(metric.name)[0] and p.line == at(metric.name)[1] for p in problems
-        ):
-            if isinstance(metric, DerivedMetric) and metric.name not in trees:
-                continue
-            problems.append(Problem(*at(metric.name), f"metric '{metric.name}' depends on itself through "
-                                    "other metrics (a cycle)", code="metric-cycle"))  # fmt: skip
-    # Inputs of a ratio/derived metric over different entities can still share a KR's filters
-    # only where the columns exist on each; the KR filter check uses the first input's entity.
-    for name, spec in library.items():
-        if spec.inputs and spec.entity not in FILTER_COLUMNS:  # pragma: no cover - defensive
-            problems.append(Problem(*at(name), f"metric '{name}' has no entity", code="bad-metric"))
+        waiting = [m for m in waiting if m not in ready]
+    for metric in waiting:  # what is left can only wait for itself, or for a broken metric
+        problems.append(Problem(*at(metric.name), f"metric '{metric.name}' depends on itself through "
+                                "other metrics (a cycle) or on a metric with errors", code="metric-cycle"))  # fmt: skip
     return library, problems
