@@ -265,7 +265,6 @@ class SalesforceSource:
         valid, quarantined = conformed.valid, conformed.quarantined
         if enrich is not None:
             valid, quarantined = enrich(conn, valid, quarantined)
-        used_limit = client.api_usage or (None, None)
         return merge_changes(
             conn,
             table,
@@ -277,9 +276,7 @@ class SalesforceSource:
             fetched=extraction.fetched,
             api_calls=client.api_calls - calls_before,
             details={
-                "api_path": extraction.path,
-                "api_usage_used": used_limit[0],
-                "api_usage_max": used_limit[1],
+                **_api_details(client, extraction),
                 "since": extraction.since.isoformat() if extraction.since else "",
                 "reauthentications": client.reauthentications,
                 **details,
@@ -358,7 +355,6 @@ class SalesforceSource:
             )
             changed = conformed.valid[~same.to_numpy()].reset_index(drop=True)
             self._fx_changed = not changed.empty
-            used_limit = client.api_usage or (None, None)
             return merge_changes(
                 conn,
                 FX_RATES,
@@ -369,9 +365,7 @@ class SalesforceSource:
                 fetched=extraction.fetched,
                 api_calls=client.api_calls - calls_before,
                 details={
-                    "api_path": extraction.path,
-                    "api_usage_used": used_limit[0],
-                    "api_usage_max": used_limit[1],
+                    **_api_details(client, extraction),
                     **details,
                 },
             )
@@ -424,7 +418,6 @@ class SalesforceSource:
             existed = before["owner_id"].isin(staged["owner_id"]).to_numpy()
             team_moved = existed & ~_equal(valid["team"], before["team"])
             self._propagate_owner_teams(conn, valid[team_moved])
-            used_limit = client.api_usage or (None, None)
             return merge_changes(
                 conn,
                 OWNERS,
@@ -435,9 +428,7 @@ class SalesforceSource:
                 fetched=extraction.fetched,
                 api_calls=client.api_calls - calls_before,
                 details={
-                    "api_path": extraction.path,
-                    "api_usage_used": used_limit[0],
-                    "api_usage_max": used_limit[1],
+                    **_api_details(client, extraction),
                     "since": extraction.since.isoformat() if extraction.since else "",
                     "team_from": config.team_from,
                     "owners_moved_team": int(team_moved.sum()),
@@ -841,6 +832,12 @@ def _with_home_amounts(
     # Salesforce never supplies amount_home: always convert with the staged (dated) rates.
     deals = deals.assign(amount_home=float("nan"))
     return convert_deals(deals, fx, home_currency=home_currency)
+
+
+def _api_details(client: Any, extraction: Any) -> dict:
+    """How an object was read and the org's API usage after it, for the sync report."""
+    used, limit = client.api_usage or (None, None)
+    return {"api_path": extraction.path, "api_usage_used": used, "api_usage_max": limit}
 
 
 def _equal(left: pd.Series, right: pd.Series) -> Any:
