@@ -146,6 +146,11 @@ class KeyResult(_Model):
         description="An absolute number, or a change relative to the baseline such as '+20%'. "
         "Left empty by `krpulse new-cycle` for sales ops to fill in."
     )
+    start: float | None = Field(
+        default=None,
+        description="Where the progress bar starts. Default: 0 for accumulating metrics (won "
+        "revenue, revenue per existing customer), the baseline for levels (win rate, NPS).",
+    )
     unit: str | None = None
     window: str = Field(default="cycle", description="`cycle` (default) or `rolling_<days>d`.")
     basis: Literal["count", "amount"] = Field(
@@ -265,6 +270,11 @@ class SimpleMetric(_Model):
         "nps_responses: submitted_day; customers: created_day).",
     )
     unit: Literal["currency", "count", "ratio", "score", "days", "number"] = "number"
+    kind: Literal["accumulating", "level"] | None = Field(
+        default=None,
+        description="accumulating (starts at 0 each cycle and grows) or level (a rate or average); "
+        "derived from the metric's definition when left out.",
+    )
     min: float | None = Field(default=None, description="Smallest valid value (validation gate).")
     max: float | None = Field(default=None, description="Largest valid value (validation gate).")
 
@@ -284,6 +294,11 @@ class RatioMetric(_Model):
     numerator: MetricName
     denominator: MetricName
     unit: Literal["currency", "count", "ratio", "score", "days", "number"] = "ratio"
+    kind: Literal["accumulating", "level"] | None = Field(
+        default=None,
+        description="accumulating (starts at 0 each cycle and grows) or level (a rate or average); "
+        "derived from the metric's definition when left out.",
+    )
     min: float | None = None
     max: float | None = None
 
@@ -297,6 +312,11 @@ class DerivedMetric(_Model):
     expr: str = Field(description="e.g. 'won_revenue - existing_customer_revenue'")
     metrics: list[MetricName] = Field(min_length=1)
     unit: Literal["currency", "count", "ratio", "score", "days", "number"] = "number"
+    kind: Literal["accumulating", "level"] | None = Field(
+        default=None,
+        description="accumulating (starts at 0 each cycle and grows) or level (a rate or average); "
+        "derived from the metric's definition when left out.",
+    )
     min: float | None = None
     max: float | None = None
 

@@ -47,6 +47,22 @@ def parse(expr: str, allowed_names: set[str]) -> ast.Expression:
     return tree
 
 
+def is_linear(tree: ast.Expression) -> bool:
+    """True when the expression is a sum of its metrics scaled by numbers: no metric is
+    multiplied by or divided by another metric, and nothing is divided by a metric."""
+
+    def has_name(node: ast.AST) -> bool:
+        return any(isinstance(n, ast.Name) for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, ast.Mult) and has_name(node.left) and has_name(node.right):
+                return False
+            if isinstance(node.op, ast.Div) and has_name(node.right):
+                return False
+    return True
+
+
 def evaluate(tree: ast.Expression, values: Mapping[str, np.ndarray]) -> np.ndarray:
     """Evaluate a parsed tree element-wise; division by zero gives NaN (no value), never inf."""
 

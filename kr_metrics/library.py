@@ -9,8 +9,8 @@ import pandas as pd
 
 from connectors.schema import CANONICAL_TABLES
 from kr_metrics.definitions import DerivedMetric, Location, Problem, RatioMetric, SimpleMetric
-from kr_metrics.expressions import ExpressionError, parse
-from kr_metrics.metrics import METRICS, Events, MetricSpec, PreparedData, Scope
+from kr_metrics.expressions import ExpressionError, is_linear, parse
+from kr_metrics.metrics import ACCUMULATING, LEVEL, METRICS, Events, MetricSpec, PreparedData, Scope
 
 # The day each entity's window applies to, unless a simple metric names another date column.
 DEFAULT_DATE = {"deals": "close_date", "nps_responses": "submitted_day", "customers": "created_day"}
@@ -59,6 +59,28 @@ def _simple_events(metric: SimpleMetric):
         return Events(day=day, num=np.asarray(raw))
 
     return events
+
+
+def derived_kind(
+    metric: SimpleMetric | RatioMetric | DerivedMetric,
+    library: dict[str, MetricSpec],
+    tree: Any = None,
+) -> str:
+    """A custom metric's kind unless its YAML says `kind:` (docs/metrics.md, "Kinds").
+
+    Sums, counts and distinct counts accumulate; averages, minima and maxima are levels; a ratio
+    of two metrics is a level (numerator and denominator grow together); a derived metric
+    accumulates when every input accumulates and the arithmetic is a sum of them scaled by
+    numbers (`won_revenue - existing_customer_revenue`, `won_revenue / 1000`).
+    """
+    if metric.kind:
+        return metric.kind
+    if isinstance(metric, SimpleMetric):
+        return ACCUMULATING if metric.agg in ("sum", "count", "count_distinct") else LEVEL
+    if isinstance(metric, RatioMetric):
+        return LEVEL
+    inputs_accumulate = all(library[name].kind == ACCUMULATING for name in metric.metrics)
+    return ACCUMULATING if inputs_accumulate and tree is not None and is_linear(tree) else LEVEL
 
 
 def _inputs(metric: RatioMetric | DerivedMetric) -> tuple[str, ...]:
@@ -124,7 +146,7 @@ def build_library(
                 events=_simple_events(metric), reduce=None if additive else metric.agg,
                 formula=f"{metric.agg}({metric.expr or '*'}) of {metric.entity} dated by {date} in the window"
                 + (f", where {dict(metric.filter)}" if metric.filter else ""),
-                custom=True, filters=dict(metric.filter),
+                custom=True, filters=dict(metric.filter), kind=derived_kind(metric, library),
             )  # fmt: skip
 
     # ratio and derived metrics, in dependency order; cycles and unknown inputs are errors.
@@ -168,6 +190,7 @@ def build_library(
                 valid_range=(metric.min, metric.max), nullable=True,
                 combine="metric_ratio" if ratio else "derived", formula=formula, custom=True,
                 inputs=inputs, expression=trees.get(metric.name),
+                kind=derived_kind(metric, library, trees.get(metric.name)),
             )  # fmt: skip
         waiting = [m for m in waiting if m not in ready]
     for metric in waiting:  # what is left can only wait for itself, or for a broken metric

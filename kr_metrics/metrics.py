@@ -14,6 +14,14 @@ DEALS = "deals"
 NPS_RESPONSES = "nps_responses"
 CUSTOMERS = "customers"
 
+# What a metric's cycle value does over the window (docs/metrics.md, "Kinds"):
+# ACCUMULATING values start at 0 on the cycle's first day and grow (won revenue, won deals,
+# revenue per existing customer = a sum over a fixed set of customers); a LEVEL is a rate or an
+# average that moves up and down around where it stands (win rate, NPS, average deal size).
+ACCUMULATING = "accumulating"
+LEVEL = "level"
+METRIC_KINDS = (ACCUMULATING, LEVEL)
+
 # Columns a `where:` filter may name. Deal metrics see the deal's own columns and its customer's
 # (the deal's value wins where both have one, e.g. `team`); NPS metrics see the customer's.
 CUSTOMER_FILTER_COLUMNS = frozenset(
@@ -126,6 +134,8 @@ class MetricSpec:
     filters: dict = field(default_factory=dict)
     # Custom derived metrics: the parsed arithmetic over `inputs`.
     expression: Any = None
+    # ACCUMULATING or LEVEL: where a KR's progress bar starts (0, or the baseline).
+    kind: str = LEVEL
 
     @property
     def filter_columns(self) -> frozenset[str]:
@@ -320,9 +330,13 @@ _NONE_IS_ZERO = "No matching deals gives 0, not null: an empty sum is a real zer
 
 
 def _spec(name, unit, entity, valid_range, nullable, combine, events, formula, edge_cases, **kw):
+    # Window sums (and a window sum over a fixed set of customers) accumulate; ratios of two
+    # sums and balances (open pipeline) are levels.
+    accumulates = combine in ("sum", "per_constant") and not kw.get("point_in_time")
     return MetricSpec(
         name=name, description=formula, unit=unit, entity=entity, valid_range=valid_range,
-        nullable=nullable, combine=combine, events=events, formula=formula, edge_cases=edge_cases, **kw,
+        nullable=nullable, combine=combine, events=events, formula=formula, edge_cases=edge_cases,
+        kind=ACCUMULATING if accumulates else LEVEL, **kw,
     )  # fmt: skip
 
 

@@ -118,6 +118,13 @@ class KrProgress(Base):
     stale_reason: Mapped[str | None] = mapped_column(sa.Text)
     definition_version: Mapped[str] = mapped_column(sa.String(40))
     run_id: Mapped[str] = mapped_column(sa.String(80))
+    # Progress semantics (migration 0005): where the bar starts, the value expected by the day,
+    # the metric's kind, the reason behind the status and a closed cycle's verdict.
+    start_value: Mapped[float | None] = mapped_column(sa.Float)
+    expected_value: Mapped[float | None] = mapped_column(sa.Float)
+    metric_kind: Mapped[str | None] = mapped_column(sa.String(20))
+    status_reason: Mapped[str | None] = mapped_column(sa.Text)
+    verdict: Mapped[str | None] = mapped_column(sa.String(30))
     data_synced_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     computed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
