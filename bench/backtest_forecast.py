@@ -7,8 +7,8 @@ from pathlib import Path
 
 from connectors.demo_org import generate_demo_org
 from connectors.files import FilesSource
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from connectors.staging import read_staged
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.definitions import Cycle, load_definitions
 from kr_metrics.engine import prepare
 from kr_metrics.forecast import backtest

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.canonical import CANONICAL_TABLES, CUSTOMERS, DEALS, FX_RATES, NPS_RESPONSES, OWNERS
+
 DEMO_SEED = 7
 DEMO_AS_OF = datetime.date(2026, 11, 25)  # the demo's "today": data stops here
 DEMO_CYCLE_START = datetime.date(2026, 10, 1)  # current demo cycle 2026-Q4 (ends 2026-12-31)
@@ -44,21 +46,12 @@ SOURCE = "demo"
 DATA_START = datetime.date(2025, 10, 1)
 CYCLE_END = datetime.date(2026, 12, 31)
 
-OWNERS_COLUMNS = ["source", "owner_id", "name", "email", "team"]
-CUSTOMERS_COLUMNS = [
-    "source", "customer_id", "name", "segment", "region", "industry", "owner_id", "team",
-    "created_at", "last_modified_at", "is_deleted",
-]  # fmt: skip
-DEALS_COLUMNS = [
-    "source", "deal_id", "customer_id", "name", "owner_id", "team", "pipeline", "stage",
-    "is_closed", "is_won", "amount", "currency", "amount_home", "created_at", "close_date",
-    "deal_type", "last_modified_at", "is_deleted",
-]  # fmt: skip
-NPS_COLUMNS = [
-    "source", "response_id", "customer_id", "score", "submitted_at", "survey_id", "comment",
-    "last_modified_at", "is_deleted",
-]  # fmt: skip
-FX_COLUMNS = ["currency", "rate_to_home", "valid_from", "valid_to"]
+# The files carry exactly the canonical columns, in the canonical order.
+OWNERS_COLUMNS = list(CANONICAL_TABLES[OWNERS].columns)
+CUSTOMERS_COLUMNS = list(CANONICAL_TABLES[CUSTOMERS].columns)
+DEALS_COLUMNS = list(CANONICAL_TABLES[DEALS].columns)
+NPS_COLUMNS = list(CANONICAL_TABLES[NPS_RESPONSES].columns)
+FX_COLUMNS = list(CANONICAL_TABLES[FX_RATES].columns)
 
 _FX_START = datetime.date(2025, 6, 1)  # before the earliest created_at of a deal
 _FX_END = datetime.date(2027, 3, 1)  # month of the last planned close date

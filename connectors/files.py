@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from connectors.base import SourceError
 from connectors.money import convert_deals
-from connectors.schema import (
+from connectors.staging import SyncReport, merge_snapshot, read_staged
+from core.canonical import (
     CUSTOMERS,
     DEALS,
     FX_RATES,
@@ -19,7 +20,6 @@ from connectors.schema import (
     SchemaError,
     conform,
 )
-from connectors.staging import SyncReport, merge_snapshot, read_staged
 
 REQUIRED_FILES = (DEALS, CUSTOMERS, NPS_RESPONSES)
 OPTIONAL_FILES = (OWNERS, FX_RATES)

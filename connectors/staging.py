@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.schema import CANONICAL_TABLES, FX_RATES, as_canonical
+from core.canonical import CANONICAL_TABLES, FX_RATES, as_canonical
 from okr_store.db import upsert
 
 staging_metadata = sa.MetaData()

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import pandas as pd
-
+from core.numbers import number
 from kr_metrics.metrics import METRICS
 
-
-def number(value: Any) -> float | None:
-    """A JSON-safe float: NaN, NA, NaT, inf and None are null."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(result) or math.isinf(result) else result
+__all__ = ["format_percent", "format_value", "number"]
 
 
 def format_value(value: Any, metric: str, unit: str | None = None) -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.calendar import each_day
+from core.numbers import optional_float
 from kr_metrics.definitions import DefinitionSet, KeyResult, definition_version, window_days
 from kr_metrics.expressions import evaluate as evaluate_expression
 from kr_metrics.metrics import (
@@ -212,15 +214,11 @@ def metric_series(spec: MetricSpec, library: dict[str, MetricSpec], data: Prepar
 def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], data: PreparedData,
                         scope: Scope, windows: Sequence[Window], *, basis: str = "count") -> list[MetricResult]:  # fmt: skip
     series = metric_series(spec, library, data, scope, windows, basis=basis)
-
-    def number(x: float) -> float | None:
-        return None if np.isnan(x) else float(x)
-
     return [
         MetricResult(
-            number(series.value[i]),
-            number(series.numerator[i]),
-            number(series.denominator[i]),
+            optional_float(series.value[i]),
+            optional_float(series.numerator[i]),
+            optional_float(series.denominator[i]),
             int(series.sample[i]),
         )  # fmt: skip
         for i in range(len(windows))
@@ -253,7 +251,7 @@ def evaluate_history(
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     library = definitions.library or METRICS
-    all_days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    all_days = each_day(start, end)
     scopes: dict[str, Scope] = {}
 
     def scope(where: dict) -> Scope:
@@ -353,7 +351,7 @@ def _baseline(
     window = (rolling_window(rolling, previous_end) if rolling
               else Window(previous_start, previous_end, previous_start))  # fmt: skip
     value = metric_series(spec, library, data, scope, [window], basis=kr.basis).value[0]
-    return None if np.isnan(value) else float(value)
+    return optional_float(value)
 
 
 def explain_key_result(definitions: DefinitionSet, loaded, kr: KeyResult, data: PreparedData,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.canonical import ID_COLUMNS
 from kr_metrics.metrics import MetricSpec, PreparedData, Scope, Window
 
 # Record columns worth showing next to each contribution, per entity (when the frame has them).
@@ -20,7 +21,6 @@ RECORD_COLUMNS = {
         "submitted_at",
     ],
 }  # fmt: skip
-ID_COLUMNS = {"deals": "deal_id", "nps_responses": "response_id"}
 EXPLAINED_COLUMNS = ["entity", "record_id", "day", "contribution", "weight", "customer_name"]
 
 

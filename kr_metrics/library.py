@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from connectors.schema import CANONICAL_TABLES
+from core.canonical import CANONICAL_TABLES
 from kr_metrics.definitions import DerivedMetric, Location, Problem, RatioMetric, SimpleMetric
 from kr_metrics.expressions import ExpressionError, is_linear, parse
 from kr_metrics.metrics import ACCUMULATING, LEVEL, METRICS, Events, MetricSpec, PreparedData, Scope

@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DEALS = "deals"
-NPS_RESPONSES = "nps_responses"
-CUSTOMERS = "customers"
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 
 # What a metric's cycle value does over the window (docs/metrics.md, "Kinds"):
 # ACCUMULATING values start at 0 on the cycle's first day and grow (won revenue, won deals,

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.canonical import ID_COLUMNS
+
 if TYPE_CHECKING:
     # Only for type checkers: importing great_expectations costs seconds, and the Dagster
     # definitions and the CLI import this module without ever validating anything.
@@ -28,14 +30,6 @@ ERROR = "error"
 WARNING = "warning"
 SEVERITIES = (ERROR, WARNING)
 
-# Canonical id column per staged table (kept here: kr_metrics does not import connectors).
-ID_COLUMNS = {
-    "deals": "deal_id",
-    "customers": "customer_id",
-    "nps_responses": "response_id",
-    "owners": "owner_id",
-    "fx_rates": None,
-}
 NPS_SCORES = list(range(11))
 CURRENCY_CODE = r"^[A-Z]{3}$"
 

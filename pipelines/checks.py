@@ -12,6 +12,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from core.calendar import each_day
 from pipelines import flow, gate
 from pipelines.names import DATA_CHECK, KPI_VALUES, KR_VALUES, VALUES_CHECK, sync_asset_key
 from pipelines.resources import KrpulseResource
@@ -30,7 +31,7 @@ def run_days(context: dg.AssetCheckExecutionContext) -> list[dt.date]:
         start = end = dt.date.fromisoformat(context.partition_key)
     else:
         return []
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return each_day(start, end)
 
 
 def failure_metadata(reports: list) -> dict:

@@ -17,8 +17,9 @@ from connectors.base import Source
 from connectors.files import FilesSource
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
 from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from connectors.staging import SyncReport, last_synced, read_staged
+from core.calendar import each_day
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.definitions import DefinitionSet, load_definitions
 from kr_metrics.engine import evaluate_history, prepare
 from kr_metrics.forecast import add_forecasts
@@ -353,4 +354,4 @@ def push_to_okr_tools(settings: Settings, store: OkrStore) -> list[PushOutcome]:
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise ValueError(f"--to {end} is before --from {start}")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return each_day(start, end)

@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.schema import CUSTOMERS, DEALS
 from connectors.staging import (
     latest_syncs,
     read_synced_rows,
@@ -24,6 +23,7 @@ from connectors.staging import (
     staged_ids,
     sync_history,
 )
+from core.canonical import CUSTOMERS, DEALS
 from kr_metrics.definitions import DefinitionSet
 from kr_metrics.metrics import METRICS
 from okr_store.repository import OkrStore

@@ -8,6 +8,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
+from core.calendar import each_day
+
 UNPARTITIONED = "__all__"
 
 
@@ -75,4 +77,4 @@ def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     """The days a run computes: its one partition, or the whole range of a single-run backfill."""
     window = context.partition_key_range
     start, end = dt.date.fromisoformat(window.start), dt.date.fromisoformat(window.end)
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return each_day(start, end)

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from connectors.hubspot.settings import HubSpotSourceSettings
 from connectors.salesforce.settings import SalesforceSourceSettings
+from core.calendar import known_timezone
 from dashboard.config import DashboardSettings
 from kr_metrics.scoring import ScoringPolicy
 from pipelines.orchestration_settings import NotificationSettings, OrchestrationSettings
@@ -147,13 +148,7 @@ class Settings(_Settings):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"unknown timezone '{value}'; use an IANA name like Europe/Berlin"
-            ) from exc
-        return value
+        return known_timezone(value)
 
     @field_validator("sources")
     @classmethod

@@ -13,8 +13,8 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from connectors.staging import STAGING_TABLES
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.definitions import DefinitionSet
 from pipelines import flow
 from pipelines.names import sync_asset_key

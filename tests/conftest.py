@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from connectors.schema import conform, empty_frame
+from core.canonical import conform, empty_frame
 from okr_store.db import create_engine
 from okr_store.schema import upgrade
 

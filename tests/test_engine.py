@@ -10,8 +10,8 @@ import pytest
 from conftest import REPO
 
 from connectors.files import FilesSource
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from connectors.staging import read_staged
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.definitions import load_definitions
 from kr_metrics.engine import evaluate, evaluate_history, explain_key_result, prepare
 from okr_store.db import create_engine, create_schema

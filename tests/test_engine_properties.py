@@ -11,7 +11,7 @@ from conftest import canonical
 from hypothesis import HealthCheck, given, settings
 from reference_metrics import reference
 
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.engine import metric_over_windows, prepare, window_for
 from kr_metrics.metrics import METRICS, Window, scope_for
 

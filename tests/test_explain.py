@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from connectors.files import FilesSource
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from connectors.staging import read_staged
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.engine import prepare, window_for
 from kr_metrics.explain import records_behind
 from kr_metrics.metrics import METRICS, scope_for

@@ -7,7 +7,8 @@ import pytest
 
 from connectors.base import SourceError
 from connectors.files import FilesSource
-from connectors.schema import (
+from connectors.staging import read_quarantine, read_staged
+from core.canonical import (
     CANONICAL_TABLES,
     DEALS,
     NPS_RESPONSES,
@@ -15,7 +16,6 @@ from connectors.schema import (
     check_frame,
     conform,
 )
-from connectors.staging import read_quarantine, read_staged
 
 DEALS_CSV = """\
 deal_id,customer_id,name,owner_id,team,pipeline,stage,is_closed,is_won,amount,currency,amount_home,created_at,close_date,deal_type,last_modified_at,is_deleted

@@ -62,8 +62,8 @@ def test_backtest_on_the_demo_orgs_closed_cycles(demo_data, tmp_path):
     from conftest import REPO
 
     from connectors.files import FilesSource
-    from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
     from connectors.staging import read_staged
+    from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
     from kr_metrics.definitions import Cycle, load_definitions
     from kr_metrics.engine import prepare
     from kr_metrics.forecast import backtest

@@ -11,8 +11,8 @@ from fakes.hubspot import TOKEN, Fault, Portal, rate_limit, running, standard_po
 
 from connectors.base import SourceError, SourceLimitReached
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES, OWNERS
 from connectors.staging import read_cursor, read_quarantine, read_staged
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES, OWNERS
 from kr_metrics.engine import prepare
 from kr_metrics.metrics import METRICS, Window, scope_for
 from okr_store.db import create_engine, create_schema

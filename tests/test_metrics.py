@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from conftest import canonical
 
-from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.engine import prepare, window_for
 from kr_metrics.metrics import METRICS, scope_for
 

@@ -12,8 +12,8 @@ from salesforce_support import ENV, populate_acme, settings_for
 from connectors.base import SourceError, SourceLimitReached
 from connectors.salesforce import LegacyLoginWarning, SalesforceSource, rates_to_home
 from connectors.salesforce.helpers import SalesforceClient, credentials_from_env
-from connectors.schema import CUSTOMERS, DEALS, FX_RATES, NPS_RESPONSES, OWNERS
 from connectors.staging import read_cursor, read_quarantine, read_staged
+from core.canonical import CUSTOMERS, DEALS, FX_RATES, NPS_RESPONSES, OWNERS
 from kr_metrics.engine import prepare, window_for
 from kr_metrics.metrics import METRICS, scope_for
 

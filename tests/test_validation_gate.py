@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from connectors.schema import DEALS, NPS_RESPONSES
 from connectors.staging import latest_syncs, merge_changes, read_staged
+from core.canonical import DEALS, NPS_RESPONSES
 from okr_store.db import create_engine
 from okr_store.repository import OkrStore
 from okr_store.schema import upgrade

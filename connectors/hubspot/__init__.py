@@ -30,7 +30,8 @@ from connectors.hubspot.settings import (
     HubSpotSourceSettings,
 )
 from connectors.money import convert_deals
-from connectors.schema import (
+from connectors.staging import SyncReport, merge_changes, read_cursor, read_staged
+from core.canonical import (
     CANONICAL_TABLES,
     CUSTOMERS,
     DEALS,
@@ -39,7 +40,6 @@ from connectors.schema import (
     OWNERS,
     conform,
 )
-from connectors.staging import SyncReport, merge_changes, read_cursor, read_staged
 
 __all__ = ["HubSpotSource", "HubSpotSourceSettings"]
 

@@ -23,7 +23,14 @@ from connectors.salesforce.helpers import (
     soql,
 )
 from connectors.salesforce.settings import SalesforceSourceSettings
-from connectors.schema import (
+from connectors.staging import (
+    STAGING_TABLES,
+    SyncReport,
+    merge_changes,
+    read_cursor,
+    read_staged,
+)
+from core.canonical import (
     CANONICAL_TABLES,
     CUSTOMERS,
     DEALS,
@@ -32,13 +39,6 @@ from connectors.schema import (
     OWNERS,
     SchemaError,
     conform,
-)
-from connectors.staging import (
-    STAGING_TABLES,
-    SyncReport,
-    merge_changes,
-    read_cursor,
-    read_staged,
 )
 
 __all__ = [

@@ -108,6 +108,11 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
     ),
 }
 
+# The id column of each table (None: fx_rates are keyed by currency and validity instead).
+ID_COLUMNS: dict[str, str | None] = {
+    name: spec.id_column for name, spec in CANONICAL_TABLES.items()
+}
+
 DEAL_TYPES = ("new_business", "existing_business", "renewal")
 
 _PANDAS_DTYPES = {
