@@ -7,13 +7,13 @@ from pathlib import Path
 
 from connectors.demo_org import generate_demo_org
 from connectors.files import FilesSource
-from connectors.staging import read_staged
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.definitions import Cycle, load_definitions
 from kr_metrics.engine import prepare
 from kr_metrics.forecast import backtest
 from okr_store.db import create_engine
 from okr_store.schema import upgrade
+from okr_store.staging import read_staged, stage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def demo_prepared():
     generate_demo_org(folder / "data")
     engine = create_engine(f"sqlite:///{folder / 'k.db'}")
     upgrade(engine)
-    FilesSource("demo", folder / "data").sync(engine, home_currency="EUR")
+    stage(FilesSource("demo", folder / "data"), engine, home_currency="EUR")
     frames = {t: read_staged(engine, t) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
     return prepare(
         frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone="Europe/Berlin"

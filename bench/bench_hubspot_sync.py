@@ -16,6 +16,7 @@ from fakes.hubspot import TOKEN, Portal, running, standard_portal  # noqa: E402
 
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings  # noqa: E402
 from okr_store.db import create_engine, create_schema  # noqa: E402
+from okr_store.staging import stage  # noqa: E402
 
 COMPANIES, DEALS, RESPONSES = 2_000, 20_000, 3_000
 STAGES = ["appointmentscheduled", "contractsent", "closedwon", "closedlost"]
@@ -70,7 +71,7 @@ def seed(portal: Portal, rng: random.Random) -> tuple[list[str], list[str], list
 def run(label: str, source: HubSpotSource, engine, portal: Portal, floor: int) -> None:
     before = len(portal.requests)
     start = time.perf_counter()
-    reports = source.sync(engine, home_currency="EUR")
+    reports = stage(source, engine, home_currency="EUR")
     seconds = time.perf_counter() - start
     calls = len(portal.requests) - before
     changed = ", ".join(f"{r.object} {r.changed}" for r in reports if r.changed or r.deleted)

@@ -18,6 +18,7 @@ from fakes.salesforce import FakeOrg, FakeSalesforce, make_jwt_keys, make_tls_fi
 from connectors.salesforce import SalesforceSource, SalesforceSourceSettings  # noqa: E402
 from okr_store.db import create_engine  # noqa: E402
 from okr_store.schema import upgrade  # noqa: E402
+from okr_store.staging import stage  # noqa: E402
 
 ACCOUNTS = 1_000
 OPPORTUNITIES = 20_000
@@ -73,7 +74,7 @@ def main() -> None:
         def run(label: str, changed: int) -> None:
             used = org.api_used
             started = time.perf_counter()
-            reports = {r.object: r for r in source.sync(engine, home_currency="EUR")}
+            reports = {r.object: r for r in stage(source, engine, home_currency="EUR")}
             seconds = time.perf_counter() - started
             deals_report = reports["deals"]
             total = org.api_used - used

@@ -1,12 +1,10 @@
-"""What every source is: a name, the canonical objects it produces, and a sync into staging."""
+"""What every source is: a name, the canonical objects it produces, and a sync into a writer."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-import sqlalchemy as sa
-
-from connectors.staging import SyncReport
+from core.sync import StagingWriter, SyncReport
 
 
 class SourceError(RuntimeError):
@@ -26,6 +24,7 @@ class Source(Protocol):
         """Canonical tables this source produces, in the order it syncs them."""
         ...
 
-    def sync(self, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
-        """Merge what changed into staging; one report per object; cursors move only on commit."""
+    def sync(self, writer: StagingWriter, *, home_currency: str) -> list[SyncReport]:
+        """Extract what changed and hand it to `writer`; one report per object; a cursor moves
+        only when its batch commits."""
         ...

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import sqlalchemy as sa
 
 from connectors.base import SourceError
 from connectors.money import convert_deals
-from connectors.staging import SyncReport, merge_snapshot, read_staged
 from core.canonical import (
     CUSTOMERS,
     DEALS,
@@ -20,6 +18,7 @@ from core.canonical import (
     SchemaError,
     conform,
 )
+from core.sync import StagingWriter, SyncReport
 
 REQUIRED_FILES = (DEALS, CUSTOMERS, NPS_RESPONSES)
 OPTIONAL_FILES = (OWNERS, FX_RATES)
@@ -65,12 +64,12 @@ class FilesSource:
         except (OSError, ValueError) as exc:
             raise SourceError(f"source '{self.name}': cannot read {file}: {exc}") from exc
 
-    def sync(self, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
-        """Read every file and merge it into staging in one transaction; return one report each."""
+    def sync(self, writer: StagingWriter, *, home_currency: str) -> list[SyncReport]:
+        """Read every file and hand it to `writer` in one batch; return one report each."""
         if not self.path.is_dir():
             raise SourceError(f"source '{self.name}': folder {self.path} does not exist")
         reports = []
-        with engine.begin() as conn:
+        with writer.batch() as batch:
             for table in SYNC_ORDER:
                 raw = self.read_raw(table)
                 if raw is None:
@@ -83,11 +82,9 @@ class FilesSource:
                     ) from exc
                 valid, quarantined = conformed.valid, conformed.quarantined
                 if table == DEALS:
-                    fx = read_staged(conn, FX_RATES)
+                    fx = batch.staged(FX_RATES)
                     valid, rejected = convert_deals(valid, fx, home_currency=home_currency)
                     if not rejected.empty:
                         quarantined = pd.concat([quarantined, rejected], ignore_index=True)
-                reports.append(
-                    merge_snapshot(conn, table, valid, source=self.name, quarantined=quarantined)
-                )
+                reports.append(batch.merge_snapshot(table, valid, quarantined=quarantined))
         return reports

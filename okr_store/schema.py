@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from okr_store.db import write_transaction
+from okr_store.models import Base
+from okr_store.staging import staging_metadata
 
 MIGRATIONS = "okr_store:migrations"
 # The revision that equals the schema `metadata.create_all` built before migrations existed.
@@ -28,9 +30,6 @@ class SchemaOutOfDateError(RuntimeError):
 
 def target_metadata() -> list[sa.MetaData]:
     """Every krpulse table the migrations must build: staging and the OKR store."""
-    from connectors.staging import staging_metadata
-    from okr_store.models import Base
-
     return [staging_metadata, Base.metadata]
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from connectors.base import SourceLimitReached
 from okr_store.repository import PARTIAL, SUCCEEDED
 from okr_store.schema import SchemaOutOfDateError
+from okr_store.staging import stage
 from pipelines import flow, source_health
 from pipelines.io_managers import partition_days
 from pipelines.names import (
@@ -111,7 +112,7 @@ def build_sync_assets(
                 source = getattr(context.resources, resource_key).source(
                     settings, settings.source(source_name)
                 )
-                reports = source.sync(krpulse.engine(), home_currency=settings.reporting_currency)
+                reports = stage(source, krpulse.engine(), home_currency=settings.reporting_currency)
             else:
                 reports = flow.sync_sources(settings, krpulse.engine(), only=source_name)
         except Exception as exc:

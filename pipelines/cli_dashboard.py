@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 import sqlalchemy as sa
 
-from connectors.staging import last_synced
 from dashboard.config import AccessError, resolve_record_urls
 from dashboard.views import DashboardData, NotFound
 from kr_metrics.loader import definition_files
 from okr_store.repository import OkrStore
+from okr_store.staging import last_synced
 from pipelines import flow
 from pipelines.settings import Settings
 

@@ -17,9 +17,9 @@ from connectors.base import Source
 from connectors.files import FilesSource
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
 from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
-from connectors.staging import SyncReport, last_synced, read_staged
 from core.calendar import each_day
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.sync import SyncReport
 from kr_metrics.definitions import DefinitionSet, load_definitions
 from kr_metrics.engine import evaluate_history, prepare
 from kr_metrics.forecast import add_forecasts
@@ -38,6 +38,7 @@ from okr_store.sinks import (
     WeekdoneSink,
     push_current_progress,
 )
+from okr_store.staging import last_synced, read_staged, stage
 from pipelines import gate
 from pipelines.settings import ConfigError, FilesSourceSettings, Settings, SourceSettings
 
@@ -109,7 +110,7 @@ def sync_sources(
     reports: list[SyncReport] = []
     for source in sources:
         reports.extend(
-            source_for(settings, source).sync(engine, home_currency=settings.reporting_currency)
+            stage(source_for(settings, source), engine, home_currency=settings.reporting_currency)
         )
     return reports
 

@@ -15,7 +15,11 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.staging import (
+from core.canonical import CUSTOMERS, DEALS
+from kr_metrics.definitions import DefinitionSet
+from kr_metrics.metrics import METRICS
+from okr_store.repository import OkrStore
+from okr_store.staging import (
     latest_syncs,
     read_synced_rows,
     record_validation,
@@ -23,10 +27,6 @@ from connectors.staging import (
     staged_ids,
     sync_history,
 )
-from core.canonical import CUSTOMERS, DEALS
-from kr_metrics.definitions import DefinitionSet
-from kr_metrics.metrics import METRICS
-from okr_store.repository import OkrStore
 from pipelines.settings import Settings
 
 

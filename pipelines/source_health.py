@@ -13,9 +13,9 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.staging import STAGING_TABLES
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.definitions import DefinitionSet
+from okr_store.staging import STAGING_TABLES
 from pipelines import flow
 from pipelines.names import sync_asset_key
 from pipelines.settings import Settings

@@ -8,8 +8,8 @@ import pytest
 from fakes.hubspot import TOKEN, Portal, running, standard_portal
 from salesforce_support import ENV, TEAM_MAP, populate_acme
 
-from connectors.staging import read_staged
 from core.canonical import DEALS, NPS_RESPONSES
+from okr_store.staging import read_staged
 from pipelines import flow
 from pipelines.settings import load_settings
 

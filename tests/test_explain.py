@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from connectors.files import FilesSource
-from connectors.staging import read_staged
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.engine import prepare, window_for
 from kr_metrics.explain import records_behind
 from kr_metrics.metrics import METRICS, scope_for
 from okr_store.db import create_engine, create_schema
+from okr_store.staging import read_staged, stage
 from tests.conftest import canonical
 
 CYCLE_START, CYCLE_END = dt.date(2026, 10, 1), dt.date(2026, 12, 31)
@@ -24,7 +24,7 @@ CYCLE_START, CYCLE_END = dt.date(2026, 10, 1), dt.date(2026, 12, 31)
 def demo_prepared(demo_data, tmp_path_factory):
     engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('explain') / 'db.sqlite'}")
     create_schema(engine)
-    FilesSource("demo", demo_data).sync(engine, home_currency="EUR")
+    stage(FilesSource("demo", demo_data), engine, home_currency="EUR")
     frames = {t: read_staged(engine, t) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
     yield prepare(frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone="Europe/Berlin")
     engine.dispose()

@@ -7,7 +7,6 @@ import pytest
 
 from connectors.base import SourceError
 from connectors.files import FilesSource
-from connectors.staging import read_quarantine, read_staged
 from core.canonical import (
     CANONICAL_TABLES,
     DEALS,
@@ -16,6 +15,7 @@ from core.canonical import (
     check_frame,
     conform,
 )
+from okr_store.staging import read_quarantine, read_staged, stage
 
 DEALS_CSV = """\
 deal_id,customer_id,name,owner_id,team,pipeline,stage,is_closed,is_won,amount,currency,amount_home,created_at,close_date,deal_type,last_modified_at,is_deleted
@@ -48,7 +48,7 @@ def reports_by_object(reports):
 
 
 def test_bad_records_are_quarantined_with_reasons_and_counted(engine, folder):
-    reports = reports_by_object(FilesSource("files", folder).sync(engine, home_currency="EUR"))
+    reports = reports_by_object(stage(FilesSource("files", folder), engine, home_currency="EUR"))
     assert reports[DEALS].quarantined == 2
     assert reports[DEALS].quarantine_reasons == {
         "missing deal_id": 1,
@@ -63,7 +63,7 @@ def test_bad_records_are_quarantined_with_reasons_and_counted(engine, folder):
 
 
 def test_home_amounts_use_the_rate_valid_on_the_close_date(engine, folder):
-    FilesSource("files", folder).sync(engine, home_currency="EUR")
+    stage(FilesSource("files", folder), engine, home_currency="EUR")
     staged = read_staged(engine, DEALS).set_index("deal_id")
     assert staged.loc["D1", "amount_home"] == 1000.0
     assert staged.loc["D2", "amount_home"] == pytest.approx(800.0)  # 0.8 from 5 Feb on
@@ -71,17 +71,17 @@ def test_home_amounts_use_the_rate_valid_on_the_close_date(engine, folder):
 
 def test_resyncing_the_same_files_changes_nothing(engine, folder):
     source = FilesSource("files", folder)
-    source.sync(engine, home_currency="EUR")
-    again = reports_by_object(source.sync(engine, home_currency="EUR"))
+    stage(source, engine, home_currency="EUR")
+    again = reports_by_object(stage(source, engine, home_currency="EUR"))
     assert again[DEALS].changed == 0 and again[DEALS].deleted == 0
     assert len(read_quarantine(engine, source="files")) == 3  # replaced, not appended
 
 
 def test_a_row_removed_from_the_file_is_marked_deleted(engine, folder):
     source = FilesSource("files", folder)
-    source.sync(engine, home_currency="EUR")
+    stage(source, engine, home_currency="EUR")
     (folder / "deals.csv").write_text("\n".join(DEALS_CSV.splitlines()[:2]) + "\n")
-    report = reports_by_object(source.sync(engine, home_currency="EUR"))[DEALS]
+    report = reports_by_object(stage(source, engine, home_currency="EUR"))[DEALS]
     assert report.deleted == 2
     staged = read_staged(engine, DEALS).set_index("deal_id")
     assert staged["is_deleted"].to_dict() == {"D1": False, "D2": True, "D5": True}
@@ -90,20 +90,20 @@ def test_a_row_removed_from_the_file_is_marked_deleted(engine, folder):
 def test_parquet_files_are_read_too(engine, folder):
     pd.read_csv(folder / "customers.csv").to_parquet(folder / "customers.parquet")
     (folder / "customers.csv").unlink()
-    FilesSource("files", folder).sync(engine, home_currency="EUR")
+    stage(FilesSource("files", folder), engine, home_currency="EUR")
     assert read_staged(engine, "customers")["name"].tolist() == ["Acme"]
 
 
 def test_missing_required_file_is_a_clear_error(engine, folder):
     (folder / "customers.csv").unlink()
     with pytest.raises(SourceError, match=r"customers\.csv not found"):
-        FilesSource("files", folder).sync(engine, home_currency="EUR")
+        stage(FilesSource("files", folder), engine, home_currency="EUR")
 
 
 def test_misspelled_column_is_an_error_naming_the_file(engine, folder):
     (folder / "customers.csv").write_text("customer_id,segmnet\nC1,SMB\n")
     with pytest.raises(SourceError, match=r"customers\.csv.*unknown columns \['segmnet'\]"):
-        FilesSource("files", folder).sync(engine, home_currency="EUR")
+        stage(FilesSource("files", folder), engine, home_currency="EUR")
 
 
 def test_conformed_frames_match_the_canonical_schema():

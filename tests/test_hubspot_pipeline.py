@@ -108,7 +108,7 @@ def test_sync_then_run_on_the_fake_portal_matches_hand_computed_values(tmp_path,
 def test_hubspot_and_a_second_source_side_by_side_give_one_set_of_numbers(
     tmp_path, fake, monkeypatch
 ):
-    from connectors.staging import read_staged
+    from okr_store.staging import read_staged
     from pipelines import flow
     from pipelines.settings import load_settings
 

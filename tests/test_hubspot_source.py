@@ -11,11 +11,11 @@ from fakes.hubspot import TOKEN, Fault, Portal, rate_limit, running, standard_po
 
 from connectors.base import SourceError, SourceLimitReached
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
-from connectors.staging import read_cursor, read_quarantine, read_staged
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES, OWNERS
 from kr_metrics.engine import prepare
 from kr_metrics.metrics import METRICS, Window, scope_for
 from okr_store.db import create_engine, create_schema
+from okr_store.staging import read_cursor, read_quarantine, read_staged, stage
 
 Q4 = Window(start=dt.date(2026, 10, 1), end=dt.date(2026, 11, 25), cycle_start=dt.date(2026, 10, 1))
 
@@ -48,7 +48,7 @@ def make_source(fake, **overrides) -> tuple[HubSpotSource, list[float]]:
 
 
 def sync(source: HubSpotSource, engine) -> dict:
-    return {r.object: r for r in source.sync(engine, home_currency="EUR")}
+    return {r.object: r for r in stage(source, engine, home_currency="EUR")}
 
 
 def metric(engine, name: str, where: dict | None = None):
@@ -274,7 +274,7 @@ def test_the_daily_limit_stops_cleanly_with_the_cursor_unchanged(engine, fake, p
     hub.requests.clear()
 
     with pytest.raises(SourceLimitReached, match="DAILY"):
-        source.sync(engine, home_currency="EUR")
+        stage(source, engine, home_currency="EUR")
     assert hub.calls("deals/search") == 1
     with engine.connect() as conn:
         assert read_cursor(conn, "hubspot", DEALS) == before
@@ -307,7 +307,7 @@ def test_persistent_server_errors_end_in_a_clear_error(engine, fake, portal):
     source, _ = make_source(fake, max_retries=2)
     hub.faults.append(Fault("/crm/v3/objects/companies$", status=502, times=10))
     with pytest.raises(SourceError, match="502 to list companies after 2 retries"):
-        source.sync(engine, home_currency="EUR")
+        stage(source, engine, home_currency="EUR")
     assert hub.calls("GET /crm/v3/objects/companies") == 3
 
 
@@ -319,7 +319,7 @@ def test_a_rejected_token_names_its_environment_variable(engine, fake):
         access_token_env="HS_TOKEN",  # noqa: S106 - the variable's name, not a secret
     )
     with pytest.raises(SourceError, match=r"401 .*\$HS_TOKEN was rejected"):
-        HubSpotSource("hubspot", settings, "wrong", "UTC").sync(engine, home_currency="EUR")
+        stage(HubSpotSource("hubspot", settings, "wrong", "UTC"), engine, home_currency="EUR")
 
 
 def test_missing_scopes_are_named(engine, portal):
@@ -328,14 +328,14 @@ def test_missing_scopes_are_named(engine, portal):
     with running(hub) as fake:
         source, _ = make_source(fake)
         with pytest.raises(SourceError, match="crm.objects.feedback_submissions.read"):
-            source.sync(engine, home_currency="EUR")
+            stage(source, engine, home_currency="EUR")
 
 
 def test_properties_the_portal_lacks_are_named_before_any_record_is_read(engine, fake, portal):
     hub, _ = portal
     source, _ = make_source(fake, company_properties={"segment": "tier", "region": "country"})
     with pytest.raises(SourceError, match=r"no property companies\.tier .*company_properties"):
-        source.sync(engine, home_currency="EUR")
+        stage(source, engine, home_currency="EUR")
     assert hub.calls("/crm/v3/objects/") == 0
 
 
@@ -343,7 +343,7 @@ def test_a_missing_token_variable_says_what_to_set(engine, monkeypatch):
     monkeypatch.delenv("HUBSPOT_TOKEN", raising=False)
     settings = HubSpotSourceSettings(name="hubspot", type="hubspot")
     with pytest.raises(SourceError, match="HUBSPOT_TOKEN is not set"):
-        HubSpotSource("hubspot", settings).sync(engine, home_currency="EUR")
+        stage(HubSpotSource("hubspot", settings), engine, home_currency="EUR")
 
 
 def test_quarantined_records_leave_quarantine_once_fixed_in_hubspot(engine, fake, portal):
@@ -359,7 +359,7 @@ def test_quarantined_records_leave_quarantine_once_fixed_in_hubspot(engine, fake
 
 
 def test_the_token_never_reaches_reports_or_staging(engine, fake):
-    reports = make_source(fake)[0].sync(engine, home_currency="EUR")
+    reports = stage(make_source(fake)[0], engine, home_currency="EUR")
     assert TOKEN not in repr(reports)
     with engine.connect() as conn:
         states = conn.execute(sa.text("select last_report from sync_state")).scalars().all()

@@ -12,10 +12,10 @@ from salesforce_support import ENV, populate_acme, settings_for
 from connectors.base import SourceError, SourceLimitReached
 from connectors.salesforce import LegacyLoginWarning, SalesforceSource, rates_to_home
 from connectors.salesforce.helpers import SalesforceClient, credentials_from_env
-from connectors.staging import read_cursor, read_quarantine, read_staged
 from core.canonical import CUSTOMERS, DEALS, FX_RATES, NPS_RESPONSES, OWNERS
 from kr_metrics.engine import prepare, window_for
 from kr_metrics.metrics import METRICS, scope_for
+from okr_store.staging import read_cursor, read_quarantine, read_staged, stage
 
 # The fake org fixtures: `salesforce` (start an org), `tls_files`, `jwt_keys`.
 pytest_plugins = ["salesforce_support"]
@@ -23,7 +23,7 @@ pytest_plugins = ["salesforce_support"]
 
 def sync(server, engine, **overrides):
     source = SalesforceSource("sf", settings_for(server, **overrides))
-    return {r.object: r for r in source.sync(engine, home_currency="EUR")}
+    return {r.object: r for r in stage(source, engine, home_currency="EUR")}
 
 
 def staged(engine, table):
@@ -162,11 +162,11 @@ def test_an_expired_bare_session_id_fails_with_a_clear_message(salesforce, engin
     monkeypatch.setenv("SF_SESSION", token)
     overrides = {"auth": {"method": "session", "session_id_env": "SF_SESSION"}, "login_url": None}
     settings = settings_for(server, instance_url=server.base_url, **overrides)
-    SalesforceSource("sf", settings).sync(engine, home_currency="EUR")  # the session works
+    stage(SalesforceSource("sf", settings), engine, home_currency="EUR")  # the session works
     server.org.expire_sessions()
     logins = server.org.logins
     with pytest.raises(SourceError, match=r"SF_SESSION is expired or invalid.*cannot be renewed"):
-        SalesforceSource("sf", settings).sync(engine, home_currency="EUR")
+        stage(SalesforceSource("sf", settings), engine, home_currency="EUR")
     assert server.org.logins == logins  # no login attempted with a bare session
 
 
@@ -429,7 +429,7 @@ def test_owner_teams_can_come_from_a_mapping_file_by_id_or_email(salesforce, eng
     settings = settings_for(
         server, owners={"team_from": "mapping_file", "mapping_file": "owner-teams.csv"}
     )
-    SalesforceSource("sf", settings, base_path=tmp_path).sync(engine, home_currency="EUR")
+    stage(SalesforceSource("sf", settings, base_path=tmp_path), engine, home_currency="EUR")
     owners = staged(engine, OWNERS)
     assert owners.loc[ids["anna"], "team"] == "sales-nordics"
     assert owners.loc[ids["ben"], "team"] == "sales-us"  # matched by e-mail, any case

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from connectors.staging import latest_syncs, merge_changes, read_staged
 from core.canonical import DEALS, NPS_RESPONSES
 from okr_store.db import create_engine
 from okr_store.repository import OkrStore
 from okr_store.schema import upgrade
+from okr_store.staging import latest_syncs, merge_changes, read_staged
 from pipelines import flow, gate
 from pipelines.cli import cli
 from pipelines.definitions import build_definitions

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from connectors.base import SourceError
 from connectors.hubspot.helpers import HubSpotApi
@@ -30,7 +29,6 @@ from connectors.hubspot.settings import (
     HubSpotSourceSettings,
 )
 from connectors.money import convert_deals
-from connectors.staging import SyncReport, merge_changes, read_cursor, read_staged
 from core.canonical import (
     CANONICAL_TABLES,
     CUSTOMERS,
@@ -40,6 +38,7 @@ from core.canonical import (
     OWNERS,
     conform,
 )
+from core.sync import StagingBatch, StagingWriter, SyncReport
 
 __all__ = ["HubSpotSource", "HubSpotSourceSettings"]
 
@@ -128,22 +127,21 @@ class HubSpotSource:
         mapped = self.settings.company_properties.model_dump().values()
         return tuple(dict.fromkeys([*COMPANY_PROPERTIES, *(p for p in mapped if p)]))
 
-    def sync(self, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
-        """Merge what changed in the portal into staging; one report per canonical object."""
+    def sync(self, writer: StagingWriter, *, home_currency: str) -> list[SyncReport]:
+        """Hand what changed in the portal to `writer`; one report per canonical object."""
         api = self.last_api = self._api()
-        with engine.connect() as conn:
-            cursors = {t: read_cursor(conn, self.name, t) for t in SYNC_ORDER}
-            # Rates staged by any source (e.g. a files source with fx_rates.csv) convert deals
-            # whose home amount HubSpot cannot supply in the reporting currency.
-            fx_rates = read_staged(conn, FX_RATES)
+        cursors = {t: writer.cursor(t) for t in SYNC_ORDER}
+        # Rates staged by any source (e.g. a files source with fx_rates.csv) convert deals
+        # whose home amount HubSpot cannot supply in the reporting currency.
+        fx_rates = writer.staged(FX_RATES)
         self._verify_properties(api)
 
         api.bucket = OWNERS
         owners = self._owners_frame(api.list_owners())
-        with engine.begin() as conn:
+        with writer.batch() as batch:
             reports = [
                 self._merge(
-                    conn, api, OWNERS, owners, owners.iloc[0:0], cursor=None, fetched=len(owners)
+                    batch, api, OWNERS, owners, owners.iloc[0:0], cursor=None, fetched=len(owners)
                 )
             ]
         team_of_owner = owners.set_index("owner_id")["team"]
@@ -153,19 +151,19 @@ class HubSpotSource:
 
         reports.append(
             self._sync_object(
-                engine, api, CUSTOMERS, COMPANIES_TYPE, self.company_properties, cursors[CUSTOMERS],
+                writer, api, CUSTOMERS, COMPANIES_TYPE, self.company_properties, cursors[CUSTOMERS],
                 lambda raw: self._customers(raw, team_of_owner),
             )
         )  # fmt: skip
         reports.append(
             self._sync_object(
-                engine, api, DEALS, DEALS_TYPE, DEAL_PROPERTIES, cursors[DEALS],
+                writer, api, DEALS, DEALS_TYPE, DEAL_PROPERTIES, cursors[DEALS],
                 lambda raw: self._deals(raw, api, stages, team_of_owner, fx_rates, home_currency),
             )
         )  # fmt: skip
         reports.append(
             self._sync_object(
-                engine, api, NPS_RESPONSES, FEEDBACK_TYPE, FEEDBACK_PROPERTIES,
+                writer, api, NPS_RESPONSES, FEEDBACK_TYPE, FEEDBACK_PROPERTIES,
                 cursors[NPS_RESPONSES], lambda raw: self._nps_responses(raw, api),
                 equals={"hs_survey_type": NPS_SURVEY_TYPE},
             )
@@ -197,7 +195,7 @@ class HubSpotSource:
 
     def _sync_object(
         self,
-        engine: sa.Engine,
+        writer: StagingWriter,
         api: HubSpotApi,
         table: str,
         object_type: str,
@@ -239,16 +237,16 @@ class HubSpotSource:
             "rate_limit_waits": api.rate_limit_waits[table],
             **details,
         }
-        with engine.begin() as conn:
+        with writer.batch() as batch:
             return self._merge(
-                conn, api, table, valid, quarantined,
+                batch, api, table, valid, quarantined,
                 cursor=new_cursor, fetched=len(records),
                 deleted_ids=[str(record.id) for record in archived], details=details,
             )  # fmt: skip
 
     def _merge(
         self,
-        conn: sa.Connection,
+        batch: StagingBatch,
         api: HubSpotApi,
         table: str,
         valid: pd.DataFrame,
@@ -261,7 +259,7 @@ class HubSpotSource:
     ) -> SyncReport:
         """Merge only the rows that differ from staging, so `changed` means changed in HubSpot."""
         id_col = CANONICAL_TABLES[table].id_column
-        staged = read_staged(conn, table, sources=[self.name])
+        staged = batch.staged(table)
 
         def keys(frame: pd.DataFrame) -> pd.MultiIndex:
             fingerprint = pd.util.hash_pandas_object(frame.astype("string"), index=False)
@@ -272,9 +270,8 @@ class HubSpotSource:
         if "is_deleted" in staged.columns:
             live = staged[~staged["is_deleted"].fillna(False).to_numpy(dtype=bool)]
         gone = set(deleted_ids) & set(live[id_col].astype(str)) - set(valid[id_col].astype(str))
-        return merge_changes(
-            conn, table, changed.reset_index(drop=True),
-            source=self.name, quarantined=quarantined, cursor=cursor,
+        return batch.merge_changes(
+            table, changed.reset_index(drop=True), quarantined=quarantined, cursor=cursor,
             deleted_ids=sorted(gone), fetched=fetched, api_calls=api.calls[table],
             details=details or {},
         )  # fmt: skip

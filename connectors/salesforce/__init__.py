@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from connectors.base import SourceError, SourceLimitReached
 from connectors.money import convert_deals
@@ -23,13 +22,6 @@ from connectors.salesforce.helpers import (
     soql,
 )
 from connectors.salesforce.settings import SalesforceSourceSettings
-from connectors.staging import (
-    STAGING_TABLES,
-    SyncReport,
-    merge_changes,
-    read_cursor,
-    read_staged,
-)
 from core.canonical import (
     CANONICAL_TABLES,
     CUSTOMERS,
@@ -40,6 +32,7 @@ from core.canonical import (
     SchemaError,
     conform,
 )
+from core.sync import StagingBatch, StagingWriter, SyncReport
 
 __all__ = [
     "LegacyLoginWarning",
@@ -80,7 +73,7 @@ class SalesforceSource:
     """One Salesforce org as a krpulse source (see README, "The Salesforce source").
 
     Each object is extracted from its `SystemModstamp` cursor (minus a lookback window) and
-    merged into staging in its own transaction, which also writes the new cursor: an object
+    handed to the writer in its own batch (one transaction), which also writes the new cursor: an object
     whose merge rolls back, or whose extraction stops on REQUEST_LIMIT_EXCEEDED, keeps its old
     cursor and is fetched again next time. Secrets come from `credentials`, or when that is
     None from the environment variables krpulse.yaml names.
@@ -95,8 +88,9 @@ class SalesforceSource:
 
     # -- the Source protocol ----------------------------------------------------------------
 
-    def sync(self, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
-        """Extract what changed since each object's cursor and merge it; one report per object."""
+    def sync(self, writer: StagingWriter, *, home_currency: str) -> list[SyncReport]:
+        """Extract what changed since each object's cursor and hand it to `writer`; one report
+        per object."""
         settings = self.settings
         with salesforce_errors(settings):
             credentials = self.credentials or credentials_from_env(settings)
@@ -105,11 +99,11 @@ class SalesforceSource:
             org = self._org_facts(client)
             self._fx_changed = False
             reports = [
-                self._sync_fx_rates(engine, client, org, home_currency),
-                self._sync_owners(engine, client, org),
-                self._sync_customers(engine, client, org),
-                self._sync_deals(engine, client, org, home_currency),
-                self._sync_nps(engine, client, org),
+                self._sync_fx_rates(writer, client, org, home_currency),
+                self._sync_owners(writer, client, org),
+                self._sync_customers(writer, client, org),
+                self._sync_deals(writer, client, org, home_currency),
+                self._sync_nps(writer, client, org),
             ]
         return reports
 
@@ -175,7 +169,7 @@ class SalesforceSource:
 
     def _extract(
         self,
-        engine: sa.Engine,
+        writer: StagingWriter,
         client: SalesforceClient,
         table: str,
         object_name: str,
@@ -183,8 +177,7 @@ class SalesforceSource:
         conditions: list[str],
         types: dict[str, str],
     ) -> _Extraction:
-        with engine.connect() as conn:
-            previous = read_cursor(conn, self.name, table)
+        previous = writer.cursor(table)
         conditions = list(conditions)
         since = None
         if previous is not None:
@@ -215,19 +208,15 @@ class SalesforceSource:
             cursor = max(previous, newest) if previous else newest
         return _Extraction(frame, previous, cursor, since, path, fetched)
 
-    def _staged_versions(self, conn: sa.Connection, table: str) -> pd.DataFrame:
-        spec = CANONICAL_TABLES[table]
-        sa_table = STAGING_TABLES[table]
-        query = sa.select(
-            sa_table.c[spec.id_column], sa_table.c.last_modified_at, sa_table.c.is_deleted
-        ).where(sa_table.c.source == self.name)
-        staged = pd.read_sql(query, conn)
+    def _staged_versions(self, batch: StagingBatch, table: str) -> pd.DataFrame:
+        id_col = CANONICAL_TABLES[table].id_column
+        staged = batch.staged(table, columns=[id_col, "last_modified_at", "is_deleted"])
         staged["last_modified_at"] = pd.to_datetime(staged["last_modified_at"], utc=True)
-        return staged.rename(columns={spec.id_column: "_id"})
+        return staged.rename(columns={id_col: "_id"})
 
     def _merge(
         self,
-        conn: sa.Connection,
+        batch: StagingBatch,
         table: str,
         raw: pd.DataFrame,
         extraction: _Extraction,
@@ -235,11 +224,11 @@ class SalesforceSource:
         client: SalesforceClient,
         calls_before: int,
         details: dict[str, Any],
-        enrich=None,  # noqa: ANN001 - (conn, valid, quarantined) -> (valid, quarantined)
+        enrich=None,  # noqa: ANN001 - (batch, valid, quarantined) -> (valid, quarantined)
     ) -> SyncReport:
         """Conform `raw` canonical rows, drop the unchanged ones, merge, move the cursor."""
         id_col = CANONICAL_TABLES[table].id_column
-        staged = self._staged_versions(conn, table)
+        staged = self._staged_versions(batch, table)
         stamps = pd.to_datetime(
             raw["last_modified_at"], utc=True, format="ISO8601", errors="coerce"
         )
@@ -264,12 +253,10 @@ class SalesforceSource:
             raise SourceError(f"source '{self.name}', {table}: {exc}") from exc
         valid, quarantined = conformed.valid, conformed.quarantined
         if enrich is not None:
-            valid, quarantined = enrich(conn, valid, quarantined)
-        return merge_changes(
-            conn,
+            valid, quarantined = enrich(batch, valid, quarantined)
+        return batch.merge_changes(
             table,
             valid,
-            source=self.name,
             quarantined=quarantined,
             cursor=extraction.cursor,
             deleted_ids=deleted_ids,
@@ -286,7 +273,7 @@ class SalesforceSource:
     # -- FX rates ---------------------------------------------------------------------------
 
     def _sync_fx_rates(
-        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts, home_currency: str
+        self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts, home_currency: str
     ) -> SyncReport:
         calls_before = 0  # login checks, limits and describes count towards the first object
         details: dict[str, Any] = {
@@ -343,9 +330,9 @@ class SalesforceSource:
             "rest" if org.multi_currency else "none",
             len(rates),
         )
-        with engine.begin() as conn:
+        with writer.batch() as batch:
             conformed = conform(fx, FX_RATES, source=self.name)
-            staged = read_staged(conn, FX_RATES)
+            staged = batch.staged(FX_RATES)
             merged = conformed.valid.merge(
                 staged, on=["currency", "valid_from"], how="left", suffixes=("", "_staged")
             )
@@ -355,11 +342,9 @@ class SalesforceSource:
             )
             changed = conformed.valid[~same.to_numpy()].reset_index(drop=True)
             self._fx_changed = not changed.empty
-            return merge_changes(
-                conn,
+            return batch.merge_changes(
                 FX_RATES,
                 changed,
-                source=self.name,
                 quarantined=conformed.quarantined,
                 cursor=extraction.cursor,
                 fetched=extraction.fetched,
@@ -373,7 +358,7 @@ class SalesforceSource:
     # -- owners -----------------------------------------------------------------------------
 
     def _sync_owners(
-        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+        self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts
     ) -> SyncReport:
         calls_before = client.api_calls
         config = self.settings.owners
@@ -385,7 +370,7 @@ class SalesforceSource:
         elif config.team_from == "role":
             field_names.append("UserRole.Name")
         extraction = self._extract(
-            engine, client, OWNERS, "User", field_names, filter_conditions(config.where), types
+            writer, client, OWNERS, "User", field_names, filter_conditions(config.where), types
         )
         frame = extraction.frame
         if config.team_from == "field":
@@ -402,8 +387,8 @@ class SalesforceSource:
                 "team": pd.Series(team, index=frame.index).replace(config.team_map),
             }
         )
-        with engine.begin() as conn:
-            staged = read_staged(conn, OWNERS, sources=[self.name])
+        with writer.batch() as batch:
+            staged = batch.staged(OWNERS)
             conformed = conform(raw, OWNERS, source=self.name)
             valid = conformed.valid
             before = valid[["owner_id"]].merge(
@@ -417,12 +402,10 @@ class SalesforceSource:
             )
             existed = before["owner_id"].isin(staged["owner_id"]).to_numpy()
             team_moved = existed & ~_equal(valid["team"], before["team"])
-            self._propagate_owner_teams(conn, valid[team_moved])
-            return merge_changes(
-                conn,
+            self._propagate_owner_teams(batch, valid[team_moved])
+            return batch.merge_changes(
                 OWNERS,
                 valid[~same].reset_index(drop=True),
-                source=self.name,
                 quarantined=conformed.quarantined,
                 cursor=extraction.cursor,
                 fetched=extraction.fetched,
@@ -461,39 +444,23 @@ class SalesforceSource:
             )
         return team
 
-    def _propagate_owner_teams(self, conn: sa.Connection, moved: pd.DataFrame) -> None:
+    def _propagate_owner_teams(self, batch: StagingBatch, moved: pd.DataFrame) -> None:
         """An owner who changed team takes the deals and customers whose team is theirs along."""
-        if moved.empty:
-            return
-        params = [
-            {"b_source": self.name, "b_owner": owner, "b_team": None if pd.isna(team) else team}
-            for owner, team in zip(moved["owner_id"], moved["team"].astype(object), strict=True)
-        ]
         for table, team_field in (
             (DEALS, self.settings.deals.team_field),
             (CUSTOMERS, self.settings.customers.team_field),
         ):
-            if team_field:  # the team comes from the record itself, not from its owner
-                continue
-            staging = STAGING_TABLES[table]
-            conn.execute(
-                sa.update(staging)
-                .where(
-                    staging.c.source == sa.bindparam("b_source"),
-                    staging.c.owner_id == sa.bindparam("b_owner"),
-                )
-                .values(team=sa.bindparam("b_team")),
-                params,
-            )
+            if not team_field:  # else the team comes from the record itself, not from its owner
+                batch.reassign_teams(table, moved[["owner_id", "team"]])
 
-    def _owner_teams(self, conn: sa.Connection) -> pd.Series:
-        owners = read_staged(conn, OWNERS, sources=[self.name])
+    def _owner_teams(self, batch: StagingBatch) -> pd.Series:
+        owners = batch.staged(OWNERS)
         return owners.drop_duplicates("owner_id").set_index("owner_id")["team"]
 
     # -- customers --------------------------------------------------------------------------
 
     def _sync_customers(
-        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+        self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts
     ) -> SyncReport:
         calls_before = client.api_calls
         config = self.settings.customers
@@ -512,7 +479,7 @@ class SalesforceSource:
             ["Id", "Name", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted", *extra]
         )
         extraction = self._extract(
-            engine,
+            writer,
             client,
             CUSTOMERS,
             "Account",
@@ -521,8 +488,8 @@ class SalesforceSource:
             types,
         )
         frame = extraction.frame
-        with engine.begin() as conn:
-            owner_team = None if config.team_field else self._owner_teams(conn)
+        with writer.batch() as batch:
+            owner_team = None if config.team_field else self._owner_teams(batch)
             raw = pd.DataFrame(
                 {
                     "customer_id": frame["Id"],
@@ -544,7 +511,7 @@ class SalesforceSource:
             for column, value_map in config.value_maps.items():
                 raw[column] = raw[column].replace(value_map)
             return self._merge(
-                conn,
+                batch,
                 CUSTOMERS,
                 raw,
                 extraction,
@@ -556,7 +523,7 @@ class SalesforceSource:
     # -- deals ------------------------------------------------------------------------------
 
     def _sync_deals(
-        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts, home_currency: str
+        self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts, home_currency: str
     ) -> SyncReport:
         calls_before = client.api_calls
         config = self.settings.deals
@@ -580,7 +547,7 @@ class SalesforceSource:
             ]
         )  # fmt: skip
         extraction = self._extract(
-            engine,
+            writer,
             client,
             DEALS,
             "Opportunity",
@@ -591,12 +558,12 @@ class SalesforceSource:
         frame = extraction.frame
         details: dict[str, Any] = {"currency_mode": "multi" if org.multi_currency else "single"}
 
-        def convert(conn: sa.Connection, valid: pd.DataFrame, quarantined: pd.DataFrame):
-            fx = read_staged(conn, FX_RATES)
+        def convert(batch: StagingBatch, valid: pd.DataFrame, quarantined: pd.DataFrame):
+            fx = batch.staged(FX_RATES)
             valid, rejected = _with_home_amounts(valid, fx, home_currency)
             if self._fx_changed:
                 # New or corrected rates: convert the staged deals again, not only the new ones.
-                staged = read_staged(conn, DEALS, sources=[self.name])
+                staged = batch.staged(DEALS)
                 staged = staged[
                     ~staged["deal_id"].isin(valid["deal_id"]) & ~staged["is_deleted"].fillna(False)
                 ].reset_index(drop=True)
@@ -609,8 +576,8 @@ class SalesforceSource:
                 valid = pd.concat([valid, moved], ignore_index=True)
             return valid, pd.concat([quarantined, rejected], ignore_index=True)
 
-        with engine.begin() as conn:
-            owner_team = None if config.team_field else self._owner_teams(conn)
+        with writer.batch() as batch:
+            owner_team = None if config.team_field else self._owner_teams(batch)
             raw = pd.DataFrame(
                 {
                     "deal_id": frame["Id"],
@@ -639,7 +606,7 @@ class SalesforceSource:
                 index=frame.index,
             )
             return self._merge(
-                conn,
+                batch,
                 DEALS,
                 raw,
                 extraction,
@@ -651,29 +618,29 @@ class SalesforceSource:
 
     # -- NPS --------------------------------------------------------------------------------
 
-    def _sync_nps(self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts) -> SyncReport:
+    def _sync_nps(
+        self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts
+    ) -> SyncReport:
         calls_before = client.api_calls
         config = self.settings.nps
         if config.mode == "none":
-            with engine.begin() as conn:
-                return merge_changes(
-                    conn,
+            with writer.batch() as batch:
+                return batch.merge_changes(
                     NPS_RESPONSES,
                     conform(
                         pd.DataFrame({"response_id": []}), NPS_RESPONSES, source=self.name
                     ).valid,
-                    source=self.name,
                     quarantined=pd.DataFrame(),
                     cursor=None,
                     details={"nps_mode": "none"},
                 )
         if config.mode == "custom_object":
-            raw, extraction = self._nps_from_custom_object(engine, client, org)
+            raw, extraction = self._nps_from_custom_object(writer, client, org)
         else:
-            raw, extraction = self._nps_from_feedback_management(engine, client, org)
-        with engine.begin() as conn:
+            raw, extraction = self._nps_from_feedback_management(writer, client, org)
+        with writer.batch() as batch:
             return self._merge(
-                conn,
+                batch,
                 NPS_RESPONSES,
                 raw,
                 extraction,
@@ -683,7 +650,7 @@ class SalesforceSource:
             )
 
     def _nps_from_feedback_management(
-        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+        self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts
     ) -> tuple[pd.DataFrame, _Extraction]:
         config = self.settings.nps
         types = self._fields_of(client, org, "SurveyQuestionResponse")
@@ -698,7 +665,7 @@ class SalesforceSource:
             *filter_conditions(config.where),
         ]
         extraction = self._extract(
-            engine,
+            writer,
             client,
             NPS_RESPONSES,
             "SurveyQuestionResponse",
@@ -741,7 +708,7 @@ class SalesforceSource:
         return raw, extraction
 
     def _nps_from_custom_object(
-        self, engine: sa.Engine, client: SalesforceClient, org: _OrgFacts
+        self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts
     ) -> tuple[pd.DataFrame, _Extraction]:
         config = self.settings.nps
         object_name = str(config.object)
@@ -756,7 +723,7 @@ class SalesforceSource:
             ]
         )  # fmt: skip
         extraction = self._extract(
-            engine,
+            writer,
             client,
             NPS_RESPONSES,
             object_name,

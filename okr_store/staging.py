@@ -1,16 +1,22 @@
-"""Staging tables in the database: canonical rows upserted by (source, id), quarantine, cursors."""
+"""Staging tables in the database: canonical rows upserted by (source, id), quarantine, cursors.
+
+`DatabaseStaging` is the writer (core.sync.StagingWriter) a source is handed; `stage` runs one
+source's sync into it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol
 
 import pandas as pd
 import sqlalchemy as sa
 
 from core.canonical import CANONICAL_TABLES, FX_RATES, as_canonical
+from core.sync import StagingWriter, SyncReport
 from okr_store.db import upsert
 
 staging_metadata = sa.MetaData()
@@ -84,24 +90,100 @@ sync_history_table = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class SyncReport:
-    """What one sync of one (source, object) did; becomes Dagster metadata and CLI output."""
+class _Syncable(Protocol):
+    """What `stage` needs of a source (connectors.base.Source, named here without importing it)."""
 
-    source: str
-    object: str
-    fetched: int
-    changed: int
-    deleted: int
-    quarantined: int
-    quarantine_reasons: dict[str, int]
-    cursor: str | None
-    api_calls: int = 0
-    # Source-specific facts worth recording (e.g. Salesforce API usage); never secrets.
-    details: dict = field(default_factory=dict)
+    name: str
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def sync(self, writer: StagingWriter, *, home_currency: str) -> list[SyncReport]: ...
+
+
+def stage(source: _Syncable, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
+    """Sync `source` into the staging tables of `engine`'s database; one report per object."""
+    return source.sync(DatabaseStaging(engine, source.name), home_currency=home_currency)
+
+
+class DatabaseStaging:
+    """The staging tables as one source's writer: reads and merges touch only its rows."""
+
+    def __init__(self, engine: sa.Engine, source: str):
+        self.engine = engine
+        self.source = source
+
+    def cursor(self, table: str) -> dt.datetime | None:
+        with self.engine.connect() as conn:
+            return read_cursor(conn, self.source, table)
+
+    def staged(self, table: str, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return read_staged(self.engine, table, sources=[self.source], columns=columns)
+
+    @contextmanager
+    def batch(self) -> Iterator[DatabaseBatch]:
+        with self.engine.begin() as conn:
+            yield DatabaseBatch(conn, self.source)
+
+
+class DatabaseBatch:
+    """One transaction of one source's staging writes (core.sync.StagingBatch)."""
+
+    def __init__(self, conn: sa.Connection, source: str):
+        self.conn = conn
+        self.source = source
+
+    def staged(self, table: str, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return read_staged(self.conn, table, sources=[self.source], columns=columns)
+
+    def merge_snapshot(
+        self, table: str, snapshot: pd.DataFrame, *, quarantined: pd.DataFrame
+    ) -> SyncReport:
+        return merge_snapshot(
+            self.conn, table, snapshot, source=self.source, quarantined=quarantined
+        )
+
+    def merge_changes(
+        self,
+        table: str,
+        changed: pd.DataFrame,
+        *,
+        quarantined: pd.DataFrame,
+        cursor: dt.datetime | None,
+        deleted_ids: Sequence[str] = (),
+        fetched: int | None = None,
+        api_calls: int = 0,
+        details: dict | None = None,
+    ) -> SyncReport:
+        return merge_changes(
+            self.conn,
+            table,
+            changed,
+            source=self.source,
+            quarantined=quarantined,
+            cursor=cursor,
+            deleted_ids=deleted_ids,
+            fetched=fetched,
+            api_calls=api_calls,
+            details=details,
+        )
+
+    def reassign_teams(self, table: str, owner_teams: pd.DataFrame) -> None:
+        if owner_teams.empty:
+            return
+        staging = STAGING_TABLES[table]
+        params = [
+            {"b_source": self.source, "b_owner": owner, "b_team": None if pd.isna(team) else team}
+            for owner, team in zip(
+                owner_teams["owner_id"], owner_teams["team"].astype(object), strict=True
+            )
+        ]
+        self.conn.execute(
+            sa.update(staging)
+            .where(
+                staging.c.source == sa.bindparam("b_source"),
+                staging.c.owner_id == sa.bindparam("b_owner"),
+            )
+            .values(team=sa.bindparam("b_team")),
+            params,
+        )
 
 
 def _records(frame: pd.DataFrame, table: str, sync_id: int | None = None) -> list[dict]:
@@ -117,11 +199,16 @@ def _records(frame: pd.DataFrame, table: str, sync_id: int | None = None) -> lis
 
 
 def read_staged(
-    conn: sa.Connection | sa.Engine, table: str, *, sources: list[str] | None = None
+    conn: sa.Connection | sa.Engine,
+    table: str,
+    *,
+    sources: list[str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Canonical frame of everything staged for `table` (deleted rows included, flagged)."""
+    """Canonical frame of everything staged for `table` (deleted rows included, flagged);
+    only `columns` of it when given."""
     sa_table = STAGING_TABLES[table]
-    query = sa.select(sa_table)
+    query = sa.select(*(sa_table.c[c] for c in columns)) if columns else sa.select(sa_table)
     if sources is not None and "source" in sa_table.c:
         query = query.where(sa_table.c.source.in_(sources))
     if isinstance(conn, sa.Engine):
@@ -129,7 +216,8 @@ def read_staged(
             frame = pd.read_sql(query, c)
     else:
         frame = pd.read_sql(query, conn)
-    return as_canonical(frame, table)
+    canonical = as_canonical(frame, table)
+    return canonical[list(columns)].copy() if columns else canonical
 
 
 def _fingerprint(frame: pd.DataFrame) -> pd.Series:
