@@ -8,9 +8,10 @@ from pathlib import Path
 from connectors.demo_org import generate_demo_org
 from connectors.files import FilesSource
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
-from kr_metrics.definitions import Cycle, load_definitions
+from kr_metrics.definitions import Cycle
 from kr_metrics.engine import prepare
 from kr_metrics.forecast import backtest
+from kr_metrics.loader import load_definitions
 from okr_store.db import create_engine
 from okr_store.schema import upgrade
 from okr_store.staging import read_staged, stage

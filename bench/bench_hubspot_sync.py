@@ -15,7 +15,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from fakes.hubspot import TOKEN, Portal, running, standard_portal  # noqa: E402
 
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings  # noqa: E402
-from okr_store.db import create_engine, create_schema  # noqa: E402
+from okr_store.db import create_engine  # noqa: E402
+from okr_store.schema import upgrade  # noqa: E402
 from okr_store.staging import stage  # noqa: E402
 
 COMPANIES, DEALS, RESPONSES = 2_000, 20_000, 3_000
@@ -89,7 +90,7 @@ def main() -> None:
         )  # fmt: skip
         source = HubSpotSource("hubspot", settings, TOKEN, "Europe/Berlin")
         engine = create_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        create_schema(engine)
+        upgrade(engine)
         print("| run | changed | API calls | floor | wall time |\n|---|---|---|---|---|")
         pages = sum(
             math.ceil(len(portal.objects[t]) / 100)

@@ -1,4 +1,4 @@
-"""KR and KPI definitions: pydantic models, and the YAML loader that reports file and line."""
+"""KR and KPI definitions: the pydantic models (kr_metrics.loader reads them from YAML)."""
 
 from __future__ import annotations
 
@@ -419,10 +419,3 @@ def definition_version(*parts: BaseModel) -> str:
     """A short content hash: the same definition always gives the same version."""
     payload = json.dumps([p.model_dump(mode="json") for p in parts], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def load_definitions(path: Any, **kwargs: Any) -> DefinitionSet:
-    """Load and check every YAML file under `path` (see kr_metrics.loader)."""
-    from kr_metrics.loader import load_definitions as load
-
-    return load(path, **kwargs)

@@ -225,6 +225,13 @@ def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], data: 
     ]
 
 
+def metric_value(
+    spec: MetricSpec, data: PreparedData, window: Window, scope: Scope, basis: str = "count"
+) -> MetricResult:
+    """One metric over one window (history mode gives the same numbers for every day)."""
+    return metric_over_windows(spec, {spec.name: spec}, data, scope, [window], basis=basis)[0]
+
+
 def _cycle_windows(
     kr: KeyResult, cycle_start: dt.date, cycle_end: dt.date, days: list[dt.date]
 ) -> list[Window]:

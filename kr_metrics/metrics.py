@@ -139,14 +139,6 @@ class MetricSpec:
     def filter_columns(self) -> frozenset[str]:
         return FILTER_COLUMNS[self.entity]
 
-    def compute(
-        self, data: PreparedData, window: Window, scope: Scope, basis: str = "count"
-    ) -> MetricResult:
-        """This metric over one window (the engine's history mode gives the same numbers)."""
-        from kr_metrics.engine import metric_over_windows
-
-        return metric_over_windows(self, {self.name: self}, data, scope, [window], basis=basis)[0]
-
 
 def _false(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame[column].fillna(False).to_numpy(dtype=bool)

@@ -102,11 +102,3 @@ def write_transaction(engine: sa.Engine, *, lock_key: int | None = None) -> Iter
             )
             conn.execute(sa.select(lock))
         yield conn
-
-
-def create_schema(engine: sa.Engine) -> None:
-    """Bring the database to the current schema through the migrations (kept for callers that
-    predate them; `okr_store.schema.upgrade` is the real entry point)."""
-    from okr_store.schema import upgrade
-
-    upgrade(engine)

@@ -186,43 +186,29 @@ class OkrStore:
             self._record_run_day(conn, as_of, STALE, stale, pd.DataFrame(columns=["run_id"]))
         return list(zip(stale["cycle"], stale["kr"], strict=True))
 
-    def record_definitions(self, definitions) -> None:  # noqa: ANN001 - kr_metrics DefinitionSet
+    def record_definitions(
+        self,
+        *,
+        cycles: list[dict],
+        objectives: list[dict],
+        key_results: list[dict],
+        kpis: list[dict],
+    ) -> None:
         """Record the cycles and objectives with their definition versions, and attach the full
-        definition (filters included) to the KR and KPI versions the stored rows reference."""
-        from kr_metrics.definitions import definition_version
+        definition (filters included) to the KR and KPI versions the stored rows reference.
 
+        The rows come from kr_metrics.versions.definition_records: the store does not derive
+        versions itself."""
         now = _now()
-        cycles = [
-            {"key": c.key, "definition_version": definition_version(c), "start": c.start,
-             "end": c.end, "timezone": getattr(c, "timezone", None), "recorded_at": now}
-            for c in definitions.cycles.values()
-        ]  # fmt: skip
-        objectives = []
-        kr_definitions = []
-        for loaded in definitions.objectives:
-            objective = loaded.objective
-            without_krs = objective.model_copy(update={"key_results": []})
-            objectives.append(
-                {"cycle": loaded.cycle.key, "key": objective.key,
-                 "definition_version": definition_version(loaded.cycle, without_krs),
-                 "title": objective.title, "level": str(objective.level),
-                 "team": getattr(objective, "team", None), "ambition": str(objective.ambition),
-                 "aligns_to": getattr(objective, "aligns_to", None),
-                 "definition": without_krs.model_dump(mode="json", exclude={"key_results"}),
-                 "recorded_at": now}
-            )  # fmt: skip
-            for kr in objective.key_results:
-                # The same content hash kr_metrics.engine stamps on each KR row.
-                version = definition_version(
-                    loaded.cycle, objective.model_copy(update={"key_results": [kr]})
-                )
-                kr_definitions.append(
-                    {"c": loaded.cycle.key, "k": kr.key, "v": version,
-                     "d": kr.model_dump(mode="json")}
-                )  # fmt: skip
+        cycles = [{**row, "recorded_at": now} for row in cycles]
+        objectives = [{**row, "recorded_at": now} for row in objectives]
+        # Bound parameters of an UPDATE may not share the names of the table's columns.
+        kr_definitions = [
+            {"c": r["cycle"], "k": r["kr"], "v": r["definition_version"], "d": r["definition"]}
+            for r in key_results
+        ]
         kpi_definitions = [
-            {"k": kpi.key, "v": definition_version(kpi), "d": kpi.model_dump(mode="json")}
-            for kpi in definitions.kpis
+            {"k": r["kpi"], "v": r["definition_version"], "d": r["definition"]} for r in kpis
         ]
         kr_table, kpi_table = KeyResultDefinition.__table__, KpiDefinition.__table__
         with write_transaction(self.engine) as conn:

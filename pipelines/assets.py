@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from connectors.base import SourceLimitReached
+from kr_metrics.versions import definition_records
 from okr_store.repository import PARTIAL, SUCCEEDED
 from okr_store.schema import SchemaOutOfDateError
 from okr_store.staging import stage
@@ -344,7 +345,7 @@ def build_progress_asset(partitions: dg.PartitionsDefinition, settings: Settings
             message=message,
             origin="dagster",
         )
-        store.record_definitions(definitions)
+        store.record_definitions(**definition_records(definitions))
         last = progress[progress["as_of"] == days[-1]]
         statuses = last["status"].value_counts().to_dict()
         return dg.MaterializeResult(

@@ -20,11 +20,13 @@ from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
 from core.calendar import each_day
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from core.sync import SyncReport
-from kr_metrics.definitions import DefinitionSet, load_definitions
+from kr_metrics.definitions import DefinitionSet
 from kr_metrics.engine import evaluate_history, prepare
 from kr_metrics.forecast import add_forecasts
+from kr_metrics.loader import load_definitions
 from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
+from kr_metrics.versions import definition_records
 from okr_store import schema
 from okr_store.db import create_engine
 from okr_store.repository import FAILED, PARTIAL, SUCCEEDED, OkrStore
@@ -271,9 +273,20 @@ def run_days(
         verdicts = gate.data_gate(settings, engine) if validate else []
         for as_of in days:
             values, progress, kpis = computed[as_of]
-            result = DayResult(as_of, values, progress, kpis)
-            if validate:
-                gate.judge_day(result, settings, definitions, store, verdicts)
+            verdict = (
+                gate.judge_day(values, as_of, settings, definitions, store, verdicts)
+                if validate
+                else gate.DayVerdict()
+            )
+            result = DayResult(
+                as_of,
+                values,
+                progress,
+                kpis,
+                validation_failures=verdict.failures,
+                validation_warnings=verdict.warnings,
+                stale_reason=verdict.stale_reason,
+            )
             if result.blocked:
                 # Nothing of the day is pushed: its KRs keep their last good value, as stale.
                 gate.mark_blocked(store, definitions, [as_of], result.stale_reason or "blocked",
@@ -294,7 +307,7 @@ def run_days(
         status=PARTIAL if blocked else SUCCEEDED,
         message=f"blocked by validation: {', '.join(blocked)}" if blocked else None,
     )
-    store.record_definitions(definitions)
+    store.record_definitions(**definition_records(definitions))
     push_to_okr_tools(settings, store)
     return results
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -159,35 +159,46 @@ def check_numbers(
     )
 
 
+@dataclass(frozen=True)
+class DayVerdict:
+    """The whole gate's verdict on one day: what blocks it, what only warns, and the reason its
+    KRs show when it is blocked."""
+
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stale_reason: str | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.failures)
+
+
 def judge_day(
-    result: Any,
+    values: pd.DataFrame,
+    as_of: dt.date,
     settings: Settings,
     definitions: DefinitionSet,
     store: OkrStore,
     verdicts: list[SyncVerdict],
-) -> None:
-    """Set a flow.DayResult's failures, warnings and stale reason from the whole gate: the data
-    gate's verdicts on the staged data, then the number suites on the day's values."""
+) -> DayVerdict:
+    """The data gate's verdicts on the staged data, then the number suites on the day's
+    `values`: one verdict for the day."""
     data_warnings = [
         line for v in verdicts if v.report.failures and not v.report.blocked
         for line in v.report.summary().splitlines()
     ]  # fmt: skip
     data_reason = data_block_reason(verdicts)
     if data_reason:
-        result.validation_failures = [
+        failures = [
             line for v in verdicts if v.report.blocked for line in v.report.summary().splitlines()
         ]
-        result.validation_warnings = data_warnings
-        result.stale_reason = data_reason
-        return
-    report = check_numbers(
-        settings, definitions, result.values, previous_values(store, result.as_of)
-    )
+        return DayVerdict(failures, data_warnings, data_reason)
+    report = check_numbers(settings, definitions, values, previous_values(store, as_of))
     lines = report.summary().splitlines()
     if report.blocked:
-        result.validation_failures = lines
-        result.stale_reason = "blocked by the number gate: " + report.reason(250)
-    result.validation_warnings = data_warnings + ([] if report.blocked or report.success else lines)
+        reason = "blocked by the number gate: " + report.reason(250)
+        return DayVerdict(lines, data_warnings, reason)
+    return DayVerdict([], data_warnings + ([] if report.success else lines))
 
 
 # --- Consequences -------------------------------------------------------------------------------

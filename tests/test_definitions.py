@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from kr_metrics.definitions import DefinitionError, load_definitions
+from kr_metrics.definitions import DefinitionError
+from kr_metrics.loader import load_definitions
 from kr_metrics.metrics import METRICS
 
 GOOD = """\

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kr_metrics.definitions import DefinitionError, load_definitions
+from kr_metrics.definitions import DefinitionError
+from kr_metrics.loader import load_definitions
 
 CORPUS = sorted((Path(__file__).parent / "definitions_corpus").glob("*.yaml"))
 HEADER_LINES = 3  # `# expect:`, `# line:`, `# severity:`; lines in the header count the body

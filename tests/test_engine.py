@@ -11,16 +11,17 @@ from conftest import REPO
 
 from connectors.files import FilesSource
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
-from kr_metrics.definitions import load_definitions
 from kr_metrics.engine import evaluate, evaluate_history, explain_key_result, prepare
-from okr_store.db import create_engine, create_schema
+from kr_metrics.loader import load_definitions
+from okr_store.db import create_engine
+from okr_store.schema import upgrade
 from okr_store.staging import read_staged, stage
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, demo_data):
     engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('db') / 'k.db'}")
-    create_schema(engine)
+    upgrade(engine)
     stage(FilesSource("demo", demo_data), engine, home_currency="EUR")
     frames = {t: read_staged(engine, t) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
     return prepare(

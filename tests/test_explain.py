@@ -10,10 +10,11 @@ import pytest
 
 from connectors.files import FilesSource
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
-from kr_metrics.engine import prepare, window_for
+from kr_metrics.engine import metric_value, prepare, window_for
 from kr_metrics.explain import records_behind
 from kr_metrics.metrics import METRICS, scope_for
-from okr_store.db import create_engine, create_schema
+from okr_store.db import create_engine
+from okr_store.schema import upgrade
 from okr_store.staging import read_staged, stage
 from tests.conftest import canonical
 
@@ -23,7 +24,7 @@ CYCLE_START, CYCLE_END = dt.date(2026, 10, 1), dt.date(2026, 12, 31)
 @pytest.fixture(scope="module")
 def demo_prepared(demo_data, tmp_path_factory):
     engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('explain') / 'db.sqlite'}")
-    create_schema(engine)
+    upgrade(engine)
     stage(FilesSource("demo", demo_data), engine, home_currency="EUR")
     frames = {t: read_staged(engine, t) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
     yield prepare(frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone="Europe/Berlin")
@@ -36,7 +37,7 @@ def test_records_behind_add_up_to_the_metric_value(demo_prepared, metric, where)
     spec = METRICS[metric]
     window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 25))
     scope = scope_for(demo_prepared, where)
-    expected = spec.compute(demo_prepared, window, scope)
+    expected = metric_value(spec, demo_prepared, window, scope)
     behind = records_behind(spec, demo_prepared, scope, window)
     if expected.value is None:
         assert behind.value is None

@@ -63,14 +63,16 @@ def test_backtest_on_the_demo_orgs_closed_cycles(demo_data, tmp_path):
 
     from connectors.files import FilesSource
     from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
-    from kr_metrics.definitions import Cycle, load_definitions
+    from kr_metrics.definitions import Cycle
     from kr_metrics.engine import prepare
     from kr_metrics.forecast import backtest
-    from okr_store.db import create_engine, create_schema
+    from kr_metrics.loader import load_definitions
+    from okr_store.db import create_engine
+    from okr_store.schema import upgrade
     from okr_store.staging import read_staged, stage
 
     engine = create_engine(f"sqlite:///{tmp_path / 'k.db'}")
-    create_schema(engine)
+    upgrade(engine)
     stage(FilesSource("demo", demo_data), engine, home_currency="EUR")
     frames = {t: read_staged(engine, t) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
     data = prepare(

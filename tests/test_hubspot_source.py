@@ -12,9 +12,10 @@ from fakes.hubspot import TOKEN, Fault, Portal, rate_limit, running, standard_po
 from connectors.base import SourceError, SourceLimitReached
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES, OWNERS
-from kr_metrics.engine import prepare
+from kr_metrics.engine import metric_value, prepare
 from kr_metrics.metrics import METRICS, Window, scope_for
-from okr_store.db import create_engine, create_schema
+from okr_store.db import create_engine
+from okr_store.schema import upgrade
 from okr_store.staging import read_cursor, read_quarantine, read_staged, stage
 
 Q4 = Window(start=dt.date(2026, 10, 1), end=dt.date(2026, 11, 25), cycle_start=dt.date(2026, 10, 1))
@@ -56,13 +57,13 @@ def metric(engine, name: str, where: dict | None = None):
     data = prepare(
         frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone="Europe/Berlin"
     )
-    return METRICS[name].compute(data, Q4, scope_for(data, where or {}))
+    return metric_value(METRICS[name], data, Q4, scope_for(data, where or {}))
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'hubspot.db'}")
-    create_schema(engine)
+    upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import canonical
 
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
-from kr_metrics.engine import prepare, window_for
+from kr_metrics.engine import metric_value, prepare, window_for
 from kr_metrics.metrics import METRICS, scope_for
 
 CYCLE_START = dt.date(2026, 10, 1)
@@ -45,7 +45,7 @@ def compute(metric, deals=(), customers=(), responses=(), where=None, as_of=AS_O
         timezone="Europe/Berlin",
     )
     window = window_for(CYCLE_START, CYCLE_END, as_of)
-    return METRICS[metric].compute(data, window, scope_for(data, where or {}))
+    return metric_value(METRICS[metric], data, window, scope_for(data, where or {}))
 
 
 # --- revenue_per_existing_customer -------------------------------------------------------------
@@ -193,7 +193,8 @@ def test_sales_cycle_days_counts_reporting_timezone_days_of_won_deals():
 
 def test_win_rate_by_amount():
     result = compute("win_rate", LIBRARY_DEALS, CUSTOMERS_ABC)
-    by_amount = METRICS["win_rate"].compute(
+    by_amount = metric_value(
+        METRICS["win_rate"],
         prepare(canonical(DEALS, LIBRARY_DEALS), canonical(CUSTOMERS, CUSTOMERS_ABC),
                 canonical(NPS_RESPONSES, []), timezone="Europe/Berlin"),
         window_for(CYCLE_START, CYCLE_END, AS_OF), scope_for(prepare(

@@ -13,7 +13,7 @@ from connectors.base import SourceError, SourceLimitReached
 from connectors.salesforce import LegacyLoginWarning, SalesforceSource, rates_to_home
 from connectors.salesforce.helpers import SalesforceClient, credentials_from_env
 from core.canonical import CUSTOMERS, DEALS, FX_RATES, NPS_RESPONSES, OWNERS
-from kr_metrics.engine import prepare, window_for
+from kr_metrics.engine import metric_value, prepare, window_for
 from kr_metrics.metrics import METRICS, scope_for
 from okr_store.staging import read_cursor, read_quarantine, read_staged, stage
 
@@ -115,8 +115,8 @@ def test_a_deleted_opportunity_disappears_from_the_kr_numbers(salesforce, engine
         window = window_for(cycle_start, dt.date(2026, 12, 31), as_of)
         scope = scope_for(data, {})
         return (
-            METRICS["revenue_per_existing_customer"].compute(data, window, scope).value,
-            METRICS["win_rate"].compute(data, window, scope).value,
+            metric_value(METRICS["revenue_per_existing_customer"], data, window, scope).value,
+            metric_value(METRICS["win_rate"], data, window, scope).value,
         )
 
     sync(server, engine)
