@@ -38,12 +38,9 @@ def _deals() -> pd.DataFrame:
 
 
 def run_mode(mode: str) -> dict:
-    from kr_metrics.validation import (
-        DataThresholds,
-        validate_metric_values,
-        validate_staged_rows,
-        validate_sync_volume,
-    )
+    from validation.data import validate_staged_rows, validate_sync_volume
+    from validation.numbers import validate_metric_values
+    from validation.thresholds import DataThresholds
 
     started = time.perf_counter()
     validate_staged_rows("deals", _deals().head(10), now=SYNCED_AT)  # GE import + context

@@ -17,6 +17,7 @@ from pipelines import flow, gate
 from pipelines.names import DATA_CHECK, KPI_VALUES, KR_VALUES, VALUES_CHECK, sync_asset_key
 from pipelines.resources import KrpulseResource
 from pipelines.settings import Settings
+from validation.verdicts import data_block_reason
 
 MAX_FAILURES_IN_METADATA = 10
 
@@ -81,7 +82,7 @@ def values_gate(
     engine = krpulse.engine()
     store = flow.OkrStore(engine)
     data = gate.data_gate(settings, engine)
-    data_reason = gate.data_block_reason(data)
+    data_reason = data_block_reason(data)
     days = run_days(context)
     previous = gate.previous_values(store, days[0]) if days else None
     definitions = flow.load_definition_set(settings)
@@ -164,7 +165,7 @@ def _data_check(source_name: str, objects: tuple[str, ...]) -> dg.AssetChecksDef
         settings = krpulse.settings()
         engine = krpulse.engine()
         verdicts = {v.object: v for v in gate.data_gate(settings, engine, only=source_name)}
-        reason = gate.data_block_reason(verdicts.values())
+        reason = data_block_reason(verdicts.values())
         marked = _block(context, settings, flow.OkrStore(engine), reason) if reason else 0
         for obj in objects:
             verdict = verdicts.get(obj)

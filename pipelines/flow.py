@@ -43,6 +43,8 @@ from okr_store.sinks import (
 from okr_store.staging import last_synced, read_staged, stage
 from pipelines import gate
 from pipelines.settings import ConfigError, FilesSourceSettings, Settings, SourceSettings
+from validation.numbers import validate_metric_values
+from validation.verdicts import DayVerdict, number_rules
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +190,7 @@ def compute_day(
 
 def validate_values(values: pd.DataFrame, definitions: DefinitionSet | None = None) -> list[str]:
     """Run the Great Expectations number gate on a day's values; return its ERROR failures."""
-    from kr_metrics.validation import validate_metric_values
-
-    ranges, nullable = gate.number_rules(definitions)
+    ranges, nullable = number_rules(definitions)
     report = validate_metric_values(values, ranges, nullable_metrics=nullable)
     return report.summary().splitlines() if report.blocked else []
 
@@ -276,7 +276,7 @@ def run_days(
             verdict = (
                 gate.judge_day(values, as_of, settings, definitions, store, verdicts)
                 if validate
-                else gate.DayVerdict()
+                else DayVerdict()
             )
             result = DayResult(
                 as_of,

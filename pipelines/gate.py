@@ -1,4 +1,5 @@
-"""The validation gate in plain Python: data suites per sync, number suites per day, stale KRs.
+"""The validation gate's side effects: run the suites (validation/) on staged rows and stored
+values, record each sync's verdict, mark the KRs of blocked days stale.
 
 `krpulse run`, `krpulse validate` and the Dagster checks all go through here, so a number is
 judged the same way everywhere. Great Expectations is imported only when a suite runs.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -17,7 +17,6 @@ import sqlalchemy as sa
 
 from core.canonical import CUSTOMERS, DEALS
 from kr_metrics.definitions import DefinitionSet
-from kr_metrics.metrics import METRICS
 from okr_store.repository import OkrStore
 from okr_store.staging import (
     latest_syncs,
@@ -28,30 +27,24 @@ from okr_store.staging import (
     sync_history,
 )
 from pipelines.settings import Settings
-
-
-@dataclass(frozen=True)
-class SyncVerdict:
-    """The data gate's verdict on the newest sync of one (source, object)."""
-
-    source: str
-    object: str
-    sync_id: int
-    synced_at: dt.datetime
-    report: Any  # kr_metrics.validation.ValidationReport
-
-    @property
-    def suite(self) -> str:
-        return f"{self.source}/{self.object}"
-
+from validation.data import validate_staged_rows, validate_sync_volume
+from validation.numbers import validate_metric_values
+from validation.report import ValidationReport, combine
+from validation.verdicts import (
+    DayVerdict,
+    SyncVerdict,
+    data_block_reason,
+    day_verdict,
+    number_rules,
+)
 
 # --- Data suites --------------------------------------------------------------------------------
 
 
-def validate_sync(settings: Settings, engine: sa.Engine, sync: Mapping[str, Any]) -> Any:
+def validate_sync(
+    settings: Settings, engine: sa.Engine, sync: Mapping[str, Any]
+) -> ValidationReport:
     """Run the data suites on the rows one sync wrote and on its volumes; record the verdict."""
-    from kr_metrics.validation import combine, validate_staged_rows, validate_sync_volume
-
     source, table, sync_id = sync["source"], sync["object"], int(sync["id"])
     thresholds = settings.validation.data.thresholds()
     suite = f"{source}/{table}"
@@ -87,8 +80,6 @@ def data_gate(
     A sync is validated once and its verdict recorded in sync_history; later calls read it
     back (`revalidate=True` runs the suites again, as `krpulse validate` does).
     """
-    from kr_metrics.validation import ValidationReport
-
     names = [settings.source(only).name] if only else [s.name for s in settings.sources]
     verdicts = []
     for sync in latest_syncs(engine, names).to_dict("records"):
@@ -103,24 +94,7 @@ def data_gate(
     return verdicts
 
 
-def data_block_reason(verdicts: Iterable[SyncVerdict]) -> str | None:
-    """Why the data gate blocks every day computed from the staged data, or None."""
-    failing = [v.report for v in verdicts if v.report.blocked]
-    if not failing:
-        return None
-    return "blocked by the data gate: " + " | ".join(r.reason(200) for r in failing)
-
-
 # --- Number suites ------------------------------------------------------------------------------
-
-
-def number_rules(
-    definitions: DefinitionSet | None,
-) -> tuple[dict[str, tuple[float | None, float | None]], list[str]]:
-    """Valid ranges and nullable metrics of the definitions' library (built-ins and custom)."""
-    library = (definitions.library if definitions is not None else None) or METRICS
-    ranges = {name: spec.valid_range for name, spec in library.items()}
-    return ranges, [name for name, spec in library.items() if spec.nullable]
 
 
 def previous_values(store: OkrStore, as_of: dt.date) -> pd.DataFrame:
@@ -145,10 +119,8 @@ def check_numbers(
     definitions: DefinitionSet | None,
     values: pd.DataFrame,
     previous: pd.DataFrame | None = None,
-) -> Any:
+) -> ValidationReport:
     """The number suites on one day's values (KRs and/or KPIs) against the last published ones."""
-    from kr_metrics.validation import validate_metric_values
-
     ranges, nullable = number_rules(definitions)
     return validate_metric_values(
         values,
@@ -157,20 +129,6 @@ def check_numbers(
         previous=previous,
         thresholds=settings.validation.numbers.thresholds(),
     )
-
-
-@dataclass(frozen=True)
-class DayVerdict:
-    """The whole gate's verdict on one day: what blocks it, what only warns, and the reason its
-    KRs show when it is blocked."""
-
-    failures: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    stale_reason: str | None = None
-
-    @property
-    def blocked(self) -> bool:
-        return bool(self.failures)
 
 
 def judge_day(
@@ -182,23 +140,11 @@ def judge_day(
     verdicts: list[SyncVerdict],
 ) -> DayVerdict:
     """The data gate's verdicts on the staged data, then the number suites on the day's
-    `values`: one verdict for the day."""
-    data_warnings = [
-        line for v in verdicts if v.report.failures and not v.report.blocked
-        for line in v.report.summary().splitlines()
-    ]  # fmt: skip
-    data_reason = data_block_reason(verdicts)
-    if data_reason:
-        failures = [
-            line for v in verdicts if v.report.blocked for line in v.report.summary().splitlines()
-        ]
-        return DayVerdict(failures, data_warnings, data_reason)
-    report = check_numbers(settings, definitions, values, previous_values(store, as_of))
-    lines = report.summary().splitlines()
-    if report.blocked:
-        reason = "blocked by the number gate: " + report.reason(250)
-        return DayVerdict(lines, data_warnings, reason)
-    return DayVerdict([], data_warnings + ([] if report.success else lines))
+    `values` against the last published ones: one verdict for the day."""
+    numbers = None
+    if not data_block_reason(verdicts):
+        numbers = check_numbers(settings, definitions, values, previous_values(store, as_of))
+    return day_verdict(verdicts, numbers)
 
 
 # --- Consequences -------------------------------------------------------------------------------

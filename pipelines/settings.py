@@ -19,7 +19,7 @@ from core.calendar import known_timezone
 from dashboard.config import DashboardSettings
 from kr_metrics.scoring import ScoringPolicy
 from pipelines.orchestration_settings import NotificationSettings, OrchestrationSettings
-from pipelines.validation_settings import ValidationSettings
+from validation.settings import ValidationSettings
 
 CONFIG_ENV = "KRPULSE_CONFIG"
 DATABASE_URL_ENV = "KRPULSE_DATABASE_URL"

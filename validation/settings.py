@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kr_metrics.validation import ChangeLimit, DataThresholds, NumberThresholds
+from validation.thresholds import ChangeLimit, DataThresholds, NumberThresholds
 
 Severity = Literal["warning", "error"]
 

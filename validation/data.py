@@ -1,0 +1,211 @@
+"""The data suites: the rows each sync changed, and its volumes against recent syncs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import pandas as pd
+
+from core.canonical import ID_COLUMNS
+from validation.expectations import Check, import_gx, run_checks
+from validation.report import WARNING, ValidationReport
+from validation.thresholds import DataThresholds
+
+NPS_SCORES = list(range(11))
+CURRENCY_CODE = r"^[A-Z]{3}$"
+
+
+def validate_staged_rows(
+    table: str,
+    rows: pd.DataFrame,
+    *,
+    suite: str | None = None,
+    now: dt.datetime | None = None,
+    known_currencies: Collection[str] | None = None,
+    customer_ids: Collection[str] | None = None,
+    thresholds: DataThresholds | None = None,
+) -> ValidationReport:
+    """Validate canonical rows of `table` (the rows one sync changed) with GE.
+
+    ERROR: ids present and unique per source; amounts finite and not negative; currencies
+    3-letter codes, among `known_currencies` when given, and converted (an amount has a
+    home-currency amount); close dates and NPS submission times plausible against `now`
+    (not more than max_age_years back; closed deals and responses not in the future beyond the
+    tolerance, open deals' expected close not beyond max_years_ahead); NPS scores integers
+    0–10. WARNING: deals whose customer is not among `customer_ids` (when given). Rows marked
+    deleted are checked for their ids only.
+    """
+    suite = suite or f"staging_{table}"
+    if len(rows) == 0:
+        return ValidationReport(suite=suite, success=True, evaluated_rows=0, failures=[])
+    thresholds = thresholds or DataThresholds()
+    now = pd.Timestamp(now or dt.datetime.now(dt.UTC))
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    original = rows.reset_index(drop=True)
+    frame = original.copy()
+    gx = import_gx()
+    expect = gx.expectations
+    checks: list[Check] = []
+
+    id_column = ID_COLUMNS.get(table)
+    if id_column:
+        checks.append(Check(frame, expect.ExpectColumnValuesToNotBeNull(column=id_column),
+                             f"expect_column_values_to_not_be_null({id_column}) [ids present]", id_column))  # fmt: skip
+        keyed = frame[["source", id_column]].astype("string").fillna("")
+        checks.append(Check(keyed, expect.ExpectCompoundColumnsToBeUnique(column_list=["source", id_column]),
+                             f"expect_compound_columns_to_be_unique(source, {id_column}) [ids unique per source]",
+                             id_column))  # fmt: skip
+
+    deleted = _flag(frame["is_deleted"]) if "is_deleted" in frame else False
+    live = frame[~deleted] if "is_deleted" in frame else frame
+    earliest = now - pd.Timedelta(days=365.25 * thresholds.max_age_years)
+    tolerance = now + pd.Timedelta(hours=thresholds.future_tolerance_hours)
+
+    if table == "deals" and len(live):
+        for column in ("amount", "amount_home"):
+            numbers = live.assign(**{column: pd.to_numeric(live[column]).astype("float64")})
+            checks += [
+                Check(numbers, expect.ExpectColumnValuesToNotBeInSet(column=column, value_set=[math.inf, -math.inf]),
+                       f"expect_column_values_to_not_be_in_set({column}, {{inf, -inf}}) [amounts finite]", column),
+                Check(numbers, expect.ExpectColumnValuesToBeBetween(column=column, min_value=0),
+                       f"expect_column_values_to_be_between({column}, 0..) [amounts not negative]", column),
+            ]  # fmt: skip
+        checks += [
+            Check(live, expect.ExpectColumnValuesToNotBeNull(column="currency"),
+                   "expect_column_values_to_not_be_null(currency) [currencies known]", "currency"),
+            Check(live.assign(currency=live["currency"].astype("string").fillna("")),
+                   expect.ExpectColumnValuesToMatchRegex(column="currency", regex=CURRENCY_CODE),
+                   "expect_column_values_to_match_regex(currency, ISO 4217 code) [currencies known]", "currency"),
+        ]  # fmt: skip
+        if known_currencies:
+            known = sorted(set(known_currencies))
+            checks.append(
+                Check(live[live["currency"].notna()], expect.ExpectColumnValuesToBeInSet(column="currency", value_set=known),
+                       f"expect_column_values_to_be_in_set(currency, {{{', '.join(known)}}}) [currencies known]",
+                       "currency")
+            )  # fmt: skip
+        priced = live[live["amount"].notna()]
+        if len(priced):
+            checks.append(
+                Check(priced, expect.ExpectColumnValuesToNotBeNull(column="amount_home"),
+                       "expect_column_values_to_not_be_null(amount_home) [currencies convertible]", "amount_home")
+            )  # fmt: skip
+        # close_date is a plain date in the reporting timezone: compare it as a naive day.
+        close = pd.to_datetime(live["close_date"])
+        dated = live.assign(close_date=close)[close.notna()]
+        closed = _flag(dated["is_closed"])
+        today = tolerance.tz_convert(None).normalize()
+        ahead = (now + pd.Timedelta(days=365.25 * thresholds.max_years_ahead)).tz_convert(None)
+        checks.append(
+            Check(dated, expect.ExpectColumnValuesToBeBetween(column="close_date",
+                   min_value=earliest.tz_convert(None).to_pydatetime(), max_value=ahead.to_pydatetime()),
+                   f"expect_column_values_to_be_between(close_date, {earliest:%Y-%m-%d}..{ahead:%Y-%m-%d}) "
+                   "[close dates plausible]", "close_date")
+        )  # fmt: skip
+        if closed.any():
+            checks.append(
+                Check(dated[closed], expect.ExpectColumnValuesToBeBetween(column="close_date",
+                       max_value=today.to_pydatetime()),
+                       f"expect_column_values_to_be_between(close_date, ..{today:%Y-%m-%d}) "
+                       "[closed deals not closed in the future]", "close_date")
+            )  # fmt: skip
+        if customer_ids is not None:
+            linked = live[live["customer_id"].notna()]
+            exists = linked.assign(customer_exists=linked["customer_id"].isin(set(customer_ids)))
+            checks.append(
+                Check(exists, expect.ExpectColumnValuesToBeInSet(column="customer_exists", value_set=[True]),
+                       "expect_column_values_to_be_in_set(customer_id, staged customers) [deals point at "
+                       "customers that exist]", "customer_id", severity=WARNING)
+            )  # fmt: skip
+
+    if table == "nps_responses" and len(live):
+        scores = live.assign(score=pd.to_numeric(live["score"]).astype("float64"))
+        submitted = pd.to_datetime(live["submitted_at"], utc=True)
+        checks += [
+            Check(scores, expect.ExpectColumnValuesToNotBeNull(column="score"),
+                   "expect_column_values_to_not_be_null(score) [NPS scores integers 0–10]", "score"),
+            Check(scores, expect.ExpectColumnValuesToBeInSet(column="score", value_set=NPS_SCORES),
+                   "expect_column_values_to_be_in_set(score, 0..10) [NPS scores integers 0–10]", "score"),
+            Check(live.assign(submitted_at=submitted),
+                   expect.ExpectColumnValuesToBeBetween(column="submitted_at", min_value=earliest.to_pydatetime(),
+                                                        max_value=tolerance.to_pydatetime()),
+                   f"expect_column_values_to_be_between(submitted_at, {earliest:%Y-%m-%d}..{tolerance:%Y-%m-%d %H:%M}) "
+                   "[submission times plausible]", "submitted_at"),
+        ]  # fmt: skip
+
+    if table == "fx_rates":
+        rates = frame.assign(rate_to_home=pd.to_numeric(frame["rate_to_home"]).astype("float64"))
+        checks += [
+            Check(rates, expect.ExpectColumnValuesToBeBetween(column="rate_to_home", min_value=0, strict_min=True),
+                   "expect_column_values_to_be_between(rate_to_home, >0) [currencies convertible]", "rate_to_home"),
+            Check(rates, expect.ExpectColumnValuesToNotBeInSet(column="rate_to_home", value_set=[math.inf]),
+                   "expect_column_values_to_not_be_in_set(rate_to_home, {inf}) [currencies convertible]",
+                   "rate_to_home"),
+        ]  # fmt: skip
+
+    failures = run_checks(gx, suite, original, checks)
+    return ValidationReport(suite=suite, success=not failures, evaluated_rows=len(original), failures=failures)  # fmt: skip
+
+
+def validate_sync_volume(
+    sync: Mapping[str, Any],
+    history: pd.DataFrame,
+    *,
+    suite: str | None = None,
+    thresholds: DataThresholds | None = None,
+) -> ValidationReport:
+    """Judge one sync's volumes against the source's recent syncs of the same object.
+
+    `sync` holds fetched, changed, deleted, quarantined and staged_before (rows staged and not
+    deleted before the sync); `history` the same columns of earlier syncs, newest first.
+    ERROR: a mass deletion (deleted share of staged_before above max_deleted_share) or a share
+    of quarantined records above max_quarantined_share. WARNING: nothing changed although the
+    median of recent syncs is at least `usual_changes`.
+    """
+    thresholds = thresholds or DataThresholds()
+    suite = suite or "sync_volume"
+    fetched, staged_before = int(sync.get("fetched") or 0), int(sync.get("staged_before") or 0)
+    changes = int(sync.get("changed") or 0) + int(sync.get("deleted") or 0)
+    recent = history.head(thresholds.history_syncs)
+    usual = float((recent["changed"] + recent["deleted"]).median()) if len(recent) else 0.0
+    row = {
+        **{k: sync.get(k) for k in ("source", "object", "sync_id", "fetched", "changed", "deleted",
+                                    "quarantined", "staged_before")},
+        "deleted_share": (int(sync.get("deleted") or 0) / staged_before) if staged_before else 0.0,
+        "quarantined_share": (int(sync.get("quarantined") or 0) / fetched) if fetched else 0.0,
+        "changes": changes,
+        "usual_changes": usual,
+    }  # fmt: skip
+    frame = pd.DataFrame([row])
+    gx = import_gx()
+    expect = gx.expectations
+    checks = []
+    if staged_before >= thresholds.min_rows_for_shares:
+        checks.append(
+            Check(frame, expect.ExpectColumnValuesToBeBetween(column="deleted_share", max_value=thresholds.max_deleted_share),
+                   f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
+                   "[no mass deletion]", "deleted_share")
+        )  # fmt: skip
+    if fetched >= thresholds.min_rows_for_shares:
+        checks.append(
+            Check(frame, expect.ExpectColumnValuesToBeBetween(column="quarantined_share",
+                   max_value=thresholds.max_quarantined_share),
+                   f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
+                   "[quarantined share]", "quarantined_share")
+        )  # fmt: skip
+    if len(recent) >= thresholds.min_history_syncs and usual >= thresholds.usual_changes:
+        checks.append(
+            Check(frame, expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
+                   f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
+                   "changes", severity=WARNING)
+        )  # fmt: skip
+    failures = run_checks(gx, suite, frame, checks) if checks else []
+    return ValidationReport(suite=suite, success=not failures, evaluated_rows=1, failures=failures)
+
+
+def _flag(column: pd.Series) -> pd.Series:
+    """A nullable boolean column as plain booleans, null meaning False."""
+    return column.astype("boolean").fillna(False).astype(bool)
