@@ -189,9 +189,7 @@ def metric_series(spec: MetricSpec, library: dict[str, MetricSpec], data: Prepar
                   windows: Sequence[Window], *, basis: str = "count") -> Series:  # fmt: skip
     """`spec` over each window, for one scope: the single computation both modes share."""
     if spec.filters:
-        own = scope_for(data, spec.filters)
-        scope = Scope(scope.deals & own.deals, scope.customers & own.customers,
-                      scope.nps_responses & own.nps_responses)  # fmt: skip
+        scope = scope & scope_for(data, spec.filters)
     if spec.combine in ("metric_ratio", "derived"):
         inputs = {name: metric_series(library[name], library, data, scope, windows, basis=basis)
                   for name in spec.inputs}  # fmt: skip
@@ -368,9 +366,7 @@ def explain_key_result(definitions: DefinitionSet, loaded, kr: KeyResult, data: 
     (window,) = _cycle_windows(kr, cycle.start, cycle.end, [day])
     scope = scope_for(data, kr.where)
     if spec.filters:
-        own = scope_for(data, spec.filters)
-        scope = Scope(scope.deals & own.deals, scope.customers & own.customers,
-                      scope.nps_responses & own.nps_responses)  # fmt: skip
+        scope = scope & scope_for(data, spec.filters)
     (result,) = metric_over_windows(spec, library, data, scope, [window], basis=kr.basis)
     records = pd.DataFrame()
     if spec.events is not None and not spec.reduce:
