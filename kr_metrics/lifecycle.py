@@ -16,26 +16,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from kr_metrics.definitions import _MONTH_KEY, _QUARTER_KEY, Cycle, DefinitionSet
 from kr_metrics.display import format_percent, format_value
-from kr_metrics.scoring import ScoringPolicy
-
-ACHIEVED = "achieved"
-PARTIALLY_ACHIEVED = "partially_achieved"
-MISSED = "missed"
-
-
-def verdict(
-    grade: float | None, ambition: str, policy: ScoringPolicy = ScoringPolicy()
-) -> str | None:
-    """A roofshot is achieved at grade 1.0, a moonshot at its success grade (0.6–0.7); both are
-    partially achieved from `policy.partial_grade`; below that, missed. No grade, no verdict."""
-    if grade is None or pd.isna(grade):
-        return None
-    success = policy.moonshot_success if ambition == "moonshot" else 1.0
-    if grade >= success - 1e-9:
-        return ACHIEVED
-    if grade >= policy.partial_grade:
-        return PARTIALLY_ACHIEVED
-    return MISSED
+from kr_metrics.scoring import ACHIEVED, MISSED, PARTIALLY_ACHIEVED, ScoringPolicy, verdict
 
 
 def is_closed(cycle: Cycle, today: dt.date, policy: ScoringPolicy = ScoringPolicy()) -> bool:
