@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kr_metrics.display import format_value
 from kr_metrics.metrics import ACCUMULATING, LEVEL, METRICS
 
 # Metrics whose value is a rate over records: their sample size decides how far to trust them.
@@ -242,38 +243,35 @@ def _status(
     return status, reasons
 
 
-_PACE_WORDS = {0: "on pace", 1: "behind pace", 2: "far behind pace"}
-_FORECAST_WORDS = {0: "the forecast reaches", 1: "the forecast falls short", 2: "the forecast falls far short"}  # fmt: skip
-
-
 def _percent(value: float) -> str:
     return f"{value:.0%}"
 
 
 def _reason(row: dict, status: str, pace: float, forecast: float, policy: ScoringPolicy) -> str:
+    """One sentence: what pace and forecast say, e.g. "on pace (55% vs 43% expected), but the
+    forecast ends at 55% (success at 70%)"."""
     if status == NO_DATA:
-        return "no value: nothing in the window to measure yet"
+        return "no value yet: nothing in the window to measure"
     if status == LOW_SAMPLE:
         return (
-            f"only {int(row.get('sample_size') or 0)} records; a rate needs at least "
-            f"{policy.min_sample} before it is judged"
+            f"only {int(row.get('sample_size') or 0)} records; a rate is judged from "
+            f"{policy.min_sample}"
         )
     success = row["success_grade"]
-    progress, expected = row["progress"], row["expected_progress"]
-    pace_text = (
-        f"reached {_percent(row['grade'])} of the target"
-        if round(row["grade"], SHOWN_DECIMALS) >= success
-        else f"{_PACE_WORDS[int(pace)]} ({_percent(progress)} vs {_percent(expected)} expected)"
-    )
-    if np.isnan(forecast):
-        reason = f"{pace_text}; too early to forecast"
+    goal = "the target" if success >= 1 else f"success at {_percent(success)}"
+    if round(row["grade"], SHOWN_DECIMALS) >= success:
+        pace_text = f"reached {_percent(row['grade'])}" + ("" if success >= 1 else f" ({goal})")
     else:
-        target_share = "the success grade" if success < 1 else "the target"
-        reason = (
-            f"{pace_text}; {_FORECAST_WORDS[int(forecast)]} of {target_share} "
-            f"({_percent(row['forecast_grade'])})"
-        )
-    return reason + _uncertainty(row, status)
+        words = {0: "on pace", 1: "behind pace", 2: "far behind pace"}[int(pace)]
+        pace_text = f"{words} ({_percent(row['progress'])} vs {_percent(row['expected_progress'])} expected)"
+    if np.isnan(forecast):
+        forecast_text = "too early to forecast"
+    elif forecast == 0:
+        forecast_text = f"the forecast reaches {goal}"
+    else:
+        forecast_text = f"the forecast ends at {_percent(row['forecast_grade'])} ({goal})"
+    joint = ", but " if (pace == 0) != (forecast == 0) and not np.isnan(forecast) else "; "
+    return pace_text + joint + forecast_text + _uncertainty(row, status)
 
 
 def _uncertainty(row: dict, status: str) -> str:
@@ -286,11 +284,15 @@ def _uncertainty(row: dict, status: str) -> str:
         return ""
     if abs(row["value"] - expected_value) > margin:
         return ""
-    return "; the sample is too small to tell: the ± margin spans the expected path"
+    margin_text = format_value(margin, row["metric"])
+    return f"; ±{margin_text} spans the expected path: {UNCERTAIN}"
+
+
+UNCERTAIN = "the sample is too small to tell"
 
 
 def is_uncertain(status_reason: str | None) -> bool:
-    return bool(status_reason) and "too small to tell" in str(status_reason)
+    return bool(status_reason) and UNCERTAIN in str(status_reason)
 
 
 def kpi_health(values: pd.DataFrame) -> pd.Series:

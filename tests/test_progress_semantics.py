@@ -145,3 +145,51 @@ def test_an_explicit_start_overrides_the_kind():
     assert start_value(ACCUMULATING, 80_000.0, 40_000.0) == 40_000.0
     assert start_value(ACCUMULATING, 80_000.0, None) == 0.0
     assert start_value(LEVEL, 0.30, None) == 0.30
+
+
+# --- the demo org, every day of both demo cycles ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_days(tmp_path_factory, demo_data):
+    """Every KR of the demo on every day of 2026-Q3 and of 2026-Q4 up to the demo's today, as
+    `krpulse demo` computes them (one history pass, nothing written)."""
+    from dashboard_support import make_demo_project
+
+    from connectors.demo_org import DEMO_AS_OF
+    from pipelines import flow
+    from pipelines.settings import load_settings
+
+    project = make_demo_project(tmp_path_factory.mktemp("demo"), demo_data)
+    settings = load_settings(str(project / "krpulse.yaml"))
+    engine = flow.open_database(settings)
+    flow.sync_sources(settings, engine)
+    definitions = flow.load_definition_set(settings)
+    data = flow.load_prepared(settings, engine)
+    days = [dt.date(2026, 7, 1) + dt.timedelta(days=i) for i in range((DEMO_AS_OF - dt.date(2026, 7, 1)).days + 1)]  # fmt: skip
+    computed = flow.compute_days(settings, definitions, data, days)
+    return pd.concat([progress for _, progress, _ in computed.values()], ignore_index=True)
+
+
+def test_demo_revenue_per_existing_customer_reads_as_its_pace_says(demo_days):
+    rows = demo_days[demo_days["metric"] == "revenue_per_existing_customer"]
+    assert rows.groupby(["cycle", "kr"]).ngroups == 6  # three KRs in each demo cycle
+    for (cycle, kr), series in rows.groupby(["cycle", "kr"]):
+        assert (series["status"] != OFF_TRACK).any(), f"{cycle}/{kr} is off track all cycle"
+        assert (series["start_value"] == 0.0).all()
+    today = rows[rows["as_of"] == rows["as_of"].max()]
+    assert set(today["status"]) <= {ON_TRACK, AT_RISK}
+    assert today["progress"].between(0.0, 1.5).all()
+
+
+def test_no_demo_kr_has_a_status_that_contradicts_its_forecast_without_a_reason(demo_days):
+    judged = demo_days[demo_days["status"].isin([ON_TRACK, AT_RISK, OFF_TRACK])]
+    forecast_short = judged["forecast_grade"].round(2) < judged["success_grade"]
+    assert not (judged["status"].eq(ON_TRACK) & forecast_short).any()
+    for row in judged[judged["status"] != ON_TRACK].to_dict("records"):
+        assert "forecast" in row["status_reason"] or "too early" in row["status_reason"], row
+
+
+def test_the_demos_closed_cycle_ends_with_verdicts(demo_days):
+    last = demo_days[demo_days["as_of"] == dt.date(2026, 9, 30)]
+    assert len(last) and last["verdict"].isin(["achieved", "partially_achieved", "missed"]).all()
