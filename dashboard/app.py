@@ -30,6 +30,7 @@ def templates_environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.globals["team_label"] = views.team_label
+    environment.globals["status_label"] = views.status_label
     return environment
 
 

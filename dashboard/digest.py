@@ -11,6 +11,7 @@ import pandas as pd
 import requests
 
 from dashboard import views
+from kr_metrics.scoring import SHOWN_DECIMALS
 
 WEBHOOK_TIMEOUT_SECONDS = 15
 # Characters that start markup inside a line (our own text decides what starts a line).
@@ -122,24 +123,17 @@ def _cycle_digest(
     moved["progress_change"] = moved["progress"] - moved["progress_before"]
     moved["value_change"] = moved["value"] - moved["value_before"]
 
-    # The forecast stored with each KR's latest row (kr_metrics.forecast), not a second method.
-    stored = now_rows[["kr", "forecast_value"]] if "forecast_value" in now_rows else None
-    if stored is not None:
-        moved = moved.merge(
-            stored.rename(columns={"forecast_value": "projected_value"}), on="kr", how="left"
-        )
-        span = moved["target"] - moved["baseline"]
-        moved["projected_progress"] = (moved["projected_value"] - moved["baseline"]) / span
-    else:
-        moved["projected_value"] = float("nan")
-        moved["projected_progress"] = float("nan")
+    # The forecast stored with each KR's latest row (kr_metrics.forecast), not a second method,
+    # and its grade measured from the KR's start like every other progress.
+    moved["projected_value"] = moved["forecast_value"]
+    moved["projected_progress"] = moved["forecast_grade"]
     moved["success"] = moved["ambition"].map({"moonshot": data.moonshot_success}).fillna(1.0)
     moved["team_label"] = moved["team"].map(views.team_label)
 
     out = []
     for label, rows in moved.groupby("team_label", sort=False, dropna=False):
         team_key = rows["team"].iloc[0]
-        found = rows["status"].value_counts()
+        found = rows["shown_status"].value_counts()
         # Known statuses in their fixed order, then any the scoring grew since (never dropped).
         order = views.STATUS_ORDER + sorted(set(found.index) - set(views.STATUS_ORDER))
         counts = found.reindex(order, fill_value=0)
@@ -165,10 +159,11 @@ def _cycle_digest(
 
 def _item(row: dict, kind: str) -> dict:
     metric, unit = row["metric"], row["unit"]
-    item = {"kr": row["kr"], "title": row["title"], "status": row["status"],
+    item = {"kr": row["kr"], "title": row["title"], "status": row["shown_status"],
             "value": views.number(row["value"]), "value_text": row["value_text"],
             "target_text": row["target_text"], "progress_text": row["progress_text"],
-            "expected_text": row["expected_text"]}  # fmt: skip
+            "expected_text": row["expected_text"], "pace_text": row["pace_text"],
+            "status_reason": row["status_reason"]}  # fmt: skip
     if kind == "moved":
         item.update(
             value_before=views.number(row["value_before"]),
@@ -185,7 +180,9 @@ def _item(row: dict, kind: str) -> dict:
             projected_text=views.format_value(row["projected_value"], metric, unit),
             projected_progress=projected,
             projected_progress_text=views.format_percent(projected),
-            reaches_success=None if projected is None else projected >= row["success"],
+            reaches_success=None
+            if projected is None
+            else round(projected, SHOWN_DECIMALS) >= row["success"],
         )
     return item
 
@@ -226,8 +223,8 @@ def render_markdown(digest: Digest) -> str:
         ] or ["- nothing moved since last week"]
         lines += ["", "**At risk or off track**"]
         lines += [
-            f"- {md(i['title'])}: {views.status_label(i['status']).lower()}, progress "
-            f"{i['progress_text']} vs expected {i['expected_text']}"
+            f"- {md(i['title'])}: {views.status_label(i['status']).lower()}: "
+            f"{md(i['status_reason'] or i['pace_text'])}"
             for i in team.at_risk
         ] or ["- none"]
         lines += ["", "**Stale data**"]
@@ -237,12 +234,12 @@ def render_markdown(digest: Digest) -> str:
         lines += ["", "**Outlook to the cycle end**"]
         for i in team.outlook:
             if i["projected_progress"] is None:
-                lines.append(f"- {md(i['title'])}: not enough history for a trend yet")
+                lines.append(f"- {md(i['title'])}: too early to forecast")
             else:
-                verdict = "on course" if i["reaches_success"] else "falls short"
+                verdict = "reaches the goal" if i["reaches_success"] else "falls short"
                 lines.append(
-                    f"- {md(i['title'])}: trend reaches {md(i['projected_text'])} "
-                    f"({i['projected_progress_text']} of target, {verdict}); "
+                    f"- {md(i['title'])}: forecast {md(i['projected_text'])} at the cycle end "
+                    f"({i['projected_progress_text']} of the way, {verdict}); "
                     f"target {md(i['target_text'])}"
                 )
     return "\n".join(lines) + "\n"

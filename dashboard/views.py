@@ -13,22 +13,22 @@ import numpy as np
 import pandas as pd
 
 from kr_metrics.definitions import DefinitionSet
-from kr_metrics.display import format_percent, format_value, number  # noqa: F401 - re-exported for templates
+from kr_metrics.display import (  # noqa: F401 - format_* re-exported for templates
+    format_percent,
+    format_value,
+    label,
+    number,
+    pace_text,
+    shown_status,
+    value_with_margin,
+)
 from kr_metrics.engine import explain_key_result
 from kr_metrics.metrics import METRICS, PreparedData
-from kr_metrics.scoring import expected_progress
+from kr_metrics.scoring import SHOWN_DECIMALS, expected_progress, is_uncertain
 from okr_store.repository import OkrStore
 
-STATUS_LABELS = {
-    "on_track": "On track", "at_risk": "At risk", "off_track": "Off track",
-    "no_data": "No data", "stale": "Stale", "healthy": "Healthy", "unhealthy": "Unhealthy",
-}  # fmt: skip
-STATUS_ORDER = ["off_track", "at_risk", "stale", "no_data", "on_track"]
-
-
-def status_label(status: str) -> str:
-    """ "at_risk" -> "At risk"; a status the scoring adds later reads the same way."""
-    return STATUS_LABELS.get(status) or str(status).replace("_", " ").capitalize()
+STATUS_ORDER = ["off_track", "at_risk", "stale", "low_sample", "no_data", "on_track"]
+status_label = label  # one wording of statuses and verdicts (kr_metrics.display)
 
 
 COMPANY = "Company"
@@ -160,6 +160,8 @@ def _kr_records(
         metric, unit = row["metric"], row.get("unit")
         unit = None if unit is None or (isinstance(unit, float) and math.isnan(unit)) else unit
         grade, expected = number(row.get("grade")), number(row.get("expected_progress"))
+        shown = shown_status(row)
+        reason = row.get("status_reason") if isinstance(row.get("status_reason"), str) else None
         out.append(
             {
                 "cycle": row["cycle"], "objective": row["objective"], "kr": row["kr"],
@@ -174,13 +176,21 @@ def _kr_records(
                 "forecast_value": number(row.get("forecast_value")),
                 "forecast_grade": number(row.get("forecast_grade")),
                 "margin_of_error": number(row.get("margin_of_error")),
+                "start_value": number(row.get("start_value")),
+                "expected_value": number(row.get("expected_value")),
+                "metric_kind": row.get("metric_kind"), "verdict": row.get("verdict") or None,
+                "shown_status": shown, "status_reason": reason, "uncertain": is_uncertain(reason),
                 # Display strings and bar geometry, so templates hold no arithmetic.
-                "value_text": format_value(row.get("value"), metric, unit),
+                "value_text": value_with_margin(row | {"unit": unit}),
+                "start_text": format_value(row.get("start_value"), metric, unit),
+                "expected_value_text": format_value(row.get("expected_value"), metric, unit),
+                "pace_text": pace_text(row | {"unit": unit}),
+                "forecast_text": format_value(row.get("forecast_value"), metric, unit),
                 "baseline_text": format_value(row.get("baseline"), metric, unit),
                 "target_text": format_value(row.get("target"), metric, unit),
                 "progress_text": format_percent(row.get("progress")),
                 "expected_text": format_percent(expected),
-                "status_label": status_label(row["status"]),
+                "status_label": status_label(shown),
                 "freshness_text": age_text(synced, now),
                 "bar_fill": round(100 * (grade or 0.0), 1),
                 "bar_expected": round(100 * min(max(expected or 0.0, 0.0), 1.0), 1),
@@ -208,7 +218,7 @@ def overview(data: DashboardData, cycle: str | None = None, team: str | None = N
              "owner": titles.get(kr["objective"], {}).get("owner"), "key_results": []},
         )  # fmt: skip
         objective["key_results"].append(kr)
-        section["counts"][kr["status"]] = section["counts"].get(kr["status"], 0) + 1
+        section["counts"][kr["shown_status"]] = section["counts"].get(kr["shown_status"], 0) + 1
     ordered = sorted(teams.values(), key=lambda s: (s["team"] is not None, s["label"]))
     for section in ordered:
         section["objectives"] = list(section["objectives"].values())
@@ -287,6 +297,7 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
         history.assign(day=pd.to_datetime(history["as_of"])).set_index("day")["value"].reindex(days)
     )
     baseline, target = latest["baseline"], latest["target"]
+    start_at = latest["start_value"] if latest["start_value"] is not None else baseline
     success = data.moonshot_success if latest["ambition"] == "moonshot" else 1.0
     expected_share = pd.Series(
         history.assign(day=pd.to_datetime(history["as_of"]))
@@ -301,7 +312,9 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
     )  # fmt: skip
     expected_share = expected_share.fillna(linear)
     expected_values = (
-        baseline + expected_share * (target - baseline) if baseline is not None else None
+        start_at + expected_share * (target - start_at)
+        if start_at is not None and target is not None
+        else None
     )
     # The forecast is the one kr_metrics.forecast stored with the row (recent pace for
     # cumulative KRs, the cycle-to-date value for rates, a trend line for levels); the chart
@@ -318,16 +331,13 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
         forecast_values[ahead] = (
             float(last_value["value"].iloc[0]) + step * (days[ahead] - last_day).days
         )
-        progress = (
-            (projected - baseline) / (target - baseline)
-            if baseline is not None and target not in (None, baseline)
-            else None
-        )
+        # The stored forecast grade, judged like the status: on the precision that is shown.
+        progress = number(latest.get("forecast_grade"))
         summary = {
             "projected_value": projected,
             "projected_text": format_value(projected, latest["metric"], latest["unit"]),
             "projected_progress": progress, "projected_progress_text": format_percent(progress),
-            "reaches_success": progress is not None and progress >= success,
+            "reaches_success": progress is not None and round(progress, SHOWN_DECIMALS) >= success,
         }  # fmt: skip
 
     def series(s: pd.Series | None) -> list[float | None]:
@@ -341,7 +351,7 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
         "forecast": series(forecast_values), "target": target, "baseline": baseline,
         "metric": latest["metric"], "unit": METRICS[latest["metric"]].unit
         if latest["metric"] in METRICS else "", "title": latest["title"],
-        "forecast_summary": summary,
+        "forecast_summary": summary, "start": start_at,
     }  # fmt: skip
 
 

@@ -25,12 +25,13 @@ from kr_metrics.metrics import (
     margin_of_error,
     scope_for,
 )
+from kr_metrics.scoring import key_result_kind, start_value
 
 VALUE_COLUMNS = [
     "as_of", "kind", "cycle", "objective", "key", "title", "team", "level", "ambition", "metric",
     "value", "numerator", "denominator", "sample_size", "baseline", "target", "unit",
     "healthy_min", "healthy_max", "cycle_start", "cycle_end", "window_start", "window_end",
-    "milestones", "margin_of_error", "definition_version",
+    "milestones", "margin_of_error", "definition_version", "start_value", "metric_kind",
 ]  # fmt: skip
 
 
@@ -191,9 +192,7 @@ def metric_series(spec: MetricSpec, library: dict[str, MetricSpec], data: Prepar
                   windows: Sequence[Window], *, basis: str = "count") -> Series:  # fmt: skip
     """`spec` over each window, for one scope: the single computation both modes share."""
     if spec.filters:
-        own = scope_for(data, spec.filters)
-        scope = Scope(scope.deals & own.deals, scope.customers & own.customers,
-                      scope.nps_responses & own.nps_responses)  # fmt: skip
+        scope = scope & scope_for(data, spec.filters)
     if spec.combine in ("metric_ratio", "derived"):
         inputs = {name: metric_series(library[name], library, data, scope, windows, basis=basis)
                   for name in spec.inputs}  # fmt: skip
@@ -280,6 +279,7 @@ def evaluate_history(
         margin = _margin(kr.metric, kr.basis, series, data, kr_scope, windows)
         baseline = _baseline(kr, cycle, spec, library, data, kr_scope)
         target = kr.target_for(baseline)
+        kind = key_result_kind(spec.kind, rolling=window_days(kr.window) is not None)
         version = definition_version(cycle, objective.model_copy(update={"key_results": [kr]}))
         frames.append(pd.DataFrame({
             "as_of": days, "kind": "kr", "cycle": cycle.key, "objective": objective.key, "key": kr.key,
@@ -291,6 +291,7 @@ def evaluate_history(
             "window_start": [w.start for w in windows], "window_end": [w.end for w in windows],
             "milestones": json.dumps([[m.date.isoformat(), m.target] for m in kr.milestones]) if kr.milestones else None,
             "margin_of_error": margin, "definition_version": version,
+            "start_value": start_value(kind, baseline, kr.start), "metric_kind": kind,
         }))  # fmt: skip
     kpi_days = [d for d in all_days if kpis_from is None or d >= kpis_from]
     for kpi in definitions.kpis if kpi_days else ():
@@ -319,6 +320,7 @@ def evaluate_history(
         "target",
         "healthy_min",
         "healthy_max",
+        "start_value",
     ):
         frame[col] = pd.to_numeric(frame[col]).astype("float64")
     frame["sample_size"] = frame["sample_size"].fillna(0).astype("int64")
@@ -373,9 +375,7 @@ def explain_key_result(definitions: DefinitionSet, loaded, kr: KeyResult, data: 
     (window,) = _cycle_windows(kr, cycle.start, cycle.end, [day])
     scope = scope_for(data, kr.where)
     if spec.filters:
-        own = scope_for(data, spec.filters)
-        scope = Scope(scope.deals & own.deals, scope.customers & own.customers,
-                      scope.nps_responses & own.nps_responses)  # fmt: skip
+        scope = scope & scope_for(data, spec.filters)
     (result,) = metric_over_windows(spec, library, data, scope, [window], basis=kr.basis)
     records = pd.DataFrame()
     if spec.events is not None and not spec.reduce:

@@ -16,26 +16,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from kr_metrics.definitions import _MONTH_KEY, _QUARTER_KEY, Cycle, DefinitionSet
 from kr_metrics.display import format_percent, format_value
-from kr_metrics.scoring import ScoringPolicy
-
-ACHIEVED = "achieved"
-PARTIALLY_ACHIEVED = "partially_achieved"
-MISSED = "missed"
-
-
-def verdict(
-    grade: float | None, ambition: str, policy: ScoringPolicy = ScoringPolicy()
-) -> str | None:
-    """A roofshot is achieved at grade 1.0, a moonshot at its success grade (0.6–0.7); both are
-    partially achieved from `policy.partial_grade`; below that, missed. No grade, no verdict."""
-    if grade is None or pd.isna(grade):
-        return None
-    success = policy.moonshot_success if ambition == "moonshot" else 1.0
-    if grade >= success - 1e-9:
-        return ACHIEVED
-    if grade >= policy.partial_grade:
-        return PARTIALLY_ACHIEVED
-    return MISSED
+from kr_metrics.scoring import ACHIEVED, MISSED, PARTIALLY_ACHIEVED, ScoringPolicy, verdict
 
 
 def is_closed(cycle: Cycle, today: dt.date, policy: ScoringPolicy = ScoringPolicy()) -> bool:
@@ -112,7 +93,7 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
     out: dict[str, Any] = {"kr": kr.key, "title": kr.title, "metric": kr.metric, "unit": kr.unit}
     if rows.empty:
         return out | {"final_value": None, "final_grade": None, "verdict": None, "baseline": None,
-                      "target": None, "start_value": None, "mid_value": None, "low": None, "high": None,
+                      "target": None, "start": None, "first_value": None, "mid_value": None, "low": None, "high": None,
                       "never_moved": True, "forecast_mid_cycle": None, "forecast_error_pct": None,
                       "days": 0, "last_day": None, "target_changes": []}  # fmt: skip
     last = rows.iloc[-1]
@@ -134,7 +115,8 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
         "baseline": _number(last["baseline"]), "target": _number(last["target"]),
         "final_value": final_value, "final_grade": _number(last["grade"]),
         "verdict": verdict(_number(last["grade"]), ambition, policy),
-        "start_value": _number(valued["value"].iloc[0]) if len(valued) else None,
+        "start": _number(last.get("start_value")),
+        "first_value": _number(valued["value"].iloc[0]) if len(valued) else None,
         "mid_value": _number(mid["value"].iloc[0]) if len(mid) else None,
         "low": _number(valued["value"].min()) if len(valued) else None,
         "high": _number(valued["value"].max()) if len(valued) else None,
@@ -199,21 +181,21 @@ def review_markdown(report: dict[str, Any]) -> str:
         who = objective["team"] or "company"
         lines += [f"## {objective['title']} ({who}, {objective['ambition']})",
                   f"Average grade {_pct(objective['average_grade'])}.", "",
-                  "| KR | baseline | target | start | middle | end | grade | verdict | forecast at mid-cycle |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| KR | baseline | start | target | first day | middle | end | grade | verdict | forecast at mid-cycle |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for kr in objective["key_results"]:
             m = kr["metric"]
             flag = " (never moved)" if kr["never_moved"] else ""
             lines.append(
-                f"| {kr['title']}{flag} | {_fmt(kr['baseline'], m)} | {_fmt(kr['target'], m)} | "
-                f"{_fmt(kr['start_value'], m)} | {_fmt(kr['mid_value'], m)} | {_fmt(kr['final_value'], m)} | "
+                f"| {kr['title']}{flag} | {_fmt(kr['baseline'], m)} | {_fmt(kr.get('start'), m)} | {_fmt(kr['target'], m)} | "
+                f"{_fmt(kr['first_value'], m)} | {_fmt(kr['mid_value'], m)} | {_fmt(kr['final_value'], m)} | "
                 f"{_pct(kr['final_grade'])} | {VERDICT_LABEL[kr['verdict']]} | "
                 f"{_fmt(kr['forecast_mid_cycle'], m)} (off by {_pct(kr['forecast_error_pct'])}) |"
             )
             for change in kr["target_changes"]:
                 lines.append(f"|  ↳ changed on {change.get('effective_from', '?')}: target "
                              f"{change.get('old_target')} → {change.get('new_target')}, baseline "
-                             f"{change.get('old_baseline')} → {change.get('new_baseline')} | | | | | | | | |")  # fmt: skip
+                             f"{change.get('old_baseline')} → {change.get('new_baseline')} | | | | | | | | | |")  # fmt: skip
         lines.append("")
     lines += ["## KPIs over the same period (standing health metrics, not graded)", ""]
     if report["kpis"]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,14 +58,24 @@ class Window:
 
 @dataclass(frozen=True)
 class Scope:
-    """Boolean masks, one per prepared frame, of the rows a KR's `where:` keeps."""
+    """Boolean masks, one per prepared frame, of the rows a KR's `where:` keeps.
+
+    `deal_only` is the deals mask of the conditions on columns only a deal has (pipeline,
+    deal_type, ...): per-customer metrics pick customers by the customer's attributes and
+    narrow their deals with these.
+    """
 
     deals: np.ndarray
     customers: np.ndarray
     nps_responses: np.ndarray
+    deal_only: np.ndarray
 
     def of(self, entity: str) -> np.ndarray:
         return getattr(self, entity)
+
+    def __and__(self, other: Scope) -> Scope:
+        return Scope(self.deals & other.deals, self.customers & other.customers,
+                     self.nps_responses & other.nps_responses, self.deal_only & other.deal_only)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -216,13 +226,23 @@ def _existing_customer_revenue(data, scope, anchor, basis):
 
 
 def _revenue_per_existing_customer(data, scope, anchor, basis):
-    existing_deals, existing_customer_rows = existing_customers(data, anchor)
-    rows = _won(data, scope) & existing_deals
-    # The KR's filters select customers by the customer's own attributes; deal-only columns
-    # (pipeline, deal_type, ...) do not narrow the denominator.
-    count = int((scope.customers & existing_customer_rows).sum())
+    """A sum over one fixed set of customers, the same above and below the line.
+
+    The set: staged, live customers that are existing at the anchor and match the filters on
+    customer attributes (`team` is the customer's team). The numerator is the revenue of those
+    customers' won deals, narrowed further by deal-only filters (pipeline, deal_type, ...);
+    deals of a deleted or unstaged customer count on neither side.
+    """
+    _, existing_customer_rows = existing_customers(data, anchor)
+    chosen = scope.customers & existing_customer_rows
+    deal_codes, customer_codes, n_codes = _customer_codes(data)
+    lookup = np.zeros(n_codes + 1, dtype=bool)  # last slot stands for "no customer" (-1)
+    lookup[customer_codes[chosen]] = True
+    of_chosen = lookup[deal_codes] & (deal_codes >= 0)
+    won = _false(data.deals, "is_won") & data.deals["close_date"].notna().to_numpy()
+    rows = won & of_chosen & scope.deal_only
     events = _sum_events(data.deals, rows, "close_date", _amount(data.deals))
-    return Events(day=events.day, num=events.num, den_constant=float(count))
+    return Events(day=events.day, num=events.num, den_constant=float(chosen.sum()))
 
 
 def _won_deals(data, scope, anchor, basis):
@@ -409,10 +429,13 @@ def scope_for(data: PreparedData, where: dict) -> Scope:
     customer attributes only.
     """
 
-    def mask(entity: str) -> np.ndarray:
+    def mask(entity: str, columns: Iterable[str]) -> np.ndarray:
         frame = data.frame(entity)
         keep = np.ones(len(frame), dtype=bool)
-        for column, wanted in where.items():
+        for column in columns:
+            wanted = where[column]
+            if entity == CUSTOMERS and column == "customer_team":
+                column = "team"  # a customer's own team, as deals see it
             if column not in frame.columns:
                 continue
             negate = isinstance(wanted, dict)
@@ -429,4 +452,6 @@ def scope_for(data: PreparedData, where: dict) -> Scope:
             keep &= ~hit if negate else hit
         return keep
 
-    return Scope(mask(DEALS), mask(CUSTOMERS), mask(NPS_RESPONSES))
+    deal_only = [c for c in where if c not in CUSTOMER_FILTER_COLUMNS and c != "customer_team"]
+    return Scope(mask(DEALS, where), mask(CUSTOMERS, where), mask(NPS_RESPONSES, where),
+                 mask(DEALS, deal_only))  # fmt: skip

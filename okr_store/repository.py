@@ -179,9 +179,11 @@ class OkrStore:
             if not frames:
                 return []
             stale = pd.concat(frames, ignore_index=True).sort_values(["cycle", "kr"])
+            # The carried value's own status reason and verdict belonged to its day, not this.
             stale = stale.assign(
-                as_of=as_of, status=STALE, stale_reason=reason, run_id=run_id, computed_at=_now()
-            )
+                as_of=as_of, status=STALE, stale_reason=reason, status_reason=None, verdict=None,
+                run_id=run_id, computed_at=_now(),
+            )  # fmt: skip
             upsert(conn, table, _rows(stale, KR_PROGRESS_COLUMNS))
             self._record_run_day(conn, as_of, STALE, stale, pd.DataFrame(columns=["run_id"]))
         return list(zip(stale["cycle"], stale["kr"], strict=True))

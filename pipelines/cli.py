@@ -17,21 +17,26 @@ from rich.table import Table
 
 from connectors.base import SourceError
 from kr_metrics.definitions import DefinitionError
-from kr_metrics.display import format_percent, format_value
+from kr_metrics.display import format_percent, format_value, shown_status, value_with_margin
+from kr_metrics.scoring import VERDICTS, is_uncertain
 from okr_store.repository import OkrStore
 from okr_store.schema import SchemaOutOfDateError
 from pipelines import flow
 from pipelines.settings import ConfigError, Settings, load_settings
 
 KR_FIELDS = [
-    "cycle", "objective", "kr", "title", "team", "metric", "value", "baseline", "target",
-    "progress", "grade", "expected_progress", "status", "sample_size", "margin_of_error",
-    "forecast_value", "forecast_grade", "stale_reason",
+    "cycle", "objective", "kr", "title", "team", "metric", "metric_kind", "value", "start", "baseline",
+    "target", "progress", "grade", "expected_progress", "expected_value", "status",
+    "status_reason", "verdict", "sample_size", "margin_of_error", "forecast_value",
+    "forecast_grade", "stale_reason",
 ]  # fmt: skip
+# Store columns under the names the JSON contract uses (DESIGN.md: start, baseline, target).
+KR_JSON_NAMES = {"start_value": "start"}
 KPI_FIELDS = ["kpi", "title", "team", "metric", "value", "health", "sample_size"]
 STATUS_STYLE = {
     "on_track": "green", "at_risk": "yellow", "off_track": "red", "no_data": "dim", "stale": "magenta",
-    "healthy": "green", "unhealthy": "red", "low_sample": "cyan",
+    "healthy": "green", "unhealthy": "red", "low_sample": "cyan", "achieved": "green",
+    "partially_achieved": "yellow", "missed": "red",
 }  # fmt: skip
 
 # Piped output (CI logs, `| less`) gets a fixed, wide layout instead of rich's 80 columns.
@@ -91,16 +96,19 @@ def report_json(as_of: dt.date, progress: pd.DataFrame, kpis: pd.DataFrame) -> d
     """The one JSON shape every number-showing command prints (see DESIGN.md)."""
     kr_numeric = {
         "value",
+        "start",
         "baseline",
         "target",
         "progress",
         "grade",
         "expected_progress",
+        "expected_value",
         "sample_size",
         "margin_of_error",
         "forecast_value",
         "forecast_grade",
     }
+    progress = progress.rename(columns=KR_JSON_NAMES)
     return {
         "as_of": as_of.isoformat(),
         "key_results": _records(progress, KR_FIELDS, kr_numeric),
@@ -128,36 +136,27 @@ def print_progress(
             title=f"{cycle} · {objective} · {first.get('team') or 'company'} · {first['ambition']}",
             title_justify="left", title_style="bold",
         )  # fmt: skip
-        columns = (
-            "KR",
-            "value",
-            "baseline",
-            "target",
-            "progress",
-            "expected",
-            "forecast",
-            "status",
-        )
+        columns = ("KR", "value", "baseline", "start", "target", "progress",
+                   "expected by today", "forecast", "status")  # fmt: skip
         for column in columns:
             table.add_column(column, justify="left" if column in ("KR", "status") else "right")
         for row in rows.to_dict("records"):
-            margin = _number(row.get("margin_of_error"))
-            value = format_value(row["value"], row["metric"], row["unit"])
-            if margin is not None and _number(row["value"]) is not None:
-                value += " ±" + format_value(margin, row["metric"])
-            status = row["status"]
-            if status == "stale" and row.get("stale_reason"):
-                status += f" ({escape(str(row['stale_reason']))})"
             table.add_row(
                 f"{row['title']} [dim]{row['kr']}[/]",
-                value,
+                value_with_margin(row),
                 format_value(row["baseline"], row["metric"], row["unit"]),
+                format_value(row.get("start_value"), row["metric"], row["unit"]),
                 format_value(row["target"], row["metric"], row["unit"]),
                 format_percent(row["progress"]),
-                format_percent(row["expected_progress"]),
+                _expected_cell(row),
                 format_value(row.get("forecast_value"), row["metric"], row["unit"]),
-                f"[{STATUS_STYLE.get(row['status'], '')}]{status}[/]",
+                _status_cell(row),
             )
+        notes = [f"* {row['kr']}: {escape(_reason(row))}" for row in rows.to_dict("records")
+                 if _reason(row)]  # fmt: skip
+        if notes:
+            table.caption = "\n".join(notes)
+            table.caption_justify = "left"
         console.print(table)
     if not kpis.empty:
         table = Table(title="KPIs (standing health metrics, not key results)", title_justify="left",
@@ -181,6 +180,30 @@ def print_progress(
             )  # fmt: skip
         console.print(table)
     console.print(f"as of {as_of}")
+
+
+def _expected_cell(row: dict) -> str:
+    """The value expected by today on the KR's path, with the share of the way it stands for."""
+    expected = format_value(row.get("expected_value"), row["metric"], row["unit"])
+    return f"{expected} ({format_percent(row['expected_progress'])})"
+
+
+def _status_cell(row: dict) -> str:
+    """The status (a closed cycle's verdict); a mark points at its reason below the table."""
+    shown = shown_status(row)
+    text = f"[{STATUS_STYLE.get(shown, '')}]{shown}[/]"
+    if shown in VERDICTS:
+        return text + f" [dim](grade {format_percent(row.get('grade'))})[/]"
+    return text + (" *" if _reason(row) else "")
+
+
+def _reason(row: dict) -> str | None:
+    """Why a KR is not plainly on track (or on track with too small a sample to tell)."""
+    shown = shown_status(row)
+    reason = row.get("stale_reason") if shown == "stale" else row.get("status_reason")
+    if not isinstance(reason, str) or shown in VERDICTS:
+        return None
+    return reason if shown != "on_track" or is_uncertain(reason) else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 TZ = ZoneInfo("Europe/Berlin")
+DEAL_ONLY_COLUMNS = {"pipeline", "stage", "currency", "deal_type", "is_won", "is_closed"}
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -83,11 +84,16 @@ def reference(metric: str, deals: pd.DataFrame, customers: pd.DataFrame, respons
         return sum(amount(d) for d in scoped_won
                    if in_window(d["close"]) and (d["source"], d["customer_id"]) in existing)  # fmt: skip
     if metric == "revenue_per_existing_customer":
-        revenue = sum(amount(d) for d in scoped_won
-                      if in_window(d["close"]) and (d["source"], d["customer_id"]) in existing)  # fmt: skip
-        count = sum(1 for c in live_customers
-                    if (c["source"], c["customer_id"]) in existing and _matches(c, where))  # fmt: skip
-        return None if count == 0 else revenue / count
+        # One fixed set of customers above and below the line: live, staged, existing customers
+        # chosen by their own attributes; their won deals narrowed by deal-only filters.
+        customer_where = {("team" if k == "customer_team" else k): v for k, v in where.items()}
+        chosen = {(c["source"], c["customer_id"]) for c in live_customers
+                  if (c["source"], c["customer_id"]) in existing and _matches(c, customer_where)}  # fmt: skip
+        deal_where = {k: v for k, v in where.items() if k in DEAL_ONLY_COLUMNS}
+        revenue = sum(amount(d) for d in won
+                      if in_window(d["close"]) and (d["source"], d["customer_id"]) in chosen
+                      and _matches(d, deal_where))  # fmt: skip
+        return None if not chosen else revenue / len(chosen)
     if metric == "won_deals":
         return sum(1 for d in scoped_won if in_window(d["close"]))
     if metric == "new_customers":

@@ -56,6 +56,14 @@ def test_preview_json_is_the_documented_object(krpulse):
         assert kpi.keys() >= KPI_KEYS
     nps = next(k for k in report["key_results"] if k["kr"] == "nps-company")
     assert nps["baseline"] == 50 and nps["target"] == 70 and nps["sample_size"] == 131
+    assert nps["start"] == 50 and nps["metric_kind"] == "level"
+    revenue = next(k for k in report["key_results"] if k["kr"] == "revenue-per-existing-customer")
+    assert revenue["start"] == 0 and revenue["metric_kind"] == "accumulating"
+    assert 0 < revenue["progress"] < 1.5 and revenue["expected_value"] > 0
+    for kr in report["key_results"]:
+        assert isinstance(kr["status_reason"], str) and kr["status_reason"]
+        for field in ("start", "expected_value"):
+            assert kr[field] is None or isinstance(kr[field], int | float)
 
 
 def test_preview_pushes_nothing(krpulse):

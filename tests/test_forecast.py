@@ -27,8 +27,15 @@ def series(metric, values, numerator=None, denominator=None, days=40, window_sta
 def test_cumulative_metric_projects_its_recent_pace():
     t = np.arange(1, 41, dtype=float)
     frame = add_forecasts(series("won_revenue", 1000.0 * t).assign(target=91_000.0))
-    assert frame["forecast_value"].to_numpy() == pytest.approx(np.full(40, 91_000.0))
+    assert frame["forecast_value"].to_numpy()[9:] == pytest.approx(np.full(31, 91_000.0))
     assert frame["forecast_grade"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_no_forecast_in_the_first_ten_days():
+    t = np.arange(1, 41, dtype=float)
+    frame = add_forecasts(series("won_revenue", 1000.0 * t))
+    assert frame["forecast_value"].iloc[:9].isna().all()
+    assert frame["forecast_value"].iloc[9:].notna().all()
 
 
 def test_cumulative_metric_follows_a_change_of_pace_within_28_days():
@@ -39,11 +46,33 @@ def test_cumulative_metric_follows_a_change_of_pace_within_28_days():
     assert last["forecast_value"] == pytest.approx(values[-1] + 300.0 * 51)
 
 
-def test_a_rate_is_forecast_as_its_cycle_to_date_value():
-    t = np.arange(1, 41, dtype=float)
-    net = np.where(t <= 12, 0.0, t - 12)  # NPS improving late in the series
-    frame = add_forecasts(series("nps", 100 * net / t, net, t))
-    assert frame["forecast_value"].to_numpy() == pytest.approx(frame["value"].to_numpy())
+def test_a_noisy_rate_without_a_clear_trend_is_forecast_at_its_cycle_to_date_value():
+    # One response a day, promoter or not at random: the trend a run of luck suggests is
+    # dropped unless it clears two standard errors, so most forecasts are today's value.
+    rng = np.random.default_rng(7)
+    unchanged = 0
+    for _ in range(100):
+        promoters = rng.integers(0, 2, size=40).astype(float)
+        net, responses = np.cumsum(promoters), np.arange(1, 41, dtype=float)
+        frame = add_forecasts(series("nps", 100 * net / responses, net, responses))
+        unchanged += frame["forecast_value"].iloc[-1] == pytest.approx(frame["value"].iloc[-1])
+    assert unchanged >= 85
+
+
+def test_a_rate_moving_on_a_straight_path_is_forecast_to_arrive_where_the_path_goes():
+    # win rate rising linearly from 30 % to 36 % over the 91 days, 4 closed deals a day
+    days = np.arange(1, 41, dtype=float)
+    value = 0.30 + 0.06 * days / 91
+    closed = 4.0 * days
+    frame = add_forecasts(series("win_rate", value, value * closed, closed))
+    assert frame["forecast_value"].iloc[-1] == pytest.approx(0.36)
+
+
+def test_a_rate_is_never_forecast_outside_its_valid_range():
+    days = np.arange(1, 41, dtype=float)
+    value = np.minimum(0.5 + 0.02 * days, 0.98)
+    frame = add_forecasts(series("win_rate", value, value * days, days))
+    assert frame["forecast_value"].max() <= 1.0
 
 
 def test_levels_extend_a_least_squares_line():

@@ -28,8 +28,9 @@ def deal(
     }  # fmt: skip
 
 
-def customer(customer_id, region="DACH", segment="SMB"):
-    return {"customer_id": customer_id, "region": region, "segment": segment, "team": "sales-dach"}
+def customer(customer_id, region="DACH", segment="SMB", team="sales-dach", deleted=False):
+    return {"customer_id": customer_id, "region": region, "segment": segment, "team": team,
+            "is_deleted": str(deleted).lower()}  # fmt: skip
 
 
 def response(response_id, score, submitted_at, customer_id="A"):
@@ -81,6 +82,44 @@ def test_revenue_per_existing_customer_applies_filters_to_deals_and_customers():
         "revenue_per_existing_customer", deals, CUSTOMERS_ABC, where={"region": "UK&I"}
     )
     assert (result.numerator, result.denominator, result.value) == (300, 1, 300)
+
+
+def test_revenue_per_existing_customer_counts_the_same_customers_above_and_below_the_line():
+    # Two existing customers, B deleted in the CRM: its revenue must not stay in the numerator
+    # while B leaves the denominator (that read 9,000 + 1,000 = 10,000 per customer).
+    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+             deal("d2", "B", won=True, close="2026-10-06", amount=9000)]  # fmt: skip
+    customers = [customer("A"), customer("B", deleted=True), customer("C")]
+    result = compute("revenue_per_existing_customer", deals, customers)
+    assert (result.numerator, result.denominator, result.value) == (1000, 1, 1000)
+
+
+def test_revenue_per_existing_customer_ignores_deals_of_customers_not_staged():
+    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+             deal("h9", "Z", won=True, close="2026-01-05"),  # Z existing, but never staged
+             deal("d2", "Z", won=True, close="2026-10-06", amount=9000)]  # fmt: skip
+    result = compute("revenue_per_existing_customer", deals, CUSTOMERS_ABC)
+    assert (result.numerator, result.denominator) == (1000, 2)
+
+
+def test_revenue_per_existing_customer_selects_customers_by_the_customers_team():
+    # A belongs to sales-dach; a deal of A booked by a sales-uk rep is still A's revenue.
+    customers = [customer("A", team="sales-dach"), customer("B", team="sales-uk")]
+    deals = [*HISTORY[:2], deal("d1", "A", won=True, close="2026-10-05", amount=1000, team="sales-uk"),
+             deal("d2", "B", won=True, close="2026-10-06", amount=300, team="sales-uk")]  # fmt: skip
+    dach = compute("revenue_per_existing_customer", deals, customers, where={"team": "sales-dach"})
+    uk = compute("revenue_per_existing_customer", deals, customers, where={"team": "sales-uk"})
+    assert (dach.numerator, dach.denominator) == (1000, 1)
+    assert (uk.numerator, uk.denominator) == (300, 1)
+
+
+def test_revenue_per_existing_customer_narrows_deals_by_deal_only_filters():
+    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+             {**deal("d2", "A", won=True, close="2026-10-06", amount=300), "pipeline": "renewals"}]  # fmt: skip
+    result = compute(
+        "revenue_per_existing_customer", deals, CUSTOMERS_ABC, where={"pipeline": "renewals"}
+    )
+    assert (result.numerator, result.denominator) == (300, 2)
 
 
 def test_no_existing_customers_gives_null_not_zero():
