@@ -445,3 +445,35 @@ def test_real_uvicorn_answers_garbage_with_4xx_and_headers(data):
             status = int(answer.split(b" ", 2)[1])
             assert status in (400, 401), answer[:200]
             assert b"content-security-policy" in answer.lower()
+
+
+# --- what an operator meets: `krpulse serve` and the README's settings ---------------------------
+
+
+def test_serve_on_every_interface_without_allowed_hosts_exits_with_the_fix(tmp_path):
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    config = tmp_path / "krpulse.yaml"
+    config.write_text(
+        f"database_url: sqlite:///{tmp_path / 'krpulse.db'}\n"
+        f"dashboard:\n  auth: {{token_env: {TOKEN_ENV}}}\n"
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "serve", "--host", "0.0.0.0"])  # noqa: S104
+    assert result.exit_code == 1 and "dashboard.allowed_hosts" in result.output
+
+
+def test_the_readme_dashboard_settings_are_valid_as_written(monkeypatch):
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Dashboard access", 1)[1]
+    snippet = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings = DashboardSettings.model_validate(YAML(typ="safe").load(snippet)["dashboard"])
+    monkeypatch.setenv(settings.auth.token_env, TOKEN)
+    assert settings.allowed_hosts == ["okr.example.com"] and settings.auth.session_hours == 12
+    policy = AccessPolicy.from_settings(settings)
+    assert policy.host_allowed("okr.example.com") and policy.trusted_proxies == ()
