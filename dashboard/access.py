@@ -233,8 +233,9 @@ def client_key(request: Request) -> str:
 def host_name(header: str) -> str | None:
     """The host of a Host header as `normalized_host` writes it; None when malformed."""
     if header.startswith("["):
-        host, _, rest = header[1:].partition("]")
-        host = f"[{host}]" if rest == "" or re.fullmatch(r":[0-9]{0,5}", rest) else ""
+        host, bracket, rest = header[1:].partition("]")
+        port_ok = rest == "" or re.fullmatch(r":[0-9]{0,5}", rest)
+        host = f"[{host}]" if bracket and port_ok else ""
     else:
         host, _, port = header.partition(":")
         host = host if re.fullmatch(r"[0-9]{0,5}", port) else ""
