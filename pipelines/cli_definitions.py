@@ -13,6 +13,7 @@ from kr_metrics.definitions import DefinitionError
 from kr_metrics.schema import SCHEMA_FILE, schema_json
 from pipelines import flow
 from pipelines.cli import Context, _date, console, format_option, format_value
+from pipelines.settings import config_path
 
 
 @click.group()
@@ -25,9 +26,12 @@ def definitions() -> None:
 @click.pass_obj
 def check(obj: Context, path: str | None) -> None:
     """Validate and lint definitions; exit 0 when clean, 1 on errors (warnings are listed)."""
-    target = Path(path) if path else obj.settings().definitions_path
+    # krpulse.yaml's timezone is part of the check; a lone file may be checked without one.
+    settings = obj.settings() if path is None or config_path(obj.config).exists() else None
+    target = Path(path) if path else settings.definitions_path
     try:
-        loaded = flow.load_definitions(target)
+        loaded = (flow.load_definition_set(settings, target) if settings
+                  else flow.load_definitions(target))  # fmt: skip
     except DefinitionError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

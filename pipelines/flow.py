@@ -63,7 +63,10 @@ def upgrade_database(
 
 
 def load_definition_set(settings: Settings, path=None) -> DefinitionSet:
-    return load_definitions(path or settings.definitions_path, known_metrics=METRICS)
+    """The definitions, each cycle in krpulse.yaml's timezone (another one is an error)."""
+    return load_definitions(
+        path or settings.definitions_path, known_metrics=METRICS, timezone=settings.timezone
+    )
 
 
 def _files_source(settings: Settings, source: FilesSourceSettings) -> Source:
