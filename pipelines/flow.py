@@ -247,6 +247,7 @@ def run_days(
     days: Iterable[dt.date],
     *,
     definitions: DefinitionSet | None = None,
+    data: PreparedData | None = None,
     validate: bool = True,
     run_id: str | None = None,
     progress_callback: Callable[[DayResult], None] | None = None,
@@ -259,7 +260,7 @@ def run_days(
     """
     days = list(days)
     definitions = definitions or load_definition_set(settings)
-    data = load_prepared(settings, engine)
+    data = data if data is not None else load_prepared(settings, engine)
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
