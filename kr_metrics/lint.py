@@ -111,14 +111,11 @@ def _lint_key_result(loaded, kr: KeyResult, kr_key, definitions, report: Report)
         report((*kr_key, "target"), f"KR '{kr.key}' has no target yet{baseline}: set `target:` to an "
                "absolute number or a change like +20%", "error", "missing-target")  # fmt: skip
         return
-    relative_on_zero = isinstance(kr.target, str) and kr.baseline == 0  # reported as such
-    if (
-        not kr.baseline_is_computed
-        and kr.target_value == float(kr.baseline)
-        and not relative_on_zero
-    ):
+    if _relative_on_nonpositive(kr):
+        return  # the only thing to say about such a target: _lint_numbers says it
+    if not kr.baseline_is_computed and kr.target_value == float(kr.baseline):
         report((*kr_key, "target"), f"target equals baseline for KR '{kr.key}'; a KR must move",
-                   "error", "target-equals-baseline")  # fmt: skip
+               "error", "target-equals-baseline")  # fmt: skip
     baseline = None if kr.baseline_is_computed else float(kr.baseline)
     target = kr.target_value
     spec = definitions.library.get(kr.metric)
@@ -148,10 +145,14 @@ def _lint_key_result(loaded, kr: KeyResult, kr_key, definitions, report: Report)
                "progress cannot move; set `start:` to where the KR begins", "error", "target-equals-start")  # fmt: skip
 
 
+def _relative_on_nonpositive(kr: KeyResult) -> bool:
+    return isinstance(kr.target, str) and not kr.baseline_is_computed and float(kr.baseline) <= 0
+
+
 def _lint_numbers(kr: KeyResult, kr_key, report: Report) -> None:
     """Relative targets need a positive baseline; a huge jump is more likely a typo."""
     baseline = None if kr.baseline_is_computed else float(kr.baseline)
-    if isinstance(kr.target, str) and baseline is not None and baseline <= 0:
+    if _relative_on_nonpositive(kr):
         report((*kr_key, "target"), f"KR '{kr.key}': a relative target ({kr.target.strip()}) of "
                f"baseline {baseline:g} is {kr.target_value:g}, which says nothing; a change in % "
                "needs a positive baseline: write an absolute target such as `target: 5000`",

@@ -25,6 +25,7 @@ from kr_metrics.definitions import (
 )
 
 SCHEMA_FILE = "krpulse-definitions.schema.json"
+CYCLE_CODES = ("cycle-key-dates", "cycle-timezone")
 
 
 def line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
@@ -295,13 +296,17 @@ def load_definitions(
     problems.extend(library_problems)
     result.library = library
     problems.extend(_check_references(result))
-    if lint and not problems:
+    # The lint needs every reference resolved; a cycle's dates or timezone do not stop it.
+    blocking = [p for p in problems if p.code not in CYCLE_CODES]
+    if lint and not blocking:
         from kr_metrics.lint import lint_definitions
 
         for problem in lint_definitions(result):
             (problems if problem.severity == "error" else result.warnings).append(problem)
     if problems:
-        raise DefinitionError(problems)
+        # Warnings go along, so a fix can address everything at once; in file and line order.
+        found = [*problems, *result.warnings]
+        raise DefinitionError(sorted(found, key=lambda p: (p.file, p.line or 0)))
     return result
 
 

@@ -35,7 +35,10 @@ def check(obj: Context, path: str | None) -> None:
     except DefinitionError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
-        click.echo(f"{len(exc.problems)} error(s); nothing was loaded.", err=True)
+        errors = sum(1 for p in exc.problems if p.severity == "error")
+        warnings = len(exc.problems) - errors
+        click.echo(f"{errors} error(s)" + (f", {warnings} warning(s)" if warnings else "")
+                   + "; nothing was loaded.", err=True)  # fmt: skip
         raise SystemExit(1) from None
     for warning in loaded.warnings:
         click.echo(str(warning), err=True)
