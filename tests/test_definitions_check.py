@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import canonical
+from conftest import REPO, canonical
 
 from connectors.schema import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.definitions import load_definitions
@@ -201,3 +201,17 @@ def test_preview_and_run_warn_about_a_filter_value_the_data_never_had(demo_cli):
         assert result.exit_code == 0, result.output
         assert expected in result.stderr, result.stderr
         assert "did you mean DACH?" in result.stderr
+
+
+def test_the_readme_example_is_what_definitions_check_prints(tmp_path, config):
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("# definitions/2026-Q4.yaml ")
+    broken = readme[start : readme.index("```", start)]
+    command = "$ uv run krpulse definitions check\n"
+    shown = readme[readme.index(command) + len(command) :]
+    shown = shown[: shown.index("```")]
+    (tmp_path / "definitions").mkdir()
+    (tmp_path / "definitions" / "2026-Q4.yaml").write_text(broken)
+    result = CliRunner().invoke(cli, ["--config", str(config), "definitions", "check"])
+    assert result.exit_code == 1
+    assert result.stderr.replace(f"{tmp_path}/", "") == shown
