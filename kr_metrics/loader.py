@@ -114,7 +114,7 @@ def _problem_at(data: Any, path: tuple, display: str, message: str, code: str) -
 def _shape_problem(err: dict[str, Any], data: Any, display: str) -> Problem:
     """Unknown and missing keys, and a custom metric's `type:`."""
     loc, kind = err["loc"], err["type"]
-    parent = plain_errors.data_path(data, loc[:-1]) if kind != "union_tag_invalid" else loc
+    parent = plain_errors.data_path(data, loc[:-1])
     if kind == "extra_forbidden":
         message = (
             f"unknown key '{plain_errors.visible(str(loc[-1]))}' (check its spelling; "
@@ -122,17 +122,17 @@ def _shape_problem(err: dict[str, Any], data: Any, display: str) -> Problem:
         )
         return _problem_at(data, (*parent, loc[-1]), display, message, kind)
     if kind == "missing":
-        return _problem_at(
-            data, parent, display, f"missing required key '{loc[-1]}': add `{loc[-1]}:`", kind
-        )
-    found = err.get("ctx", {}).get("tag")
-    message = (f"`type: {found}` is not a metric type; a metric's `type` is simple, ratio or "
-               "derived" if kind == "union_tag_invalid"
-               else "missing required key 'type'; a metric's `type` is simple, ratio or derived")  # fmt: skip
-    path = plain_errors.data_path(data, loc)
-    problem = _problem_at(data, path, display, message, kind)
-    type_line = line_of(data, (*path, "type")) if kind == "union_tag_invalid" else None
-    return Problem(problem.file, type_line or problem.line, problem.message, code=kind)
+        message = f"missing required key '{loc[-1]}': add `{loc[-1]}:`"
+        return _problem_at(data, parent, display, message, kind)
+    # A custom metric's `type:` is wrong or missing: pydantic reports it on the whole metric.
+    metric_type = (*plain_errors.data_path(data, loc), "type")
+    message = (
+        f"`type: {err.get('ctx', {}).get('tag')}` is not a metric type"
+        if kind == "union_tag_invalid"
+        else "missing required key 'type'"
+    )
+    return _problem_at(data, metric_type, display, f"{message}: a metric's `type` is simple, "
+                       "ratio or derived", kind)  # fmt: skip
 
 
 def definition_files(path: Path) -> list[Path]:
