@@ -18,7 +18,8 @@ from kr_metrics.definitions import (
     Problem,
     window_days,
 )
-from kr_metrics.metrics import ACCUMULATING, PreparedData
+from kr_metrics.metrics import LEVEL, PreparedData
+from kr_metrics.scoring import key_result_kind, start_value
 
 MAX_OBJECTIVES_PER_TEAM = 5
 MAX_OBJECTIVES_FIRST_CYCLE = 3
@@ -90,14 +91,12 @@ def located(definitions: DefinitionSet, key: tuple[str, ...]) -> tuple[str, int 
 
 
 def start_of(kr: KeyResult, definitions: DefinitionSet) -> float | None:
-    """Where the KR's progress bar starts: `start:`, else 0 for an accumulating metric over the
-    cycle, else the baseline (a level, or any KR with a rolling window); None while unknown."""
-    if kr.start is not None:
-        return float(kr.start)
+    """Where the KR's progress bar starts, by the scoring's own rule; None while unknown
+    (a level KR whose baseline is `previous_cycle`)."""
     spec = definitions.library.get(kr.metric)
-    if spec is not None and spec.kind == ACCUMULATING and window_days(kr.window) is None:
-        return 0.0
-    return None if kr.baseline_is_computed else float(kr.baseline)
+    kind = key_result_kind(spec.kind if spec else LEVEL, rolling=window_days(kr.window) is not None)
+    baseline = None if kr.baseline_is_computed else float(kr.baseline)
+    return start_value(kind, baseline, kr.start)
 
 
 # --- one key result -----------------------------------------------------------------------------
