@@ -6,7 +6,6 @@ import datetime as dt
 import functools
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
@@ -17,7 +16,6 @@ from pydantic import BaseModel
 from dashboard import access, digest, views
 
 HERE = Path(__file__).parent
-MAX_LOGIN_BODY = 4096
 
 
 @functools.cache
@@ -189,29 +187,22 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
     async def login(request: Request):
         if not policy.login_enabled:
             return RedirectResponse("/", status_code=303)
-        client = request.client.host if request.client else "unknown"
-        if policy.login_blocked(client):
-            return PlainTextResponse("Too many failed logins; try again later.", status_code=429)
-        # Parsed by hand: a one-field form does not justify python-multipart.
-        body = (await request.body())[:MAX_LOGIN_BODY].decode("utf-8", "replace")
-        form = parse_qs(body)
-        secret = (form.get("secret") or [""])[0]
-        target = access.safe_next((form.get("next") or ["/"])[0])
-        if not policy.secret_matches(secret):
-            policy.record_login_failure(client)
+        try:
+            secret, target = await access.read_login_form(request)
+            accepted = policy.check_secret(request, secret)
+        except access.Refused as refused:
+            return refused.response(request)
+        if not accepted:
             return page(request, "login.html", status_code=401, next=target,
                         label=policy.login_prompt, failed=True)  # fmt: skip
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            access.SESSION_COOKIE, policy.new_session(), max_age=access.SESSION_SECONDS,
-            httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/",
-        )  # fmt: skip
+        policy.start_session(request, response)
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout():
+    def logout(request: Request):
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(access.SESSION_COOKIE, path="/")
+        policy.end_session(request, response)
         return response
 
     @app.get("/healthz", include_in_schema=False)

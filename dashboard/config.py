@@ -13,6 +13,10 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MIN_SECRET_LENGTH = 12
 RECORD_ENTITIES = ("deals", "customers", "nps_responses")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+# DNS labels (underscores too: container names have them), dot-separated, at most 253 characters.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
+)
 
 
 class AccessError(ValueError):
@@ -40,8 +44,12 @@ class AuthSettings(_Model):
         description="Header a trusted reverse proxy sets to the signed-in user (X-Forwarded-User).",
     )
     trusted_proxies: list[str] = Field(
-        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
-        description="Addresses the proxy user header is believed from (IPs or CIDR networks).",
+        default_factory=list,
+        description="Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For, "
+        "X-Forwarded-Proto and proxy user header are believed; none by default.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long a login lasts (hours)."
     )
 
     @field_validator("trusted_proxies")
@@ -69,6 +77,11 @@ class DigestSettings(_Model):
 class DashboardSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names (or IPs) the dashboard answers to besides localhost, 127.0.0.1, "
+        "[::1] and the address it is bound to; any other Host header gets a 400.",
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)
     # Per source name: one URL template for every record, or one per entity (deals, customers,
     # nps_responses). `{id}` is the record id; other `{field}`s are the source's own settings
@@ -78,6 +91,20 @@ class DashboardSettings(_Model):
         default=36.0, gt=0, description="Older source data than this is flagged as stale."
     )
     digest: DigestSettings = Field(default_factory=DigestSettings)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, values: list[str]) -> list[str]:
+        names = []
+        for value in values:
+            name = normalized_host(value)
+            if name is None:
+                raise ValueError(
+                    f"allowed_hosts: '{value}' is not a host name or IP address (write it as in "
+                    "the browser's address bar, without scheme, port or path: okr.example.com)"
+                )
+            names.append(name)
+        return names
 
     @model_validator(mode="after")
     def _entities(self) -> DashboardSettings:
@@ -94,6 +121,20 @@ class DashboardSettings(_Model):
     @property
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS or _is_loopback_ip(self.host)
+
+
+def normalized_host(value: str) -> str | None:
+    """`value` as Host headers are compared: lower case, IPv6 without brackets, no trailing dot.
+
+    None when it is neither a DNS name nor an IP address.
+    """
+    name = value.strip().lower().removesuffix(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name if _HOST_NAME.fullmatch(name) else None
 
 
 def _is_loopback_ip(host: str) -> bool:

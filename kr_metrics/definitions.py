@@ -5,13 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.calendar import known_timezone
 
@@ -25,6 +33,8 @@ _QUARTER_KEY = re.compile(r"^(\d{4})-Q([1-4])$")
 _MONTH_KEY = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _ROLLING = re.compile(r"^rolling_(\d{1,4})d$")
 PREVIOUS_CYCLE = "previous_cycle"
+# No sales number is counted in quadrillions: anything larger is a typo or a pasted id.
+LARGEST_NUMBER = 1e15
 
 
 class Level(StrEnum):
@@ -48,13 +58,28 @@ def _month_end(year: int, month: int) -> dt.date:
     return first_of_next - dt.timedelta(days=1)
 
 
+def implied_dates(key: str) -> tuple[dt.date, dt.date] | None:
+    """The dates a calendar key stands for: 2026-Q4 -> Oct 1 .. Dec 31, 2026-11 -> November."""
+    if match := _QUARTER_KEY.match(key):
+        year, quarter = int(match.group(1)), int(match.group(2))
+        return dt.date(year, 3 * quarter - 2, 1), _month_end(year, 3 * quarter)
+    if match := _MONTH_KEY.match(key):
+        year, month = int(match.group(1)), int(match.group(2))
+        return dt.date(year, month, 1), _month_end(year, month)
+    return None
+
+
 class Cycle(_Model):
     """One OKR cycle. `key: 2026-Q4` or `key: 2026-11` implies its dates; otherwise give them."""
 
     key: Key
     start: dt.date
     end: dt.date
-    timezone: str = "UTC"
+    timezone: str | None = Field(
+        default=None,
+        description="Leave out: the cycle reports in krpulse.yaml's timezone. When given, it "
+        "must be the same as krpulse.yaml's.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -62,24 +87,18 @@ class Cycle(_Model):
         if not isinstance(data, dict) or ("start" in data and "end" in data):
             return data
         key = str(data.get("key", ""))
-        if match := _QUARTER_KEY.match(key):
-            year, quarter = int(match.group(1)), int(match.group(2))
-            start = dt.date(year, 3 * quarter - 2, 1)
-            end = _month_end(year, 3 * quarter)
-        elif match := _MONTH_KEY.match(key):
-            year, month = int(match.group(1)), int(match.group(2))
-            start, end = dt.date(year, month, 1), _month_end(year, month)
-        else:
+        implied = implied_dates(key)
+        if implied is None:
             raise ValueError(
                 f"cycle '{key}' needs `start` and `end` dates, or a key like 2026-Q4 (quarter) "
                 "or 2026-11 (month) that implies them"
             )
-        return {**data, "start": data.get("start", start), "end": data.get("end", end)}
+        return {**data, "start": data.get("start", implied[0]), "end": data.get("end", implied[1])}
 
     @field_validator("timezone")
     @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        return known_timezone(value)
+    def _known_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else known_timezone(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> Cycle:
@@ -104,11 +123,32 @@ class Cycle(_Model):
         return self.start - dt.timedelta(days=self.days), self.start - dt.timedelta(days=1)
 
 
+def sensible_number(value: Any, field: str) -> Any:
+    """A finite number of a sensible size; text and None pass through to other checks."""
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        return value
+    if math.isnan(value):
+        raise ValueError(f"`{field}` is .nan (not a number); write the number you mean")
+    if math.isinf(value):
+        raise ValueError(f"`{field}` is infinite; write a finite number")
+    if abs(value) > LARGEST_NUMBER:
+        raise ValueError(
+            f"`{field}` is {float(value):.3g}, absurdly large (over {LARGEST_NUMBER:.0e}); check "
+            "for extra zeros or a pasted id"
+        )
+    return value
+
+
 class Milestone(_Model):
     """A phased target: the value the KR should have reached by `date`."""
 
     date: dt.date
     target: float
+
+    @field_validator("target")
+    @classmethod
+    def _sensible(cls, value: float) -> float:
+        return sensible_number(value, "target")
 
 
 def window_days(window: str) -> int | None:
@@ -157,6 +197,11 @@ class KeyResult(_Model):
     @classmethod
     def _known_window(cls, value: str) -> str:
         return _check_window(value)
+
+    @field_validator("baseline", "target", "start")
+    @classmethod
+    def _sensible(cls, value: Any, info: ValidationInfo) -> Any:
+        return sensible_number(value, str(info.field_name))
 
     @model_validator(mode="after")
     def _milestones_in_order(self) -> KeyResult:
@@ -218,6 +263,11 @@ class HealthyRange(_Model):
     min: float | None = None
     max: float | None = None
 
+    @field_validator("min", "max")
+    @classmethod
+    def _sensible(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return sensible_number(value, str(info.field_name))
+
     @model_validator(mode="after")
     def _ordered(self) -> HealthyRange:
         if self.min is None and self.max is None:
@@ -249,7 +299,14 @@ class Kpi(_Model):
 # --- custom metrics, MetricFlow-like ------------------------------------------------------------
 
 
-class SimpleMetric(_Model):
+class _MetricModel(_Model):
+    @field_validator("min", "max", check_fields=False)
+    @classmethod
+    def _sensible(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return sensible_number(value, str(info.field_name))
+
+
+class SimpleMetric(_MetricModel):
     """An aggregation over one canonical column of one entity, with structured filters."""
 
     name: MetricName
@@ -280,7 +337,7 @@ class SimpleMetric(_Model):
         return self
 
 
-class RatioMetric(_Model):
+class RatioMetric(_MetricModel):
     """numerator ÷ denominator, both metrics (built-in or custom)."""
 
     name: MetricName
@@ -298,7 +355,7 @@ class RatioMetric(_Model):
     max: float | None = None
 
 
-class DerivedMetric(_Model):
+class DerivedMetric(_MetricModel):
     """Arithmetic (+ − × ÷, numbers, parentheses) over other metrics; parsed, never eval'd."""
 
     name: MetricName
@@ -351,7 +408,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.severity}: {self.message}"
+        message = " ".join(self.message.split("\n"))  # one problem, one line (titles may wrap)
+        return f"{where}: {self.severity}: {message}"
 
 
 class DefinitionError(ValueError):

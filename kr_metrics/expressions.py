@@ -63,6 +63,21 @@ def is_linear(tree: ast.Expression) -> bool:
     return True
 
 
+def divides_by_zero(tree: ast.Expression) -> str | None:
+    """The first division by a number that is 0 (`won_revenue / 0`, `x / (1 - 1)`), if any:
+    such a metric never has a value."""
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Div)
+            and not any(isinstance(n, ast.Name) for n in ast.walk(node.right))
+        ):
+            divisor = evaluate(ast.Expression(body=node.right), {})
+            if not np.isfinite(divisor) or float(divisor) == 0.0:
+                return ast.unparse(node)
+    return None
+
+
 def evaluate(tree: ast.Expression, values: Mapping[str, np.ndarray]) -> np.ndarray:
     """Evaluate a parsed tree element-wise; division by zero gives NaN (no value), never inf."""
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from core.canonical import CANONICAL_TABLES
 from kr_metrics.definitions import DerivedMetric, Location, Problem, RatioMetric, SimpleMetric
-from kr_metrics.expressions import ExpressionError, is_linear, parse
+from kr_metrics.expressions import ExpressionError, divides_by_zero, is_linear, parse
 from kr_metrics.metrics import ACCUMULATING, LEVEL, METRICS, Events, MetricSpec, PreparedData, Scope
 
 # The day each entity's window applies to, unless a simple metric names another date column.
@@ -167,6 +167,9 @@ def build_library(
         elif isinstance(metric, DerivedMetric):
             try:
                 trees[metric.name] = parse(metric.expr, set(metric.metrics))
+                if division := divides_by_zero(trees[metric.name]):
+                    raise ExpressionError(f"'{division}' divides by zero, so the metric never has "
+                                          "a value; divide by a metric or a number other than 0")  # fmt: skip
             except ExpressionError as exc:
                 problems.append(
                     Problem(

@@ -9,93 +9,130 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
+from kr_metrics import plain_errors
 from kr_metrics.definitions import (
     PREVIOUS_CYCLE,
+    Cycle,
     DefinitionError,
     DefinitionSet,
     DefinitionsFile,
     LoadedObjective,
     Location,
     Problem,
+    implied_dates,
 )
 
 SCHEMA_FILE = "krpulse-definitions.schema.json"
+CYCLE_CODES = ("cycle-key-dates", "cycle-timezone")
 
 
 def line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the deepest YAML node that `loc` (a pydantic error location) reaches."""
-    line = None
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
-            break
+    line = node.lc.line + 1 if isinstance(node, CommentedMap | CommentedSeq) else None
+    for part in plain_errors.data_path(node, loc):
+        # Keys merged in with `<<: *anchor` have no position of their own: keep the parent's.
+        position = node.lc.data.get(part) if hasattr(node, "lc") else None
+        line = position[0] + 1 if position else line
+        node = node[part]
     return line
 
 
-def _describe(error: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
-    # Discriminated unions add the tag (e.g. 'simple') to the location; drop it for humans.
-    loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return loc, f"unknown key '{loc[-1]}' (check its spelling)"
-    if error["type"] == "missing":
-        return loc, f"missing required key '{loc[-1]}'"
-    if error["type"] == "union_tag_invalid":
-        message = f"{message}; a metric's `type` is simple, ratio or derived"
-    return loc, message
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)
+def _read_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
+    """The file's YAML, or the problems that stop it from being read (with their lines)."""
+    yaml = YAML(typ="rt")
+    yaml.Constructor = plain_errors.DefinitionsConstructor
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        return None, [Problem(display, line, "the file is not UTF-8 text: save it as UTF-8 "
+                              "(in Excel or an editor: 'Save as… UTF-8')", code="encoding")]  # fmt: skip
+    try:
+        return yaml.load(text), []
+    except MarkedYAMLError as exc:
+        line, message = plain_errors.yaml_problem(exc)
+        return None, [Problem(display, line or 1, message, code="yaml")]
+    except ReaderError as exc:
+        line, message = plain_errors.reader_problem(exc, text)
+        return None, [Problem(display, line, message, code="yaml")]
+    except YAMLError as exc:  # no mark in some ruamel versions: point at the top of the file
+        return None, [Problem(display, 1, f"invalid YAML: {exc}", code="yaml")]
+    except RecursionError:
+        return None, [Problem(display, 1, "invalid YAML: the file nests lists or blocks too "
+                              "deeply to be a definitions file", code="yaml")]  # fmt: skip
 
 
 def _parse_file(path: Path, display: str) -> tuple[DefinitionsFile | None, Any, list[Problem]]:
-    yaml = YAML(typ="rt")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"))
-    except MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        return None, None, [Problem(display, line, f"invalid YAML: {exc.problem}", code="yaml")]
-    except YAMLError as exc:  # e.g. duplicate keys are reported without a mark in some versions
-        return None, None, [Problem(display, None, f"invalid YAML: {exc}", code="yaml")]
-    except UnicodeDecodeError:
-        return None, None, [Problem(display, None, "not UTF-8 text", code="encoding")]
+    data, problems = _read_yaml(path, display)
+    if problems:
+        return None, None, problems
     if data is None:
-        return None, None, [Problem(display, None, "file is empty", "warning", code="empty")]
+        return None, None, [Problem(display, 1, "file is empty", "warning", code="empty")]
     if not isinstance(data, CommentedMap):
         line = data.lc.line + 1 if hasattr(data, "lc") else 1
-        return (
-            None,
-            None,
-            [
-                Problem(
-                    display,
-                    line,
-                    "expected a mapping with `cycle`, `objectives`, `kpis`, `metrics`",
-                    code="shape",
-                )  # fmt: skip
-            ],
-        )
+        message = ("expected a block of `cycle:`, `objectives:`, `kpis:` or `metrics:` at the top "
+                   f"of the file, found {plain_errors.describe_value(data)}")  # fmt: skip
+        return None, None, [Problem(display, line, message, code="shape")]
     try:
         return DefinitionsFile.model_validate(data), data, []
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            loc, message = _describe(err)
-            field_loc = loc[:-1] if err["type"] in ("extra_forbidden", "missing") else loc
-            text = f"{_where(field_loc)}: {message}" if field_loc else message
-            # A wrong metric `type` is reported on the union; point at the `type:` line itself.
-            line_loc = (
-                (*err["loc"], "type") if err["type"] == "union_tag_invalid" else tuple(err["loc"])
-            )
-            problems.append(Problem(display, line_of(data, line_loc), text, code=err["type"]))
-        return None, data, problems
+        return None, data, _validation_problems(exc, data, display)
+    except RecursionError:
+        return None, data, [Problem(display, 1, "the file nests lists or blocks too deeply to "
+                                    "be a definitions file", code="shape")]  # fmt: skip
+
+
+def _validation_problems(exc: ValidationError, data: Any, display: str) -> list[Problem]:
+    """One plain sentence per field pydantic complained about, at the field's line."""
+    problems = []
+    grouped = []
+    for err in exc.errors(include_url=False):
+        err = {**err, "loc": tuple(p for p in err["loc"] if not str(p).startswith("function-"))}
+        if err["type"] in (
+            "extra_forbidden",
+            "missing",
+            "union_tag_invalid",
+            "union_tag_not_found",
+        ):
+            problems.append(_shape_problem(err, data, display))
+        else:
+            grouped.append(err)
+    for path, errors in plain_errors.group_errors(grouped, data):
+        message = plain_errors.pydantic_message(errors, path)
+        problems.append(_problem_at(data, path, display, message, errors[0]["type"]))
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+def _problem_at(data: Any, path: tuple, display: str, message: str, code: str) -> Problem:
+    context = plain_errors.context_of(data, path)
+    text = f"{context}: {message}" if context else message
+    return Problem(display, line_of(data, path), text, code=code)
+
+
+def _shape_problem(err: dict[str, Any], data: Any, display: str) -> Problem:
+    """Unknown and missing keys, and a custom metric's `type:`."""
+    loc, kind = err["loc"], err["type"]
+    parent = plain_errors.data_path(data, loc[:-1])
+    if kind == "extra_forbidden":
+        message = (
+            f"unknown key '{plain_errors.visible(str(loc[-1]))}' (check its spelling; "
+            f"an editor with {SCHEMA_FILE} suggests the keys that exist)"
+        )
+        return _problem_at(data, (*parent, loc[-1]), display, message, kind)
+    if kind == "missing":
+        message = f"missing required key '{loc[-1]}': add `{loc[-1]}:`"
+        return _problem_at(data, parent, display, message, kind)
+    # A custom metric's `type:` is wrong or missing: pydantic reports it on the whole metric.
+    metric_type = (*plain_errors.data_path(data, loc), "type")
+    message = (
+        f"`type: {err.get('ctx', {}).get('tag')}` is not a metric type"
+        if kind == "union_tag_invalid"
+        else "missing required key 'type'"
+    )
+    return _problem_at(data, metric_type, display, f"{message}: a metric's `type` is simple, "
+                       "ratio or derived", kind)  # fmt: skip
 
 
 def definition_files(path: Path) -> list[Path]:
@@ -104,14 +141,135 @@ def definition_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+class _Collector:
+    """Merges parsed files into one DefinitionSet, recording where each thing was defined."""
+
+    def __init__(self, timezone: str | None):
+        self.result = DefinitionSet()
+        self.problems: list[Problem] = []
+        self.timezone = timezone
+
+    def claim(
+        self, kind: str, key: str, display: str, line: int | None, *sub: tuple[str, int | None]
+    ) -> bool:
+        existing = self.result.locations.get((kind, key))
+        if existing is not None:
+            self.problems.append(Problem(
+                display, line,
+                f"duplicate {kind} key '{key}' (also defined at {existing.file}:{existing.line}); "
+                "every key must be unique: rename one", code="duplicate"))  # fmt: skip
+            return False
+        self.result.locations[(kind, key)] = Location(display, line)
+        for name, sub_line in sub:
+            self.result.locations[(kind, key, name)] = Location(display, sub_line)
+        return True
+
+    def add_file(self, display: str, parsed: DefinitionsFile, raw: Any) -> None:
+        for i, metric in enumerate(parsed.metrics):
+            loc = ("metrics", i)
+            self.claim("metric", metric.name, display, line_of(raw, (*loc, "name")),
+                       *[(f, line_of(raw, (*loc, f))) for f in ("expr", "filter", "numerator",
+                                                                "denominator", "metrics", "type")])  # fmt: skip
+            self.result.custom_metrics.append(metric)
+        cycle = self._add_cycle(display, parsed.cycle, raw) if parsed.cycle else None
+        for i, objective in enumerate(parsed.objectives):
+            assert cycle is not None  # guaranteed by the model
+            self._add_objective(display, cycle, objective, ("objectives", i), raw)
+        for i, kpi in enumerate(parsed.kpis):
+            loc = ("kpis", i)
+            self.claim("kpi", kpi.key, display, line_of(raw, (*loc, "key")),
+                       *[(f, line_of(raw, (*loc, f))) for f in ("metric", "where", "healthy", "basis", "window")])  # fmt: skip
+            for column in kpi.where:
+                self.result.locations[("kpi", kpi.key, "where", column)] = Location(
+                    display, line_of(raw, (*loc, "where", column))
+                )
+            self.result.kpis.append(kpi)
+
+    def _add_cycle(self, display: str, cycle: Cycle, raw: Any) -> Cycle:
+        at = {f: line_of(raw, ("cycle", f)) for f in ("key", "start", "end", "timezone")}
+        self.problems.extend(_cycle_problems(cycle, display, at, self.timezone))
+        # The effective timezone: a cycle without `timezone:` reports in krpulse.yaml's.
+        if cycle.timezone is None and self.timezone:
+            cycle = cycle.model_copy(update={"timezone": self.timezone})
+        existing = self.result.cycles.get(cycle.key)
+        if existing is not None and existing != cycle:
+            where = self.result.locations[("cycle", cycle.key)]
+            self.problems.append(Problem(
+                display, line_of(raw, ("cycle",)),
+                f"cycle '{cycle.key}' is defined differently at {where.file}:{where.line} "
+                f"({existing.start} .. {existing.end}, {existing.timezone}); make both the same",
+                code="cycle-conflict"))  # fmt: skip
+            return existing
+        self.result.cycles[cycle.key] = cycle
+        self.result.locations.setdefault(
+            ("cycle", cycle.key), Location(display, line_of(raw, ("cycle",)))
+        )
+        for field, line in at.items():
+            self.result.locations.setdefault(("cycle", cycle.key, field), Location(display, line))
+        return cycle
+
+    def _add_objective(self, display: str, cycle: Cycle, objective, loc: tuple, raw: Any) -> None:
+        okey = f"{cycle.key}/{objective.key}"
+        self.claim("objective", okey, display, line_of(raw, (*loc, "key")),
+                   *[(f, line_of(raw, (*loc, f))) for f in ("aligns_to", "key_results", "title", "team")])  # fmt: skip
+        for j, kr in enumerate(objective.key_results):
+            kr_loc = (*loc, "key_results", j)
+            kr_key = f"{cycle.key}/{kr.key}"
+            self.claim("kr", kr_key, display, line_of(raw, (*kr_loc, "key")),
+                       *[(f, line_of(raw, (*kr_loc, f))) for f in
+                         ("metric", "where", "baseline", "target", "start", "basis", "window", "milestones")])  # fmt: skip
+            for column in kr.where:
+                self.result.locations[("kr", kr_key, "where", column)] = Location(
+                    display, line_of(raw, (*kr_loc, "where", column))
+                )
+            for m, _ in enumerate(kr.milestones):
+                self.result.locations[("kr", kr_key, "milestones", str(m))] = Location(
+                    display, line_of(raw, (*kr_loc, "milestones", m))
+                )
+        self.result.objectives.append(LoadedObjective(cycle, objective, display))
+
+
+def _cycle_problems(
+    cycle: Cycle, display: str, at: dict[str, int | None], timezone: str | None
+) -> list[Problem]:
+    """A key that says another quarter than the dates, and a timezone krpulse would not use."""
+    problems = []
+    implied = implied_dates(cycle.key)
+    if implied is not None:
+        for field, given, meant in (
+            ("start", cycle.start, implied[0]),
+            ("end", cycle.end, implied[1]),
+        ):
+            if given != meant:
+                problems.append(Problem(
+                    display, at[field] or at["key"],
+                    f"cycle key {cycle.key} stands for {implied[0]} .. {implied[1]}, but `{field}:` "
+                    f"is {given}; fix the date, rename the cycle after its dates, or use a key that "
+                    "is not a calendar quarter or month (e.g. FY27-Q1) when the dates are right",
+                    code="cycle-key-dates"))  # fmt: skip
+    if timezone and cycle.timezone and cycle.timezone != timezone:
+        problems.append(Problem(
+            display, at["timezone"] or at["key"],
+            f"cycle {cycle.key} sets timezone {cycle.timezone}, but krpulse.yaml reports in "
+            f"{timezone} and every day is cut in that timezone; remove `timezone:` from the cycle "
+            "(it inherits krpulse.yaml's) or change `timezone:` in krpulse.yaml",
+            code="cycle-timezone"))  # fmt: skip
+    return problems
+
+
 def load_definitions(
-    path: Path | str, *, known_metrics: dict[str, Any] | None = None, lint: bool = True
+    path: Path | str,
+    *,
+    known_metrics: dict[str, Any] | None = None,
+    lint: bool = True,
+    timezone: str | None = None,
 ) -> DefinitionSet:
     """Load every YAML file under `path` into one DefinitionSet, or raise DefinitionError.
 
     Files are parsed first, then references are checked across all of them (metric names,
     `where` columns, `aligns_to`, duplicate keys), then the OKR-method lint runs: its errors
-    block like any other, its warnings are kept in `warnings`.
+    block like any other, its warnings are kept in `warnings`. `timezone` is krpulse.yaml's:
+    a cycle without `timezone:` takes it, a cycle with another one is an error.
     """
     from kr_metrics.library import build_library
 
@@ -122,84 +280,15 @@ def load_definitions(
     if not files:
         raise DefinitionError([Problem(str(path), None, "no .yaml definition files found")])
 
-    problems: list[Problem] = []
-    result = DefinitionSet()
-    parsed_files: list[tuple[str, DefinitionsFile, Any]] = []
+    collector = _Collector(timezone)
+    result, problems = collector.result, collector.problems
     for file in files:
         display = str(file)
         parsed, raw, file_problems = _parse_file(file, display)
         problems.extend(p for p in file_problems if p.severity == "error")
         result.warnings.extend(p for p in file_problems if p.severity == "warning")
         if parsed is not None:
-            parsed_files.append((display, parsed, raw))
-
-    def claim(
-        kind: str, key: str, display: str, line: int | None, *sub: tuple[str, int | None]
-    ) -> bool:
-        existing = result.locations.get((kind, key))
-        if existing is not None:
-            problems.append(
-                Problem(
-                    display,
-                    line,
-                    f"duplicate {kind} key '{key}' (also defined at {existing.file}:{existing.line})",
-                    code="duplicate",
-                )  # fmt: skip
-            )
-            return False
-        result.locations[(kind, key)] = Location(display, line)
-        for name, sub_line in sub:
-            result.locations[(kind, key, name)] = Location(display, sub_line)
-        return True
-
-    for display, parsed, raw in parsed_files:
-        for i, metric in enumerate(parsed.metrics):
-            loc = ("metrics", i)
-            claim("metric", metric.name, display, line_of(raw, (*loc, "name")),
-                  *[(f, line_of(raw, (*loc, f))) for f in ("expr", "filter", "numerator",
-                                                           "denominator", "metrics", "type")])  # fmt: skip
-            result.custom_metrics.append(metric)
-        if parsed.cycle is not None:
-            existing = result.cycles.get(parsed.cycle.key)
-            if existing is not None and existing != parsed.cycle:
-                problems.append(
-                    Problem(
-                        display,
-                        line_of(raw, ("cycle",)),
-                        f"cycle '{parsed.cycle.key}' is defined differently in another file",
-                        code="cycle-conflict",
-                    )  # fmt: skip
-                )
-            result.cycles[parsed.cycle.key] = parsed.cycle
-            result.locations.setdefault(
-                ("cycle", parsed.cycle.key), Location(display, line_of(raw, ("cycle",)))
-            )
-        for i, objective in enumerate(parsed.objectives):
-            assert parsed.cycle is not None  # guaranteed by the model
-            loc = ("objectives", i)
-            okey = f"{parsed.cycle.key}/{objective.key}"
-            claim("objective", okey, display, line_of(raw, (*loc, "key")),
-                  ("aligns_to", line_of(raw, (*loc, "aligns_to"))),
-                  ("key_results", line_of(raw, (*loc, "key_results"))))  # fmt: skip
-            for j, kr in enumerate(objective.key_results):
-                kr_loc = (*loc, "key_results", j)
-                claim("kr", f"{parsed.cycle.key}/{kr.key}", display, line_of(raw, (*kr_loc, "key")),
-                      *[(f, line_of(raw, (*kr_loc, f))) for f in
-                        ("metric", "where", "baseline", "target", "basis", "window", "milestones")])  # fmt: skip
-                for column in kr.where:
-                    result.locations[("kr", f"{parsed.cycle.key}/{kr.key}", "where", column)] = (
-                        Location(display, line_of(raw, (*kr_loc, "where", column)))
-                    )
-            result.objectives.append(LoadedObjective(parsed.cycle, objective, display))
-        for i, kpi in enumerate(parsed.kpis):
-            loc = ("kpis", i)
-            claim("kpi", kpi.key, display, line_of(raw, (*loc, "key")),
-                  *[(f, line_of(raw, (*loc, f))) for f in ("metric", "where", "healthy", "basis")])  # fmt: skip
-            for column in kpi.where:
-                result.locations[("kpi", kpi.key, "where", column)] = Location(
-                    display, line_of(raw, (*loc, "where", column))
-                )
-            result.kpis.append(kpi)
+            collector.add_file(display, parsed, raw)
 
     library, library_problems = build_library(
         result.custom_metrics, result.locations, known_metrics
@@ -207,13 +296,17 @@ def load_definitions(
     problems.extend(library_problems)
     result.library = library
     problems.extend(_check_references(result))
-    if lint and not problems:
+    # The lint needs every reference resolved; a cycle's dates or timezone do not stop it.
+    blocking = [p for p in problems if p.code not in CYCLE_CODES]
+    if lint and not blocking:
         from kr_metrics.lint import lint_definitions
 
         for problem in lint_definitions(result):
             (problems if problem.severity == "error" else result.warnings).append(problem)
     if problems:
-        raise DefinitionError(problems)
+        # Warnings go along, so a fix can address everything at once; in file and line order.
+        found = [*problems, *result.warnings]
+        raise DefinitionError(sorted(found, key=lambda p: (p.file, p.line or 0)))
     return result
 
 

@@ -258,9 +258,10 @@ def _reason(row: dict, status: str, pace: float, forecast: float, policy: Scorin
             f"{policy.min_sample}"
         )
     success = row["success_grade"]
-    goal = "the target" if success >= 1 else f"success at {_percent(success)}"
+    goal = "the target" if success >= 1 else f"the {_percent(success)} success grade"
+    of_goal = "" if success >= 1 else f" (success at {_percent(success)})"
     if round(row["grade"], SHOWN_DECIMALS) >= success:
-        pace_text = f"reached {_percent(row['grade'])}" + ("" if success >= 1 else f" ({goal})")
+        pace_text = f"reached {_percent(row['grade'])} of the way{of_goal}"
     else:
         words = {0: "on pace", 1: "behind pace", 2: "far behind pace"}[int(pace)]
         pace_text = f"{words} ({_percent(row['progress'])} vs {_percent(row['expected_progress'])} expected)"
@@ -269,7 +270,9 @@ def _reason(row: dict, status: str, pace: float, forecast: float, policy: Scorin
     elif forecast == 0:
         forecast_text = f"the forecast reaches {goal}"
     else:
-        forecast_text = f"the forecast ends at {_percent(row['forecast_grade'])} ({goal})"
+        forecast_text = (
+            f"the forecast ends at {_percent(row['forecast_grade'])} of the way{of_goal}"
+        )
     joint = ", but " if (pace == 0) != (forecast == 0) and not np.isnan(forecast) else "; "
     return pace_text + joint + forecast_text + _uncertainty(row, status)
 

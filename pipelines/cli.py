@@ -324,6 +324,14 @@ def sync(obj: Context, source_name: str | None, output_format: str) -> None:
     console.print(table)
 
 
+def warn_about_data(definitions, data) -> None:
+    """What only the staged data can tell about the definitions (a filter value never seen)."""
+    from kr_metrics.lint import check_against_data
+
+    for warning in check_against_data(definitions, data):
+        click.echo(str(warning), err=True)  # unwrapped: one `file:line: warning: ...` per line
+
+
 def _days(
     settings: Settings, as_of: str | None, start: str | None, end: str | None
 ) -> list[dt.date]:
@@ -362,7 +370,11 @@ def run(
         if not result.blocked and len(days) > 1:
             say(f"{result.as_of}: {len(result.progress)} KRs, {len(result.kpis)} KPIs pushed")
 
-    results = flow.run_days(settings, engine, days, progress_callback=on_day)
+    definitions = flow.load_definition_set(settings)
+    data = flow.load_prepared(settings, engine)
+    warn_about_data(definitions, data)
+    results = flow.run_days(settings, engine, days, definitions=definitions, data=data,
+                            progress_callback=on_day)  # fmt: skip
     last = results[-1]
     store = OkrStore(engine)
     print_progress(last.as_of, store.progress(as_of=last.as_of), store.kpi_values(as_of=last.as_of),
@@ -388,6 +400,7 @@ def preview(
         settings, Path(definitions_path) if definitions_path else None
     )
     data = flow.load_prepared(settings, engine)
+    warn_about_data(definitions, data)
     if data.deals.empty and data.nps_responses.empty:
         err_console.print("[yellow]No staged data yet: run `krpulse sync` first.[/]")
     _, progress, kpis = flow.compute_day(settings, definitions, data, day)

@@ -13,6 +13,7 @@ from kr_metrics.definitions import DefinitionError
 from kr_metrics.schema import SCHEMA_FILE, schema_json
 from pipelines import flow
 from pipelines.cli import Context, _date, console, format_option, format_value
+from pipelines.settings import config_path
 
 
 @click.group()
@@ -25,13 +26,19 @@ def definitions() -> None:
 @click.pass_obj
 def check(obj: Context, path: str | None) -> None:
     """Validate and lint definitions; exit 0 when clean, 1 on errors (warnings are listed)."""
-    target = Path(path) if path else obj.settings().definitions_path
+    # krpulse.yaml's timezone is part of the check; a lone file may be checked without one.
+    settings = obj.settings() if path is None or config_path(obj.config).exists() else None
+    target = Path(path) if path else settings.definitions_path
     try:
-        loaded = flow.load_definitions(target)
+        loaded = (flow.load_definition_set(settings, target) if settings
+                  else flow.load_definitions(target))  # fmt: skip
     except DefinitionError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
-        click.echo(f"{len(exc.problems)} error(s); nothing was loaded.", err=True)
+        errors = sum(1 for p in exc.problems if p.severity == "error")
+        warnings = len(exc.problems) - errors
+        click.echo(f"{errors} error(s)" + (f", {warnings} warning(s)" if warnings else "")
+                   + "; nothing was loaded.", err=True)  # fmt: skip
         raise SystemExit(1) from None
     for warning in loaded.warnings:
         click.echo(str(warning), err=True)

@@ -100,7 +100,7 @@ def new_cycle_command(obj: Context, next_cycle: str, current: str | None, force:
         err_console.print(f"[yellow]{current} runs until {cycle.end}: these baselines are values so far; "
                           "rerun new-cycle with --force after the cycle has closed.[/]")  # fmt: skip
     try:
-        flow.load_definitions(settings.definitions_path)
+        flow.load_definition_set(settings)
         console.print("Definitions check clean.")
     except DefinitionError as exc:
         console.print("Still to do before the new cycle goes live (`krpulse definitions check`):")

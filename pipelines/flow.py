@@ -69,7 +69,10 @@ def upgrade_database(
 
 
 def load_definition_set(settings: Settings, path=None) -> DefinitionSet:
-    return load_definitions(path or settings.definitions_path, known_metrics=METRICS)
+    """The definitions, each cycle in krpulse.yaml's timezone (another one is an error)."""
+    return load_definitions(
+        path or settings.definitions_path, known_metrics=METRICS, timezone=settings.timezone
+    )
 
 
 def _files_source(settings: Settings, source: FilesSourceSettings) -> Source:
@@ -248,6 +251,7 @@ def run_days(
     days: Iterable[dt.date],
     *,
     definitions: DefinitionSet | None = None,
+    data: PreparedData | None = None,
     validate: bool = True,
     run_id: str | None = None,
     progress_callback: Callable[[DayResult], None] | None = None,
@@ -260,7 +264,7 @@ def run_days(
     """
     days = list(days)
     definitions = definitions or load_definition_set(settings)
-    data = load_prepared(settings, engine)
+    data = data if data is not None else load_prepared(settings, engine)
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"

@@ -103,7 +103,7 @@ def test_definitions_check(krpulse, tmp_path):
     bad.write_text("cycle: {key: Q, start: 2026-01-01, end: 2026-03-31}\nobjectives: 3\n")
     result = krpulse("definitions", "check", str(bad))
     assert result.exit_code == 1
-    assert f"{bad}:2: error: objectives: Input should be a valid list" in result.output
+    assert f"{bad}:2: error: `objectives` is the number 3; write a list" in result.output
 
 
 def test_a_malformed_definitions_file_stops_a_run_with_file_and_problem(krpulse, demo_project):

@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 TOKEN = "a-long-shared-token-for-tests"  # noqa: S105 - a test-only token
+LOCAL = "http://127.0.0.1"
 RECORD_URLS = "dashboard:\n  record_urls:\n    demo: {deals: 'https://crm.example.com/deal/{id}'}\n"
 
 
@@ -32,17 +33,22 @@ def demo(tmp_path_factory, demo_data):
 
 @pytest.fixture(scope="module")
 def open_client(demo):
-    return TestClient(create_app(demo[2], AccessPolicy(open_access=True)))
+    # Loopback mode answers only to local Host names (DNS rebinding), not to "testserver".
+    return TestClient(create_app(demo[2], AccessPolicy(open_access=True)), base_url=LOCAL)
 
 
 @pytest.fixture
 def token_client(demo, monkeypatch):
     monkeypatch.setenv("KRPULSE_DASHBOARD_TOKEN", TOKEN)
     settings = DashboardSettings.model_validate(
-        {"host": "0.0.0.0", "auth": {"token_env": "KRPULSE_DASHBOARD_TOKEN"}}  # noqa: S104
+        {
+            "host": "0.0.0.0",  # noqa: S104 - only validated, never bound
+            "allowed_hosts": ["okr.example.com"],
+            "auth": {"token_env": "KRPULSE_DASHBOARD_TOKEN"},
+        }
     )
     app = create_app(demo[2], AccessPolicy.from_settings(settings))
-    return TestClient(app, follow_redirects=False)
+    return TestClient(app, base_url="http://okr.example.com", follow_redirects=False)
 
 
 def test_overview_shows_every_team_with_its_objectives_and_the_kpis_apart(open_client):
@@ -167,6 +173,7 @@ def test_a_proxy_user_header_is_believed_only_from_a_trusted_proxy(demo):
     settings = DashboardSettings.model_validate(
         {
             "host": "0.0.0.0",  # noqa: S104 - only validated, never bound
+            "allowed_hosts": ["okr.example.com"],
             "auth": {
                 "proxy_user_header": "X-Forwarded-User",
                 "trusted_proxies": ["10.0.0.0/8"],
@@ -175,11 +182,21 @@ def test_a_proxy_user_header_is_believed_only_from_a_trusted_proxy(demo):
     )
     app = create_app(demo[2], AccessPolicy.from_settings(settings))
     header = {"X-Forwarded-User": "lead@example.com"}
-    via_proxy = TestClient(app, client=("10.1.2.3", 4000))
+    via_proxy = TestClient(app, base_url=LOCAL, client=("10.1.2.3", 4000))
     assert via_proxy.get("/api/cycles", headers=header).status_code == 200
     assert via_proxy.get("/api/cycles").status_code == 401
-    direct = TestClient(app, client=("192.0.2.7", 4000))
+    direct = TestClient(app, base_url=LOCAL, client=("192.0.2.7", 4000))
     assert direct.get("/api/cycles", headers=header).status_code == 401
+
+
+def test_a_dns_rebinding_page_cannot_read_the_open_loopback_dashboard(open_client):
+    """attacker.example resolves to 127.0.0.1 for a page the team lead opened: same origin for
+    the browser, so only the Host header tells; every route answers it with a 400."""
+    for path in ("/", f"/api/cycles/{CYCLE}/progress",
+                 f"/api/cycles/{CYCLE}/key-results/win-rate-uk/records"):  # fmt: skip
+        response = open_client.get(path, headers={"Host": "attacker.example:8000"})
+        assert response.status_code == 400 and "nps" not in response.text.lower()
+        assert "win-rate" not in response.text and "allowed_hosts" in response.text
 
 
 def test_login_returns_only_to_local_paths():

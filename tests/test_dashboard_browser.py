@@ -143,7 +143,11 @@ def test_a_request_without_credentials_on_a_non_loopback_configuration_gets_no_d
 ):
     monkeypatch.setenv("KRPULSE_TEST_DASHBOARD_TOKEN", TOKEN)
     settings = DashboardSettings.model_validate(
-        {"host": "0.0.0.0", "auth": {"token_env": "KRPULSE_TEST_DASHBOARD_TOKEN"}}  # noqa: S104
+        {
+            "host": "0.0.0.0",  # noqa: S104 - only validated; `running` binds 127.0.0.1
+            "allowed_hosts": ["okr.example.com"],
+            "auth": {"token_env": "KRPULSE_TEST_DASHBOARD_TOKEN"},
+        }
     )
     app = create_app(demo, AccessPolicy.from_settings(settings))
     context = browser.new_context()

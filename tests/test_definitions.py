@@ -68,7 +68,9 @@ def test_unknown_key_names_its_line(tmp_path):
     path = write(tmp_path, GOOD.replace("        target: 70", "        traget: 70"))
     problems = problems_of(path)
     assert any(
-        p.startswith(f"{path}:16: error: objectives.0.key_results.1: unknown key 'traget'")
+        p.startswith(
+            f"{path}:16: error: key result 'nps': unknown key 'traget' (check its spelling"
+        )
         for p in problems
     )
     assert any("missing required key 'target'" in p for p in problems)
