@@ -297,7 +297,14 @@ def run_mode(mode: str) -> dict:
     first_day = AS_OF if mode.endswith("day") else AS_OF - dt.timedelta(days=HISTORY_DAYS - 1)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    if mode.startswith("engine"):
+    if mode.startswith("compiled"):
+        from kr_metrics.sql.engine import DuckDBStaged, evaluate_history
+
+        staged = DuckDBStaged(deals, customers, responses, timezone="Europe/Berlin")
+        prepared = time.perf_counter()
+        result = evaluate_history(definition_set(), staged, first_day, AS_OF)
+        rows = len(result)
+    elif mode.startswith("engine"):
         from kr_metrics.engine import evaluate_history, prepare
 
         data = prepare(deals, customers, responses, timezone="Europe/Berlin")
@@ -355,9 +362,24 @@ def verify() -> None:
     for name, frame in (("deals", deals), ("customers", customers), ("nps_responses", responses)):
         con.register(name, frame)
     sql = duckdb_values(con, first_day)
+    from kr_metrics.sql.engine import DuckDBStaged
+    from kr_metrics.sql.engine import evaluate_history as compiled_history
+
+    compiled = engine_values(compiled_history(definition_set(), DuckDBStaged(
+        deals, customers, responses, timezone="Europe/Berlin"), first_day, AS_OF))  # fmt: skip
     data = prepare(deals, customers, responses, timezone="Europe/Berlin")
     engine = engine_values(evaluate_history(definition_set(), data, first_day, AS_OF))
     engine = engine.reindex(index=sql.index, columns=sql.columns)
+    compiled = compiled.reindex(index=sql.index, columns=sql.columns)
+    c = compiled.to_numpy(dtype="float64")
+    same_compiled = np.isclose(c, sql.to_numpy(dtype="float64"), rtol=1e-9, atol=1e-9) | (
+        np.isnan(c) & np.isnan(sql.to_numpy(dtype="float64"))
+    )
+    print(
+        json.dumps(
+            {"compiled_vs_sql_equal": int(same_compiled.sum()), "of": int(same_compiled.size)}
+        )
+    )
     a, b = engine.to_numpy(dtype="float64"), sql.to_numpy(dtype="float64")
     same = np.isclose(a, b, rtol=1e-9, atol=1e-9) | (np.isnan(a) & np.isnan(b))
     print(

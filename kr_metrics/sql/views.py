@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import sqlalchemy as sa
@@ -62,35 +62,63 @@ def local_day(stamp: sa.ColumnElement, timezone: str) -> sa.ColumnElement:
     return sa.cast(sa.func.timezone(sa.literal(timezone), stamp), sa.Date)
 
 
+# What each prepared column is made of: a staged column, a customer's, or computed.
+_FROM_CUSTOMER = {DEALS: {"segment": "segment", "region": "region", "industry": "industry",
+                          "customer_team": "team", "customer_owner_id": "owner_id"},
+                  NPS_RESPONSES: {"segment": "segment", "region": "region", "industry": "industry",
+                                  "team": "team", "owner_id": "owner_id"}}  # fmt: skip
+
+
 @dataclass
 class Views:
     """The prepared views (as engine.prepare): live rows, customer attributes joined, local days.
 
-    Extra columns cost a join or a window, so they are added only when a metric needs them:
-    `first_won` (the day of a customer's first won deal, for existing customers) and
-    `is_first_won_deal` (new customers).
+    Each view carries only the columns some metric or filter needs (`need`): every column costs
+    a scan, a join or a timezone conversion. `first_won` is the day of a customer's first won
+    deal (existing customers), `is_first_won_deal` marks that deal (new customers),
+    `customer_live` says the deal's customer is staged and not deleted.
+    A view that several statements read is computed once (MATERIALIZED).
     """
 
     tables: dict[str, sa.Table]
     timezone: str
-    with_first_won: bool = False
-    with_first_won_deal: bool = False
+    needed: dict[str, set[str]] = field(
+        default_factory=lambda: {entity: set() for entity in ENTITIES}
+    )
+    uses: dict[str, int] = field(default_factory=lambda: {entity: 0 for entity in ENTITIES})
+
+    def need(self, entity: str, *columns: str) -> None:
+        self.needed[entity].update(columns)
+
+    def use(self, entity: str) -> None:
+        self.uses[entity] += 1
+
+    def _cte(self, select: sa.Select, name: str, entity: str | None) -> sa.CTE:
+        cte = select.cte(name)
+        if entity is None or self.uses[entity] > 1:
+            cte = cte.prefix_with("MATERIALIZED")
+        return cte
 
     @cached_property
     def live_customers(self) -> sa.Subquery:
         c = self.tables[CUSTOMERS]
-        return (sa.select(*c.c, local_day(c.c.created_at, self.timezone).label("created_day"))
-                .where(_live(c)).subquery("live_customers"))  # fmt: skip
+        wanted = {"source", "customer_id"} | {name for entity, names in _FROM_CUSTOMER.items()
+                                              for view_name, name in names.items() if view_name in self.needed[entity]}  # fmt: skip
+        wanted |= self.needed[CUSTOMERS] & set(c.c.keys())
+        columns = [col for col in c.c if col.name in wanted]
+        if "created_day" in self.needed[CUSTOMERS]:
+            columns.append(local_day(c.c.created_at, self.timezone).label("created_day"))
+        return sa.select(*columns).where(_live(c)).subquery("live_customers")
 
     @cached_property
-    def first_won(self) -> sa.Subquery:
+    def first_won(self) -> sa.CTE:
         d = self.tables[DEALS]
-        return (
+        return self._cte(
             sa.select(d.c.source, d.c.customer_id,
                       sa.func.min(sa.cast(d.c.close_date, sa.Date)).label("first_won"))
             .where(_live(d), flag(d.c.is_won), d.c.close_date.is_not(None), d.c.customer_id.is_not(None))
-            .group_by(d.c.source, d.c.customer_id)
-            .subquery("first_won")
+            .group_by(d.c.source, d.c.customer_id),
+            "first_won", None,
         )  # fmt: skip
 
     @cached_property
@@ -110,53 +138,68 @@ class Views:
             .subquery("first_won_deals")
         )
 
-    @cached_property
-    def deals(self) -> sa.Subquery:
-        d, c = self.tables[DEALS], self.live_customers
-        columns = [col for col in d.c if col.name != "close_date"]
-        columns += [
-            sa.cast(d.c.close_date, sa.Date).label("close_date"),
-            c.c.segment, c.c.region, c.c.industry,
-            c.c.team.label("customer_team"), c.c.owner_id.label("customer_owner_id"),
-            c.c.customer_id.is_not(None).label("customer_live"),
-            local_day(d.c.created_at, self.timezone).label("created_day"),
-        ]  # fmt: skip
-        joined = d.outerjoin(
-            c, sa.and_(c.c.source == d.c.source, c.c.customer_id == d.c.customer_id)
+    def _with_customer(self, entity: str, table: sa.Table, columns: list, joined):
+        needed = self.needed[entity]
+        from_customer = {
+            name: source for name, source in _FROM_CUSTOMER[entity].items() if name in needed
+        }
+        if not (from_customer or "customer_live" in needed):
+            return columns, joined
+        c = self.live_customers
+        joined = joined.outerjoin(
+            c, sa.and_(c.c.source == table.c.source, c.c.customer_id == table.c.customer_id)
         )
-        if self.with_first_won:
+        columns += [c.c[source].label(name) for name, source in from_customer.items()]
+        if "customer_live" in needed:
+            columns.append(c.c.customer_id.is_not(None).label("customer_live"))
+        return columns, joined
+
+    @cached_property
+    def deals(self) -> sa.CTE:
+        d, needed = self.tables[DEALS], self.needed[DEALS]
+        columns = [col for col in d.c if col.name in needed and col.name != "close_date"]
+        if "close_date" in needed:
+            columns.append(sa.cast(d.c.close_date, sa.Date).label("close_date"))
+        if "created_day" in needed:
+            columns.append(local_day(d.c.created_at, self.timezone).label("created_day"))
+        columns, joined = self._with_customer(DEALS, d, columns, d)
+        if "first_won" in needed:
             f = self.first_won
             joined = joined.outerjoin(
                 f, sa.and_(f.c.source == d.c.source, f.c.customer_id == d.c.customer_id)
             )
             columns.append(f.c.first_won)
-        if self.with_first_won_deal:
+        if "is_first_won_deal" in needed:
             w = self.first_won_deals
             joined = joined.outerjoin(
                 w, sa.and_(w.c.source == d.c.source, w.c.deal_id == d.c.deal_id)
             )
             columns.append(w.c.deal_id.is_not(None).label("is_first_won_deal"))
-        return sa.select(*columns).select_from(joined).where(_live(d)).subquery("deals_view")
-
-    @cached_property
-    def nps_responses(self) -> sa.Subquery:
-        r, c = self.tables[NPS_RESPONSES], self.live_customers
-        joined = r.outerjoin(
-            c, sa.and_(c.c.source == r.c.source, c.c.customer_id == r.c.customer_id)
+        return self._cte(
+            sa.select(*columns).select_from(joined).where(_live(d)), "deals_view", DEALS
         )
-        return (
-            sa.select(*r.c, c.c.segment, c.c.region, c.c.industry, c.c.team, c.c.owner_id,
-                      local_day(r.c.submitted_at, self.timezone).label("submitted_day"))
-            .select_from(joined).where(_live(r)).subquery("nps_responses_view")
-        )  # fmt: skip
 
     @cached_property
-    def customers(self) -> sa.Subquery:
+    def nps_responses(self) -> sa.CTE:
+        r, needed = self.tables[NPS_RESPONSES], self.needed[NPS_RESPONSES]
+        columns = [col for col in r.c if col.name in needed]
+        columns.append(local_day(r.c.submitted_at, self.timezone).label("submitted_day"))
+        columns, joined = self._with_customer(NPS_RESPONSES, r, columns, r)
+        return self._cte(
+            sa.select(*columns).select_from(joined).where(_live(r)),
+            "nps_responses_view",
+            NPS_RESPONSES,
+        )
+
+    @cached_property
+    def customers(self) -> sa.CTE:
         c, f = self.live_customers, self.first_won
         joined = c.outerjoin(
             f, sa.and_(f.c.source == c.c.source, f.c.customer_id == c.c.customer_id)
         )
-        return sa.select(*c.c, f.c.first_won).select_from(joined).subquery("customers_view")
+        return self._cte(
+            sa.select(*c.c, f.c.first_won).select_from(joined), "customers_view", CUSTOMERS
+        )
 
-    def of(self, entity: str) -> sa.Subquery:
+    def of(self, entity: str) -> sa.CTE:
         return getattr(self, entity)
