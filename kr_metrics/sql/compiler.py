@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.metrics import MetricSpec, Window
 from kr_metrics.sql.filters import condition, customer_condition_on_deals, deal_only_condition
-from kr_metrics.sql.views import VIEW_KINDS, Views, day_value, flag, plus_days
+from kr_metrics.sql.views import VIEW_KINDS, Views, constant, day_value, flag, plus_days
 
 COUNT = "count(*)"  # a measure that counts the rows
 EXISTING = ("existing_customer_revenue", "revenue_per_existing_customer")
@@ -173,7 +173,7 @@ class Family:
         return (
             sa.select(dated.c.day, *(self.aggregate_expression(aggregate, dated, values, conditions).label(labels[key])
                                      for key, aggregate in self.aggregates.items()))
-            .group_by(dated.c.day).cte(f"{name}_daily")
+            .group_by(dated.c.day).cte(f"{name}_daily").prefix_with("MATERIALIZED")
         )  # fmt: skip
 
     def windowed(self, daily: sa.CTE, day: sa.ColumnElement) -> list[sa.ColumnElement]:
@@ -212,7 +212,11 @@ class Family:
 
 def _spine(lo: dt.date, hi: dt.date) -> sa.CTE:
     """Every day from lo to hi: window functions run over days, not over rows."""
-    offsets = sa.func.generate_series(0, (hi - lo).days).table_valued("i").render_derived()
+    offsets = (
+        sa.func.generate_series(constant(0, sa.Integer), constant((hi - lo).days, sa.Integer))
+        .table_valued("i")
+        .render_derived()
+    )
     return sa.select(plus_days(day_value(lo), offsets.c.i).label("day")).cte("spine")
 
 
@@ -233,7 +237,8 @@ def combined_statement(families: Sequence[Family]) -> sa.Select:
 # --- what each leaf sums -------------------------------------------------------------------------
 
 NPS_METRICS = ("nps", "nps_responses", "average_nps_score", "_nps_shares")
-_ONE, _ZERO = sa.literal(1.0, sa.Double), sa.literal(0.0, sa.Double)
+_ONE = sa.cast(constant(1.0, sa.Double), sa.Double)
+_ZERO = sa.cast(constant(0.0, sa.Double), sa.Double)
 
 
 def _amount(c) -> sa.ColumnElement:

@@ -37,15 +37,20 @@ def staged_tables(prefix: str = "", schema: str | None = None) -> dict[str, sa.T
     }  # fmt: skip
 
 
+def constant(value, type_) -> sa.ColumnElement:
+    """A number or date the compiler derives (never a user's text): rendered into the statement
+    (`literal_execute`), so the database plans with the value instead of a placeholder."""
+    return sa.bindparam(None, value, type_=type_, literal_execute=True)
+
+
 def day_value(day: dt.date) -> sa.ColumnElement:
-    return sa.cast(sa.literal(day, sa.Date), sa.Date)
+    return sa.cast(constant(day, sa.Date), sa.Date)
 
 
 def plus_days(day: sa.ColumnElement, days) -> sa.ColumnElement:
     # DuckDB adds an INTEGER to a DATE, not a BIGINT; PostgreSQL takes either.
-    return day + sa.cast(
-        days if isinstance(days, sa.ColumnElement) else sa.literal(int(days)), sa.Integer
-    )
+    offset = days if isinstance(days, sa.ColumnElement) else constant(int(days), sa.Integer)
+    return day + sa.cast(offset, sa.Integer)
 
 
 def flag(column: sa.ColumnElement) -> sa.ColumnElement:
