@@ -84,8 +84,9 @@ class DuckDBStaged:
             for entity in ENTITIES:
                 # Only the columns the statements read cross over, as Arrow (zero-copy where the
                 # frame's columns are Arrow-compatible already).
-                frame = self.frames[entity].reindex(columns=columns[entity] or ["source"])
-                connection.register(entity, pa.Table.from_pandas(frame, preserve_index=False))
+                frame = self.frames[entity]
+                wanted = columns[entity] or ["source"]
+                connection.register(entity, pa.table({name: _arrow_column(frame, name) for name in wanted}))
             results = {}
             for key, statement in statements.items():
                 compiled = statement.compile(
@@ -96,6 +97,21 @@ class DuckDBStaged:
             return results
         finally:
             connection.close()
+
+
+def _arrow_column(frame: pd.DataFrame, name: str):
+    """One frame column as Arrow. Text becomes a dictionary (codes + distinct values): ids,
+    teams and regions repeat, and a million copied strings would be most of the run's memory."""
+    import pyarrow as pa
+
+    if name not in frame:
+        return pa.nulls(len(frame))
+    column = frame[name]
+    if column.dtype == object or isinstance(column.dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(column)
+        indices = pa.array(codes.astype("int32"), mask=codes < 0)
+        return pa.DictionaryArray.from_arrays(indices, pa.array(uniques.astype(object), type=pa.string()))
+    return pa.array(column, from_pandas=True)
 
 
 class DatabaseStaged:
