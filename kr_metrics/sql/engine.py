@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -72,13 +73,16 @@ class DuckDBStaged:
     ):
         self.frames = {"deals": deals, "customers": customers, "nps_responses": nps_responses}
         self.timezone = timezone
+        # DuckDB settings (threads, memory_limit, ...): KRPULSE_DUCKDB_THREADS caps the threads.
+        threads = os.environ.get("KRPULSE_DUCKDB_THREADS")
+        self.config = {"threads": int(threads)} if threads else {}
         self.tables = staged_tables()
 
     def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]:
         import duckdb
         import pyarrow as pa
 
-        connection = duckdb.connect()
+        connection = duckdb.connect(config=self.config)
         try:
             columns = _referenced_columns(statements.values(), self.tables)
             for entity in ENTITIES:
