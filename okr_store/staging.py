@@ -56,6 +56,10 @@ quarantine_table = sa.Table(
     sa.Column("reason", sa.String, nullable=False),
     sa.Column("record", sa.Text, nullable=False),
     sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
+    # The sync that quarantined the record; and, when the record is an update of a good staged
+    # row, the sync that wrote that row: it stays in effect, shadowed, never deleted or changed.
+    sa.Column("sync_id", sa.Integer, nullable=True, index=True),
+    sa.Column("shadowed_sync_id", sa.Integer, nullable=True),
 )
 
 sync_state_table = sa.Table(
@@ -87,6 +91,21 @@ sync_history_table = sa.Table(
     sa.Column("validated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("validation_report", sa.Text, nullable=True),  # JSON of the ValidationReport
     sa.Index("ix_sync_history_source_object", "source", "object", "id"),
+)
+
+# An operator's acceptance of a sync the gate failed (`krpulse validate --accept`): the state
+# after that sync becomes the one later syncs are judged against. Audited: who, why, when.
+gate_acceptances_table = sa.Table(
+    "gate_acceptances",
+    staging_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync_id", sa.Integer, nullable=False, index=True),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("object", sa.String, nullable=False),
+    sa.Column("accepted_by", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("report", sa.Text, nullable=True),  # the failed verdict that was accepted
 )
 
 
