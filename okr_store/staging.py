@@ -274,8 +274,11 @@ def merge_snapshot(
     changed = snapshot[changed_mask.to_numpy()]
 
     deleted = snapshot.iloc[0:0]
+    shadowed = _shadowed_rows(conn, table, source, quarantined) if table != FX_RATES else {}
     if table != FX_RATES and "is_deleted" in spec.columns:
         gone = ~existing.set_index(key).index.isin(snapshot.set_index(key).index)
+        # A record quarantined in this snapshot is still in the CRM: its good staged row stays.
+        gone &= ~existing[spec.id_column].astype("string").isin(list(shadowed)).to_numpy()
         deleted = existing[gone & ~existing["is_deleted"].fillna(False).to_numpy()].copy()
         deleted["is_deleted"] = True
         deleted["is_deleted"] = deleted["is_deleted"].astype("boolean")
@@ -294,7 +297,7 @@ def merge_snapshot(
             quarantine_table.c.source == source, quarantine_table.c.table_name == table
         )
     )
-    _insert_quarantine(conn, table, source, quarantined)
+    _insert_quarantine(conn, table, source, quarantined, sync_id, shadowed)
     cursor = None
     if "last_modified_at" in snapshot.columns and snapshot["last_modified_at"].notna().any():
         cursor = snapshot["last_modified_at"].max().to_pydatetime()
@@ -307,6 +310,7 @@ def merge_snapshot(
         quarantined=len(quarantined),
         quarantine_reasons=_reasons(quarantined),
         cursor=cursor.isoformat() if cursor else None,
+        shadowed=_count_shadowing(quarantined, spec.id_column, shadowed),
     )
     write_cursor(conn, source, table, cursor, report)
     return report
@@ -368,7 +372,10 @@ def merge_changes(
                     quarantine_table.c.record_id.in_(seen),
                 )
             )
-    _insert_quarantine(conn, table, source, quarantined)
+    # A quarantined update of a staged record leaves the staged row as it was (upsert skipped
+    # it); the quarantine row names that row.
+    shadowed = _shadowed_rows(conn, table, source, quarantined)
+    _insert_quarantine(conn, table, source, quarantined, sync_id, shadowed)
     report = SyncReport(
         source=source,
         object=table,
@@ -380,6 +387,7 @@ def merge_changes(
         cursor=cursor.isoformat() if cursor else None,
         api_calls=api_calls,
         details=details or {},
+        shadowed=_count_shadowing(quarantined, id_col, shadowed),
     )
     write_cursor(conn, source, table, cursor, report)
     return report
@@ -391,11 +399,48 @@ def _reasons(quarantined: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in quarantined["reason"].value_counts().items()}
 
 
-def _insert_quarantine(
+def _shadowed_rows(
     conn: sa.Connection, table: str, source: str, quarantined: pd.DataFrame
+) -> dict[str, int | None]:
+    """{record id: sync that wrote its staged row} of the quarantined records that are updates
+    of a live staged row (a currency without a rate, a duplicated id, a score of 11 ...)."""
+    id_column = CANONICAL_TABLES[table].id_column
+    if not id_column or quarantined.empty or id_column not in quarantined:
+        return {}
+    ids = sorted(set(quarantined[id_column].dropna().astype(str)))
+    if not ids:
+        return {}
+    sa_table = STAGING_TABLES[table]
+    found: dict[str, int | None] = {}
+    for start in range(0, len(ids), 5000):  # bound parameters stay under SQLite's limit
+        query = sa.select(sa_table.c[id_column], sa_table.c[SYNC_ID]).where(
+            sa_table.c.source == source, sa_table.c[id_column].in_(ids[start : start + 5000])
+        )
+        if "is_deleted" in sa_table.c:
+            query = query.where(sa.func.coalesce(sa_table.c.is_deleted, sa.false()) == sa.false())
+        found.update({str(i): s for i, s in conn.execute(query).all()})
+    return found
+
+
+def _count_shadowing(
+    quarantined: pd.DataFrame, id_column: str | None, shadowed: dict[str, int | None]
+) -> int:
+    if not shadowed or quarantined.empty or not id_column or id_column not in quarantined:
+        return 0
+    return int(quarantined[id_column].astype("string").isin(list(shadowed)).sum())
+
+
+def _insert_quarantine(
+    conn: sa.Connection,
+    table: str,
+    source: str,
+    quarantined: pd.DataFrame,
+    sync_id: int | None = None,
+    shadowed: dict[str, int | None] | None = None,
 ) -> None:
     if quarantined.empty:
         return
+    shadowed = shadowed or {}
     id_col = CANONICAL_TABLES[table].id_column
     now = dt.datetime.now(dt.UTC)
     records = quarantined.astype(object).where(quarantined.notna(), None).to_dict("records")
@@ -409,6 +454,8 @@ def _insert_quarantine(
                 "reason": rec["reason"],
                 "record": json.dumps({k: v for k, v in rec.items() if k != "reason"}, default=str),
                 "quarantined_at": now,
+                "sync_id": sync_id,
+                "shadowed_sync_id": shadowed.get(str(rec.get(id_col))) if id_col else None,
             }
             for rec in records
         ],
