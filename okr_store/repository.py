@@ -146,17 +146,30 @@ class OkrStore:
         """Record the (cycle, kr) `keys` as `stale` on `as_of`, with `reason`.
 
         Each KR's row for the day carries its last good value and score forward (the newest
-        earlier row that is not stale) — never zeros; earlier rows stay untouched. A KR with no
-        earlier good row but a row on the day keeps that row's identity without a number. KRs
-        the store has never seen cannot be described and are left out; the keys actually
-        marked are returned.
+        earlier row that is not stale) — never zeros; earlier rows stay untouched. A KR that
+        already has a good (not stale) row on the day keeps it: a rerun of a past day while bad
+        data is staged never replaces a good value with a carried-forward one, and the day's
+        KPIs, written with it, stay consistent with it. A KR with no earlier good row but a
+        stale row on the day keeps that row's identity without a number. KRs the store has
+        never seen cannot be described and are left out; the keys actually marked are returned.
         """
         keys = sorted({(str(c), str(k)) for c, k in keys})
         if not keys:
             return []
         table = KrProgress.__table__
-        wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
         with write_transaction(self.engine, lock_key=as_of.toordinal()) as conn:
+            good_today = {
+                (cycle, kr)
+                for cycle, kr in conn.execute(
+                    sa.select(table.c.cycle, table.c.kr).where(
+                        table.c.as_of == as_of, table.c.status != STALE
+                    )
+                ).all()
+            }
+            keys = [key for key in keys if key not in good_today]
+            if not keys:
+                return []
+            wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
             carried = _read(
                 conn,
                 _latest_per_key(

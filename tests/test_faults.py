@@ -10,21 +10,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from core.canonical import DEALS, NPS_RESPONSES, conform
+from okr_store.db import create_engine
+from okr_store.repository import OkrStore
+from okr_store.schema import upgrade
 from okr_store.staging import (
     STAGING_TABLES,
     merge_snapshot,
     quarantine_table,
+    read_acceptances,
     read_quarantine,
     read_staged,
 )
 from pipelines import flow
+from pipelines.cli import cli
 from pipelines.settings import load_settings
 
 DEAL_HEADER = (
@@ -33,7 +43,9 @@ DEAL_HEADER = (
 )
 
 
-def deal_line(deal_id: str, *, currency: str = "EUR", amount: float = 1000.0, won: bool = True) -> str:
+def deal_line(
+    deal_id: str, *, currency: str = "EUR", amount: float = 1000.0, won: bool = True
+) -> str:
     return (
         f"{deal_id},C-1,{deal_id} deal,O-1,sales-dach,default,"
         f"{'Closed Won' if won else 'Closed Lost'},true,{str(won).lower()},{amount:.2f},{currency},,"
@@ -95,8 +107,10 @@ BAD_EDITS = {
 
 def live_rows(engine: sa.Engine, table: str) -> pd.DataFrame:
     frame = read_staged(engine, table, sources=["crm"])
-    return frame[~frame["is_deleted"].astype(bool)].sort_values(frame.columns[1]).reset_index(
-        drop=True
+    return (
+        frame[~frame["is_deleted"].astype(bool)]
+        .sort_values(frame.columns[1])
+        .reset_index(drop=True)
     )
 
 
@@ -144,7 +158,9 @@ def test_any_mix_of_quarantined_updates_leaves_their_staged_rows_as_they_were(en
     lines = [deal_line(f"D-{i}") for i in range(len(fates))]
     first = conform(pd.read_csv(_csv(lines), dtype=str), DEALS, source=source)
     with engine.begin() as conn:
-        conn.execute(sa.delete(STAGING_TABLES[DEALS]).where(STAGING_TABLES[DEALS].c.source == source))
+        conn.execute(
+            sa.delete(STAGING_TABLES[DEALS]).where(STAGING_TABLES[DEALS].c.source == source)
+        )
         conn.execute(sa.delete(quarantine_table).where(quarantine_table.c.source == source))
         merge_snapshot(conn, DEALS, first.valid.assign(amount_home=1000.0), source=source,
                        quarantined=first.quarantined)  # fmt: skip
@@ -158,8 +174,10 @@ def test_any_mix_of_quarantined_updates_leaves_their_staged_rows_as_they_were(en
             next_lines.append(deal_line(f"D-{i}", amount=2000.0))
         elif fate == "quarantine":
             next_lines.append(deal_line(f"D-{i}").replace(",1000.00,", ",12k,"))
-    raw = pd.read_csv(_csv(next_lines), dtype=str) if next_lines else pd.DataFrame(
-        columns=DEAL_HEADER.split(",")
+    raw = (
+        pd.read_csv(_csv(next_lines), dtype=str)
+        if next_lines
+        else pd.DataFrame(columns=DEAL_HEADER.split(","))
     )
     second = conform(raw, DEALS, source=source)
     with engine.begin() as conn:
@@ -182,3 +200,112 @@ def _csv(lines: list[str]):
     import io
 
     return io.StringIO("\n".join([DEAL_HEADER, *lines]) + "\n")
+
+
+# --- The gate judges the staged state against the last state that passed ---------------------
+
+REPO = Path(__file__).resolve().parents[1]
+BEFORE = dt.date(2026, 11, 19)  # the last good day, pushed in the template
+DAY = dt.date(2026, 11, 20)
+RPEC = ("2026-Q4", "revenue-per-existing-customer")
+
+
+@pytest.fixture(scope="module")
+def demo_template(tmp_path_factory, demo_data) -> Path:
+    """The demo org synced and judged, and BEFORE pushed: built once, copied for every test."""
+    root = tmp_path_factory.mktemp("faults-template")
+    shutil.copytree(REPO / "definitions", root / "definitions")
+    shutil.copytree(demo_data, root / "demo-data")
+    (root / "krpulse.yaml").write_text(
+        "timezone: Europe/Berlin\nreporting_currency: EUR\ndatabase_url: sqlite:///krpulse.db\n"
+        "definitions: definitions/\nsources:\n  - {name: demo, type: files, path: demo-data}\n"
+    )
+    settings = load_settings(root / "krpulse.yaml")
+    engine = create_engine(settings.effective_database_url)
+    upgrade(engine)
+    flow.sync_sources(settings, engine)
+    [good] = flow.run_days(settings, engine, [BEFORE, DAY])[:1]
+    assert not good.blocked, good.validation_failures
+    engine.dispose()
+    return root
+
+
+@pytest.fixture
+def demo(demo_template, tmp_path) -> Path:
+    shutil.copytree(demo_template, tmp_path / "project")
+    return tmp_path / "project"
+
+
+def krpulse(project: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(project / "krpulse.yaml"), *args])
+
+
+def drop_half_the_deals(project: Path) -> None:
+    deals = pd.read_csv(project / "demo-data" / "deals.csv", dtype=str)
+    deals.iloc[::2].to_csv(project / "demo-data" / "deals.csv", index=False)
+
+
+def stored_value(project: Path, day: dt.date, key=RPEC) -> pd.Series:
+    store = OkrStore(create_engine(load_settings(project / "krpulse.yaml").effective_database_url))
+    rows = store.progress(as_of=day, on_day_only=True).set_index(["cycle", "kr"])
+    return rows.loc[key]
+
+
+def test_syncing_the_same_broken_data_twice_does_not_get_it_through_the_gate(demo):
+    good = stored_value(demo, DAY)["value"]
+    drop_half_the_deals(demo)
+    for attempt in range(2):  # the second sync changes nothing: it used to pass the gate
+        assert krpulse(demo, "sync").exit_code == 0
+        result = krpulse(demo, "run", "--as-of", DAY.isoformat())
+        assert result.exit_code == 1, (attempt, result.output)
+        assert "no mass deletion" in result.output
+        row = stored_value(demo, DAY)
+        # The day had a good value: it is left as it was, never replaced by a stale one.
+        assert row["status"] != "stale" and row["value"] == pytest.approx(good)
+    after = krpulse(demo, "run", "--as-of", (DAY + dt.timedelta(days=1)).isoformat())
+    assert after.exit_code == 1
+    next_day = stored_value(demo, DAY + dt.timedelta(days=1))
+    assert next_day["status"] == "stale" and next_day["value"] == pytest.approx(good)
+    assert "--accept" in next_day["stale_reason"]
+
+
+def test_broken_data_passes_once_the_crm_is_fixed(demo, demo_data):
+    drop_half_the_deals(demo)
+    krpulse(demo, "sync")
+    assert krpulse(demo, "run", "--as-of", DAY.isoformat()).exit_code == 1
+    shutil.copy(demo_data / "deals.csv", demo / "demo-data" / "deals.csv")  # fixed in the CRM
+    krpulse(demo, "sync")
+    result = krpulse(demo, "run", "--as-of", DAY.isoformat())
+    assert result.exit_code == 0, result.output
+
+
+def test_an_operator_accepts_a_failed_sync_explicitly_and_it_is_audited(demo):
+    good = stored_value(demo, DAY)["value"]
+    drop_half_the_deals(demo)
+    krpulse(demo, "sync")
+    listed = json.loads(krpulse(demo, "validate", "--source", "demo", "--format", "json").output)
+    [failed] = [s for s in listed["suites"] if s["status"] == "failed"]
+    assert failed["suite"] == "demo/deals"
+    sync_id = str(failed["sync_id"])
+
+    assert krpulse(demo, "validate", "--accept", sync_id).exit_code != 0  # who and why needed
+    passed = next(s for s in listed["suites"] if s["status"] == "passed")
+    refused = krpulse(
+        demo, "validate", "--accept", str(passed["sync_id"]), "--by", "x", "--why", "y"
+    )
+    assert refused.exit_code == 1 and "nothing to accept" in refused.output
+
+    accepted = krpulse(demo, "validate", "--accept", sync_id, "--by", "Dana (sales ops)",
+                       "--why", "Half the pipeline was archived in the CRM on purpose")  # fmt: skip
+    assert accepted.exit_code == 0, accepted.output
+    result = krpulse(demo, "run", "--as-of", DAY.isoformat())
+    assert result.exit_code == 0, result.output
+    assert "accepted by Dana (sales ops)" in result.output
+    assert stored_value(demo, DAY)["value"] != pytest.approx(good)  # the new state, on purpose
+    engine = create_engine(load_settings(demo / "krpulse.yaml").effective_database_url)
+    [audit] = read_acceptances(engine).to_dict("records")
+    assert audit["sync_id"] == int(sync_id) and audit["accepted_by"] == "Dana (sales ops)"
+    assert audit["reason"].startswith("Half the pipeline") and audit["accepted_at"] is not None
+    # Later syncs are judged against the accepted state: the same data again passes.
+    krpulse(demo, "sync")
+    assert krpulse(demo, "run", "--as-of", DAY.isoformat()).exit_code == 0
