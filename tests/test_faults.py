@@ -309,3 +309,40 @@ def test_an_operator_accepts_a_failed_sync_explicitly_and_it_is_audited(demo):
     # Later syncs are judged against the accepted state: the same data again passes.
     krpulse(demo, "sync")
     assert krpulse(demo, "run", "--as-of", DAY.isoformat()).exit_code == 0
+
+
+def dagster_daily_run(project: Path, day: dt.date = DAY):
+    """Every asset and check of the daily job for `day` in one in-process run (sync first)."""
+    import dagster as dg
+
+    from pipelines.definitions import build_definitions
+    from pipelines.names import KR_VALUES
+
+    defs = build_definitions(str(project / "krpulse.yaml"))
+    partitions = defs.resolve_assets_def(KR_VALUES).partitions_def
+    job = dg.define_asset_job("faults_job", selection=dg.AssetSelection.all(),
+                              partitions_def=partitions)  # fmt: skip
+    job_def = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
+    return job_def.execute_in_process(
+        partition_key=day.isoformat(), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+
+
+def test_dagster_runs_of_the_same_broken_data_stay_blocked(demo):
+    from pipelines.names import DATA_CHECK, KR_PROGRESS
+
+    good = stored_value(demo, DAY)["value"]
+    drop_half_the_deals(demo)
+    day = DAY + dt.timedelta(days=1)
+    for attempt in range(2):  # each run syncs first; the second sync changes nothing
+        result = dagster_daily_run(demo, day)
+        failed = [
+            (c.asset_key.to_user_string(), c.check_name)
+            for c in result.get_asset_check_evaluations()
+            if not c.passed and c.severity.value == "ERROR"
+        ]
+        assert ("staging/demo/deals", DATA_CHECK) in failed, (attempt, failed)
+        pushed = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        assert KR_PROGRESS not in pushed, attempt
+        row = stored_value(demo, day)
+        assert row["status"] == "stale" and row["value"] == pytest.approx(good)
