@@ -768,3 +768,21 @@ def read_acceptances(
     if sync_ids is not None:
         query = query.where(table.c.sync_id.in_(sync_ids))
     return _utc(_read_sql(conn, query), "accepted_at")
+
+
+def quarantine_counts(conn: sa.Connection | sa.Engine, sources: list[str]) -> pd.DataFrame:
+    """Per (source, object): records in quarantine now, and how many of them shadow a good
+    staged row (an update that failed its checks; the earlier row stays in effect)."""
+    q = quarantine_table
+    query = (
+        sa.select(
+            q.c.source,
+            q.c.table_name.label("object"),
+            sa.func.count().label("quarantined"),
+            sa.func.count(q.c.shadowed_sync_id).label("shadowing"),
+        )
+        .where(q.c.source.in_(sources))
+        .group_by(q.c.source, q.c.table_name)
+        .order_by(q.c.source, q.c.table_name)
+    )
+    return _read_sql(conn, query)

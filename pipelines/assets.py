@@ -142,6 +142,8 @@ def build_sync_assets(
                     "rows_changed": report.changed,
                     "rows_deleted": report.deleted,
                     "rows_quarantined": report.quarantined,
+                    # Quarantined updates of good staged rows: those rows stay in effect.
+                    "rows_shadowing": report.shadowed,
                     "quarantine_reasons": dg.MetadataValue.json(report.quarantine_reasons),
                     "api_calls": report.api_calls,
                     "cursor": report.cursor or "",

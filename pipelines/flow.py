@@ -143,6 +143,9 @@ class DayResult:
     validation_failures: list[str] = field(default_factory=list)
     validation_warnings: list[str] = field(default_factory=list)
     stale_reason: str | None = None  # set when blocked: what the stale KRs show
+    # Records in quarantine (not counted), per source/object: "demo/deals: 3 quarantined, 1 of
+    # them an update whose earlier good row is kept".
+    quarantine: list[str] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -275,6 +278,7 @@ def run_days(
         frozen = frozen_cycles(settings, definitions, store)
         # Staged data that failed its data suites blocks every day computed from it.
         verdicts = gate.data_gate(settings, engine) if validate else []
+        quarantine = gate.quarantine_notes(settings, engine)
         for as_of in days:
             values, progress, kpis = computed[as_of]
             verdict = (
@@ -290,6 +294,7 @@ def run_days(
                 validation_failures=verdict.failures,
                 validation_warnings=verdict.warnings,
                 stale_reason=verdict.stale_reason,
+                quarantine=quarantine,
             )
             if result.blocked:
                 # Nothing of the day is pushed: its KRs keep their last good value, as stale.

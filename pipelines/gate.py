@@ -22,6 +22,7 @@ from okr_store.staging import accept_sync as accept
 from okr_store.staging import (
     baseline_sync,
     latest_syncs,
+    quarantine_counts,
     read_acceptances,
     read_sync,
     read_synced_rows,
@@ -167,6 +168,21 @@ def accept_sync(
         accept(conn, sync_id, accepted_by=accepted_by.strip(), reason=reason.strip(),
                report=report.as_dict())  # fmt: skip
     return report
+
+
+def quarantine_notes(settings: Settings, engine: sa.Engine) -> list[str]:
+    """What the quarantine holds per source/object, for the day's report: records that are not
+    counted, and the updates among them whose earlier good row stays in effect."""
+    counts = quarantine_counts(engine, [s.name for s in settings.sources])
+    return [
+        f"{row.source}/{row.object}: {row.quarantined} quarantined, not counted"
+        + (
+            f" ({row.shadowing} of them updates whose earlier good row is kept)"
+            if row.shadowing
+            else ""
+        )
+        for row in counts.itertuples()
+    ]
 
 
 # --- Number suites ------------------------------------------------------------------------------

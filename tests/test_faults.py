@@ -76,7 +76,10 @@ def write_crm_files(folder, deals: list[str], scores: list[tuple[str, str]]) -> 
 
 def small_project(tmp_path, database_url: str):
     """krpulse.yaml for a files source `crm` in tmp_path/crm on `database_url`."""
-    (tmp_path / "definitions").mkdir(exist_ok=True)
+    if not (tmp_path / "definitions").exists():
+        shutil.copytree(
+            Path(__file__).resolve().parents[1] / "definitions", tmp_path / "definitions"
+        )
     config = tmp_path / "krpulse.yaml"
     config.write_text(
         "timezone: Europe/Berlin\nreporting_currency: EUR\n"
@@ -346,3 +349,16 @@ def test_dagster_runs_of_the_same_broken_data_stay_blocked(demo):
         assert KR_PROGRESS not in pushed, attempt
         row = stored_value(demo, day)
         assert row["status"] == "stale" and row["value"] == pytest.approx(good)
+
+
+def test_the_days_report_counts_quarantined_updates_that_shadow_a_good_row(tmp_path, engine):
+    _, _, deals, scores, _ = BAD_EDITS["currency without a rate"]
+    settings = small_project(tmp_path, engine.url.render_as_string(hide_password=False))
+    write_crm_files(tmp_path / "crm", GOOD_DEALS, GOOD_SCORES)
+    flow.sync_sources(settings, engine)
+    write_crm_files(tmp_path / "crm", deals, scores)
+    flow.sync_sources(settings, engine)
+    [day] = flow.run_days(settings, engine, [DAY], validate=False)
+    assert day.quarantine == [
+        "crm/deals: 1 quarantined, not counted (1 of them updates whose earlier good row is kept)"
+    ]
