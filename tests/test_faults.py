@@ -362,3 +362,53 @@ def test_the_days_report_counts_quarantined_updates_that_shadow_a_good_row(tmp_p
     assert day.quarantine == [
         "crm/deals: 1 quarantined, not counted (1 of them updates whose earlier good row is kept)"
     ]
+
+
+# --- A past day rerun while bad data is staged: good history survives, a day is one unit -------
+
+OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(["write", "block"]), st.integers(min_value=0, max_value=3)),
+    min_size=1,
+    max_size=10,
+)
+
+
+@hypothesis_settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations=OPERATIONS)
+def test_any_order_of_good_runs_and_blocked_reruns_keeps_good_days_and_whole_days(
+    engine, operations
+):
+    """Whatever order days are written and (re)run blocked in: a good row is never replaced by
+    a carried-forward stale one, and a day's KRs and KPIs always come from the same run."""
+    from tests.store_support import FIRST_DAY, kpi_rows, kr_rows
+
+    store = OkrStore(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM kr_progress"))
+        conn.execute(sa.text("DELETE FROM kpi_values"))
+    good: dict[dt.date, float] = {}
+    ever_good: set[tuple[dt.date, float]] = set()  # a stale row carries one of these forward
+    for step, (action, offset) in enumerate(operations):
+        day = FIRST_DAY + dt.timedelta(days=offset)
+        run = f"run-{step}"
+        if action == "write":
+            value = 50.0 + step
+            store.write_day(day, kr_rows(value, run_id=run), kpi_rows(value / 100, run_id=run))
+            good[day] = value
+            ever_good.add((day, value))
+        else:
+            store.mark_stale(day, [("2026-Q4", "rev"), ("2026-Q4", "nps")], "blocked", run)
+        history = store.progress_history()
+        kpis = store.kpi_history()
+        for stored_day, value in good.items():
+            rows = history[history["as_of"] == stored_day]
+            assert (rows["status"] != "stale").all() and (rows["value"] == value).all()
+            day_kpis = kpis[kpis["as_of"] == stored_day]
+            assert set(day_kpis["run_id"]) == set(rows["run_id"]), "a day mixes two runs"
+        stale = history[history["status"] == "stale"]
+        for row in stale.itertuples():
+            carried = {v for d, v in ever_good if d < row.as_of}
+            assert row.value in carried if carried else pd.isna(row.value), "not a good value"
+            assert kpis[kpis["as_of"] == row.as_of].empty  # a blocked day has no KPIs of its own
