@@ -161,8 +161,10 @@ class OkrStore:
             good_today = {
                 (cycle, kr)
                 for cycle, kr in conn.execute(
+                    # (A row this same run wrote moments ago is its own to mark: a KR computed
+                    # from a failing source's partial data.)
                     sa.select(table.c.cycle, table.c.kr).where(
-                        table.c.as_of == as_of, table.c.status != STALE
+                        table.c.as_of == as_of, table.c.status != STALE, table.c.run_id != run_id
                     )
                 ).all()
             }
