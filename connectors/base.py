@@ -11,6 +11,11 @@ class SourceError(RuntimeError):
     """A source cannot be read at all (missing folder, bad credentials, unreachable API)."""
 
 
+class CredentialsRejected(SourceError):
+    """The source rejected the credentials (HTTP 401, a failed login): retrying the same
+    credentials cannot succeed, so nothing retries it; the message says which secret to fix."""
+
+
 class SourceLimitReached(SourceError):
     """The source's API budget is spent: the sync stopped cleanly and left its cursors unchanged."""
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from collections.abc import Iterable
 
 import pandas as pd
 import sqlalchemy as sa
 
-from okr_store.db import upsert, write_transaction
+from okr_store.db import process_alive, upsert, write_transaction
 from okr_store.models import (
     CycleDefinition,
     KeyResultDefinition,
@@ -26,10 +28,12 @@ KPI_VALUE_COLUMNS = [c.name for c in KpiValue.__table__.columns if c.name != "id
 STALE = "stale"
 # Run statuses in the runs table.
 RUNNING, SUCCEEDED, PARTIAL, FAILED = "running", "succeeded", "partial", "failed"
+# A run on another host that has shown no sign of life for this long is taken for dead.
+REAP_AFTER = dt.timedelta(hours=2)
 _DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end")
 _TIMESTAMP_COLUMNS = (
     "data_synced_at", "computed_at", "recorded_at", "started_at", "finished_at",
-    "last_pushed_at", "last_attempt_at",
+    "last_pushed_at", "last_attempt_at", "heartbeat_at",
 )  # fmt: skip
 
 
@@ -263,12 +267,55 @@ class OkrStore:
         days_requested: int | None = None,
         data_synced_at: dt.datetime | None = None,
     ) -> None:
-        """Open the run's audit row (status `running`)."""
-        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": _now(),
+        """Open the run's audit row (status `running`, this process's pid and host), after
+        reaping the runs a killed process left `running` (see reap_abandoned_runs)."""
+        self.reap_abandoned_runs()
+        now = _now()
+        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": now,
                "finished_at": None, "days_requested": days_requested,
-               "data_synced_at": data_synced_at, "message": None}  # fmt: skip
+               "data_synced_at": data_synced_at, "message": None, "pid": os.getpid(),
+               "host": socket.gethostname(), "heartbeat_at": now}  # fmt: skip
         with write_transaction(self.engine) as conn:
             upsert(conn, Run.__table__, [row])
+
+    def heartbeat(self, run_id: str) -> None:
+        """The run is alive (called after each day): keeps it from being reaped."""
+        table = Run.__table__
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.run_id == run_id, table.c.status == RUNNING)
+                .values(heartbeat_at=_now())
+            )
+
+    def reap_abandoned_runs(self, *, stale_after: dt.timedelta = REAP_AFTER) -> list[str]:
+        """Mark failed the runs left `running` by a process that is gone: on this host, one whose
+        pid no longer exists; anywhere, one with no sign of life (heartbeat, else start) for
+        `stale_after`. Returns their ids. A kill -9 leaves no other trace."""
+        table = Run.__table__
+        now = _now()
+        here = socket.gethostname()
+        with self.engine.connect() as conn:
+            running = _read(conn, sa.select(table).where(table.c.status == RUNNING))
+        reaped = []
+        for run in running.to_dict("records"):
+            last_seen = run["heartbeat_at"] if pd.notna(run["heartbeat_at"]) else run["started_at"]
+            if run["host"] == here and pd.notna(run["pid"]) and not process_alive(int(run["pid"])):
+                why = f"process {int(run['pid'])} on {here} ended without finishing the run"
+            elif pd.notna(last_seen) and now - last_seen > stale_after:
+                why = f"no sign of life since {last_seen:%Y-%m-%d %H:%M} UTC"
+            else:
+                continue
+            message = f"abandoned: {why} (killed?); reaped at {now:%Y-%m-%d %H:%M:%S} UTC"
+            with write_transaction(self.engine) as conn:
+                done = conn.execute(
+                    sa.update(table)
+                    .where(table.c.run_id == run["run_id"], table.c.status == RUNNING)
+                    .values(status=FAILED, finished_at=now, message=message)
+                )
+            if done.rowcount:
+                reaped.append(run["run_id"])
+        return reaped
 
     def finish_run(
         self, run_id: str, *, status: str, message: str | None = None, origin: str = "unknown"

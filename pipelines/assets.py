@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from connectors.base import SourceLimitReached
+from connectors.base import CredentialsRejected, SourceLimitReached
 from kr_metrics.versions import definition_records
 from okr_store.repository import PARTIAL, SUCCEEDED
 from okr_store.schema import SchemaOutOfDateError
@@ -38,7 +38,8 @@ CRM_SOURCE_TYPES = frozenset({"salesforce", "hubspot"})
 # One computation covers a whole backfill range (the engine's history mode), so a backfill of
 # these assets is one run, not one per day.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
-NOT_WORTH_RETRYING = (ConfigError, SchemaOutOfDateError, SourceLimitReached)
+# Retrying cannot cure these; a rejected credential (401) retried used to cost six minutes.
+NOT_WORTH_RETRYING = (ConfigError, SchemaOutOfDateError, SourceLimitReached, CredentialsRejected)
 
 
 def _markdown_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) -> dg.MetadataValue:

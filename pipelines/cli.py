@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import pandas as pd
+import sqlalchemy as sa
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,9 +20,11 @@ from connectors.base import SourceError
 from kr_metrics.definitions import DefinitionError
 from kr_metrics.display import format_percent, format_value, shown_status, value_with_margin
 from kr_metrics.scoring import VERDICTS, is_uncertain
+from okr_store.db import DatabaseVanishedError
 from okr_store.repository import OkrStore
 from okr_store.schema import SchemaOutOfDateError
 from pipelines import flow
+from pipelines.failures import explain
 from pipelines.settings import ConfigError, Settings, load_settings
 
 KR_FIELDS = [
@@ -218,6 +221,16 @@ class KrpulseGroup(click.Group):
             return super().invoke(ctx)
         except (ConfigError, DefinitionError, SourceError, SchemaOutOfDateError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except (sa.exc.DBAPIError, DatabaseVanishedError) as exc:
+            # The database failed (unreachable, locked, read-only, vanished): one message.
+            raise click.ClickException(explain(exc, _database_url(ctx)) or str(exc)) from exc
+
+
+def _database_url(ctx: click.Context) -> str | None:
+    try:
+        return ctx.obj.settings().effective_database_url if ctx.obj else None
+    except Exception:  # noqa: BLE001 - the message names "the database" instead
+        return None
 
 
 @click.group(cls=KrpulseGroup, context_settings={"help_option_names": ["-h", "--help"]})

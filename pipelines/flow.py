@@ -28,7 +28,12 @@ from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
 from kr_metrics.versions import definition_records
 from okr_store import schema
-from okr_store.db import create_engine
+from okr_store.db import (
+    DatabaseVanishedError,
+    check_database_identity,
+    create_engine,
+    database_identity,
+)
 from okr_store.repository import FAILED, PARTIAL, SUCCEEDED, OkrStore
 from okr_store.sinks import FAILED as PUSH_FAILED
 from okr_store.sinks import (
@@ -271,6 +276,7 @@ def run_days(
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
+    database = database_identity(engine)
     store.start_run(run_id, origin="cli", days_requested=len(days), data_synced_at=synced_at)
     results = []
     try:
@@ -305,10 +311,14 @@ def run_days(
                 push_day(store, as_of, progress, kpis, run_id=run_id, data_synced_at=synced_at,
                          frozen_cycles=frozen)  # fmt: skip
             results.append(result)
+            store.heartbeat(run_id)
             if progress_callback:
                 progress_callback(result)
+        check_database_identity(engine, database)
+    except DatabaseVanishedError:
+        raise  # recording it would write into a new, empty file: the error says what happened
     except BaseException as exc:
-        store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+        record_failure(store, run_id, exc)
         raise
     blocked = [r.as_of.isoformat() for r in results if r.blocked]
     store.finish_run(
@@ -316,9 +326,23 @@ def run_days(
         status=PARTIAL if blocked else SUCCEEDED,
         message=f"blocked by validation: {', '.join(blocked)}" if blocked else None,
     )
+    check_database_identity(engine, database)
     store.record_definitions(**definition_records(definitions))
     push_to_okr_tools(settings, store)
     return results
+
+
+def record_failure(store: OkrStore, run_id: str, exc: BaseException) -> None:
+    """Record the run as failed with the reason; when even that fails (the database is what
+    failed), say so on the original error instead of hiding it behind a second one."""
+    try:
+        store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+    except Exception as second:  # noqa: BLE001 - the first error is the one to report
+        log.error("run %s could not be recorded as failed: %s", run_id, second)
+        exc.add_note(
+            f"The run {run_id} could not be recorded as failed either ({type(second).__name__}); "
+            "the next run marks it failed when it starts (krpulse runs)."
+        )
 
 
 def okr_tool_sinks(settings: Settings) -> list[Sink]:

@@ -412,3 +412,44 @@ def test_any_order_of_good_runs_and_blocked_reruns_keeps_good_days_and_whole_day
             carried = {v for d, v in ever_good if d < row.as_of}
             assert row.value in carried if carried else pd.isna(row.value), "not a good value"
             assert kpis[kpis["as_of"] == row.as_of].empty  # a blocked day has no KPIs of its own
+
+
+# --- Credentials rejected: one clear failure, no retries ---------------------------------------
+
+
+def test_a_rejected_token_fails_the_dagster_sync_at_once_without_retries(tmp_path, monkeypatch):
+    """HubSpot answers 401 to a wrong token: the sync step fails once with the variable to fix
+    (it used to be retried with backoff for six minutes)."""
+    import dagster as dg
+    from fakes.hubspot import Portal, running, standard_portal
+
+    from pipelines.definitions import build_definitions
+    from pipelines.names import sync_asset_key
+
+    monkeypatch.setenv("HUBSPOT_TOKEN", "pat-eu1-revoked")
+    portal = Portal()
+    standard_portal(portal)
+    with running(portal) as fake:
+        shutil.copytree(REPO / "definitions", tmp_path / "definitions")
+        (tmp_path / "krpulse.yaml").write_text(
+            "timezone: Europe/Berlin\nreporting_currency: EUR\n"
+            f"database_url: sqlite:///{tmp_path / 'krpulse.db'}\ndefinitions: definitions/\n"
+            "orchestration: {sync_retries: 3, sync_retry_delay_seconds: 0.1}\n"
+            "sources:\n  - name: hubspot\n    type: hubspot\n    access_token_env: HUBSPOT_TOKEN\n"
+            f"    base_url: {fake.base_url}\n    portal_currency: EUR\n"
+        )
+        upgrade(create_engine(f"sqlite:///{tmp_path / 'krpulse.db'}"))
+        defs = build_definitions(str(tmp_path / "krpulse.yaml"))
+        objects = ("owners", "customers", "deals", "nps_responses")
+        keys = [dg.AssetKey(sync_asset_key("hubspot", t)) for t in objects]
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
+            asset_selection=keys, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+        )
+        calls = portal.calls()
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries == [] and calls == 1
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert "$HUBSPOT_TOKEN was rejected" in message and "pat-eu1-revoked" not in message

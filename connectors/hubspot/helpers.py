@@ -28,7 +28,7 @@ from hubspot.crm.objects import Filter, FilterGroup, PublicObjectSearchRequest
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.util.retry import Retry
 
-from connectors.base import SourceError, SourceLimitReached
+from connectors.base import CredentialsRejected, SourceError, SourceLimitReached
 from connectors.hubspot.settings import (
     ASSOCIATION_BATCH_SIZE,
     LAST_MODIFIED,
@@ -231,7 +231,7 @@ class HubSpotApi:
                 )
             return _TenSecondlyLimit(_retry_after(exc))
         if status == 401:
-            return SourceError(
+            return CredentialsRejected(
                 f"{prefix}: the access token in ${self.token_env} was rejected ({message}). "
                 "Copy the private app's current access token into that environment variable."
             )

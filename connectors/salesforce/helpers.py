@@ -30,7 +30,7 @@ from simple_salesforce.format import format_soql
 from simple_salesforce.login import token_login
 from urllib3.util.retry import Retry
 
-from connectors.base import SourceError, SourceLimitReached
+from connectors.base import CredentialsRejected, SourceError, SourceLimitReached
 from connectors.salesforce.settings import COMPOUND_FIELD_TYPES, SalesforceSourceSettings
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,7 @@ def salesforce_errors(settings: SalesforceSourceSettings) -> Iterator[None]:
     except SourceError:
         raise
     except SalesforceAuthenticationFailed as exc:
-        raise SourceError(
+        raise CredentialsRejected(
             f"source '{name}': Salesforce login ({settings.auth.method}) at "
             f"{settings.token_base_url} failed: {exc.code}: {exc.auth_message}; check the "
             "connected app, the user and the secrets the auth env vars hold"
@@ -413,12 +413,12 @@ def salesforce_errors(settings: SalesforceSourceSettings) -> Iterator[None]:
     except SalesforceExpiredSession as exc:
         if settings.auth.method == "session":
             env = settings.auth.session_id_env
-            raise SourceError(
+            raise CredentialsRejected(
                 f"source '{name}': the session id in ${env} is expired or invalid "
                 f"({_error_message(exc)}); a bare session id cannot be renewed: set a fresh one "
                 "or use auth method jwt or client_credentials"
             ) from None
-        raise SourceError(
+        raise CredentialsRejected(
             f"source '{name}': Salesforce session rejected: {_error_message(exc)}"
         ) from None
     except SalesforceError as exc:
