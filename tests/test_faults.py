@@ -453,3 +453,98 @@ def test_a_rejected_token_fails_the_dagster_sync_at_once_without_retries(tmp_pat
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.step_failure_data.error.message
     assert "$HUBSPOT_TOKEN was rejected" in message and "pat-eu1-revoked" not in message
+
+
+# --- Database faults: one clear message, a non-zero exit, the run recorded -------------------
+
+
+def one_clear_message(result, *words: str) -> None:
+    """Exit non-zero with one short message naming the fault; never a traceback."""
+    assert result.exit_code not in (0, None), result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) <= 4, result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+def with_database(project: Path, url: str) -> None:
+    config = project / "krpulse.yaml"
+    text = "\n".join(
+        f"database_url: {json.dumps(url)}" if line.startswith("database_url:") else line
+        for line in config.read_text().splitlines()
+    )
+    config.write_text(text + "\n")
+
+
+@pytest.mark.parametrize("command", [["run", "--as-of", DAY.isoformat()], ["status"], ["sync"]])
+def test_an_unreachable_database_is_one_message(demo, command):
+    with_database(demo, "postgresql+psycopg://krpulse:s3cret@127.0.0.1:9/krpulse")
+    result = krpulse(demo, *command)
+    one_clear_message(result, "cannot be reached", "127.0.0.1:9")
+    assert "s3cret" not in result.output
+
+
+def test_a_locked_database_is_one_message_and_the_run_is_reaped_later(demo, monkeypatch):
+    import sqlite3
+
+    from okr_store import db
+
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_SECONDS", 0.2)
+    holder = sqlite3.connect(demo / "krpulse.db", isolation_level=None)
+
+    def lock_after_first_day(*args, **kwargs):
+        real_push(*args, **kwargs)
+        holder.execute("BEGIN EXCLUSIVE")  # another process takes the write lock mid-run
+
+    real_push = flow.push_day
+    monkeypatch.setattr(flow, "push_day", lock_after_first_day)
+    result = krpulse(demo, "run", "--from", "2026-11-21", "--to", "2026-11-23")
+    one_clear_message(result, "is locked by another process", "could not be recorded as failed")
+    holder.execute("ROLLBACK")
+    holder.close()
+    store = OkrStore(create_engine(load_settings(demo / "krpulse.yaml").effective_database_url))
+    [run] = store.runs(limit=1).to_dict("records")
+    assert run["status"] == "running"  # its process (this test) still lives: not reaped yet
+    assert store.reap_abandoned_runs(stale_after=dt.timedelta(0)) == [run["run_id"]]
+    [run] = store.runs(limit=1).to_dict("records")
+    assert run["status"] == "failed" and "no sign of life" in run["message"]
+
+
+def test_a_failure_inside_the_run_is_recorded_with_its_reason(demo, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("engine exploded on 2026-11-21")
+
+    monkeypatch.setattr(flow, "push_day", broken)
+    result = krpulse(demo, "run", "--as-of", "2026-11-21")
+    assert result.exit_code != 0
+    store = OkrStore(create_engine(load_settings(demo / "krpulse.yaml").effective_database_url))
+    [run] = store.runs(limit=1).to_dict("records")
+    assert run["status"] == "failed" and "engine exploded on 2026-11-21" in run["message"]
+
+
+def test_a_read_only_database_is_one_message(demo, engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite ignores file permissions for root; a PostgreSQL replica is read-only")
+    url = engine.url.render_as_string(hide_password=False)
+    settings = load_settings(demo / "krpulse.yaml")
+    flow.sync_sources(settings.model_copy(update={"database_url": url}), engine)
+    read_only = url + "%20-cdefault_transaction_read_only%3Don"
+    with_database(demo, read_only)
+    result = krpulse(demo, "run", "--as-of", DAY.isoformat())
+    one_clear_message(result, "is read-only")
+
+
+def test_deleting_the_sqlite_file_mid_run_never_reports_success(demo, monkeypatch):
+    database = demo / "krpulse.db"
+
+    def delete_after_first_day(*args, **kwargs):
+        real_push(*args, **kwargs)
+        if database.exists():
+            database.unlink()  # an operator's cleanup script, mid-run
+
+    real_push = flow.push_day
+    monkeypatch.setattr(flow, "push_day", delete_after_first_day)
+    result = krpulse(demo, "run", "--from", "2026-11-21", "--to", "2026-11-23")
+    one_clear_message(result, "krpulse.db was deleted while the run was writing")
