@@ -495,3 +495,7 @@ cli.add_command(validate_command)
 from pipelines.cli_config import config  # noqa: E402
 
 cli.add_command(config)
+
+from pipelines.cli_runs import runs_command  # noqa: E402
+
+cli.add_command(runs_command)

@@ -548,3 +548,61 @@ def test_deleting_the_sqlite_file_mid_run_never_reports_success(demo, monkeypatc
     monkeypatch.setattr(flow, "push_day", delete_after_first_day)
     result = krpulse(demo, "run", "--from", "2026-11-21", "--to", "2026-11-23")
     one_clear_message(result, "krpulse.db was deleted while the run was writing")
+
+
+# --- kill -9 mid-run: the run is reaped, not left `running` forever ----------------------------
+
+HANGING_RUN = """
+import sys, time
+from pipelines import flow
+from pipelines.settings import load_settings
+
+settings = load_settings(sys.argv[1])
+engine = flow.open_database(settings)
+
+
+def hang(result):
+    heavy = [m for m in ("dagster", "great_expectations") if m in sys.modules]
+    with open(sys.argv[2], "w") as marker:
+        marker.write(",".join(heavy) or "light")
+    time.sleep(600)  # killed here, in the middle of a range
+
+
+flow.run_days(settings, engine, flow.date_range(*map(flow.dt.date.fromisoformat, sys.argv[3:5])),
+              validate=False, progress_callback=hang)
+"""
+
+
+def test_a_run_killed_with_sigkill_is_reaped_and_shown_failed(demo, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "day-one-done"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HANGING_RUN, str(demo / "krpulse.yaml"), str(marker),
+         "2026-11-21", "2026-11-23"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), f"the run never reached its first day (exit {child.poll()})"
+        assert marker.read_text() == "light"  # the child imported neither Dagster nor GE
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    runs = json.loads(krpulse(demo, "runs", "--format", "json").output)["runs"]
+    [killed] = [r for r in runs if r["pid"] == child.pid]
+    assert killed["status"] == "failed" and killed["finished_at"]
+    assert (
+        f"process {child.pid}" in killed["message"]
+        and "ended without finishing" in killed["message"]
+    )
+    shown = krpulse(demo, "runs")
+    assert shown.exit_code == 0 and "abandoned" in shown.output

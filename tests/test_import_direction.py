@@ -50,6 +50,7 @@ TODO_CIRCULAR: dict[tuple[str, str], str] = {
             "cli_db",
             "cli_definitions",
             "cli_lifecycle",
+            "cli_runs",
             "cli_validate",
         )
     },
