@@ -581,7 +581,7 @@ def test_a_run_killed_with_sigkill_is_reaped_and_shown_failed(demo, tmp_path):
     import time
 
     marker = tmp_path / "day-one-done"
-    child = subprocess.Popen(
+    child = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
         [sys.executable, "-c", HANGING_RUN, str(demo / "krpulse.yaml"), str(marker),
          "2026-11-21", "2026-11-23"],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
