@@ -606,3 +606,30 @@ def test_a_run_killed_with_sigkill_is_reaped_and_shown_failed(demo, tmp_path):
     )
     shown = krpulse(demo, "runs")
     assert shown.exit_code == 0 and "abandoned" in shown.output
+
+
+# --- Broken definitions never change the Dagster partitions -----------------------------------
+
+
+def test_broken_definitions_leave_the_partitions_alone_and_the_run_names_file_and_line(demo):
+    from pipelines.definitions import build_definitions
+    from pipelines.names import KR_VALUES
+
+    def first_partition() -> str:
+        defs = build_definitions(str(demo / "krpulse.yaml"))
+        return defs.resolve_assets_def(KR_VALUES).partitions_def.get_first_partition_key()
+
+    before = first_partition()
+    broken = demo / "definitions" / "2026-Q4.yaml"
+    broken.write_text(broken.read_text() + "\n  - key: [unclosed\n")
+    assert first_partition() == before  # it used to jump to the first of this month
+    result = dagster_daily_run(demo, DAY)
+    assert not result.success
+    from pipelines.sensors import _root_cause  # what the failure webhook sends
+
+    messages = [
+        _root_cause(e.step_failure_data.error)
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    ]
+    assert messages and all("2026-Q4.yaml:" in m for m in messages), messages
