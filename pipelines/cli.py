@@ -389,8 +389,8 @@ def run(
     results = flow.run_days(settings, engine, days, definitions=definitions, data=data,
                             progress_callback=on_day)  # fmt: skip
     last = results[-1]
-    for line in last.quarantine:  # the quarantine is the staged data's, the same for every day
-        err_console.print(escape(line), style="dim", highlight=False)
+    for line in last.quarantine if output_format == "table" else ():  # the same for every day
+        console.print(escape(line), style="dim", highlight=False)
     store = OkrStore(engine)
     print_progress(last.as_of, store.progress(as_of=last.as_of), store.kpi_values(as_of=last.as_of),
                    output_format)  # fmt: skip
