@@ -111,6 +111,13 @@ def _print(reports: list, sync_ids: dict | None = None, accepted: dict | None = 
     console.print(table)
     for suite, note in accepted.items():
         console.print(f"[cyan]accepted[/] {escape(suite)}: {escape(note)}", highlight=False)
+    failed = [r for r in reports if r.blocked and r.suite in sync_ids and r.suite not in accepted]
+    if failed:
+        console.print(
+            "Fix the data in the CRM and sync again, or accept a failed sync once you know why: "
+            "krpulse validate --accept SYNC --by NAME --why TEXT",
+            highlight=False,
+        )
     for r in reports:
         for failure in r.failures:
             colour = "red" if failure.severity == "error" else "yellow"

@@ -633,3 +633,25 @@ def test_broken_definitions_leave_the_partitions_alone_and_the_run_names_file_an
         if e.event_type_value == "STEP_FAILURE"
     ]
     assert messages and all("2026-Q4.yaml:" in m for m in messages), messages
+
+
+def test_dagster_pushes_again_once_the_sync_is_accepted(demo):
+    from pipelines.names import DATA_CHECK, KR_PROGRESS
+
+    drop_half_the_deals(demo)
+    krpulse(demo, "sync")
+    listed = json.loads(krpulse(demo, "validate", "--source", "demo", "--format", "json").output)
+    [failed] = [s for s in listed["suites"] if s["status"] == "failed"]
+    accepted = krpulse(demo, "validate", "--accept", str(failed["sync_id"]), "--by", "Dana",
+                       "--why", "archived on purpose")  # fmt: skip
+    assert accepted.exit_code == 0, accepted.output
+    result = dagster_daily_run(demo, DAY + dt.timedelta(days=1))
+    [check] = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.asset_key.to_user_string() == "staging/demo/deals" and c.check_name == DATA_CHECK
+    ]
+    # The run synced again: that sync is judged against the accepted state, and passes.
+    assert check.passed, check.description
+    pushed = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert KR_PROGRESS in pushed
