@@ -225,6 +225,8 @@ def build_daily_assets(
     settings = settings or Settings()
 
     @dg.multi_asset(
+        # The step is named after what it writes: the day's progress in the OKR store.
+        name=KR_PROGRESS,
         specs=[
             dg.AssetSpec(
                 KR_VALUES,
@@ -272,7 +274,7 @@ def build_daily_assets(
         can_subset=False,
         pool=settings.orchestration.database_pool,
     )
-    def daily_key_results(context: dg.AssetExecutionContext, krpulse: KrpulseResource):
+    def kr_progress(context: dg.AssetExecutionContext, krpulse: KrpulseResource):
         """One engine pass computes KRs and KPIs together, for the one day of a daily run or for
         every day of a backfill's range (history mode: one computation, not one per day)."""
         settings = krpulse.settings()
@@ -283,7 +285,7 @@ def build_daily_assets(
         )  # fmt: skip
         yield from daily_outputs(context, days, results)
 
-    return daily_key_results
+    return kr_progress
 
 
 VALUES_CHECK_DESCRIPTION = (
@@ -391,8 +393,8 @@ def gate_check_result(asset: str, kind: str, results: list[flow.DayResult]) -> d
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
         description="\n".join(
-            [f"{r.as_of}: {r.stale_reason}" for r in blocked]
-            + [f"{r.as_of}: {w}" for r in results for w in r.validation_warnings]
+            [f"{r.as_of}: {r.stale_reason}" for r in blocked if errors]
+            + [f"{suite}: {f.short}" for suite, f in failures.values() if f.severity != ERROR]
         )
         or "passed",
         metadata=metadata,
