@@ -367,6 +367,11 @@ def run(
                 err_console.print(f"  {escape(line)}")
         for line in result.validation_warnings:
             err_console.print(f"{result.as_of}: [yellow]{escape(line)}[/]")
+        if result.stale_key_results:
+            err_console.print(
+                f"{result.as_of}: source {escape(', '.join(result.failing_sources))} failed to "
+                f"sync; {len(result.stale_key_results)} KRs that read it are marked stale"
+            )
         if not result.blocked and len(days) > 1:
             say(f"{result.as_of}: {len(result.progress)} KRs, {len(result.kpis)} KPIs pushed")
 
