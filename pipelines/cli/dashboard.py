@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import click
 import sqlalchemy as sa
@@ -19,10 +19,8 @@ from kr_metrics.loader import definition_files
 from okr_store.repository import OkrStore
 from okr_store.staging import last_synced
 from pipelines import flow
+from pipelines.cli.output import Context
 from pipelines.settings import Settings
-
-if TYPE_CHECKING:  # pipelines.cli imports this module at its end; only the type is needed here
-    from pipelines.cli import Context
 
 T = TypeVar("T")
 
