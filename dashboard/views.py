@@ -14,8 +14,10 @@ import pandas as pd
 
 from kr_metrics.definitions import DefinitionSet
 from kr_metrics.display import (  # noqa: F401 - format_* re-exported for templates
+    SHOWN_DECIMALS,
     format_percent,
     format_value,
+    is_uncertain,
     label,
     number,
     pace_text,
@@ -24,7 +26,7 @@ from kr_metrics.display import (  # noqa: F401 - format_* re-exported for templa
 )
 from kr_metrics.engine import explain_key_result
 from kr_metrics.metrics import METRICS, PreparedData
-from kr_metrics.scoring import SHOWN_DECIMALS, expected_progress, is_uncertain
+from kr_metrics.scoring import expected_progress
 from okr_store.repository import OkrStore
 
 STATUS_ORDER = ["off_track", "at_risk", "stale", "low_sample", "no_data", "on_track"]

@@ -38,11 +38,8 @@ TODO_UPWARD: dict[tuple[str, str], str] = {
     ("dashboard.views", "kr_metrics.engine"): "the KR page runs the engine for the drill-down",
     ("dashboard.views", "kr_metrics.metrics"): "the KR page runs the engine for the drill-down",
     ("dashboard.views", "kr_metrics.scoring"): "the KR page recomputes the expected path",
-    ("dashboard.digest", "kr_metrics.scoring"): "SHOWN_DECIMALS belongs beside the formatting",
 }
-TODO_CIRCULAR: dict[tuple[str, str], str] = {
-    ("dashboard.digest", "dashboard.app"): "the digest renders with the app's templates",
-}
+TODO_CIRCULAR: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kr_metrics.display import format_percent, format_value, shown_status, value_with_margin
-from kr_metrics.scoring import VERDICTS, is_uncertain
+from kr_metrics.display import (
+    format_percent,
+    format_value,
+    is_uncertain,
+    shown_status,
+    value_with_margin,
+)
+from kr_metrics.scoring import VERDICTS
 from pipelines.settings import Settings, load_settings
 
 KR_FIELDS = [
