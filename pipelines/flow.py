@@ -20,6 +20,7 @@ from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
 from core.calendar import each_day
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from core.sync import SyncReport
+from kr_metrics import pages
 from kr_metrics.definitions import DefinitionSet
 from kr_metrics.engine import evaluate_history, prepare
 from kr_metrics.forecast import add_forecasts
@@ -317,6 +318,7 @@ def run_days(
     status, message = run_outcome(results)
     store.finish_run(run_id, status=status, message=message)
     store.record_definitions(**definition_records(definitions))
+    write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
     if publish:
         push_to_okr_tools(settings, store)
     return results
@@ -360,6 +362,41 @@ def write_day(
             run_id,
         )
         result.marked_stale = len(result.stale_key_results)
+
+
+def write_kr_pages(
+    settings: Settings,
+    store: OkrStore,
+    definitions: DefinitionSet,
+    data: PreparedData,
+    results: list[DayResult],
+    *,
+    frozen: set[str],
+    run_id: str,
+) -> None:
+    """What the dashboard's KR pages show besides the daily rows: each KR's chart basis, and the
+    records behind its number on the last day this run wrote for it (not for a blocked day, a
+    KR marked stale or a closed cycle: their numbers were not computed here)."""
+    written = [r for r in results if not r.blocked]
+    if not written:
+        return
+    cycles = {
+        c.key for c in definitions.cycles.values() if any(c.contains(r.as_of) for r in written)
+    }
+    charts = pages.chart_rows(definitions, settings.scoring.policy(), cycles)
+    drilldowns = []
+    for loaded, kr in definitions.key_results():
+        if loaded.cycle.key in frozen:
+            continue
+        key = (loaded.cycle.key, kr.key)
+        days = [
+            r.as_of
+            for r in written
+            if loaded.cycle.contains(r.as_of) and key not in set(r.stale_key_results)
+        ]
+        if days:
+            drilldowns.append(pages.drilldown_row(definitions, loaded, kr, data, days[-1]))
+    store.write_kr_pages(cycles, charts, drilldowns, run_id=run_id)
 
 
 def run_outcome(results: list[DayResult]) -> tuple[str, str | None]:
