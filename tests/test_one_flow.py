@@ -39,6 +39,8 @@ DAY_TABLES: dict[str, set[str]] = {
     "cycles": {"recorded_at"},
     "objectives": {"recorded_at"},
     "push_state": set(),
+    "kr_charts": {"run_id", "computed_at"},
+    "kr_drilldowns": {"run_id", "computed_at"},
 }
 # The last good sync of every source, pinned so the days around it are stable whatever today is.
 LAST_GOOD_SYNC = dt.datetime(2026, 11, 12, 5, 0, tzinfo=dt.UTC)  # 06:00 in Berlin
