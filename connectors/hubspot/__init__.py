@@ -33,7 +33,6 @@ from core.canonical import (
     CANONICAL_TABLES,
     CUSTOMERS,
     DEALS,
-    FX_RATES,
     NPS_RESPONSES,
     OWNERS,
     conform,
@@ -133,7 +132,7 @@ class HubSpotSource:
         cursors = {t: writer.cursor(t) for t in SYNC_ORDER}
         # Rates staged by any source (e.g. a files source with fx_rates.csv) convert deals
         # whose home amount HubSpot cannot supply in the reporting currency.
-        fx_rates = writer.staged(FX_RATES)
+        fx_rates = self._fx_rates(writer)
         self._verify_properties(api)
 
         api.bucket = OWNERS
@@ -169,6 +168,16 @@ class HubSpotSource:
             )
         )  # fmt: skip
         return reports
+
+    def _fx_rates(self, writer: StagingWriter) -> pd.DataFrame:
+        """Other sources' staged rates; where two give a rate for the same currency and day,
+        the one listed first in `fx_rates_from` (else the first by name) wins."""
+        wanted = self.settings.fx_rates_from
+        rates = writer.fx_rates(wanted)
+        order = {name: i for i, name in enumerate(wanted or [])}
+        rank = rates["source"].map(order).fillna(len(order))
+        rates = rates.assign(_rank=rank).sort_values(["_rank", "source"], kind="stable")
+        return rates.drop_duplicates(["currency", "valid_from"]).drop(columns="_rank")
 
     # ------------------------------------------------------------------------------------------
     # Sync steps

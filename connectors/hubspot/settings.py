@@ -94,6 +94,9 @@ class HubSpotSourceSettings(BaseModel):
     # The portal's company currency: what an empty deal_currency_code means and what
     # amount_in_home_currency is in. Unset: deals without a currency code are quarantined.
     portal_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    # Sources whose staged fx_rates convert deals HubSpot gives no home amount for (HubSpot has
+    # no dated rates of its own), first listed first; None: every source that stages rates.
+    fx_rates_from: list[str] | None = None
     company_properties: CompanyPropertyMap = CompanyPropertyMap()
     deal_types: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_DEAL_TYPES))
     # HubSpot team name -> krpulse team key; unmapped names become slugs ("Sales DACH" -> sales-dach).

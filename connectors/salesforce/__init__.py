@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from connectors.base import SourceError, SourceLimitReached
-from connectors.money import convert_deals
+from connectors.money import OpenDealRate, convert_deals
 from connectors.salesforce.helpers import (
     LegacyLoginWarning,
     SalesforceClient,
@@ -333,15 +334,22 @@ class SalesforceSource:
         with writer.batch() as batch:
             conformed = conform(fx, FX_RATES, source=self.name)
             staged = batch.staged(FX_RATES)
+            key = ["currency", "valid_from"]
             merged = conformed.valid.merge(
-                staged, on=["currency", "valid_from"], how="left", suffixes=("", "_staged")
+                staged.drop(columns="source"), on=key, how="left", suffixes=("", "_staged")
             )
             same = (merged["rate_to_home"] == merged["rate_to_home_staged"]) & (
                 (merged["valid_to"] == merged["valid_to_staged"])
                 | (merged["valid_to"].isna() & merged["valid_to_staged"].isna())
             )
             changed = conformed.valid[~same.to_numpy()].reset_index(drop=True)
-            self._fx_changed = not changed.empty
+            # Periods restated away (a rate deleted, two periods joined) must not linger.
+            gone = staged[~staged.set_index(key).index.isin(conformed.valid.set_index(key).index)][
+                key
+            ]
+            batch.drop_fx_rates(gone)
+            details["fx_periods_dropped"] = len(gone)
+            self._fx_changed = not (changed.empty and gone.empty)
             return batch.merge_changes(
                 FX_RATES,
                 changed,
@@ -558,16 +566,19 @@ class SalesforceSource:
         frame = extraction.frame
         details: dict[str, Any] = {"currency_mode": "multi" if org.multi_currency else "single"}
 
+        open_at = self.settings.currency.open_deals_rate
+        details["open_deals_rate"] = open_at
+
         def convert(batch: StagingBatch, valid: pd.DataFrame, quarantined: pd.DataFrame):
             fx = batch.staged(FX_RATES)
-            valid, rejected = _with_home_amounts(valid, fx, home_currency)
+            valid, rejected = _with_home_amounts(valid, fx, home_currency, open_at)
             if self._fx_changed:
                 # New or corrected rates: convert the staged deals again, not only the new ones.
                 staged = batch.staged(DEALS)
                 staged = staged[
                     ~staged["deal_id"].isin(valid["deal_id"]) & ~staged["is_deleted"].fillna(False)
                 ].reset_index(drop=True)
-                again, _ = _with_home_amounts(staged, fx, home_currency)
+                again, _ = _with_home_amounts(staged, fx, home_currency, open_at)
                 old = again[["deal_id"]].merge(
                     staged[["deal_id", "amount_home"]], on="deal_id", how="left"
                 )["amount_home"]
@@ -747,58 +758,116 @@ class SalesforceSource:
         return raw, extraction
 
 
+def _rate_days(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Salesforce date values -> (day as datetime64, year). Years pandas cannot hold (0001-01-01
+    opens the first period of every currency, 9999-12-31 closes none) give NaT and their year."""
+    text = values.astype("string").str.slice(0, 10)
+    year = pd.to_numeric(text.str.slice(0, 4), errors="coerce")
+    representable = year.between(pd.Timestamp.min.year + 1, pd.Timestamp.max.year - 1)
+    day = pd.to_datetime(text.where(representable), errors="coerce", format="%Y-%m-%d")
+    return day, year
+
+
 def rates_to_home(rates: pd.DataFrame, home_currency: str, corporate_currency: str) -> pd.DataFrame:
     """Salesforce conversion rates (units per corporate unit) -> canonical fx_rates to `home`.
 
     Salesforce states every rate against the corporate currency; krpulse needs rates to the
     reporting currency: rate_to_home(X) = rate(home) / rate(X), over the periods where both
-    rates hold (dated rates change on their own dates per currency). NextStartDate 9999-12-31
-    means "open".
+    rates hold (dated rates change on their own dates per currency). A period that starts
+    before 1970 (advanced currency management opens every currency's first period on
+    0001-01-01) holds from STANDARD_RATES_FROM; NextStartDate 9999-12-31 or empty means open.
+
+    The restatement is an as-of join: each currency's periods are cut at its own start and end
+    dates and at the home currency's, and each cut looks up the rate of both currencies that
+    holds then. Rows grow with currencies x periods, never with currencies x periods^2.
     """
     columns = ["currency", "rate_to_home", "valid_from", "valid_to"]
     if rates.empty:
         return pd.DataFrame(columns=columns)
+    start, start_year = _rate_days(rates["StartDate"])
+    end, end_year = _rate_days(rates["NextStartDate"])
     frame = pd.DataFrame(
         {
-            "currency": rates["IsoCode"].astype(str).str.upper(),
-            "rate": pd.to_numeric(rates["ConversionRate"], errors="coerce"),
-            "start": pd.to_datetime(rates["StartDate"], errors="coerce", format="ISO8601"),
-            "end": pd.to_datetime(rates["NextStartDate"], errors="coerce", format="ISO8601"),
+            "currency": rates["IsoCode"].astype(str).str.upper().to_numpy(),
+            "rate": pd.to_numeric(rates["ConversionRate"], errors="coerce").to_numpy(),
+            "start": start.where(~(start_year < STANDARD_RATES_FROM.year), STANDARD_RATES_FROM)
+            .clip(lower=STANDARD_RATES_FROM)
+            .to_numpy(),
+            "end": end.where(end > STANDARD_RATES_FROM).to_numpy(),
         }
     )
+    frame = frame.dropna(subset=["start", "rate"]).sort_values("start", kind="stable")
     home = home_currency.upper()
     home_rates = frame[frame["currency"] == home]
     if home_rates.empty and home == corporate_currency.upper():
         home_rates = pd.DataFrame(
             {"currency": [home], "rate": [1.0], "start": [STANDARD_RATES_FROM], "end": [pd.NaT]}
         )
-    if home_rates.empty:
-        return pd.DataFrame(columns=columns)
     others = frame[frame["currency"] != home]
-    pairs = others.merge(home_rates[["rate", "start", "end"]].add_prefix("home_"), how="cross")
-    far = pd.Timestamp.max
-    start = pairs[["start", "home_start"]].max(axis=1)
-    end = pd.concat([pairs["end"].fillna(far), pairs["home_end"].fillna(far)], axis=1).min(axis=1)
-    overlap = start < end
+    if home_rates.empty or others.empty:
+        return pd.DataFrame(columns=columns)
+    # Cut points of every currency: its own period bounds and the home currency's.
+    home_cuts = pd.concat([home_rates["start"], home_rates["end"]]).dropna().unique()
+    currencies = others["currency"].unique()
+    cuts = pd.concat(
+        [
+            others[["currency", "start"]].rename(columns={"start": "at"}),
+            others[["currency", "end"]].rename(columns={"end": "at"}).dropna(),
+            pd.DataFrame(
+                {
+                    "currency": currencies.repeat(len(home_cuts)),
+                    "at": np.tile(home_cuts.astype("datetime64[ns]"), len(currencies)),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    cuts["at"] = cuts["at"].astype("datetime64[ns]")
+    cuts = cuts.drop_duplicates().sort_values("at", kind="stable")
+    own = pd.merge_asof(
+        cuts,
+        others[["currency", "start", "end", "rate"]].astype({"start": "datetime64[ns]"}),
+        left_on="at",
+        right_on="start",
+        by="currency",
+        direction="backward",
+    )
+    own.loc[own["end"].notna() & (own["at"] >= own["end"]), "rate"] = float("nan")
+    both = pd.merge_asof(
+        own.drop(columns=["start", "end"]),
+        home_rates[["start", "end", "rate"]]
+        .astype({"start": "datetime64[ns]"})
+        .add_prefix("home_"),
+        left_on="at",
+        right_on="home_start",
+        direction="backward",
+    )
+    both.loc[both["home_end"].notna() & (both["at"] >= both["home_end"]), "home_rate"] = float(
+        "nan"
+    )
+    both = both.sort_values(["currency", "at"], kind="stable")
+    both["valid_to"] = both.groupby("currency")["at"].shift(-1)
+    both["rate_to_home"] = both["home_rate"] / both["rate"]
+    held = both[both["rate_to_home"].notna()]
     return pd.DataFrame(
         {
-            "currency": pairs["currency"],
-            "rate_to_home": pairs["home_rate"] / pairs["rate"],
-            "valid_from": start.dt.strftime("%Y-%m-%d"),
-            "valid_to": end.where(end < far).dt.strftime("%Y-%m-%d"),
+            "currency": held["currency"].to_numpy(),
+            "rate_to_home": held["rate_to_home"].to_numpy(),
+            "valid_from": held["at"].dt.strftime("%Y-%m-%d").to_numpy(),
+            "valid_to": held["valid_to"].dt.strftime("%Y-%m-%d").to_numpy(),
         }
-    )[overlap.to_numpy()].reset_index(drop=True)
+    )
 
 
 def _with_home_amounts(
-    deals: pd.DataFrame, fx: pd.DataFrame, home_currency: str
+    deals: pd.DataFrame, fx: pd.DataFrame, home_currency: str, open_deals_at: OpenDealRate
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deals with amount_home from the one money conversion; those it cannot convert, rejected."""
     if deals.empty:
         return deals, pd.DataFrame()
     # Salesforce never supplies amount_home: always convert with the staged (dated) rates.
     deals = deals.assign(amount_home=float("nan"))
-    return convert_deals(deals, fx, home_currency=home_currency)
+    return convert_deals(deals, fx, home_currency=home_currency, open_deals_at=open_deals_at)
 
 
 def _api_details(client: Any, extraction: Any) -> dict:

@@ -149,6 +149,10 @@ class CurrencySettings(_Model):
     corporate_currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
     # auto: DatedConversionRate when the org has dated rates, else CurrencyType.
     rates: Literal["auto", "dated", "standard"] = "auto"
+    # Which day's rate converts an open opportunity. Salesforce's advanced currency management
+    # converts it at its CloseDate's rate (as closed ones); created_date keeps the rate of the
+    # day it was opened.
+    open_deals_rate: Literal["close_date", "created_date"] = "close_date"
 
 
 class SyncSettings(_Model):
