@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ __all__ = [
     "credentials_from_env",
 ]
 
+log = logging.getLogger(__name__)
+
+# What Salesforce Feedback Management must expose for krpulse to read NPS answers.
+FEEDBACK_MANAGEMENT_OBJECTS = ("SurveyQuestionResponse", "SurveyResponse", "SurveySubject")
 # FX rates first (deals need them), owners before the records whose team they give.
 SYNC_ORDER = (FX_RATES, OWNERS, CUSTOMERS, DEALS, NPS_RESPONSES)
 # CurrencyType has no validity dates: its rates hold from the beginning of time until replaced.
@@ -634,7 +639,10 @@ class SalesforceSource:
     ) -> SyncReport:
         calls_before = client.api_calls
         config = self.settings.nps
-        if config.mode == "none":
+        mode, warning = self._nps_mode(org)
+        if mode == "none":
+            if warning:
+                log.warning(warning)
             with writer.batch() as batch:
                 return batch.merge_changes(
                     NPS_RESPONSES,
@@ -643,7 +651,7 @@ class SalesforceSource:
                     ).valid,
                     quarantined=pd.DataFrame(),
                     cursor=None,
-                    details={"nps_mode": "none"},
+                    details={"nps_mode": "none", **({"warning": warning} if warning else {})},
                 )
         if config.mode == "custom_object":
             raw, extraction = self._nps_from_custom_object(writer, client, org)
@@ -657,8 +665,30 @@ class SalesforceSource:
                 extraction,
                 client=client,
                 calls_before=calls_before,
-                details={"nps_mode": config.mode},
+                details={"nps_mode": mode},
             )
+
+    def _nps_mode(self, org: _OrgFacts) -> tuple[str, str | None]:
+        """(the NPS mode this sync uses, why NPS is not synced or None).
+
+        Feedback Management (auto's first choice) needs its survey objects in the org and
+        readable by the integration user; without them NPS is skipped with a warning and the
+        rest of the sync goes on.
+        """
+        mode = self.settings.nps.mode
+        if mode not in ("auto", "feedback_management"):
+            return mode, None
+        missing = [name for name in FEEDBACK_MANAGEMENT_OBJECTS if name not in org.objects]
+        if not missing:
+            return "feedback_management", None
+        setting = "nps.mode is feedback_management but " if mode == "feedback_management" else ""
+        return "none", (
+            f"source '{self.name}': NPS responses are not synced: {setting}the org has no "
+            f"Feedback Management objects {', '.join(missing)} readable by the integration "
+            "user. Deals, customers and owners are synced. Enable Feedback Management and give "
+            "the integration user read access to the survey objects, or set nps.mode to "
+            "custom_object (your own NPS object) or none in krpulse.yaml."
+        )
 
     def _nps_from_feedback_management(
         self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts

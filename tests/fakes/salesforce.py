@@ -143,7 +143,11 @@ class FakeOrg:
     consumer_key: str = "fake-consumer-key"
     consumer_secret: str = "fake-consumer-secret"  # noqa: S105
     jwt_public_key: str | None = None
-    jwt_audience: str = "https://login.salesforce.com"
+    # None: the fake's own URL, as Salesforce expects the audience of the login URL used
+    # (an Experience Cloud site, or login/test.salesforce.com themselves).
+    jwt_audience: str | None = None
+    # Salesforce Feedback Management (the Survey* objects) enabled and readable.
+    feedback_management: bool = True
     clock: dt.datetime | None = None
     schema: dict[str, dict[str, str]] = field(default_factory=dict)
     records: dict[str, dict[str, dict]] = field(default_factory=dict)
@@ -180,6 +184,8 @@ class FakeOrg:
             hidden |= {"CurrencyType", "DatedConversionRate"}
         elif not self.dated_rates:
             hidden.add("DatedConversionRate")
+        if not self.feedback_management:
+            hidden |= {o for o in self.schema if o.startswith("Survey")}
         return [o for o in self.schema if o not in hidden]
 
     def define(self, object_name: str, fields: dict[str, str]) -> None:
@@ -743,7 +749,7 @@ class _Handler(BaseHTTPRequestHandler):
                     form.get("assertion", ""),
                     org.jwt_public_key,
                     algorithms=["RS256"],
-                    audience=org.jwt_audience,
+                    audience=org.jwt_audience or self.server.base_url,
                 )
             except jwt.PyJWTError as exc:
                 return self._send(400, {"error": "invalid_grant", "error_description": str(exc)})
