@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pandas as pd
 
 from connectors.base import SourceError, SourceLimitReached
 from connectors.money import OpenDealRate, convert_deals
+from connectors.reconcile import next_state, reconciliation_due
 from connectors.salesforce.helpers import (
     LegacyLoginWarning,
     SalesforceClient,
@@ -64,6 +66,12 @@ class _Extraction:
     since: dt.datetime | None
     path: str
     fetched: int
+    # Ids changed since the cursor that no longer match the configured filters.
+    left_filter: set[str] = field(default_factory=set)
+    # Every id the CRM still selects, when this sync reconciled (None: it did not).
+    present: set[str] | None = None
+    reconciled: str | None = None
+    state: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -90,6 +98,8 @@ class SalesforceSource:
     base_path: Path = Path(".")
     credentials: SalesforceCredentials | None = None
     objects: tuple[str, ...] = SYNC_ORDER
+    # When "now" is, for the reconciliation cadence (tests move it).
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC), repr=False)
     _fx_changed: bool = field(default=False, init=False, repr=False)
 
     # -- the Source protocol ----------------------------------------------------------------
@@ -182,19 +192,33 @@ class SalesforceSource:
         field_names: list[str],
         conditions: list[str],
         types: dict[str, str],
+        *,
+        filters: list[str] = (),  # type: ignore[assignment]
+        full: bool = False,
     ) -> _Extraction:
+        """Records changed since the cursor (all of them when `full` or on the first sync).
+
+        `conditions` and the configured `filters` select what krpulse syncs. Incrementally, ids
+        changed since the cursor but outside the filters have left them (a deal whose type
+        changed); on the reconciliation cadence an id sweep lists every id still selected.
+        """
         previous = writer.cursor(table)
-        conditions = list(conditions)
+        state = writer.state(table)
+        now = self.clock()
+        full = full or previous is None
+        selected = [*conditions, *filters]
         since = None
-        if previous is not None:
+        changed_since = list(selected)
+        if not full:
             since = previous - dt.timedelta(seconds=self.settings.sync.lookback_seconds)
-            conditions.append(modified_since(since))
+            changed_since.append(modified_since(since))
         # The first run is a full extraction of live records; later runs use queryAll so that
         # records deleted since the cursor come back with IsDeleted = true.
-        include_deleted = previous is not None and "IsDeleted" in types
+        include_deleted = not full and "IsDeleted" in types
         frame, path = client.extract(
-            object_name, field_names, conditions, include_deleted=include_deleted, field_types=types
-        )
+            object_name, field_names, changed_since, include_deleted=include_deleted,
+            field_types=types,
+        )  # fmt: skip
         fetched = len(frame)
         stamps = pd.to_datetime(
             frame["SystemModstamp"], utc=True, format="ISO8601", errors="coerce"
@@ -212,7 +236,25 @@ class SalesforceSource:
         if not pd.isna(newest):
             newest = newest.to_pydatetime()
             cursor = max(previous, newest) if previous else newest
-        return _Extraction(frame, previous, cursor, since, path, fetched)
+        extraction = _Extraction(frame, previous, cursor, since, path, fetched)
+        if filters and since is not None:
+            moved = self._ids(client, object_name, [*conditions, modified_since(since)], types)
+            extraction.left_filter = moved - set(frame["Id"].astype(str))
+        reason = reconciliation_due(state, now, self.settings.reconcile, first_sync=full)
+        if reason is not None:
+            extraction.present = self._ids(client, object_name, selected, types)
+            extraction.reconciled = reason
+        extraction.state = next_state(state, now, reconciled=full or reason is not None)
+        return extraction
+
+    def _ids(
+        self, client: SalesforceClient, object_name: str, conditions: list[str], types: dict
+    ) -> set[str]:
+        """Ids of the live records matching `conditions` (REST or Bulk, by their number)."""
+        ids, _ = client.extract(
+            object_name, ["Id"], conditions, include_deleted=False, field_types=types
+        )
+        return set(ids["Id"].dropna().astype(str))
 
     def _staged_versions(self, batch: StagingBatch, table: str) -> pd.DataFrame:
         id_col = CANONICAL_TABLES[table].id_column
@@ -252,6 +294,13 @@ class SalesforceSource:
             dtype=bool
         )
         deleted_ids = raw.loc[deleted.to_numpy() & live_staged, id_col].astype(str).tolist()
+        # Gone without a trace in this extraction: out of the filters, or missing from the sweep.
+        live = set(staged.loc[~staged["is_deleted"].fillna(False).to_numpy(dtype=bool), "_id"])
+        vanished = set(extraction.left_filter)
+        if extraction.present is not None:
+            vanished |= live - extraction.present
+        vanished = (vanished & live) - set(raw.loc[~deleted.to_numpy(), id_col].astype(str))
+        deleted_ids += sorted(vanished - set(deleted_ids))
         candidates = raw[~unchanged & ~deleted.to_numpy()]
         try:
             conformed = conform(candidates, table, source=self.name)
@@ -260,6 +309,13 @@ class SalesforceSource:
         valid, quarantined = conformed.valid, conformed.quarantined
         if enrich is not None:
             valid, quarantined = enrich(batch, valid, quarantined)
+        batch.set_state(table, extraction.state)
+        details = {
+            **details,
+            "left_filter": len(extraction.left_filter & live),
+            "reconciled": extraction.reconciled or "",
+            "vanished": len(vanished),
+        }
         return batch.merge_changes(
             table,
             valid,
@@ -383,8 +439,9 @@ class SalesforceSource:
         elif config.team_from == "role":
             field_names.append("UserRole.Name")
         extraction = self._extract(
-            writer, client, OWNERS, "User", field_names, filter_conditions(config.where), types
-        )
+            writer, client, OWNERS, "User", field_names, filter_conditions(config.where), types,
+            full=True,  # a few users; read whole, a renamed role moves a team without a User edit
+        )  # fmt: skip
         frame = extraction.frame
         if config.team_from == "field":
             team = frame[config.team_field]
@@ -497,8 +554,9 @@ class SalesforceSource:
             CUSTOMERS,
             "Account",
             field_names,
-            filter_conditions(config.where),
+            [],
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         with writer.batch() as batch:
@@ -565,8 +623,9 @@ class SalesforceSource:
             DEALS,
             "Opportunity",
             field_names,
-            filter_conditions(config.where),
+            [],
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         details: dict[str, Any] = {"currency_mode": "multi" if org.multi_currency else "single"}
@@ -703,7 +762,6 @@ class SalesforceSource:
         conditions = [
             *filter_conditions({"Question.QuestionType": list(config.question_types)}),
             "Response.Status = 'Completed'",  # answers of unfinished surveys are not responses
-            *filter_conditions(config.where),
         ]
         extraction = self._extract(
             writer,
@@ -713,6 +771,7 @@ class SalesforceSource:
             field_names,
             conditions,
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         deleted = (
@@ -769,8 +828,9 @@ class SalesforceSource:
             NPS_RESPONSES,
             object_name,
             field_names,
-            filter_conditions(config.where),
+            [],
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         raw = pd.DataFrame(

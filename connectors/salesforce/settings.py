@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connectors.reconcile import ReconcileSettings
+
 DEFAULT_API_VERSION = "62.0"
 # Salesforce returns REST query results in pages of up to 2,000 records (`nextRecordsUrl`).
 REST_PAGE_SIZE = 2000
@@ -238,6 +240,7 @@ class SalesforceSourceSettings(_Model):
     nps: NpsSettings = NpsSettings()
     currency: CurrencySettings = CurrencySettings()
     sync: SyncSettings = SyncSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     @model_validator(mode="after")
     def _session_needs_instance(self) -> SalesforceSourceSettings:

@@ -232,6 +232,29 @@ class FakeOrg:
         """Move a record to the recycle bin: query hides it, queryAll shows IsDeleted = true."""
         self.update(object_name, record_id, IsDeleted=True, SystemModstamp=at)
 
+    def undelete(self, object_name: str, record_id: str) -> None:
+        """Restore a record from the recycle bin: live again, with a new SystemModstamp."""
+        self.update(object_name, record_id, IsDeleted=False)
+
+    def purge(self, object_name: str, record_id: str) -> None:
+        """Hard delete (or the recycle bin emptied, or 15 days passed): not even queryAll
+        returns the record any more."""
+        with self.lock:
+            self.records[object_name].pop(record_id)
+
+    def merge(self, object_name: str, master_id: str, loser_id: str) -> None:
+        """Merge `loser_id` into `master_id` as Salesforce does: the loser goes to the recycle
+        bin, and the records that pointed at it are re-parented to the master (each edited)."""
+        with self.lock:
+            self.delete(object_name, loser_id)
+            for (child, relationship), target in RELATIONSHIPS.items():
+                if target != object_name:
+                    continue
+                reference = f"{relationship}Id"
+                for record in self.records[child].values():
+                    if record.get(reference) == loser_id:
+                        self.update(child, record["Id"], **{reference: master_id})
+
     def set_rates(self, rates: dict[str, float]) -> None:
         """CurrencyType rates against the corporate currency (units per corporate unit)."""
         with self.lock:
