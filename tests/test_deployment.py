@@ -60,10 +60,9 @@ BACKFILL_DAYS = ["2026-10-01", "2026-10-02", "2026-10-03"]
 RETRIED_DAY = "2026-11-20"
 STARTUP_TIMEOUT = 240
 RUN_TIMEOUT = 420
-# The schedule fires this long after the fixture starts: enough for the processes to come up
-# (the daemon only ticks a schedule from the moment it first sees it), and the backfill and the
-# retry checks run meanwhile.
-SCHEDULE_LEAD = dt.timedelta(minutes=3)
+# The schedule fires 90-150 s after the fixture starts: after the processes are up (the daemon
+# ticks a schedule only from the moment it first sees it), while the backfill and the retry run.
+SCHEDULE_LEAD = dt.timedelta(seconds=90)
 AFTER_SYNC_TAG = "krpulse/after_sync_run"
 
 
@@ -107,7 +106,7 @@ class Deployment:
         errors = []
         for record in self.instance.all_logs(run_id):
             event = record.dagster_event
-            if event is None or event.event_type_value not in ("STEP_FAILURE", "RUN_FAILURE"):
+            if event is None or event.event_type_value not in ("STEP_FAILURE", "PIPELINE_FAILURE"):
                 continue
             data = event.event_specific_data
             error = getattr(data, "error", None)
@@ -203,8 +202,8 @@ class Deployment:
 
 
 TIMELINE_EVENTS = {
-    "RUN_ENQUEUED", "RUN_STARTING", "RUN_START", "STEP_START", "STEP_SUCCESS", "STEP_FAILURE",
-    "RUN_SUCCESS", "RUN_FAILURE",
+    "PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "STEP_START", "STEP_SUCCESS",
+    "STEP_FAILURE", "PIPELINE_SUCCESS", "PIPELINE_FAILURE",
 }  # fmt: skip
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -311,7 +310,10 @@ def deployment(tmp_path_factory, demo_data) -> Iterator[Deployment]:
     store_engine = None
     try:
         berlin_now = dt.datetime.now(ZoneInfo(TIMEZONE))
-        schedule_at = (berlin_now + SCHEDULE_LEAD).replace(second=0, microsecond=0)
+        # The next whole minute at least SCHEDULE_LEAD away.
+        schedule_at = (berlin_now + SCHEDULE_LEAD).replace(second=0, microsecond=0) + dt.timedelta(
+            minutes=1
+        )
         schedule_day = (schedule_at.date() - dt.timedelta(days=1)).isoformat()
         project = root / "project"
         project.mkdir()
@@ -457,20 +459,65 @@ def _daemon_healthy(instance: dg.DagsterInstance) -> bool:
     return required <= set(heartbeats)
 
 
-# --- the checks, in the order an operator meets them ---------------------------------------------
+# --- the checks ------------------------------------------------------------------------------------
+# The backfill, the retried run and the scheduled sync run side by side (as they would in
+# production); the failed sync comes last, because a failing source marks every later day stale.
+
+INJECT_FAULT = [
+    # A one-shot fault in the store: the first KR row written for RETRIED_DAY is refused. A
+    # sequence is not transactional, so the count survives the failed write's rollback.
+    "CREATE SEQUENCE injected_fault_seq",
+    "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF nextval('injected_fault_seq') = 1 THEN "
+    "RAISE EXCEPTION 'injected fault: the first write of % fails', NEW.as_of; "
+    "END IF; RETURN NEW; END $$",
+    "CREATE TRIGGER injected_fault BEFORE INSERT ON kr_progress FOR EACH ROW "
+    f"WHEN (NEW.as_of = DATE '{RETRIED_DAY}') EXECUTE FUNCTION injected_fault()",
+]
+REMOVE_FAULT = [
+    "DROP TRIGGER IF EXISTS injected_fault ON kr_progress",
+    "DROP FUNCTION IF EXISTS injected_fault()",
+    "DROP SEQUENCE IF EXISTS injected_fault_seq",
+]
 
 
-def test_a_backfill_of_a_date_range_is_one_run_that_writes_every_day(deployment):
-    data = deployment.graphql(
-        LAUNCH_BACKFILL,
-        params={
-            "assetSelection": [{"path": [asset]} for asset in DAILY_ASSETS],
-            "partitionNames": BACKFILL_DAYS,
-            "title": "deployment test backfill",
-        },
-    )["launchPartitionBackfill"]
-    assert data["__typename"] == "LaunchBackfillSuccess", data
-    backfill_id = data["backfillId"]
+@dataclass
+class Launched:
+    backfill_id: str
+    first_attempt_id: str
+
+
+@pytest.fixture(scope="module")
+def launched(deployment) -> Iterator[Launched]:
+    """A backfill and a day run that will fail once, launched together through the webserver."""
+    with deployment.store_engine.begin() as conn:
+        for statement in INJECT_FAULT:
+            conn.execute(sa.text(statement))
+    try:
+        data = deployment.graphql(
+            LAUNCH_BACKFILL,
+            params={
+                "assetSelection": [{"path": [asset]} for asset in DAILY_ASSETS],
+                "partitionNames": BACKFILL_DAYS,
+                "title": "deployment test backfill",
+            },
+        )["launchPartitionBackfill"]
+        assert data["__typename"] == "LaunchBackfillSuccess", data
+        # Step failures are not retried by default (dagster.postgres.yaml); this run asks for it
+        # with the run tag an operator sets on a job whose failures are transient.
+        first_attempt_id = deployment.launch_run(
+            DAILY_JOB,
+            {"dagster/partition": RETRIED_DAY, "dagster/retry_on_asset_or_op_failure": "true"},
+        )
+        yield Launched(backfill_id=data["backfillId"], first_attempt_id=first_attempt_id)
+    finally:
+        with deployment.store_engine.begin() as conn:
+            for statement in REMOVE_FAULT:
+                conn.execute(sa.text(statement))
+
+
+def test_a_backfill_of_a_date_range_is_one_run_that_writes_every_day(deployment, launched):
+    backfill_id = launched.backfill_id
 
     def finished():
         backfill = deployment.instance.get_backfill(backfill_id)
@@ -478,6 +525,7 @@ def test_a_backfill_of_a_date_range_is_one_run_that_writes_every_day(deployment)
 
     backfill = deployment.wait_for(f"backfill {backfill_id} finishes", finished)
     runs = deployment.runs(**{"dagster/backfill": backfill_id})
+    print(*(deployment.timeline(r.run_id) for r in runs), sep="\n")  # noqa: T201
     details = "\n".join(
         f"{r.run_id}: {r.status.value}\n{deployment.run_errors(r.run_id)}" for r in runs
     )
@@ -490,47 +538,18 @@ def test_a_backfill_of_a_date_range_is_one_run_that_writes_every_day(deployment)
         assert set(stored["run_id"]) == {runs[0].run_id}, day
 
 
-def test_a_failed_day_is_retried_in_a_new_process_from_the_store(deployment):
-    # A one-shot fault in the store: the first KR row written for the day is refused. The
-    # sequence is outside transactions, so the retry's write goes through.
-    with deployment.store_engine.begin() as conn:
-        conn.execute(sa.text("CREATE SEQUENCE injected_fault_seq"))
-        conn.execute(
-            sa.text(
-                "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF nextval('injected_fault_seq') = 1 THEN "
-                "RAISE EXCEPTION 'injected fault: the first write of % fails', NEW.as_of; "
-                "END IF; RETURN NEW; END $$"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "CREATE TRIGGER injected_fault BEFORE INSERT ON kr_progress FOR EACH ROW "
-                f"WHEN (NEW.as_of = DATE '{RETRIED_DAY}') EXECUTE FUNCTION injected_fault()"
-            )
-        )
-    try:
-        # Step failures are not retried by default (dagster.postgres.yaml); this run asks for it
-        # with the run tag an operator would set on a job whose failures are transient.
-        first_id = deployment.launch_run(
-            DAILY_JOB,
-            {"dagster/partition": RETRIED_DAY, "dagster/retry_on_asset_or_op_failure": "true"},
-        )
-        first = deployment.wait_for_run(
-            "the first attempt fails", lambda: deployment.instance.get_run_by_id(first_id)
-        )
-        assert first.status == dg.DagsterRunStatus.FAILURE, deployment.run_errors(first_id)
-        assert "injected fault" in deployment.run_errors(first_id)
-        retry = deployment.wait_for_run(
-            "the daemon retries the failed run",
-            lambda: next(iter(deployment.runs(**{"dagster/parent_run_id": first_id})), None),
-        )
-        assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.run_errors(retry.run_id)
-    finally:
-        with deployment.store_engine.begin() as conn:
-            conn.execute(sa.text("DROP TRIGGER IF EXISTS injected_fault ON kr_progress"))
-            conn.execute(sa.text("DROP FUNCTION IF EXISTS injected_fault()"))
-            conn.execute(sa.text("DROP SEQUENCE IF EXISTS injected_fault_seq"))
+def test_a_failed_day_is_retried_by_the_daemon_in_a_new_process(deployment, launched):
+    first_id = launched.first_attempt_id
+    first = deployment.wait_for_run(
+        "the first attempt fails", lambda: deployment.instance.get_run_by_id(first_id)
+    )
+    assert first.status == dg.DagsterRunStatus.FAILURE, deployment.run_errors(first_id)
+    assert "injected fault" in deployment.run_errors(first_id)
+    retry = deployment.wait_for_run(
+        "the daemon retries the failed run",
+        lambda: next(iter(deployment.runs(**{"dagster/parent_run_id": first_id})), None),
+    )
+    assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.run_errors(retry.run_id)
     assert retry.tags.get("dagster/retry_number") == "1"
     stored = deployment.progress(RETRIED_DAY)
     assert len(stored) > 0 and set(stored["run_id"]) == {retry.run_id}
@@ -540,7 +559,7 @@ def test_the_schedule_tick_syncs_and_the_sensor_computes_the_day(deployment):
     sync_run = deployment.wait_for_run(
         f"the daemon ticks {DAILY_SCHEDULE} and its sync run finishes",
         lambda: next(iter(deployment.runs(**{"dagster/schedule_name": DAILY_SCHEDULE})), None),
-        timeout=SCHEDULE_LEAD.total_seconds() + RUN_TIMEOUT,
+        timeout=SCHEDULE_LEAD.total_seconds() + 60 + RUN_TIMEOUT,
     )
     assert sync_run.job_name == SYNC_JOB
     assert sync_run.tags[DAY_TAG] == deployment.schedule_day
