@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
@@ -18,6 +19,8 @@ import sqlalchemy as sa
 from core.canonical import CANONICAL_TABLES, FX_RATES, as_canonical
 from core.sync import StagingWriter, SyncReport
 from okr_store.db import upsert
+
+log = logging.getLogger(__name__)
 
 staging_metadata = sa.MetaData()
 SYNC_ID = "sync_id"
@@ -89,6 +92,19 @@ sync_history_table = sa.Table(
     sa.Index("ix_sync_history_source_object", "source", "object", "id"),
 )
 
+# One row per failed sync attempt of a source: a source whose newest attempt failed after its
+# last good sync is failing, and the KRs that depend on it go stale (pipelines/source_health.py).
+# Written by `stage`, so `krpulse sync` and the Dagster sync assets record failures alike.
+sync_failures_table = sa.Table(
+    "sync_failures",
+    staging_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Index("ix_sync_failures_source", "source", "id"),
+)
+
 
 class _Syncable(Protocol):
     """What `stage` needs of a source (connectors.base.Source, named here without importing it)."""
@@ -99,8 +115,49 @@ class _Syncable(Protocol):
 
 
 def stage(source: _Syncable, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
-    """Sync `source` into the staging tables of `engine`'s database; one report per object."""
-    return source.sync(DatabaseStaging(engine, source.name), home_currency=home_currency)
+    """Sync `source` into the staging tables of `engine`'s database; one report per object.
+
+    A sync that raises is recorded in sync_failures before the error goes on, so every caller
+    (`krpulse sync`, the Dagster sync assets) leaves the same trace of a failing source.
+    """
+    try:
+        return source.sync(DatabaseStaging(engine, source.name), home_currency=home_currency)
+    except Exception as exc:
+        record_sync_failure(engine, source.name, exc)
+        raise
+
+
+def record_sync_failure(engine: sa.Engine, source: str, error: BaseException) -> None:
+    """Record a failed sync attempt of `source`; a store that cannot take it (down, or its
+    schema behind) only logs, so the sync's own error is the one the caller sees."""
+    row = {
+        "source": source,
+        "failed_at": dt.datetime.now(dt.UTC),
+        # The connectors' errors name settings and env var names, never secret values.
+        "error": f"{type(error).__name__}: {error}"[:2000],
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(sync_failures_table), [row])
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("could not record the failed sync of %s: %s", source, exc)
+
+
+def latest_sync_failures(
+    conn: sa.Connection | sa.Engine, sources: list[str]
+) -> dict[str, tuple[dt.datetime, str]]:
+    """Each source's newest failed sync attempt: (when, error)."""
+    table = sync_failures_table
+    newest = (
+        sa.select(sa.func.max(table.c.id))
+        .where(table.c.source.in_(sources))
+        .group_by(table.c.source)
+    )
+    query = sa.select(table.c.source, table.c.failed_at, table.c.error).where(
+        table.c.id.in_(newest)
+    )
+    frame = _utc(_read_sql(conn, query), "failed_at")
+    return {row.source: (row.failed_at.to_pydatetime(), row.error) for row in frame.itertuples()}
 
 
 class DatabaseStaging:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipelines import flow, gate
-from pipelines.cli import Context, _date, console, format_option
+from pipelines.cli.output import Context, console, format_option, parse_date
 
 
 @click.command("validate")
@@ -31,7 +31,7 @@ def validate_command(
     reports = [v.report for v in verdicts]
     day = None
     if source_name is None:
-        day = _date(as_of) or settings.today()
+        day = parse_date(as_of) or settings.today()
         definitions = flow.load_definition_set(settings)
         values, _, _ = flow.compute_day(
             settings, definitions, flow.load_prepared(settings, engine), day
