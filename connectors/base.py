@@ -11,9 +11,9 @@ class SourceError(RuntimeError):
     """A source cannot be read at all (missing folder, bad credentials, unreachable API)."""
 
 
-class CredentialsRejected(SourceError):
-    """The source rejected the credentials (HTTP 401, a failed login): retrying the same
-    credentials cannot succeed, so nothing retries it; the message says which secret to fix."""
+class SourceAuthError(SourceError):
+    """The CRM rejected the credentials (HTTP 401, a refused login): retrying the same secrets
+    cannot help, so orchestration should not retry; the message says which secret to fix."""
 
 
 class SourceLimitReached(SourceError):

@@ -16,6 +16,8 @@ from okr_store.models import (
     KeyResultDefinition,
     KpiDefinition,
     KpiValue,
+    KrChart,
+    KrDrilldown,
     KrProgress,
     ObjectiveDefinition,
     PushState,
@@ -30,7 +32,7 @@ STALE = "stale"
 RUNNING, SUCCEEDED, PARTIAL, FAILED = "running", "succeeded", "partial", "failed"
 # A run on another host that has shown no sign of life for this long is taken for dead.
 REAP_AFTER = dt.timedelta(hours=2)
-_DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end")
+_DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end", "cycle_start", "cycle_end")
 _TIMESTAMP_COLUMNS = (
     "data_synced_at", "computed_at", "recorded_at", "started_at", "finished_at",
     "last_pushed_at", "last_attempt_at", "heartbeat_at",
@@ -206,6 +208,24 @@ class OkrStore:
             upsert(conn, table, _rows(stale, KR_PROGRESS_COLUMNS))
             self._record_run_day(conn, as_of, STALE, stale, pd.DataFrame(columns=["run_id"]))
         return list(zip(stale["cycle"], stale["kr"], strict=True))
+
+    def write_kr_pages(
+        self, cycles: Iterable[str], charts: list[dict], drilldowns: list[dict], *, run_id: str
+    ) -> None:
+        """Replace the KR pages of `cycles` (a KR no longer defined loses its page) and store the
+        drill-downs, each replacing its (cycle, kr, day); one transaction."""
+        cycles = list(cycles)
+        stamp = {"run_id": run_id, "computed_at": _now()}
+        charts_table, drilldowns_table = KrChart.__table__, KrDrilldown.__table__
+        with write_transaction(self.engine) as conn:
+            if cycles:
+                gone = sa.delete(charts_table).where(charts_table.c.cycle.in_(cycles))
+                if charts:
+                    kept = [(c["cycle"], c["kr"]) for c in charts]
+                    gone = gone.where(~sa.tuple_(charts_table.c.cycle, charts_table.c.kr).in_(kept))
+                conn.execute(gone)
+            upsert(conn, charts_table, [{**row, **stamp} for row in charts])
+            upsert(conn, drilldowns_table, [{**row, **stamp} for row in drilldowns])
 
     def record_definitions(
         self,
@@ -609,6 +629,29 @@ class OkrStore:
             frame = pd.read_sql(query, conn)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         return frame
+
+    def kr_charts(self, cycle: str) -> pd.DataFrame:
+        """The KR pages of `cycle` (kr_charts): dates, objective, definition, expected path."""
+        table = KrChart.__table__
+        with self.engine.connect() as conn:
+            return _read(conn, sa.select(table).where(table.c.cycle == cycle).order_by(table.c.kr))
+
+    def drilldown(self, cycle: str, kr: str, *, as_of: dt.date) -> dict | None:
+        """The records behind the KR's number: the drill-down of its newest day up to `as_of`
+        (a stale day carries an earlier day's number, and so its records), or None.
+
+        The one read API of the staged records the dashboard shows: the daily flow stored them
+        from the engine's own explanation of the number."""
+        table = KrDrilldown.__table__
+        query = (
+            sa.select(table)
+            .where(table.c.cycle == cycle, table.c.kr == kr, table.c.as_of <= as_of)
+            .order_by(table.c.as_of.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row is not None else None
 
     def cycle_history(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
@@ -19,8 +20,12 @@ from core.canonical import CANONICAL_TABLES, FX_RATES, as_canonical
 from core.sync import StagingWriter, SyncReport
 from okr_store.db import upsert
 
+log = logging.getLogger(__name__)
+
 staging_metadata = sa.MetaData()
 SYNC_ID = "sync_id"
+# FX rates have no id: a source's rate of a currency is keyed by the day it starts to hold.
+FX_KEY = ("source", "currency", "valid_from")
 
 _SQL_TYPES = {
     "string": lambda: sa.String(),
@@ -34,7 +39,7 @@ _SQL_TYPES = {
 
 def _staging_table(name: str) -> sa.Table:
     spec = CANONICAL_TABLES[name]
-    key = spec.key if spec.id_column else ("currency", "valid_from")
+    key = spec.key if spec.id_column else FX_KEY
     columns = [
         sa.Column(col, _SQL_TYPES[kind](), primary_key=col in key, nullable=col not in key)
         for col, kind in spec.columns.items()
@@ -70,6 +75,9 @@ sync_state_table = sa.Table(
     sa.Column("cursor", sa.DateTime(timezone=True)),
     sa.Column("last_synced_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_report", sa.Text),
+    # What a source remembers between syncs of an object besides its cursor (JSON): when it last
+    # reconciled, the stage metadata it derived flags from.
+    sa.Column("state", sa.Text),
 )
 
 
@@ -108,6 +116,19 @@ gate_acceptances_table = sa.Table(
     sa.Column("report", sa.Text, nullable=True),  # the failed verdict that was accepted
 )
 
+# One row per failed sync attempt of a source: a source whose newest attempt failed after its
+# last good sync is failing, and the KRs that depend on it go stale (pipelines/source_health.py).
+# Written by `stage`, so `krpulse sync` and the Dagster sync assets record failures alike.
+sync_failures_table = sa.Table(
+    "sync_failures",
+    staging_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Index("ix_sync_failures_source", "source", "id"),
+)
+
 
 class _Syncable(Protocol):
     """What `stage` needs of a source (connectors.base.Source, named here without importing it)."""
@@ -118,8 +139,49 @@ class _Syncable(Protocol):
 
 
 def stage(source: _Syncable, engine: sa.Engine, *, home_currency: str) -> list[SyncReport]:
-    """Sync `source` into the staging tables of `engine`'s database; one report per object."""
-    return source.sync(DatabaseStaging(engine, source.name), home_currency=home_currency)
+    """Sync `source` into the staging tables of `engine`'s database; one report per object.
+
+    A sync that raises is recorded in sync_failures before the error goes on, so every caller
+    (`krpulse sync`, the Dagster sync assets) leaves the same trace of a failing source.
+    """
+    try:
+        return source.sync(DatabaseStaging(engine, source.name), home_currency=home_currency)
+    except Exception as exc:
+        record_sync_failure(engine, source.name, exc)
+        raise
+
+
+def record_sync_failure(engine: sa.Engine, source: str, error: BaseException) -> None:
+    """Record a failed sync attempt of `source`; a store that cannot take it (down, or its
+    schema behind) only logs, so the sync's own error is the one the caller sees."""
+    row = {
+        "source": source,
+        "failed_at": dt.datetime.now(dt.UTC),
+        # The connectors' errors name settings and env var names, never secret values.
+        "error": f"{type(error).__name__}: {error}"[:2000],
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(sync_failures_table), [row])
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("could not record the failed sync of %s: %s", source, exc)
+
+
+def latest_sync_failures(
+    conn: sa.Connection | sa.Engine, sources: list[str]
+) -> dict[str, tuple[dt.datetime, str]]:
+    """Each source's newest failed sync attempt: (when, error)."""
+    table = sync_failures_table
+    newest = (
+        sa.select(sa.func.max(table.c.id))
+        .where(table.c.source.in_(sources))
+        .group_by(table.c.source)
+    )
+    query = sa.select(table.c.source, table.c.failed_at, table.c.error).where(
+        table.c.id.in_(newest)
+    )
+    frame = _utc(_read_sql(conn, query), "failed_at")
+    return {row.source: (row.failed_at.to_pydatetime(), row.error) for row in frame.itertuples()}
 
 
 class DatabaseStaging:
@@ -135,6 +197,15 @@ class DatabaseStaging:
 
     def staged(self, table: str, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return read_staged(self.engine, table, sources=[self.source], columns=columns)
+
+    def state(self, table: str) -> dict:
+        with self.engine.connect() as conn:
+            return read_state(conn, self.source, table)
+
+    def fx_rates(self, sources: Sequence[str] | None = None) -> pd.DataFrame:
+        return read_staged(
+            self.engine, FX_RATES, sources=list(sources) if sources is not None else None
+        )
 
     @contextmanager
     def batch(self) -> Iterator[DatabaseBatch]:
@@ -182,6 +253,25 @@ class DatabaseBatch:
             fetched=fetched,
             api_calls=api_calls,
             details=details,
+        )
+
+    def set_state(self, table: str, state: dict) -> None:
+        write_state(self.conn, self.source, table, state)
+
+    def drop_fx_rates(self, periods: pd.DataFrame) -> None:
+        if periods.empty:
+            return
+        fx = STAGING_TABLES[FX_RATES]
+        self.conn.execute(
+            sa.delete(fx).where(
+                fx.c.source == self.source,
+                fx.c.currency == sa.bindparam("b_currency"),
+                fx.c.valid_from == sa.bindparam("b_from"),
+            ),
+            [
+                {"b_currency": currency, "b_from": pd.Timestamp(day).date()}
+                for currency, day in zip(periods["currency"], periods["valid_from"], strict=True)
+            ],
         )
 
     def reassign_teams(self, table: str, owner_teams: pd.DataFrame) -> None:
@@ -260,12 +350,8 @@ def merge_snapshot(
     """
     spec = CANONICAL_TABLES[table]
     sa_table = STAGING_TABLES[table]
-    if table == FX_RATES:
-        existing = read_staged(conn, table)
-        key = ["currency", "valid_from"]
-    else:
-        existing = read_staged(conn, table, sources=[source])
-        key = list(spec.key)
+    existing = read_staged(conn, table, sources=[source])
+    key = list(spec.key) if spec.id_column else list(FX_KEY)
 
     merged = snapshot.merge(
         existing.assign(_old=_fingerprint(existing))[[*key, "_old"]], on=key, how="left"
@@ -487,26 +573,55 @@ def read_cursor(conn: sa.Connection, source: str, table: str) -> dt.datetime | N
     return value
 
 
+def _state_row(conn: sa.Connection, source: str, table: str) -> sa.Row | None:
+    return conn.execute(
+        sa.select(sync_state_table).where(
+            sync_state_table.c.source == source, sync_state_table.c.object == table
+        )
+    ).one_or_none()
+
+
 def write_cursor(
     conn: sa.Connection, source: str, table: str, cursor: dt.datetime | None, report: SyncReport
 ) -> None:
-    conn.execute(
-        sa.delete(sync_state_table).where(
-            sync_state_table.c.source == source, sync_state_table.c.object == table
+    row = _state_row(conn, source, table)
+    values = {
+        "cursor": cursor,
+        "last_synced_at": dt.datetime.now(dt.UTC),
+        "last_report": json.dumps(report.as_dict(), default=str),
+    }
+    where = (sync_state_table.c.source == source, sync_state_table.c.object == table)
+    if row is None:
+        conn.execute(sa.insert(sync_state_table), [{"source": source, "object": table, **values}])
+    else:
+        conn.execute(sa.update(sync_state_table).where(*where).values(**values))
+
+
+def read_state(conn: sa.Connection, source: str, table: str) -> dict:
+    """What the source remembered for (source, object) besides its cursor; {} before."""
+    row = _state_row(conn, source, table)
+    return json.loads(row.state) if row is not None and row.state else {}
+
+
+def write_state(conn: sa.Connection, source: str, table: str, state: dict) -> None:
+    """Replace the remembered state of (source, object); the cursor row is created if needed."""
+    text = json.dumps(state, default=str, sort_keys=True)
+    if _state_row(conn, source, table) is None:
+        conn.execute(
+            sa.insert(sync_state_table),
+            [
+                {
+                    "source": source, "object": table, "cursor": None,
+                    "last_synced_at": dt.datetime.now(dt.UTC), "state": text,
+                }
+            ],
+        )  # fmt: skip
+    else:
+        conn.execute(
+            sa.update(sync_state_table)
+            .where(sync_state_table.c.source == source, sync_state_table.c.object == table)
+            .values(state=text)
         )
-    )
-    conn.execute(
-        sa.insert(sync_state_table),
-        [
-            {
-                "source": source,
-                "object": table,
-                "cursor": cursor,
-                "last_synced_at": dt.datetime.now(dt.UTC),
-                "last_report": json.dumps(report.as_dict(), default=str),
-            }
-        ],
-    )
 
 
 def read_quarantine(conn: sa.Connection | sa.Engine, *, source: str | None = None) -> pd.DataFrame:

@@ -46,6 +46,9 @@ class DayVerdict:
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stale_reason: str | None = None
+    # The suites' reports behind the verdict (each sync's, then the day's numbers'), so a caller
+    # can show every failing expectation with its examples (the Dagster check metadata).
+    reports: list[ValidationReport] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -73,15 +76,16 @@ def day_verdict(verdicts: list[SyncVerdict], numbers: ValidationReport | None) -
     data_reason = data_block_reason(verdicts)
     if data_reason:
         failures = [line for v in verdicts if v.blocked for line in v.report.summary().splitlines()]
-        return DayVerdict(failures, data_warnings, data_reason)
+        return DayVerdict(failures, data_warnings, data_reason, [v.report for v in verdicts])
     if numbers is None:
         raise ValueError("the data gate passed: the day's number report is needed")
     lines = numbers.summary().splitlines()
+    reports = [*(v.report for v in verdicts), numbers]
     if numbers.blocked:
         return DayVerdict(
-            lines, data_warnings, "blocked by the number gate: " + numbers.reason(250)
+            lines, data_warnings, "blocked by the number gate: " + numbers.reason(250), reports
         )
-    return DayVerdict([], data_warnings + ([] if numbers.success else lines))
+    return DayVerdict([], data_warnings + ([] if numbers.success else lines), None, reports)
 
 
 def number_rules(

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipelines import flow, gate
-from pipelines.cli import Context, _date, console, format_option
+from pipelines.cli.output import Context, console, format_option, parse_date
 
 
 @click.command("validate")
@@ -50,7 +50,7 @@ def validate_command(
     accepted = {v.suite: v.accepted for v in verdicts if v.accepted}
     day = None
     if source_name is None:
-        day = _date(as_of) or settings.today()
+        day = parse_date(as_of) or settings.today()
         definitions = flow.load_definition_set(settings)
         values, _, _ = flow.compute_day(
             settings, definitions, flow.load_prepared(settings, engine), day

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipelines import flow
-from pipelines.cli import Context, console, format_option
+from pipelines.cli.output import Context, console, format_option
 
 RUN_FIELDS = ["run_id", "origin", "status", "started_at", "finished_at", "heartbeat_at", "pid",
               "host", "days_requested", "message"]  # fmt: skip
