@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 staging_metadata = sa.MetaData()
 SYNC_ID = "sync_id"
+# FX rates have no id: a source's rate of a currency is keyed by the day it starts to hold.
+FX_KEY = ("source", "currency", "valid_from")
 
 _SQL_TYPES = {
     "string": lambda: sa.String(),
@@ -37,7 +39,7 @@ _SQL_TYPES = {
 
 def _staging_table(name: str) -> sa.Table:
     spec = CANONICAL_TABLES[name]
-    key = spec.key if spec.id_column else ("currency", "valid_from")
+    key = spec.key if spec.id_column else FX_KEY
     columns = [
         sa.Column(col, _SQL_TYPES[kind](), primary_key=col in key, nullable=col not in key)
         for col, kind in spec.columns.items()
@@ -69,6 +71,9 @@ sync_state_table = sa.Table(
     sa.Column("cursor", sa.DateTime(timezone=True)),
     sa.Column("last_synced_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_report", sa.Text),
+    # What a source remembers between syncs of an object besides its cursor (JSON): when it last
+    # reconciled, the stage metadata it derived flags from.
+    sa.Column("state", sa.Text),
 )
 
 
@@ -174,6 +179,15 @@ class DatabaseStaging:
     def staged(self, table: str, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return read_staged(self.engine, table, sources=[self.source], columns=columns)
 
+    def state(self, table: str) -> dict:
+        with self.engine.connect() as conn:
+            return read_state(conn, self.source, table)
+
+    def fx_rates(self, sources: Sequence[str] | None = None) -> pd.DataFrame:
+        return read_staged(
+            self.engine, FX_RATES, sources=list(sources) if sources is not None else None
+        )
+
     @contextmanager
     def batch(self) -> Iterator[DatabaseBatch]:
         with self.engine.begin() as conn:
@@ -220,6 +234,25 @@ class DatabaseBatch:
             fetched=fetched,
             api_calls=api_calls,
             details=details,
+        )
+
+    def set_state(self, table: str, state: dict) -> None:
+        write_state(self.conn, self.source, table, state)
+
+    def drop_fx_rates(self, periods: pd.DataFrame) -> None:
+        if periods.empty:
+            return
+        fx = STAGING_TABLES[FX_RATES]
+        self.conn.execute(
+            sa.delete(fx).where(
+                fx.c.source == self.source,
+                fx.c.currency == sa.bindparam("b_currency"),
+                fx.c.valid_from == sa.bindparam("b_from"),
+            ),
+            [
+                {"b_currency": currency, "b_from": pd.Timestamp(day).date()}
+                for currency, day in zip(periods["currency"], periods["valid_from"], strict=True)
+            ],
         )
 
     def reassign_teams(self, table: str, owner_teams: pd.DataFrame) -> None:
@@ -298,12 +331,8 @@ def merge_snapshot(
     """
     spec = CANONICAL_TABLES[table]
     sa_table = STAGING_TABLES[table]
-    if table == FX_RATES:
-        existing = read_staged(conn, table)
-        key = ["currency", "valid_from"]
-    else:
-        existing = read_staged(conn, table, sources=[source])
-        key = list(spec.key)
+    existing = read_staged(conn, table, sources=[source])
+    key = list(spec.key) if spec.id_column else list(FX_KEY)
 
     merged = snapshot.merge(
         existing.assign(_old=_fingerprint(existing))[[*key, "_old"]], on=key, how="left"
@@ -465,26 +494,55 @@ def read_cursor(conn: sa.Connection, source: str, table: str) -> dt.datetime | N
     return value
 
 
+def _state_row(conn: sa.Connection, source: str, table: str) -> sa.Row | None:
+    return conn.execute(
+        sa.select(sync_state_table).where(
+            sync_state_table.c.source == source, sync_state_table.c.object == table
+        )
+    ).one_or_none()
+
+
 def write_cursor(
     conn: sa.Connection, source: str, table: str, cursor: dt.datetime | None, report: SyncReport
 ) -> None:
-    conn.execute(
-        sa.delete(sync_state_table).where(
-            sync_state_table.c.source == source, sync_state_table.c.object == table
+    row = _state_row(conn, source, table)
+    values = {
+        "cursor": cursor,
+        "last_synced_at": dt.datetime.now(dt.UTC),
+        "last_report": json.dumps(report.as_dict(), default=str),
+    }
+    where = (sync_state_table.c.source == source, sync_state_table.c.object == table)
+    if row is None:
+        conn.execute(sa.insert(sync_state_table), [{"source": source, "object": table, **values}])
+    else:
+        conn.execute(sa.update(sync_state_table).where(*where).values(**values))
+
+
+def read_state(conn: sa.Connection, source: str, table: str) -> dict:
+    """What the source remembered for (source, object) besides its cursor; {} before."""
+    row = _state_row(conn, source, table)
+    return json.loads(row.state) if row is not None and row.state else {}
+
+
+def write_state(conn: sa.Connection, source: str, table: str, state: dict) -> None:
+    """Replace the remembered state of (source, object); the cursor row is created if needed."""
+    text = json.dumps(state, default=str, sort_keys=True)
+    if _state_row(conn, source, table) is None:
+        conn.execute(
+            sa.insert(sync_state_table),
+            [
+                {
+                    "source": source, "object": table, "cursor": None,
+                    "last_synced_at": dt.datetime.now(dt.UTC), "state": text,
+                }
+            ],
+        )  # fmt: skip
+    else:
+        conn.execute(
+            sa.update(sync_state_table)
+            .where(sync_state_table.c.source == source, sync_state_table.c.object == table)
+            .values(state=text)
         )
-    )
-    conn.execute(
-        sa.insert(sync_state_table),
-        [
-            {
-                "source": source,
-                "object": table,
-                "cursor": cursor,
-                "last_synced_at": dt.datetime.now(dt.UTC),
-                "last_report": json.dumps(report.as_dict(), default=str),
-            }
-        ],
-    )
 
 
 def read_quarantine(conn: sa.Connection | sa.Engine, *, source: str | None = None) -> pd.DataFrame:
