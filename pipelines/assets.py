@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from connectors.base import SourceAuthError, SourceLimitReached
+from core.canonical import METRIC_TABLES
 from okr_store.schema import SchemaOutOfDateError
 from okr_store.staging import stage
 from pipelines import flow, source_health
@@ -211,7 +212,7 @@ def build_staged_sources_asset(
                 "failing_sources": ", ".join(failing["source"]) or "none",
                 "staged": _markdown_table(
                     frame[frame["as_of"] == days[-1]],
-                    ["source", "type", "status", "deals", "customers", "nps_responses"],
+                    ["source", "type", "status", *METRIC_TABLES],
                 ),
             },
         )

@@ -18,7 +18,7 @@ from connectors.files import FilesSource
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
 from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
 from core.calendar import each_day
-from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.canonical import CUSTOMERS, DEALS, METRIC_TABLES, NPS_RESPONSES
 from core.sync import SyncReport
 from kr_metrics import pages
 from kr_metrics.definitions import DefinitionSet
@@ -133,7 +133,7 @@ def load_prepared(settings: Settings, engine: sa.Engine) -> PreparedData:
     """Staged canonical data of the configured sources, prepared once for every metric."""
     names = [s.name for s in settings.sources]
     with engine.connect() as conn:
-        frames = {t: read_staged(conn, t, sources=names) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
+        frames = {t: read_staged(conn, t, sources=names) for t in METRIC_TABLES}
     return prepare(
         frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone=settings.timezone
     )
