@@ -23,7 +23,7 @@ WORKDIR /src
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-dev --extra k8s --no-install-project
 COPY pyproject.toml uv.lock README.md ./
 COPY core ./core
 COPY connectors ./connectors
@@ -34,7 +34,7 @@ COPY pipelines ./pipelines
 COPY dashboard ./dashboard
 # The project as a wheel (not editable): the runtime image needs only the virtualenv.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable
+    uv sync --frozen --no-dev --extra k8s --no-editable
 
 # --- runtime: the virtualenv, the instance file, a user without privileges ---------------------
 FROM ${PYTHON_IMAGE}

@@ -128,7 +128,7 @@ def test_run_pods_request_the_measured_memory_of_the_day_run(values):
 
 def test_the_dockerfile_installs_the_locked_dependencies_compiled_and_runs_as_a_user():
     text = DOCKERFILE.read_text()
-    assert "uv sync --frozen --no-dev" in text
+    assert "uv sync --frozen --no-dev --extra k8s" in text  # run pods load the K8sRunLauncher
     assert "UV_COMPILE_BYTECODE=1" in text
     user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert user and user[-1] not in ("root", "0")
