@@ -312,13 +312,13 @@ def run_days(
             results.append(result)
             if progress_callback:
                 progress_callback(result)
+        write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
     except BaseException as exc:
         store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
         raise
     status, message = run_outcome(results)
     store.finish_run(run_id, status=status, message=message)
     store.record_definitions(**definition_records(definitions))
-    write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
     if publish:
         push_to_okr_tools(settings, store)
     return results
