@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.base import SourceError
+from connectors.base import ObjectPlan, SourceCheck, SourceError
 from connectors.hubspot.helpers import HubSpotApi, MissingScopes
 from connectors.hubspot.settings import (
     COMPANIES_TYPE,
@@ -215,6 +215,92 @@ class HubSpotSource:
             )
         )  # fmt: skip
         return reports
+
+    def check(self, *, home_currency: str) -> SourceCheck:
+        """Read the portal's metadata, and say what a sync will read and what is missing."""
+        report = SourceCheck(self.name, "hubspot")
+        report.facts["API"] = (
+            f"private app token from ${self.settings.access_token_env} at {self.settings.base_url}"
+        )
+        try:
+            api = self._api()
+            account = api.account_details()
+            report.facts["portal"] = (
+                f"{account.get('portalId')} ({account.get('accountType', '?')}), time zone "
+                f"{account.get('timeZone')}"
+            )
+            self._check_portal(report, api, account, home_currency)
+        except SourceError as exc:
+            report.problems.append(str(exc))
+        return report
+
+    def _check_portal(
+        self, report: SourceCheck, api: HubSpotApi, account: dict, home_currency: str
+    ) -> None:
+        settings = self.settings
+        currency = settings.portal_currency or str(account.get("companyCurrency") or "") or None
+        origin = (
+            "portal_currency in krpulse.yaml"
+            if settings.portal_currency
+            else "the portal's account details"
+        )
+        report.facts["currency mode"] = (
+            f"company currency {currency or 'unknown'} (from {origin}), reporting {home_currency}; "
+            + ("amount_in_home_currency used as is" if currency == home_currency.upper()
+               else "other currencies converted with fx_rates staged by "
+               + (", ".join(settings.fx_rates_from) if settings.fx_rates_from else "any source"))
+        )  # fmt: skip
+        wanted = [
+            (DEALS, DEALS_TYPE, [*DEAL_PROPERTIES, MERGED_IDS]),
+            (CUSTOMERS, COMPANIES_TYPE, [*self.company_properties, MERGED_IDS]),
+        ]
+        if settings.nps != "none":
+            wanted.append((NPS_RESPONSES, FEEDBACK_TYPE, list(FEEDBACK_PROPERTIES)))
+        nps = (
+            "none (nps: none in krpulse.yaml)" if settings.nps == "none" else "feedback_submissions"
+        )
+        lacking: list[str] = []
+        for table, object_type, properties in wanted:
+            try:
+                known = api.read_properties(object_type)
+            except MissingScopes as exc:
+                lacking += exc.scopes
+                if object_type == FEEDBACK_TYPE:
+                    nps = "none (the private app lacks the feedback-submissions scope)"
+                    report.warnings.append(
+                        f"source '{self.name}': NPS responses will not be synced: add "
+                        f"{', '.join(exc.scopes)} to the private app, or set `nps: none`"
+                    )
+                else:
+                    report.problems.append(str(exc))
+                continue
+            absent = [p for p in properties if p not in known and p != MERGED_IDS]
+            if absent:
+                report.problems.append(
+                    f"source '{self.name}': the portal has no {object_type} properties "
+                    f"{', '.join(absent)}; create them or map company_properties in krpulse.yaml"
+                )
+            how = "listed first, then searched by hs_lastmodifieddate"
+            report.plans.append(ObjectPlan(table, f"{object_type}, {how}", properties))
+        report.plans.insert(
+            0,
+            ObjectPlan(
+                OWNERS,
+                "owners (active and archived), read whole every sync",
+                ["id", "email", "firstName", "lastName", "teams"],
+            ),
+        )
+        report.facts["scopes"] = (
+            "every scope krpulse reads with"
+            if not lacking
+            else f"missing {', '.join(sorted(set(lacking)))}"
+        )
+        report.facts["NPS mode"] = nps
+        cadence = settings.reconcile
+        report.facts["reconciliation"] = (
+            f"id sweep and association re-read every {cadence.every_days:g} days and after "
+            f"{cadence.after_gap_days:g}-day gaps; merges via hs_merged_object_ids on every sync"
+        )
 
     def _restamp_teams(self, batch: StagingBatch, owners: pd.DataFrame) -> None:
         """An owner who changed team takes the deals and companies they own along (teams are
