@@ -65,13 +65,15 @@ def assert_same_staging(incremental: Staging, full: Staging, source: str) -> Non
         )
 
 
-def operations(kinds: list[str]):
-    """Sequences of (kind, a, b, c): small integers the runner resolves against the CRM's
-    records of the moment (modulo their number), so every drawn step applies."""
-    step = st.tuples(
-        st.sampled_from(kinds), st.integers(0, 50), st.integers(0, 50), st.integers(0, 50)
-    )
-    return st.lists(step, min_size=3, max_size=14)
+@st.composite
+def operations(draw, kinds: list[str]) -> list[tuple[str, int, int, int]]:
+    """Every kind of change at least once, in a drawn order, then a few more; each step is
+    (kind, a, b, c): small integers the runner resolves against the CRM's records of the
+    moment (modulo their number), so every drawn step applies."""
+    order = draw(st.permutations(sorted(set(kinds))))
+    more = draw(st.lists(st.sampled_from(kinds), max_size=6))
+    number = st.integers(0, 50)
+    return [(kind, draw(number), draw(number), draw(number)) for kind in [*order, *more]]
 
 
 # -- Salesforce ------------------------------------------------------------------------------
@@ -139,10 +141,18 @@ def sf_apply(org, kind: str, a: int, b: int, c: int) -> None:
     elif kind == "reassociate" and deal and accounts:
         org.update("Opportunity", deal, AccountId=_pick(accounts, b))
     elif kind == "team_move":
-        org.update("User", _pick(users, a), UserRoleId=_pick(roles, b))
+        user = _pick(users, a)
+        other = [r for r in roles if r != org.records["User"][user]["UserRoleId"]]
+        org.update("User", user, UserRoleId=_pick(other, b))
     elif kind == "role_rename":
         # A renamed role moves every user in it to another team; no User record changes.
-        org.update("UserRole", _pick(roles, a), Name=["DACH Sales", "UK Sales", "Nordics"][b % 3])
+        role = _pick(roles, a)
+        names = [
+            n
+            for n in ("DACH Sales", "UK Sales", "Nordics")
+            if n != org.records["UserRole"][role]["Name"]
+        ]
+        org.update("UserRole", role, Name=_pick(names, b))
     elif kind == "filter_exit" and deal:
         org.update("Opportunity", deal, Type="Partner Referral")  # outside deals.where
     elif kind == "filter_enter":
@@ -281,7 +291,9 @@ def hs_apply(portal: Portal, kind: str, a: int, b: int, c: int) -> None:
     elif kind == "quiet_reassociate" and deal and companies:
         portal.reassociate_quietly(deal, _pick(companies, b))
     elif kind == "team_move":
-        portal.set_owner_team(str(101 + a % 3), HS_TEAMS[b % 3])
+        owner = next(o for o in portal.owners if o["id"] == str(101 + a % 3))
+        teams = [t for t in HS_TEAMS if t != owner["teams"][0]["name"]]
+        portal.set_owner_team(owner["id"], _pick(teams, b))
     elif kind == "stage_edit":
         stage = HS_STAGES[a % 3]
         portal.edit_stage("default", stage, closed=bool(b % 2), probability=[0.0, 1.0, 0.4][c % 3])

@@ -251,8 +251,8 @@ class HubSpotSource:
                + (", ".join(settings.fx_rates_from) if settings.fx_rates_from else "any source"))
         )  # fmt: skip
         wanted = [
-            (DEALS, DEALS_TYPE, [*DEAL_PROPERTIES, MERGED_IDS]),
             (CUSTOMERS, COMPANIES_TYPE, [*self.company_properties, MERGED_IDS]),
+            (DEALS, DEALS_TYPE, [*DEAL_PROPERTIES, MERGED_IDS]),
         ]
         if settings.nps != "none":
             wanted.append((NPS_RESPONSES, FEEDBACK_TYPE, list(FEEDBACK_PROPERTIES)))
