@@ -14,6 +14,9 @@ CUSTOMERS = "customers"
 NPS_RESPONSES = "nps_responses"
 OWNERS = "owners"
 FX_RATES = "fx_rates"
+# The tables the metrics are computed from (a files source needs these; owners and FX rates are
+# optional inputs of the connectors).
+METRIC_TABLES = (DEALS, CUSTOMERS, NPS_RESPONSES)
 
 
 @dataclass(frozen=True)

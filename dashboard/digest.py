@@ -11,7 +11,8 @@ import pandas as pd
 import requests
 
 from dashboard import views
-from kr_metrics.scoring import SHOWN_DECIMALS
+from dashboard.rendering import templates_environment
+from kr_metrics.display import SHOWN_DECIMALS
 
 WEBHOOK_TIMEOUT_SECONDS = 15
 # Characters that start markup inside a line (our own text decides what starts a line).
@@ -246,8 +247,6 @@ def render_markdown(digest: Digest) -> str:
 
 
 def render_html(digest: Digest) -> str:
-    from dashboard.app import templates_environment
-
     template = templates_environment().get_template("digest.html")
     return template.render(digest=digest, label=views.status_label, change=_change)
 

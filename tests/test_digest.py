@@ -16,7 +16,7 @@ from dashboard import digest
 from dashboard.views import DashboardData
 from okr_store.models import KrProgress
 from pipelines.cli import cli
-from pipelines.cli_dashboard import dashboard_data
+from pipelines.cli.dashboard import dashboard_data
 from tests.dashboard_support import CYCLE, filled_demo_store, make_demo_project
 
 WEBHOOK_ENV = "KRPULSE_TEST_DIGEST_WEBHOOK"

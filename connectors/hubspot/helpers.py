@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.util.retry import Retry
 
 from connectors.base import SourceAuthError, SourceError, SourceLimitReached
+from connectors.http import transport_retry
 from connectors.hubspot.settings import (
     ACCOUNT_DETAILS_PATH,
     ASSOCIATION_BATCH_SIZE,
@@ -39,6 +40,7 @@ from connectors.hubspot.settings import (
     SEARCH_PAGE_SIZE,
     SEARCH_RESULT_LIMIT,
 )
+from core.http import retry_after_seconds
 
 # Every generated sub-package of hubspot-api-client has its own ApiException class.
 API_EXCEPTIONS: tuple[type[Exception], ...] = tuple(
@@ -109,11 +111,7 @@ def _json_body(exc: Exception) -> dict:
 
 def _retry_after(exc: Exception) -> float | None:
     headers = getattr(exc, "headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(headers.get("Retry-After") if hasattr(headers, "get") else None)
 
 
 def missing_scopes(body: dict) -> list[str]:
@@ -149,16 +147,12 @@ class HubSpotApi:
     bucket: str = "setup"
 
     def __post_init__(self) -> None:
-        retry = _CountingRetry(
-            total=self.max_retries,
-            connect=self.max_retries,
-            read=self.max_retries,
-            status=self.max_retries,
-            backoff_factor=self.backoff_seconds,
-            status_forcelist=SERVER_ERRORS,
-            allowed_methods=frozenset({"GET", "POST"}),
-            respect_retry_after_header=True,
-            raise_on_status=False,
+        retry = transport_retry(
+            self.max_retries,
+            self.backoff_seconds,
+            statuses=SERVER_ERRORS,
+            methods={"GET", "POST"},
+            retry_class=_CountingRetry,
         )
         retry.on_retry = self._count_call
         client = self.client = HubSpot(

@@ -28,9 +28,9 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.format import format_soql
 from simple_salesforce.login import token_login
-from urllib3.util.retry import Retry
 
 from connectors.base import SourceAuthError, SourceError, SourceLimitReached
+from connectors.http import transport_retry
 from connectors.salesforce.settings import COMPOUND_FIELD_TYPES, SalesforceSourceSettings
 
 log = logging.getLogger(__name__)
@@ -102,18 +102,13 @@ def http_session(settings: SalesforceSourceSettings) -> requests.Session:
     re-authentication, 403 REQUEST_LIMIT_EXCEEDED must stop the sync, not hammer the API.
     """
     sync = settings.sync
-    retry = Retry(
-        total=sync.max_retries,
-        connect=sync.max_retries,
-        read=sync.max_retries,
-        status=sync.max_retries,
-        backoff_factor=sync.retry_backoff_seconds,
-        backoff_max=60,
-        status_forcelist=RETRY_STATUSES,
+    retry = transport_retry(
+        sync.max_retries,
+        sync.retry_backoff_seconds,
+        statuses=RETRY_STATUSES,
         # Query-job creation is the only POST besides logins; a duplicate query job is harmless.
-        allowed_methods=frozenset({"GET", "POST", "PATCH", "DELETE"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
+        methods={"GET", "POST", "PATCH", "DELETE"},
+        backoff_max=60,
     )
     session = requests.Session()
     adapter = _TimeoutAdapter(sync.timeout_seconds, max_retries=retry)

@@ -6,15 +6,11 @@ import json
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from connectors.base import SourceCheck
 from pipelines import flow
-
-# Its own console and options: this module does not import pipelines.cli back (the CLI
-# registers the command; see tests/test_import_direction.py).
-console = Console(width=None if Console().is_terminal else 132)
+from pipelines.cli.output import Context, console, format_option
 
 
 def run_checks(settings, only: str | None) -> list[SourceCheck]:  # noqa: ANN001 - Settings
@@ -45,10 +41,9 @@ def print_check(check: SourceCheck) -> None:
 
 @click.command("doctor")
 @click.option("--source", "source_name", default=None, help="Check only this source.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="How to print the findings.")  # fmt: skip
+@format_option
 @click.pass_obj
-def doctor(obj, source_name: str | None, output_format: str) -> None:  # noqa: ANN001 - cli.Context
+def doctor(obj: Context, source_name: str | None, output_format: str) -> None:
     """Read each source's metadata and print what a sync will read: objects, fields, filters,
     scopes, currency mode, NPS mode, and what is missing. Exit 1 when something is."""
     checks = run_checks(obj.settings(), source_name)
