@@ -576,10 +576,10 @@ def test_a_failed_day_is_retried_by_the_daemon_in_a_new_process(deployment, laun
 
     launched_retry = deployment.wait_for("the daemon launches a retry", retried_or_missed)
     if launched_retry == "missed":
-        # dagster-io/dagster#33741: the daemon's event-log consumer can read the run's failure
-        # event before the run is marked failed (the run worker writes the event, then the
-        # status), judge it not retryable and never look again. The run keeps
-        # dagster/will_retry=true, so notify_on_run_failure stays silent about it too.
+        # A known Dagster issue (dagster-io/dagster#33741: a failed run is sometimes never
+        # retried). Likely cause, read in dagster 1.13.27: the run worker stores the failure
+        # event before it marks the run failed; a daemon pass in between judges the run not
+        # retryable and never looks again. The run keeps dagster/will_retry=true.
         pytest.xfail(
             f"the daemon missed the retry of {first_id} (dagster-io/dagster#33741, a race in "
             f"Dagster's run retries); will_retry={will_retry_tag(deployment, first_id)}"
