@@ -30,6 +30,8 @@ class SyncReport:
     api_calls: int = 0
     # Source-specific facts worth recording (e.g. Salesforce API usage); never secrets.
     details: dict = field(default_factory=dict)
+    # Quarantined records that are updates of a good staged row: that row stays as it was.
+    shadowed: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

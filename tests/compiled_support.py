@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 
 from core.canonical import CANONICAL_TABLES, CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.sql.engine import DatabaseStaged, DuckDBStaged
 from okr_store.staging import STAGING_TABLES, staging_metadata
 
-POSTGRES_ENV = "KRPULSE_TEST_POSTGRES_URL"
 TIMEZONE = "Europe/Berlin"
 
 
@@ -62,23 +59,3 @@ class PostgresStaging:
 
 def duckdb_staging(deals, customers, responses) -> DuckDBStaged:
     return DuckDBStaged(deals, customers, responses, timezone=TIMEZONE)
-
-
-@pytest.fixture(
-    scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def staging(request):
-    """A function (deals, customers, responses) -> where the compiled engine finds them."""
-    if request.param == "duckdb":
-        yield duckdb_staging
-        return
-    url = os.environ.get(POSTGRES_ENV)
-    if not url and os.environ.get("CI"):
-        pytest.fail(
-            f"{POSTGRES_ENV} is not set on CI: the compiled engine must be tested on PostgreSQL there"
-        )
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL to run the compiled engine on here")
-    postgres = PostgresStaging(url)
-    yield postgres
-    postgres.close()

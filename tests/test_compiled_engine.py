@@ -13,14 +13,14 @@ import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
 import pytest
-from compiled_support import staging  # noqa: F401 - the fixture
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from reference_metrics import reference
 from test_engine_properties import ORIGIN, filters, frames, orgs
 
+from kr_metrics.definitions import DefinitionError
 from kr_metrics.engine import evaluate_history, metric_series, prepare, rolling_window, window_for
 from kr_metrics.loader import load_definitions
-from kr_metrics.metrics import METRICS, Window, scope_for
+from kr_metrics.metrics import METRICS, scope_for
 from kr_metrics.sql.engine import evaluate_history as compiled_history
 from kr_metrics.sql.engine import metric_over_windows
 
@@ -179,7 +179,12 @@ def test_whole_definition_sets_equal_the_pandas_engine(
     cycle_start = ORIGIN.date() + dt.timedelta(days=start_offset)
     cycle_end = cycle_start + dt.timedelta(days=length)
     with tempfile.TemporaryDirectory() as folder:
-        definitions = definitions_for(krs, cycle_start, cycle_end, Path(folder))
+        try:
+            definitions = definitions_for(krs, cycle_start, cycle_end, Path(folder))
+        except (
+            DefinitionError
+        ):  # e.g. a filter contradicting a metric's own: rejected before any engine
+            assume(False)
     deals, customers, responses = frames(org)
     first, last = cycle_start + dt.timedelta(days=2), cycle_start + dt.timedelta(days=2 + span)
     expected = evaluate_history(definitions, prepare(deals, customers, responses, timezone="Europe/Berlin"),
