@@ -9,6 +9,13 @@ import numpy as np
 import pandas as pd
 
 
+def is_missing(value: Any) -> bool:
+    """None, NA, NaT or NaN: a number (or label) that is not there."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
 def optional_float(value: Any) -> float | None:
     """`value` as a float, or None when it is missing (None, NA, NaT or NaN); inf stays inf."""
     if value is None or value is pd.NA or value is pd.NaT:

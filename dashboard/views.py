@@ -13,7 +13,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from core.numbers import json_value
+from core.numbers import is_missing, json_value
 from kr_metrics.display import (  # noqa: F401 - format_* re-exported for templates
     SHOWN_DECIMALS,
     format_percent,
@@ -54,11 +54,11 @@ class NotFound(LookupError):
 
 
 def team_label(team: Any) -> str:
-    return COMPANY if team is None or (isinstance(team, float) and math.isnan(team)) else str(team)
+    return COMPANY if is_missing(team) else str(team)
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return None
     stamp = pd.Timestamp(value)
     if pd.isna(stamp):
@@ -147,7 +147,7 @@ def _kr_records(
         if cycle_last_day is not None and row["as_of"] < cycle_last_day:
             reasons.append(f"not updated since {row['as_of']}")
         metric, unit = row["metric"], row.get("unit")
-        unit = None if unit is None or (isinstance(unit, float) and math.isnan(unit)) else unit
+        unit = None if is_missing(unit) else unit
         grade, expected = number(row.get("grade")), number(row.get("expected_progress"))
         shown = shown_status(row)
         reason = row.get("status_reason") if isinstance(row.get("status_reason"), str) else None

@@ -215,6 +215,11 @@ class Run(Base):
     days_requested: Mapped[int | None] = mapped_column(sa.Integer)
     data_synced_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     message: Mapped[str | None] = mapped_column(sa.Text)
+    # Who runs it and when it last showed life: a run left `running` by a killed process is
+    # reaped (marked failed) by the next run that starts (OkrStore.reap_abandoned_runs).
+    pid: Mapped[int | None] = mapped_column(sa.Integer)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class RunDay(Base):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from collections.abc import Iterable
 
 import pandas as pd
 import sqlalchemy as sa
 
-from okr_store.db import upsert, write_transaction
+from okr_store.db import process_alive, upsert, write_transaction
 from okr_store.models import (
     CycleDefinition,
     KeyResultDefinition,
@@ -28,10 +30,12 @@ KPI_VALUE_COLUMNS = [c.name for c in KpiValue.__table__.columns if c.name != "id
 STALE = "stale"
 # Run statuses in the runs table.
 RUNNING, SUCCEEDED, PARTIAL, FAILED = "running", "succeeded", "partial", "failed"
+# A run on another host that has shown no sign of life for this long is taken for dead.
+REAP_AFTER = dt.timedelta(hours=2)
 _DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end", "cycle_start", "cycle_end")
 _TIMESTAMP_COLUMNS = (
     "data_synced_at", "computed_at", "recorded_at", "started_at", "finished_at",
-    "last_pushed_at", "last_attempt_at",
+    "last_pushed_at", "last_attempt_at", "heartbeat_at",
 )  # fmt: skip
 
 
@@ -148,17 +152,32 @@ class OkrStore:
         """Record the (cycle, kr) `keys` as `stale` on `as_of`, with `reason`.
 
         Each KR's row for the day carries its last good value and score forward (the newest
-        earlier row that is not stale) — never zeros; earlier rows stay untouched. A KR with no
-        earlier good row but a row on the day keeps that row's identity without a number. KRs
-        the store has never seen cannot be described and are left out; the keys actually
-        marked are returned.
+        earlier row that is not stale) — never zeros; earlier rows stay untouched. A KR that
+        already has a good (not stale) row on the day keeps it: a rerun of a past day while bad
+        data is staged never replaces a good value with a carried-forward one, and the day's
+        KPIs, written with it, stay consistent with it. A KR with no earlier good row but a
+        stale row on the day keeps that row's identity without a number. KRs the store has
+        never seen cannot be described and are left out; the keys actually marked are returned.
         """
         keys = sorted({(str(c), str(k)) for c, k in keys})
         if not keys:
             return []
         table = KrProgress.__table__
-        wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
         with write_transaction(self.engine, lock_key=as_of.toordinal()) as conn:
+            good_today = {
+                (cycle, kr)
+                for cycle, kr in conn.execute(
+                    # (A row this same run wrote moments ago is its own to mark: a KR computed
+                    # from a failing source's partial data.)
+                    sa.select(table.c.cycle, table.c.kr).where(
+                        table.c.as_of == as_of, table.c.status != STALE, table.c.run_id != run_id
+                    )
+                ).all()
+            }
+            keys = [key for key in keys if key not in good_today]
+            if not keys:
+                return []
+            wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
             carried = _read(
                 conn,
                 _latest_per_key(
@@ -268,12 +287,55 @@ class OkrStore:
         days_requested: int | None = None,
         data_synced_at: dt.datetime | None = None,
     ) -> None:
-        """Open the run's audit row (status `running`)."""
-        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": _now(),
+        """Open the run's audit row (status `running`, this process's pid and host), after
+        reaping the runs a killed process left `running` (see reap_abandoned_runs)."""
+        self.reap_abandoned_runs()
+        now = _now()
+        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": now,
                "finished_at": None, "days_requested": days_requested,
-               "data_synced_at": data_synced_at, "message": None}  # fmt: skip
+               "data_synced_at": data_synced_at, "message": None, "pid": os.getpid(),
+               "host": socket.gethostname(), "heartbeat_at": now}  # fmt: skip
         with write_transaction(self.engine) as conn:
             upsert(conn, Run.__table__, [row])
+
+    def heartbeat(self, run_id: str) -> None:
+        """The run is alive (called after each day): keeps it from being reaped."""
+        table = Run.__table__
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.run_id == run_id, table.c.status == RUNNING)
+                .values(heartbeat_at=_now())
+            )
+
+    def reap_abandoned_runs(self, *, stale_after: dt.timedelta = REAP_AFTER) -> list[str]:
+        """Mark failed the runs left `running` by a process that is gone: on this host, one whose
+        pid no longer exists; anywhere, one with no sign of life (heartbeat, else start) for
+        `stale_after`. Returns their ids. A kill -9 leaves no other trace."""
+        table = Run.__table__
+        now = _now()
+        here = socket.gethostname()
+        with self.engine.connect() as conn:
+            running = _read(conn, sa.select(table).where(table.c.status == RUNNING))
+        reaped = []
+        for run in running.to_dict("records"):
+            last_seen = run["heartbeat_at"] if pd.notna(run["heartbeat_at"]) else run["started_at"]
+            if run["host"] == here and pd.notna(run["pid"]) and not process_alive(int(run["pid"])):
+                why = f"process {int(run['pid'])} on {here} ended without finishing the run"
+            elif pd.notna(last_seen) and now - last_seen > stale_after:
+                why = f"no sign of life since {last_seen:%Y-%m-%d %H:%M} UTC"
+            else:
+                continue
+            message = f"abandoned: {why} (killed?); reaped at {now:%Y-%m-%d %H:%M:%S} UTC"
+            with write_transaction(self.engine) as conn:
+                done = conn.execute(
+                    sa.update(table)
+                    .where(table.c.run_id == run["run_id"], table.c.status == RUNNING)
+                    .values(status=FAILED, finished_at=now, message=message)
+                )
+            if done.rowcount:
+                reaped.append(run["run_id"])
+        return reaped
 
     def finish_run(
         self, run_id: str, *, status: str, message: str | None = None, origin: str = "unknown"

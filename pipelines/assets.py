@@ -6,7 +6,8 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from connectors.base import SourceLimitReached
+from connectors.base import SourceAuthError, SourceLimitReached
+from core.canonical import METRIC_TABLES
 from okr_store.schema import SchemaOutOfDateError
 from okr_store.staging import stage
 from pipelines import flow, source_health
@@ -38,7 +39,8 @@ CRM_SOURCE_TYPES = frozenset({"salesforce", "hubspot"})
 # One computation covers a whole backfill range (the engine's history mode), so a backfill of
 # these assets is one run, not one per day.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
-NOT_WORTH_RETRYING = (ConfigError, SchemaOutOfDateError, SourceLimitReached)
+# Retrying cannot cure these; a rejected credential (401) retried used to cost six minutes.
+NOT_WORTH_RETRYING = (ConfigError, SchemaOutOfDateError, SourceLimitReached, SourceAuthError)
 
 
 def _markdown_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) -> dg.MetadataValue:
@@ -156,6 +158,8 @@ def build_sync_assets(
                     "rows_changed": report.changed,
                     "rows_deleted": report.deleted,
                     "rows_quarantined": report.quarantined,
+                    # Quarantined updates of good staged rows: those rows stay in effect.
+                    "rows_shadowing": report.shadowed,
                     "quarantine_reasons": dg.MetadataValue.json(report.quarantine_reasons),
                     "api_calls": report.api_calls,
                     "cursor": report.cursor or "",
@@ -208,7 +212,7 @@ def build_staged_sources_asset(
                 "failing_sources": ", ".join(failing["source"]) or "none",
                 "staged": _markdown_table(
                     frame[frame["as_of"] == days[-1]],
-                    ["source", "type", "status", "deals", "customers", "nps_responses"],
+                    ["source", "type", "status", *METRIC_TABLES],
                 ),
             },
         )

@@ -59,7 +59,7 @@ def _block(
 
 
 def build_data_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
-    """Per source, the data suites on the rows its newest sync changed, one check per object."""
+    """Per source, the data suites on its staged state since the last pass, one check per object."""
     return [
         _data_check(source.name, flow.source_for(settings, source).objects)
         for source in settings.sources
@@ -74,10 +74,11 @@ def _data_check(source_name: str, objects: tuple[str, ...]) -> dg.AssetChecksDef
                 DATA_CHECK,
                 asset=dg.AssetKey(sync_asset_key(source_name, obj)),
                 blocking=True,
-                description="Great Expectations on the rows this sync changed: ids present and "
+                description="Great Expectations on the staged state against the last state that "
+                "passed (or was accepted): on every row written since, ids present and "
                 "unique; amounts finite, not negative; currencies known and convertible; close "
                 "dates and submission times plausible; NPS scores 0–10; deals' customers exist "
-                "(warning); no mass deletion or quarantine share above `validation.data` "
+                "(warning); no mass deletion or quarantine share since then above `validation.data` "
                 "(error); no empty sync where hundreds of changes are usual (warning).",
             )
             for obj in objects
@@ -101,16 +102,21 @@ def _data_check(source_name: str, objects: tuple[str, ...]) -> dg.AssetChecksDef
                 continue
             report = verdict.report
             metadata = {"sync_id": verdict.sync_id, **failure_metadata([report])}
-            if report.blocked:
+            description = report.summary()
+            if verdict.blocked:
                 metadata["marked_stale"] = marked
+                metadata["stale_reason"] = reason
+            if verdict.accepted:  # an operator's `krpulse validate --accept`: shown, not blocking
+                metadata["accepted"] = verdict.accepted
+                description = f"sync {verdict.sync_id} {verdict.accepted}\n{description}"
             yield dg.AssetCheckResult(
                 asset_key=dg.AssetKey(sync_asset_key(source_name, obj)),
                 check_name=DATA_CHECK,
                 passed=report.success,
                 severity=dg.AssetCheckSeverity.ERROR
-                if report.blocked
+                if verdict.blocked
                 else dg.AssetCheckSeverity.WARN,
-                description=report.summary(),
+                description=description,
                 metadata=metadata,
             )
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 
 import dagster as dg
 
+from okr_store import schema
+from okr_store.db import create_engine, sqlite_file
+from okr_store.repository import OkrStore
 from pipelines import flow
 from pipelines.assets import (
     build_daily_assets,
@@ -26,13 +30,36 @@ from pipelines.settings import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG, Set
 
 
 def partitions_start(settings: Settings) -> dt.date:
+    """The first daily partition: `partitions_start` in krpulse.yaml, else the earliest cycle
+    start the definitions or the OKR store know.
+
+    The store remembers every cycle a run recorded, so a broken definitions file (or a cycle
+    removed from it) never moves the partitions: the day's run then fails with the file and
+    line, instead of Dagster refusing a partition "before the partitions definition start".
+    """
     if settings.partitions_start:
         return settings.partitions_start
+    starts = [start for start in (_recorded_start(settings),) if start]
+    # Broken definitions must not stop the UI from loading: the run reports them.
+    with contextlib.suppress(Exception):
+        starts += [c.start for c in flow.load_definition_set(settings).cycles.values()]
+    return min(starts, default=settings.today().replace(day=1))
+
+
+def _recorded_start(settings: Settings) -> dt.date | None:
+    """The earliest cycle start recorded in the OKR store; None without a store to ask."""
     try:
-        cycles = flow.load_definition_set(settings).cycles.values()
-        return min(c.start for c in cycles)
-    except Exception:  # noqa: BLE001 - broken definitions must not stop the UI from loading
-        return settings.today().replace(day=1)
+        engine = create_engine(settings.effective_database_url)
+        database = sqlite_file(engine)
+        if database is not None and not database.exists():
+            return None  # do not create an empty SQLite file just to look
+        if not schema.schema_status(engine).up_to_date:
+            return None
+        cycles = OkrStore(engine).definitions("cycles")
+        engine.dispose()
+    except Exception:  # noqa: BLE001 - an unreachable store must not stop the UI from loading
+        return None
+    return min(cycles["start"]) if len(cycles) else None
 
 
 def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:

@@ -18,7 +18,7 @@ from connectors.files import FilesSource
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
 from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
 from core.calendar import each_day
-from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.canonical import CUSTOMERS, DEALS, METRIC_TABLES, NPS_RESPONSES
 from core.sync import SyncReport
 from kr_metrics import pages
 from kr_metrics.definitions import DefinitionSet
@@ -29,7 +29,12 @@ from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
 from kr_metrics.versions import definition_records
 from okr_store import schema
-from okr_store.db import create_engine
+from okr_store.db import (
+    DatabaseVanishedError,
+    check_database_identity,
+    create_engine,
+    database_identity,
+)
 from okr_store.repository import FAILED, PARTIAL, SUCCEEDED, OkrStore
 from okr_store.sinks import FAILED as PUSH_FAILED
 from okr_store.sinks import (
@@ -128,7 +133,7 @@ def load_prepared(settings: Settings, engine: sa.Engine) -> PreparedData:
     """Staged canonical data of the configured sources, prepared once for every metric."""
     names = [s.name for s in settings.sources]
     with engine.connect() as conn:
-        frames = {t: read_staged(conn, t, sources=names) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
+        frames = {t: read_staged(conn, t, sources=names) for t in METRIC_TABLES}
     return prepare(
         frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone=settings.timezone
     )
@@ -145,6 +150,9 @@ class DayResult:
     validation_failures: list[str] = field(default_factory=list)
     validation_warnings: list[str] = field(default_factory=list)
     stale_reason: str | None = None  # set when blocked: what the stale KRs show
+    # Records in quarantine (not counted), per source/object: "demo/deals: 3 quarantined, 1 of
+    # them an update whose earlier good row is kept".
+    quarantine: list[str] = field(default_factory=list)
     reports: list[ValidationReport] = field(default_factory=list)  # the gate's suites, for metadata
     failing_sources: list[str] = field(default_factory=list)  # sources that failed to sync
     stale_key_results: list[tuple[str, str]] = field(default_factory=list)  # failing sources'
@@ -280,6 +288,7 @@ def run_days(
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
+    database = database_identity(engine)
     store.start_run(run_id, origin=origin, days_requested=len(days), data_synced_at=synced_at)
     results = []
     try:
@@ -287,6 +296,7 @@ def run_days(
         frozen = frozen_cycles(settings, definitions, store)
         # Staged data that failed its data suites blocks every day computed from it.
         verdicts = gate.data_gate(settings, engine) if validate else []
+        quarantine = gate.quarantine_notes(settings, engine)
         failing_by_day = source_health.failing_sources(settings, engine, days)
         deps = source_health.dependencies(definitions, [s.name for s in settings.sources])
         for as_of in days:
@@ -304,24 +314,43 @@ def run_days(
                 validation_failures=verdict.failures,
                 validation_warnings=verdict.warnings,
                 stale_reason=verdict.stale_reason,
+                quarantine=quarantine,
                 reports=verdict.reports,
                 failing_sources=failing_by_day.get(as_of, []),
             )
             write_day(store, definitions, result, deps, run_id=run_id, data_synced_at=synced_at,
                       frozen_cycles=frozen)  # fmt: skip
             results.append(result)
+            store.heartbeat(run_id)
             if progress_callback:
                 progress_callback(result)
+        check_database_identity(engine, database)
+    except DatabaseVanishedError:
+        raise  # recording it would write into a new, empty file: the error says what happened
     except BaseException as exc:
-        store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+        record_failure(store, run_id, exc)
         raise
     status, message = run_outcome(results)
     store.finish_run(run_id, status=status, message=message)
+    check_database_identity(engine, database)
     store.record_definitions(**definition_records(definitions))
     write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
     if publish:
         push_to_okr_tools(settings, store)
     return results
+
+
+def record_failure(store: OkrStore, run_id: str, exc: BaseException) -> None:
+    """Record the run as failed with the reason; when even that fails (the database is what
+    failed), say so on the original error instead of hiding it behind a second one."""
+    try:
+        store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+    except Exception as second:  # noqa: BLE001 - the first error is the one to report
+        log.error("run %s could not be recorded as failed: %s", run_id, second)
+        exc.add_note(
+            f"The run {run_id} could not be recorded as failed either ({type(second).__name__}); "
+            "the next run marks it failed when it starts (krpulse runs)."
+        )
 
 
 def write_day(

@@ -13,17 +13,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import sqlalchemy as sa
 
-from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.canonical import METRIC_TABLES
 from kr_metrics.definitions import DefinitionSet
 from okr_store.staging import STAGING_TABLES, last_synced, latest_sync_failures
 from pipelines.settings import Settings
 
 STALE_REASON = "source {sources} failed to sync"
-STAGED_SOURCES_COLUMNS = [
-    "as_of", "source", "type", "status", "reason", "last_synced_at", "stale_from",
-    "deals", "customers", "nps_responses",
-]  # fmt: skip
 STATE_COLUMNS = ["source", "type", "status", "reason", "last_synced_at"]
+# Per day and source: its state, the day it is stale from, and its rows staged per metric table.
+STAGED_SOURCES_COLUMNS = ["as_of", *STATE_COLUMNS, "stale_from", *METRIC_TABLES]
 
 
 def source_states(settings: Settings, engine: sa.Engine) -> pd.DataFrame:
@@ -58,7 +56,7 @@ def staged_counts(engine: sa.Engine, sources: list[str]) -> pd.DataFrame:
     """Rows staged (not deleted) per source in the tables the metrics read."""
     counts = pd.DataFrame({"source": sources}).set_index("source")
     with engine.connect() as conn:
-        for table in (DEALS, CUSTOMERS, NPS_RESPONSES):
+        for table in METRIC_TABLES:
             staged = STAGING_TABLES[table]
             query = (
                 sa.select(staged.c.source, sa.func.count().label("rows"))

@@ -28,12 +28,12 @@ from pipelines.names import KR_PROGRESS, STAGED_SOURCES
 from pipelines.settings import load_settings
 
 # Every table a computed day writes, with the columns that legitimately differ between two
-# runs of it: the run's id (cli-… or Dagster's), its origin, and when rows were written.
+# runs of it: the run's id (cli-… or Dagster's), its origin, its process, and when rows were written.
 DAY_TABLES: dict[str, set[str]] = {
     "kr_progress": {"run_id", "computed_at"},
     "kpi_values": {"run_id", "computed_at"},
     "run_days": {"run_id", "recorded_at"},
-    "runs": {"run_id", "origin", "started_at", "finished_at"},
+    "runs": {"run_id", "origin", "started_at", "finished_at", "heartbeat_at", "pid", "host"},
     "key_results": {"first_run_id", "recorded_at"},
     "kpis": {"first_run_id", "recorded_at"},
     "cycles": {"recorded_at"},

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.reconcile import ReconcileSettings
+
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
 # CRM object types as the v3/v4 APIs name them.
@@ -23,6 +25,8 @@ SEARCH_RESULT_LIMIT = 10_000
 ASSOCIATION_BATCH_SIZE = 1_000
 
 LAST_MODIFIED = "hs_lastmodifieddate"
+# On the record that survived a merge: the ids merged into it, ";"-separated.
+MERGED_IDS = "hs_merged_object_ids"
 OBJECT_ID = "hs_object_id"
 
 # Association type ids HubSpot defines for the "Primary" label.
@@ -61,6 +65,8 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
     FEEDBACK_TYPE: ("crm.objects.feedback_submissions.read", "crm.objects.contacts.read"),
     "owners": ("crm.objects.owners.read",),
 }
+# The account details (company currency, time zone) need no scope beyond the token itself.
+ACCOUNT_DETAILS_PATH = "/account-info/v3/details"
 ALL_SCOPES = tuple(sorted({scope for scopes in REQUIRED_SCOPES.values() for scope in scopes}))
 
 # HubSpot's internal deal type values -> canonical deal_type; "renewal" is a common custom value.
@@ -92,8 +98,15 @@ class HubSpotSourceSettings(BaseModel):
     access_token_env: str = Field(default="HUBSPOT_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     base_url: str = DEFAULT_BASE_URL
     # The portal's company currency: what an empty deal_currency_code means and what
-    # amount_in_home_currency is in. Unset: deals without a currency code are quarantined.
+    # amount_in_home_currency is in. Unset: read from the portal's account details
+    # (companyCurrency of /account-info/v3/details).
     portal_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    # NPS from feedback submissions: auto syncs them when the private app has the
+    # feedback-submissions scope and warns (syncing the rest) when it has not; none skips them.
+    nps: Literal["auto", "feedback_submissions", "none"] = "auto"
+    # Sources whose staged fx_rates convert deals HubSpot gives no home amount for (HubSpot has
+    # no dated rates of its own), first listed first; None: every source that stages rates.
+    fx_rates_from: list[str] | None = None
     company_properties: CompanyPropertyMap = CompanyPropertyMap()
     deal_types: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_DEAL_TYPES))
     # HubSpot team name -> krpulse team key; unmapped names become slugs ("Sales DACH" -> sales-dach).
@@ -101,6 +114,7 @@ class HubSpotSourceSettings(BaseModel):
     # Search is eventually consistent: re-read this far behind the cursor so late-indexed
     # changes are not skipped.
     lookback_minutes: float = Field(default=10.0, ge=0)
+    reconcile: ReconcileSettings = ReconcileSettings()
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     backoff_seconds: float = Field(default=1.0, ge=0)

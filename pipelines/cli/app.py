@@ -5,18 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import click
+import sqlalchemy as sa
 
 from connectors.base import SourceError
 from kr_metrics.definitions import DefinitionError
+from okr_store.db import DatabaseVanishedError
 from okr_store.schema import SchemaOutOfDateError
 from pipelines.cli.config import config
 from pipelines.cli.daily import demo, preview, run, status, sync
 from pipelines.cli.dashboard import digest, serve
 from pipelines.cli.db import db, export, push
 from pipelines.cli.definitions import definitions
+from pipelines.cli.doctor import doctor
 from pipelines.cli.lifecycle import new_cycle_command, review_command
 from pipelines.cli.output import Context
+from pipelines.cli.runs import runs_command
 from pipelines.cli.validate import validate_command
+from pipelines.failures import explain
 from pipelines.settings import ConfigError
 
 
@@ -28,6 +33,16 @@ class KrpulseGroup(click.Group):
             return super().invoke(ctx)
         except (ConfigError, DefinitionError, SourceError, SchemaOutOfDateError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except (sa.exc.DBAPIError, DatabaseVanishedError) as exc:
+            # The database failed (unreachable, locked, read-only, vanished): one message.
+            raise click.ClickException(explain(exc, _database_url(ctx)) or str(exc)) from exc
+
+
+def _database_url(ctx: click.Context) -> str | None:
+    try:
+        return ctx.obj.settings().effective_database_url if ctx.obj else None
+    except Exception:  # noqa: BLE001 - the message names "the database" instead
+        return None
 
 
 @click.group(cls=KrpulseGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,5 +59,5 @@ def main() -> None:
 
 
 for command in (demo, sync, run, preview, status, definitions, serve, digest, db, export, push,
-                review_command, new_cycle_command, validate_command, config):  # fmt: skip
+                review_command, new_cycle_command, validate_command, config, runs_command, doctor):  # fmt: skip
     cli.add_command(command)

@@ -160,7 +160,7 @@ def run(
     def on_day(result: flow.DayResult) -> None:
         if result.blocked:
             err_console.print(f"{result.as_of}: [red]blocked[/] by validation, nothing pushed; "
-                              "its KRs are marked stale:")  # fmt: skip
+                              "stored good values are kept, its other KRs marked stale:")  # fmt: skip
             for line in result.validation_failures:
                 err_console.print(f"  {escape(line)}")
         for line in result.validation_warnings:
@@ -179,6 +179,8 @@ def run(
     results = flow.run_days(settings, engine, days, definitions=definitions, data=data,
                             progress_callback=on_day)  # fmt: skip
     last = results[-1]
+    for line in last.quarantine if output_format == "table" else ():  # the same for every day
+        console.print(escape(line), style="dim", highlight=False)
     store = OkrStore(engine)
     print_progress(last.as_of, store.progress(as_of=last.as_of), store.kpi_values(as_of=last.as_of),
                    output_format)  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from typing import Any
 
 import click
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from core.numbers import is_missing
 from kr_metrics.display import (
     format_percent,
     format_value,
@@ -73,7 +73,7 @@ format_option = click.option(
 
 
 def _number(value: Any) -> float | int | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if is_missing(value):
         return None
     if isinstance(value, int | bool):
         return int(value)
