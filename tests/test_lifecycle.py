@@ -8,6 +8,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
+from conftest import copy_demo_project, make_demo_project
 
 from kr_metrics.definitions import Cycle
 from kr_metrics.lifecycle import ACHIEVED, MISSED, PARTIALLY_ACHIEVED, is_closed, verdict
@@ -55,14 +56,24 @@ def drop_september_deals(project):
     (project / "demo-data" / "deals.csv").write_text("\n".join(kept) + "\n")
 
 
-@pytest.fixture
-def demo_run(demo_project):
-    """The demo's Q3 cycle computed into the store (the whole closed quarter)."""
-    settings = load_settings(demo_project / "krpulse.yaml")
+@pytest.fixture(scope="module")
+def q3_computed(tmp_path_factory, demo_data):
+    """The demo's Q3 cycle computed into a store once per module (the whole closed quarter)."""
+    project = make_demo_project(tmp_path_factory.mktemp("q3") / "project", demo_data)
+    settings = load_settings(project / "krpulse.yaml")
     engine, _, _ = flow.upgrade_database(settings)
     flow.sync_sources(settings, engine)
     flow.run_days(settings, engine, flow.date_range(dt.date(2026, 7, 1), dt.date(2026, 9, 30)))
-    return demo_project, OkrStore(engine)
+    engine.dispose()
+    return project
+
+
+@pytest.fixture
+def demo_run(q3_computed, tmp_path):
+    """A test's own copy of the computed Q3 project: tests may change its data and store."""
+    project = copy_demo_project(q3_computed, tmp_path / "project")
+    engine, _, _ = flow.upgrade_database(load_settings(project / "krpulse.yaml"))
+    return project, OkrStore(engine)
 
 
 def test_review_of_a_closed_demo_cycle_matches_the_stored_progress(demo_run):
