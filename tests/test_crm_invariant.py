@@ -295,8 +295,11 @@ def hs_apply(portal: Portal, kind: str, a: int, b: int, c: int) -> None:
         teams = [t for t in HS_TEAMS if t != owner["teams"][0]["name"]]
         portal.set_owner_team(owner["id"], _pick(teams, b))
     elif kind == "stage_edit":
-        stage = HS_STAGES[a % 3]
-        portal.edit_stage("default", stage, closed=bool(b % 2), probability=[0.0, 1.0, 0.4][c % 3])
+        # Flip a stage between open and closed (won or lost): its deals' flags must follow.
+        stage = next(st for st in portal.pipelines[0]["stages"] if st["id"] == HS_STAGES[a % 3])
+        closed = stage["metadata"]["isClosed"] != "true"
+        probability = (1.0 if b % 2 else 0.0) if closed else 0.5
+        portal.edit_stage("default", stage["id"], closed=closed, probability=probability)
     elif kind == "filter_exit" and feedback:
         portal.update("feedback_submissions", str(_pick(feedback, a)), hs_survey_type="CSAT")
     elif kind == "filter_enter" and feedback:
@@ -355,3 +358,45 @@ def test_hubspot_incremental_syncs_equal_a_fresh_full_sync(flavour):
             assert_same_staging(incremental, full, "hubspot")
 
     run()
+
+
+def test_hubspot_a_deal_moved_without_being_modified_is_found_by_the_sweep_only(tmp_path):
+    portal = Portal()
+    hubspot_portal(portal)
+    deal, other = _live(portal, "deals")[0], _live(portal, "companies")[-1]
+    with running(portal) as fake:
+        staging = Staging(tmp_path, "staging")
+        stage(hs_source(fake, portal, WEEKLY), staging.engine, home_currency="EUR")
+        # another deal's edit moves the cursor past the lookback window of the first ones
+        portal.tick(120)
+        portal.update("deals", _live(portal, "deals")[-1], amount="999")
+        stage(hs_source(fake, portal, WEEKLY), staging.engine, home_currency="EUR")
+        portal.reassociate_quietly(deal, other)
+        portal.tick(2 * 86_400)
+        stage(hs_source(fake, portal, WEEKLY), staging.engine, home_currency="EUR")
+        deals = staging.live(DEALS, "hubspot").set_index("deal_id")
+        assert deals.loc[deal, "customer_id"] != other  # no cursor sees it: not due yet
+        portal.tick(6 * 86_400)
+        reports = stage(hs_source(fake, portal, WEEKLY), staging.engine, home_currency="EUR")
+    assert (
+        next(r for r in reports if r.object == DEALS)
+        .details["reconciled"]
+        .startswith("last reconciled 8 days ago")
+    )
+    assert staging.live(DEALS, "hubspot").set_index("deal_id").loc[deal, "customer_id"] == other
+
+
+def test_hubspot_a_stage_edit_relists_the_deals_whose_flags_it_changes(tmp_path):
+    portal = Portal()
+    hubspot_portal(portal)
+    with running(portal) as fake:
+        staging = Staging(tmp_path, "staging")
+        stage(hs_source(fake, portal, NEVER), staging.engine, home_currency="EUR")
+        open_deals = staging.live(DEALS, "hubspot").query("stage == 'Open'")["deal_id"]
+        assert len(open_deals)
+        portal.edit_stage("default", "open", closed=True, probability=1.0)
+        portal.tick(120)
+        reports = stage(hs_source(fake, portal, NEVER), staging.engine, home_currency="EUR")
+    deals = staging.live(DEALS, "hubspot").set_index("deal_id")
+    assert deals.loc[list(open_deals), "is_won"].all()
+    assert next(r for r in reports if r.object == DEALS).details["mode"] == "relisted"

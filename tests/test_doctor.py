@@ -68,3 +68,13 @@ def test_doctor_names_what_is_missing_and_exits_1(tmp_path, salesforce, monkeypa
     result = doctor(project(tmp_path, sources))
     assert result.exit_code == 1
     assert "customers.region_field names field Territory__c" in result.output
+
+
+def test_sync_prints_a_sources_warning(tmp_path, salesforce):
+    server = salesforce(feedback_management=False)
+    populate_acme(server.org)
+    config = project(tmp_path, salesforce_source(server))
+    assert CliRunner().invoke(cli, ["--config", str(config), "db", "upgrade"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["--config", str(config), "sync"])
+    assert result.exit_code == 0, result.output
+    assert "warning: source 'sf-main': NPS responses are not synced" in result.output

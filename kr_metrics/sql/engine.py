@@ -86,6 +86,15 @@ class DuckDBStaged:
         self.config = {"threads": int(threads)} if threads else {}
 
     @classmethod
+    def from_prepared(cls, data) -> DuckDBStaged:
+        """The staged frames a PreparedData was made from (kr_metrics.engine.prepare keeps them)."""
+        if data.staged is None:
+            raise ValueError(
+                "these prepared frames do not carry their staged frames; build them with prepare()"
+            )
+        return cls(*data.staged, timezone=data.timezone)
+
+    @classmethod
     def from_parquet(cls, folder, *, timezone: str) -> DuckDBStaged:
         """`deals.parquet`, `customers.parquet`, `nps_responses.parquet` of a folder (canonical
         columns), read with Arrow: text columns as dictionaries, unread columns never loaded."""
