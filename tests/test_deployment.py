@@ -167,6 +167,14 @@ class Deployment:
                 )
         return "\n".join(lines)
 
+    def worker_pids(self, run_id: str) -> set[int]:
+        """The processes that wrote a run's events: its run worker and its steps."""
+        return {
+            record.dagster_event.pid
+            for record in self.instance.all_logs(run_id)
+            if record.dagster_event is not None and record.dagster_event.pid
+        }
+
     def graphql(self, query: str, **variables) -> dict:
         response = requests.post(
             self.graphql_url, json={"query": query, "variables": variables}, timeout=60
@@ -589,6 +597,12 @@ def test_a_failed_day_is_retried_by_the_daemon_in_a_new_process(deployment, laun
     )
     assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.run_errors(retry.run_id)
     assert retry.tags.get("dagster/retry_number") == "1"
+    # Each attempt ran in processes of its own (DefaultRunLauncher: a new run worker per run),
+    # none of them the code server, the webserver or the daemon.
+    first_pids, retry_pids = deployment.worker_pids(first_id), deployment.worker_pids(retry.run_id)
+    services = {p.pid for p in deployment.processes.values()}
+    assert first_pids and retry_pids and not first_pids & retry_pids
+    assert not (first_pids | retry_pids) & services
     stored = deployment.progress(RETRIED_DAY)
     assert len(stored) > 0 and set(stored["run_id"]) == {retry.run_id}
 
