@@ -174,8 +174,8 @@ def quick_win_order(items: list[dict]) -> list[dict]:
     """Items best first (most benefit for least effort), the top `QUICK_WINS` marked `quick_win`.
 
     Ranked by benefit minus effort, then benefit, then the order they were entered, so the same
-    items always give the same three. An item whose effort outweighs its benefit is never a
-    quick win, however few items there are.
+    items always give the same three. An item whose effort is as large as its benefit is never
+    a quick win, however few items there are.
     """
     ranked = sorted(
         enumerate(items),
@@ -183,6 +183,6 @@ def quick_win_order(items: list[dict]) -> list[dict]:
     )
     out = []
     for rank, (_, item) in enumerate(ranked):
-        worthwhile = item["benefit"] >= item["effort"]
+        worthwhile = item["benefit"] > item["effort"]
         out.append({**item, "quick_win": rank < QUICK_WINS and worthwhile})
     return out

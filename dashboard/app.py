@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
-from dashboard import access, digest, views
+from dashboard import access, digest, routes_week, views, week
 
 HERE = Path(__file__).parent
 
@@ -156,12 +156,15 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
     def not_found(request: Request, error: views.NotFound) -> HTMLResponse:
         return page(request, "empty.html", status_code=404, message=str(error))
 
+    # Check-ins, the team's check-in form, alignment and the retrospective (dashboard/week.py).
+    csrf = routes_week.add_routes(app, data, page)
+
     # --- pages -----------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(request: Request, cycle: str | None = None, team: str | None = None):
         try:
-            model = views.overview(data, cycle or None, team or None)
+            model = week.enrich_overview(data, views.overview(data, cycle or None, team or None))
         except views.NotFound as error:
             return not_found(request, error)
         return page(request, "overview.html", o=model)
@@ -175,7 +178,11 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
             records = views.drilldown(data, cycle, kr, history=history)
         except views.NotFound as error:
             return not_found(request, error)
-        return page(request, "kr.html", d=detail, r=records, cycles=known)
+        check_ins = week.kr_check_ins(data, cycle, detail["kr"])
+        token, cookie = csrf.token(request)
+        response = page(request, "kr.html", d=detail, r=records, cycles=known, c=check_ins,
+                        csrf_token=token, saved=request.query_params.get("saved"))  # fmt: skip
+        return csrf.set_cookie(request, response, cookie)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/"):  # noqa: A002 - the query parameter's name

@@ -480,3 +480,7 @@ cli.add_command(validate_command)
 from pipelines.cli_config import config  # noqa: E402
 
 cli.add_command(config)
+from pipelines.cli_checkin import checkin, retro  # noqa: E402
+
+cli.add_command(checkin)
+cli.add_command(retro)

@@ -67,6 +67,9 @@ def dashboard_data(settings: Settings, engine: sa.Engine) -> DashboardData:
         record_links=links,
         stale_after=dt.timedelta(hours=settings.dashboard.stale_after_hours),
         moonshot_success=settings.scoring.moonshot_success,
+        timezone=settings.timezone,
+        team_names=dict(settings.dashboard.team_names),
+        public_url=settings.dashboard.public_url,
     )
 
 
