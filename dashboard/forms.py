@@ -2,7 +2,7 @@
 
 A form page sets a random `krpulse_csrf` cookie (SameSite=Strict, HttpOnly) and embeds
 HMAC(app key, cookie) in the form; a POST is accepted only with both, matching, and — when the
-browser names one — an Origin (or Referer) of this very host. A page on another site can make the
+browser names them — Sec-Fetch-Site and Origin of this very origin. A page on another site can make the
 browser POST here, but it can neither read the token nor make the browser send the Strict cookie.
 JSON writes need `Content-Type: application/json`, which no cross-site form can send and which a
 cross-site script can only send after a CORS preflight this app never answers.
@@ -65,12 +65,21 @@ class CsrfGuard:
 
 
 def same_origin(request: Request) -> None:
-    """Refused(403) when the browser says the request comes from another site."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
-        # Browsers send Origin on every cross-site POST; its absence means a same-origin
-        # navigation of an old browser, or a non-browser client (which has no cookies to abuse).
-        if origin == "null":
+    """Refused(403) when the browser says the request comes from another site or origin.
+
+    Browsers name where a request comes from in Sec-Fetch-Site (every current one) and Origin.
+    Under this app's `Referrer-Policy: no-referrer` Chromium sends `Origin: null` even for its
+    own forms, so a null Origin counts only together with `Sec-Fetch-Site: same-origin`.
+    Without either header the client is not a browser (and has no cookie to abuse).
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        raise Refused(403, "Cross-site requests cannot change data here.")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    if origin == "null":
+        if fetch_site != "same-origin":
             raise Refused(403, "Cross-site requests cannot change data here.")
         return
     parts = urlsplit(origin)

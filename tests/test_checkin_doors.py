@@ -182,3 +182,25 @@ def test_the_cli_checks_in_and_lists(demo, monkeypatch):
     retro = runner.invoke(cli, [*config, "retro", CYCLE, "--add", "Shorter meeting",
                                 "--benefit", "3", "--effort", "1"])  # fmt: skip
     assert retro.exit_code == 0 and "★ benefit 3 · effort 1  Shorter meeting" in retro.output
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # another port or subdomain of the same site
+        {"Origin": "null"},  # a sandboxed frame elsewhere
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://127.0.0.1:9999"},
+        {"Origin": "https://127.0.0.1"},
+    ],
+)
+def test_a_form_from_anywhere_but_this_origin_is_refused_even_with_a_valid_token(client, headers):
+    token = _token(client.get(f"/retro/{CYCLE}").text)
+    fields = {"csrf_token": token, "text": "forged", "benefit": "5", "effort": "1"}
+    assert client.post(f"/retro/{CYCLE}", data=fields, headers=headers).status_code == 403
+    same = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}  # Chromium under no-referrer
+    assert (
+        client.post(f"/retro/{CYCLE}", data=fields | {"text": "ok"}, headers=same).status_code
+        == 303
+    )
