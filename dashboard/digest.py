@@ -71,35 +71,44 @@ def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
 def build_digest(
     data: views.DashboardData, *, week: dt.date | None = None, team: str | None = None
 ) -> Digest:
-    """The check-in for the week containing `week` (default: the newest stored day's week).
+    """The digest of the seven days ending on the newest day with data (in the ISO week of
+    `week` when given), compared with exactly seven days earlier.
 
-    "Now" is the newest stored day of that week; "last week" is the newest stored day at least
-    seven days earlier. Every cycle with data in the week is covered, each team on its own.
+    A digest never claims a day it has no numbers for: when the daily job has not run for a
+    while, the digest is as of its last day and flags the numbers as stale, judged at the end of
+    the requested week (or today).
     """
     known = data.store.cycles()
     if known.empty:
         raise views.NotFound("the OKR store is empty: run `krpulse run` (or `krpulse demo`) first")
-    week_start, week_end = week_of(week or max(known["last_day"]))
-    # A cycle is in the week when its dates (from the definitions, else its stored days) meet
-    # it: a week the daily job missed still gets a digest, one that says the data is stale.
+    today = data.now().date()
+    reporting_day = min(week_of(week)[1], today) if week else today
     spans = {
         row.cycle: views.cycle_dates(data, row.cycle) or (row.first_day, row.last_day)
         for row in known.itertuples()
     }
-    active = [c for c, (start, end) in spans.items() if start <= week_end and end >= week_start]
+    with_data = known[known["first_day"] <= reporting_day]
+    if with_data.empty:
+        raise views.NotFound(f"no KR progress stored on or before {reporting_day}")
+    as_of = min(max(with_data["last_day"]), reporting_day)
+    active = [c for c, (start, end) in spans.items() if start <= as_of <= end]
     if not active:
-        raise views.NotFound(f"no cycle with KR progress in the week {week_start} – {week_end}")
-    today = data.now().date()
-    as_of = max(min(week_end, spans[c][1], today) for c in active)
+        raise views.NotFound(f"no cycle with KR progress on {as_of}")
     previous = as_of - dt.timedelta(days=7)
     teams: list[TeamDigest] = []
     for cycle in active:
-        teams.extend(_cycle_digest(data, cycle, as_of, previous, team))
-    return Digest(week_start, week_end, as_of, previous, teams)
+        judged_on = min(reporting_day, spans[cycle][1])
+        teams.extend(_cycle_digest(data, cycle, as_of, previous, team, judged_on))
+    return Digest(as_of - dt.timedelta(days=6), as_of, as_of, previous, teams)
 
 
 def _cycle_digest(
-    data: views.DashboardData, cycle: str, as_of: dt.date, previous: dt.date, team: str | None
+    data: views.DashboardData,
+    cycle: str,
+    as_of: dt.date,
+    previous: dt.date,
+    team: str | None,
+    judged_on: dt.date,
 ) -> list[TeamDigest]:
     now_rows = data.store.latest_cycle_progress(cycle, as_of=as_of, team=team)
     if now_rows.empty:
@@ -108,10 +117,10 @@ def _cycle_digest(
     # Staleness is judged at the end of the digest's day, not today, so a past week's digest
     # reads the same whenever it is made.
     reference = min(
-        data.now(), dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
+        data.now(), dt.datetime.combine(judged_on + dt.timedelta(days=1), dt.time(), dt.UTC)
     )
     frozen = views.DashboardData(**{**data.__dict__, "now": lambda: reference})
-    krs = pd.DataFrame(views._kr_records(now_rows, frozen, as_of))
+    krs = pd.DataFrame(views._kr_records(now_rows, frozen, judged_on))
 
     moved = krs.merge(
         before[["kr", "value", "progress", "status", "as_of"]].rename(

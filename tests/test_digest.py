@@ -38,7 +38,8 @@ def demo(tmp_path_factory, demo_data):
 def test_the_digest_covers_each_team_with_status_moves_risks_and_outlook(demo):
     _, data = demo
     report = digest.build_digest(data)
-    assert (report.week_start, report.week_end) == (dt.date(2026, 11, 23), dt.date(2026, 11, 29))
+    # The week is the seven days ending on the newest day with data.
+    assert (report.week_start, report.week_end) == (dt.date(2026, 11, 19), dt.date(2026, 11, 25))
     assert report.as_of == dt.date(2026, 11, 25) and report.previous_as_of == dt.date(2026, 11, 18)
     assert [t.label for t in report.teams] == ["Company", "sales-dach", "sales-uk", "sales-us"]
     latest = data.store.latest_cycle_progress(CYCLE).set_index("kr")
@@ -111,7 +112,7 @@ def test_digest_command_prints_markdown_or_html_and_posts_to_the_webhook(demo, m
     config = ["--config", str(project / "krpulse.yaml")]
     md = runner.invoke(cli, [*config, "digest", "--team", "sales-uk"])
     assert md.exit_code == 0, md.output
-    assert md.output.startswith("# Weekly KR check-in: 2026-11-23 – 2026-11-29")
+    assert md.output.startswith("# Weekly KR check-in: 2026-11-19 – 2026-11-25")
     assert "## sales-uk · 2026-Q4" in md.output and "**What moved**" in md.output
     html = runner.invoke(cli, [*config, "digest", "--format", "html", "--week", "2026-11-04"])
     assert html.exit_code == 0 and "<h2>sales-dach · 2026-Q4</h2>" in html.output
@@ -134,3 +135,15 @@ def test_digest_command_prints_markdown_or_html_and_posts_to_the_webhook(demo, m
     (body,) = _Webhook.received
     assert body["text"].startswith("# Weekly KR check-in")
     assert [t["team"] for t in body["digest"]["teams"]] == ["sales-us"]
+
+
+def test_the_digest_is_as_of_the_newest_data_day_and_compares_exactly_seven_days(demo):
+    # Read ten days after the demo's last data day: the digest must not claim a later day.
+    _, data = demo
+    later = DashboardData(
+        **{**data.__dict__, "now": lambda: dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)}
+    )
+    report = digest.build_digest(later)
+    assert report.as_of == DEMO_AS_OF
+    assert report.previous_as_of == DEMO_AS_OF - dt.timedelta(days=7)
+    assert (report.week_start, report.week_end) == (DEMO_AS_OF - dt.timedelta(days=6), DEMO_AS_OF)
