@@ -128,7 +128,7 @@ def sparkline(values: list[float | None]) -> str:
     )
 
 
-def _change_text(now: float | None, before: float | None, metric: str, unit: str | None) -> str:
+def change_text(now: float | None, before: float | None, metric: str, unit: str | None) -> str:
     if now is None or before is None:
         return "—"
     delta = now - before
@@ -205,7 +205,7 @@ def _enrich_kr(kr: dict, latest: dict, changes: pd.DataFrame, series: dict, this
     change = changes.loc[kr["kr"]] if kr["kr"] in changes.index else None
     before = None if change is None else number(change["value_week_ago"])
     kr["value_week_ago"] = before
-    kr["change_text"] = _change_text(kr["value"], before, kr["metric"], kr["unit"])
+    kr["change_text"] = change_text(kr["value"], before, kr["metric"], kr["unit"])
     kr["change_direction"] = (
         "none" if before is None or kr["value"] is None or kr["value"] == before
         else ("up" if kr["value"] > before else "down")
