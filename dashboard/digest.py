@@ -321,10 +321,10 @@ def _markdown_line(line: dict) -> str:
     )  # fmt: skip
     text = (f"- {_markdown_title(line)}{owner} · {md(line['value_text'])} "
             f"({md(line['change_text'])} in 7 days) · {line['status_label'].lower()} · {confidence}")  # fmt: skip
-    notes = [f"{name}: {md(line[key])}" for name, key in
-             (("progress", "progress"), ("problems", "problems"), ("next", "next_steps"))
+    notes = [f"_{name}:_ {md(line[key].rstrip('.'))}." for name, key in
+             (("Progress", "progress"), ("Problems", "problems"), ("Next", "next_steps"))
              if line.get(key)]  # fmt: skip
-    return text + (f"  \n  {'; '.join(notes)}" if notes else "")
+    return text + (f"  \n  {' '.join(notes)}" if notes else "")
 
 
 # Slack mrkdwn: only &, < and > are special (https://api.slack.com/reference/surfaces/formatting);
