@@ -28,33 +28,54 @@ DEMO_LEADS = {
 CHECK_IN_WEEKDAY = 2  # Wednesday: the demo teams meet mid-week
 SKIP_SHARE = 0.12
 
+# What a sales team lead says, by the kind of KR and how it is going.
 _PROBLEMS = {
-    "off_track": [
+    ("win_rate", "off_track"): [
         "Two late-stage deals slipped to next quarter.",
-        "Pipeline for the segment is thinner than planned.",
-        "Lost a reference customer to a competitor on price.",
+        "Lost a reference deal to a competitor on price.",
     ],
-    "at_risk": [
+    ("win_rate", "at_risk"): [
         "Procurement cycles are running long at two accounts.",
+        "Too many deals stall after the demo.",
+    ],
+    ("nps", "off_track"): [
+        "Detractors cite slow support responses.",
+        "The onboarding backlog shows up in the scores.",
+    ],
+    ("nps", "at_risk"): [
         "Fewer survey responses than usual this week.",
+        "Two detractors from the same account.",
+    ],
+    ("revenue", "off_track"): [
+        "Renewals are coming in below list price.",
+        "Upsell pipeline for the segment is thin.",
+    ],
+    ("revenue", "at_risk"): [
+        "Two expansion deals wait for budget approval.",
         "One rep out sick; follow-ups are behind.",
     ],
-    "on_track": ["", "", "Nothing blocking."],
 }
 _NEXT = {
-    "off_track": [
-        "Escalate the two stalled deals with the sponsor; weekly deal review with finance.",
-        "Re-run the win/loss analysis and adjust discount guidelines.",
-    ],
-    "at_risk": [
-        "Book QBRs with the top ten accounts before month end.",
-        "Chase detractors from last month's survey personally.",
-    ],
-    "on_track": [
-        "Keep the cadence; share the renewal playbook with the team.",
-        "Line up next month's renewals early.",
-    ],
+    ("win_rate", "bad"): "Weekly deal review of every late-stage deal; adjust discount guidelines.",
+    ("win_rate", "good"): "Keep qualifying hard; share the two wins' playbook in Monday's call.",
+    ("nps", "bad"): "Call every detractor this week; agree a fix with customer success.",
+    ("nps", "good"): "Ask this month's promoters for references.",
+    ("revenue", "bad"): "Book QBRs with the top ten accounts before month end.",
+    ("revenue", "good"): "Line up next month's renewals early.",
 }
+
+
+def _family(metric: str) -> str:
+    return metric if metric in ("win_rate", "nps") else "revenue"
+
+
+def _problems(rng: np.random.Generator, metric: str, status: str) -> str:
+    options = _PROBLEMS.get((_family(metric), status))
+    return str(rng.choice(options)) if options else ""
+
+
+def _next_steps(metric: str, status: str) -> str:
+    return _NEXT[(_family(metric), "bad" if status in ("off_track", "at_risk") else "good")]
 
 
 def _confidence(row: dict) -> int:
@@ -98,13 +119,13 @@ def seed_demo_check_ins(engine, cycles: list[str], today: dt.date, *, seed: int 
             for row in rows:
                 if rng.random() < SKIP_SHARE and previous_rows:
                     continue
-                status = row["status"] if row["status"] in _PROBLEMS else "at_risk"
+                status = row["status"]
                 made = make_check_in(
                     cycle=cycle, kr=row["kr"], day=day, today=day,
                     confidence=_confidence(row),
                     progress=_progress_note(row, previous_rows.get(row["kr"])),
-                    problems=str(rng.choice(_PROBLEMS[status])),
-                    next_steps=str(rng.choice(_NEXT[status])),
+                    problems=_problems(rng, row["metric"], status),
+                    next_steps=_next_steps(row["metric"], status),
                     author=DEMO_LEADS.get(None if pd.isna(row.get("team")) else row["team"],
                                           "Head of Sales"),
                 )  # fmt: skip
