@@ -20,6 +20,7 @@ from dashboard import views
 from kr_metrics.display import format_percent, format_value, number
 from okr_store.checkins import CheckInStore
 from okr_store.staging import read_staged
+from okr_store.weekly import values_on_days, weekly_days
 
 SPARK_WIDTH, SPARK_HEIGHT = 100.0, 24.0
 LEVEL_ORDER = {"company": 0, "team": 1, "individual": 2}
@@ -140,16 +141,14 @@ def change_text(now: float | None, before: float | None, metric: str, unit: str 
 
 
 def weekly_changes(history: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """Per KR: its value on `as_of` and on the same weekday a week earlier (newest day up to it)."""
+    """Per KR: its value on `as_of` and on the same weekday exactly a week earlier (None when
+    that day is not stored: a missed run shows as no change, never as a made-up one)."""
+    columns = ["kr", "value_now", "value_week_ago"]
     if history.empty:
-        return pd.DataFrame(columns=["kr", "value_now", "value_week_ago", "day_week_ago"])
-    week_ago = as_of - dt.timedelta(days=7)
-    earlier = history[history["as_of"] <= week_ago].groupby("kr").tail(1)
-    current = history[history["as_of"] <= as_of].groupby("kr").tail(1)
-    merged = current[["kr", "value"]].merge(
-        earlier[["kr", "value", "as_of"]], on="kr", how="left", suffixes=("_now", "_week_ago")
-    )
-    return merged.rename(columns={"as_of": "day_week_ago"})
+        return pd.DataFrame(columns=columns)
+    now = history[history["as_of"] == as_of][["kr", "value"]]
+    before = history[history["as_of"] == as_of - dt.timedelta(days=7)][["kr", "value"]]
+    return now.merge(before, on="kr", how="left", suffixes=("_now", "_week_ago"))[columns]
 
 
 def enrich_overview(data: views.DashboardData, model: dict) -> dict:
@@ -161,19 +160,18 @@ def enrich_overview(data: views.DashboardData, model: dict) -> dict:
     this_week = week_start(today)
     latest = check_ins(data).latest_check_ins(cycle)
     latest_by_kr = {r["kr"]: r for r in latest.to_dict("records")}
-    history = data.store.cycle_history(cycle, team=model["team"]) if as_of else pd.DataFrame()
-    if model["team"] and as_of:
-        # The company's KRs are shown beside a team's too: they are what the team aligns to.
-        company = data.store.cycle_history(cycle, end=as_of)
-        history = pd.concat([history, company[company["team"].isna()]], ignore_index=True)
-    changes = (
-        weekly_changes(history.sort_values(["kr", "as_of"]), as_of).set_index("kr")
-        if as_of
-        else pd.DataFrame()
-    )
+    history = pd.DataFrame(columns=["kr", "as_of", "value"])
+    if as_of:
+        first_day = (model["dates"] or (None,))[0] or min(
+            c["first_day"] for c in model["cycles"] if c["cycle"] == cycle
+        )
+        # One point a week (the same weekday as the newest day) draws the cycle so far and
+        # gives the change since the same day last week, in one indexed read.
+        history = values_on_days(data.store.engine, cycle, weekly_days(first_day, as_of),
+                                 team=model["team"], with_company=True)  # fmt: skip
+    changes = weekly_changes(history, as_of).set_index("kr") if as_of else pd.DataFrame()
     series = {
-        kr: list(rows.sort_values("as_of")["value"].map(number))
-        for kr, rows in history.groupby("kr")
+        kr: list(rows["value"].map(number)) for kr, rows in history.groupby("kr")
     } if not history.empty else {}  # fmt: skip
     names = owner_names(data)
     missing = 0

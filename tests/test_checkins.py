@@ -166,3 +166,35 @@ def test_the_retrospective_keeps_its_items_and_marks_the_top_three_quick_wins(en
     assert store.retro_items("2026-Q3") == []
     with pytest.raises(CheckInError, match="benefit"):
         make_retro_item(cycle=CYCLE, text="x", benefit=9, effort=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.dates(min_value=dt.date(2024, 1, 1), max_value=dt.date(2027, 1, 1)),
+    length=st.integers(min_value=0, max_value=400),
+)
+def test_sparkline_days_are_the_same_weekday_each_week_from_the_first_day(first, length):
+    from okr_store.weekly import weekly_days
+
+    as_of = first + dt.timedelta(days=length)
+    days = weekly_days(first, as_of)
+    assert days[-1] == as_of and days == sorted(days) and days[0] >= first
+    assert all((as_of - d).days % 7 == 0 for d in days)
+    assert (days[0] - first).days < 7  # nothing of the cycle left out
+
+
+def test_values_on_days_reads_exactly_those_days_of_the_team_and_the_company(engine):
+    from okr_store.weekly import values_on_days
+
+    store = OkrStore(engine)
+    for offset in range(15):
+        day = dt.date(2026, 11, 1) + dt.timedelta(days=offset)
+        rows = pd.concat([kr_rows(50.0 + offset), kr_rows(50.0, krs=("co",), team=None)])
+        store.write_day(day, rows, kr_rows(0).iloc[0:0])
+    days = [dt.date(2026, 11, 1), dt.date(2026, 11, 8), dt.date(2026, 11, 15)]
+    read = values_on_days(engine, CYCLE, days, team="sales-dach", with_company=True)
+    assert sorted(set(read["as_of"])) == days
+    assert sorted(set(read["kr"])) == ["co", "nps", "rev"]
+    only_team = values_on_days(engine, CYCLE, days, team="sales-dach")
+    assert set(only_team["kr"]) == {"nps", "rev"}
+    assert list(only_team[only_team["kr"] == "nps"]["value"]) == [50.0, 57.0, 64.0]
