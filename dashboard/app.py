@@ -164,7 +164,7 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(request: Request, cycle: str | None = None, team: str | None = None):
         try:
-            model = week.enrich_overview(data, views.overview(data, cycle or None, team or None))
+            model = week.cached_overview(data, cycle or None, team or None)
         except views.NotFound as error:
             return not_found(request, error)
         return page(request, "overview.html", o=model)

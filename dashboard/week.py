@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from core.checkins import (
@@ -20,7 +23,7 @@ from dashboard import views
 from kr_metrics.display import format_percent, format_value, number
 from okr_store.checkins import CheckInStore
 from okr_store.staging import read_staged
-from okr_store.weekly import values_on_days, weekly_days
+from okr_store.weekly import store_version, values_on_days, weekly_days
 
 SPARK_WIDTH, SPARK_HEIGHT = 100.0, 24.0
 LEVEL_ORDER = {"company": 0, "team": 1, "individual": 2}
@@ -113,20 +116,57 @@ def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
 
 # --- the overview ----------------------------------------------------------------------------
 
+OVERVIEW_CACHE_SIZE = 64
+_overview_cache: OrderedDict[tuple, dict] = OrderedDict()
+_overview_lock = threading.Lock()
 
-def sparkline(values: list[float | None]) -> str:
-    """SVG polyline points for a day-by-day series (gaps skipped), scaled to its own range."""
-    known = [(i, v) for i, v in enumerate(values) if v is not None]
+
+def cached_overview(data: views.DashboardData, cycle: str | None, team: str | None) -> dict:
+    """The overview with its week (views.overview + enrich_overview), built once per store
+    change: kept under the store's version, the definitions loaded, the page's filters and the
+    minute (freshness reads "synced 3 h ago"), so a request between writes only renders."""
+    key = (
+        store_version(data.store.engine), id(views._definitions(data)), cycle, team,
+        data.now().replace(second=0, microsecond=0), id(data),
+    )  # fmt: skip
+    with _overview_lock:
+        if key in _overview_cache:
+            _overview_cache.move_to_end(key)
+            return _overview_cache[key]
+    model = enrich_overview(data, views.overview(data, cycle, team))
+    with _overview_lock:
+        _overview_cache[key] = model
+        while len(_overview_cache) > OVERVIEW_CACHE_SIZE:
+            _overview_cache.popitem(last=False)
+    return model
+
+
+def sparkline(values: np.ndarray) -> str:
+    """SVG polyline points for an evenly spaced series (NaN gaps skipped), scaled to its range."""
+    known = np.flatnonzero(~np.isnan(values))
     if len(known) < 2:
         return ""
-    low = min(v for _, v in known)
-    high = max(v for _, v in known)
+    points = values[known]
+    low, high = points.min(), points.max()
     span = (high - low) or 1.0
-    last = max(len(values) - 1, 1)
-    return " ".join(
-        f"{SPARK_WIDTH * i / last:.1f},{SPARK_HEIGHT - 2 - (SPARK_HEIGHT - 4) * (v - low) / span:.1f}"
-        for i, v in known
-    )
+    xs = SPARK_WIDTH * known / max(len(values) - 1, 1)
+    ys = SPARK_HEIGHT - 2 - (SPARK_HEIGHT - 4) * (points - low) / span
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+
+
+def series_by_kr(history: pd.DataFrame, days: list[dt.date]) -> dict[str, np.ndarray]:
+    """Each KR's values on `days` (NaN where not stored), in one pass over the frame."""
+    if history.empty:
+        return {}
+    column = {day: i for i, day in enumerate(days)}
+    krs = history["kr"].to_numpy()
+    cols = history["as_of"].map(column).to_numpy()
+    values = pd.to_numeric(history["value"], errors="coerce").to_numpy(dtype=float)
+    names, rows = np.unique(krs, return_inverse=True)
+    grid = np.full((len(names), len(days)), np.nan)
+    known = ~pd.isna(cols)
+    grid[rows[known], cols[known].astype(int)] = values[known]
+    return dict(zip(names, grid, strict=True))
 
 
 def change_text(now: float | None, before: float | None, metric: str, unit: str | None) -> str:
@@ -160,19 +200,25 @@ def enrich_overview(data: views.DashboardData, model: dict) -> dict:
     this_week = week_start(today)
     latest = check_ins(data).latest_check_ins(cycle)
     latest_by_kr = {r["kr"]: r for r in latest.to_dict("records")}
-    history = pd.DataFrame(columns=["kr", "as_of", "value"])
+    history, days = pd.DataFrame(columns=["kr", "as_of", "value"]), []
     if as_of:
         first_day = (model["dates"] or (None,))[0] or min(
             c["first_day"] for c in model["cycles"] if c["cycle"] == cycle
         )
-        # One point a week (the same weekday as the newest day) draws the cycle so far and
-        # gives the change since the same day last week, in one indexed read.
-        history = values_on_days(data.store.engine, cycle, weekly_days(first_day, as_of),
-                                 team=model["team"], with_company=True)  # fmt: skip
-    changes = weekly_changes(history, as_of).set_index("kr") if as_of else pd.DataFrame()
-    series = {
-        kr: list(rows["value"].map(number)) for kr, rows in history.groupby("kr")
-    } if not history.empty else {}  # fmt: skip
+        # A point a week or so (the same weekday as the newest day) draws the cycle so far;
+        # with the day a week ago it gives the change since then, in one indexed read.
+        days = weekly_days(first_day, as_of)
+        wanted = sorted(set(days) | {as_of - dt.timedelta(days=7)})
+        history = values_on_days(data.store.engine, cycle, wanted, team=model["team"],
+                                 with_company=True)  # fmt: skip
+    changes = (
+        dict(
+            zip(*weekly_changes(history, as_of)[["kr", "value_week_ago"]].T.to_numpy(), strict=True)
+        )
+        if as_of
+        else {}
+    )
+    series = series_by_kr(history[history["as_of"].isin(days)], days)
     names = owner_names(data)
     missing = 0
     for section in model["teams"]:
@@ -188,7 +234,11 @@ def enrich_overview(data: views.DashboardData, model: dict) -> dict:
     model["week_label"] = week_label(today)
     model["missing_check_ins"] = missing
     model["team_label"] = team_name(data, model["team"]) if model["team"] else None
-    model["teams_known"] = _teams_known(data, cycle)
+    model["teams_known"] = (
+        _teams_known(data, cycle)
+        if model["team"]
+        else [{"team": s["team"], "label": s["label"]} for s in model["teams"] if s["team"]]
+    )
     if model["team"]:
         kpis = data.store.kpi_values(as_of=as_of)
         kpis = kpis[kpis["team"].isna() | (kpis["team"] == model["team"])]
@@ -196,19 +246,18 @@ def enrich_overview(data: views.DashboardData, model: dict) -> dict:
     return model
 
 
-def _enrich_kr(kr: dict, latest: dict, changes: pd.DataFrame, series: dict, this_week) -> int:
+def _enrich_kr(kr: dict, latest: dict, changes: dict, series: dict, this_week) -> int:
     check_in = latest.get(kr["kr"])
     kr["check_in"] = _check_in_record(check_in, kr["metric"], kr["unit"]) if check_in else None
     kr["checked_in"] = bool(check_in) and check_in["week"] == this_week
-    change = changes.loc[kr["kr"]] if kr["kr"] in changes.index else None
-    before = None if change is None else number(change["value_week_ago"])
+    before = number(changes.get(kr["kr"]))
     kr["value_week_ago"] = before
     kr["change_text"] = change_text(kr["value"], before, kr["metric"], kr["unit"])
     kr["change_direction"] = (
         "none" if before is None or kr["value"] is None or kr["value"] == before
         else ("up" if kr["value"] > before else "down")
     )  # fmt: skip
-    kr["sparkline"] = sparkline(series.get(kr["kr"], []))
+    kr["sparkline"] = sparkline(series[kr["kr"]]) if kr["kr"] in series else ""
     margin = kr.get("margin_of_error")
     kr["forecast_margin_text"] = (
         f"{kr['forecast_text']} ±{format_value(margin, kr['metric'])}"

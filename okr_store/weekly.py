@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pandas as pd
 import sqlalchemy as sa
 
-from okr_store.models import KrProgress
+from okr_store.models import CheckInRevision, KrProgress, RetroItemRow, RunDay
 
 
 def values_on_days(
@@ -36,7 +36,29 @@ def values_on_days(
     return frame
 
 
-def weekly_days(first_day: dt.date, as_of: dt.date) -> list[dt.date]:
-    """`as_of` and every seventh day before it, back to `first_day`: the same weekday each week."""
-    count = (as_of - first_day).days // 7
-    return [as_of - dt.timedelta(days=7 * n) for n in range(count, -1, -1)]
+def weekly_days(first_day: dt.date, as_of: dt.date, *, at_most: int = 16) -> list[dt.date]:
+    """`as_of` and days a whole number of weeks before it, back to `first_day`: the same weekday
+    each time, every week for a quarter, every few weeks for a long cycle (`at_most` days)."""
+    weeks = (as_of - first_day).days // 7
+    step = max(1, -(-weeks // (at_most - 1))) if at_most > 1 else max(weeks, 1)
+    return [as_of - dt.timedelta(days=7 * n) for n in range(weeks - weeks % step, -1, -step)]
+
+
+def store_version(engine: sa.Engine) -> tuple:
+    """A value that changes whenever the store's numbers, check-ins or retrospectives change.
+
+    Every write of KR progress (a day written or marked stale) records a run day, every check-in
+    write a revision and every retrospective item a row, so their counts and newest times
+    change with each write. Four small aggregate reads; a page built from the store can be
+    cached under this key until the next write.
+    """
+    days, revisions, retro = RunDay.__table__, CheckInRevision.__table__, RetroItemRow.__table__
+    query = sa.select(
+        sa.select(sa.func.count()).select_from(days).scalar_subquery(),
+        sa.select(sa.func.max(days.c.recorded_at)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(revisions).scalar_subquery(),
+        sa.select(sa.func.max(revisions.c.recorded_at)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(retro).scalar_subquery(),
+    )
+    with engine.connect() as conn:
+        return tuple(conn.execute(query).one())

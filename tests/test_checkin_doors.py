@@ -10,6 +10,7 @@ import warnings
 import pytest
 from click.testing import CliRunner
 
+from core.checkins import make_check_in
 from dashboard.access import AccessPolicy
 from dashboard.app import create_app
 from okr_store.checkins import CheckInStore
@@ -204,3 +205,23 @@ def test_a_form_from_anywhere_but_this_origin_is_refused_even_with_a_valid_token
         client.post(f"/retro/{CYCLE}", data=fields | {"text": "ok"}, headers=same).status_code
         == 303
     )
+
+
+def test_the_overview_is_built_once_per_store_change(demo):
+    from dashboard import week
+
+    data = demo[2]
+    first = week.cached_overview(data, CYCLE, "sales-us")
+    assert week.cached_overview(data, CYCLE, "sales-us") is first
+    CheckInStore(demo[1]).record(
+        make_check_in(
+            cycle=CYCLE, kr="revenue-per-existing-customer-us", day=DEMO_NOW.date(), today=DEMO_NOW.date(),
+            confidence=1, author="test",
+        ),
+        on_day=DEMO_NOW.date(),
+    )  # fmt: skip
+    again = week.cached_overview(data, CYCLE, "sales-us")
+    assert again is not first
+    row = next(k for t in again["teams"] for o in t["objectives"] for k in o["key_results"]
+               if k["kr"] == "revenue-per-existing-customer-us")  # fmt: skip
+    assert row["check_in"]["confidence"] == 1 and row["checked_in"]

@@ -5,6 +5,8 @@ uv run python docs/screenshots/take.py
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +31,7 @@ def main() -> None:
     from okr_store.schema import upgrade
     from pipelines import flow
     from pipelines.cli_dashboard import dashboard_data
+    from pipelines.demo_checkins import seed_demo_check_ins
     from pipelines.settings import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,6 +42,7 @@ def main() -> None:
             f"definitions: {REPO / 'definitions'}\n"
             "sources:\n  - {name: demo, type: files, path: demo-data}\n"
             "dashboard:\n  record_urls: {demo: 'https://crm.example.com/{id}'}\n"
+            "  team_names: {sales-dach: DACH, sales-uk: UK & Ireland, sales-us: North America}\n"
         )
         upgrade(create_engine(f"sqlite:///{root / 'krpulse.db'}"))
         settings = load_settings(root / "krpulse.yaml")
@@ -46,7 +50,13 @@ def main() -> None:
         flow.sync_sources(settings, engine)
         cycle = flow.load_definition_set(settings).cycles_at(DEMO_AS_OF)[0]
         flow.run_days(settings, engine, flow.date_range(cycle.start, DEMO_AS_OF), validate=False)
-        app = create_app(dashboard_data(settings, engine), AccessPolicy(open_access=True))
+        seed_demo_check_ins(engine, [cycle.key], DEMO_AS_OF)
+        # The demo's "today" (a Wednesday): this week's check-ins are partly done.
+        data = dataclasses.replace(
+            dashboard_data(settings, engine),
+            now=lambda: dt.datetime.combine(DEMO_AS_OF, dt.time(17), dt.UTC),
+        )
+        app = create_app(data, AccessPolicy(open_access=True))
         out = Path(__file__).parent
         with running(app) as base, sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -59,8 +69,14 @@ def main() -> None:
             page.wait_for_selector("#kr-chart[data-drawn=true] canvas")
             page.set_viewport_size({"width": 1280, "height": 1500})
             page.screenshot(path=out / "kr.png")
+            page.locator("#check-ins").screenshot(path=out / "check-in.png")
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.goto(f"{base}/check-in?cycle={cycle.key}&team=sales-uk")
+            page.screenshot(path=out / "team-check-in.png", full_page=True)
+            page.goto(f"{base}/alignment?cycle={cycle.key}")
+            page.screenshot(path=out / "alignment.png", full_page=True)
             browser.close()
-        print(f"wrote {out / 'overview.png'} and {out / 'kr.png'}")
+        print(f"wrote overview, kr, check-in, team-check-in and alignment screenshots to {out}")
 
 
 if __name__ == "__main__":
