@@ -225,3 +225,35 @@ def test_the_overview_is_built_once_per_store_change(demo):
     row = next(k for t in again["teams"] for o in t["objectives"] for k in o["key_results"]
                if k["kr"] == "revenue-per-existing-customer-us")  # fmt: skip
     assert row["check_in"]["confidence"] == 1 and row["checked_in"]
+
+
+def test_checking_in_follows_the_dashboards_access_control(demo, monkeypatch):
+    from dashboard.config import DashboardSettings
+
+    token = "a-long-shared-token-for-check-ins"  # noqa: S105 - a test-only token
+    monkeypatch.setenv("KRPULSE_TEST_CHECKIN_TOKEN", token)
+    settings = DashboardSettings.model_validate(
+        {"host": "0.0.0.0", "allowed_hosts": ["okr.example.com"],  # noqa: S104 - never bound
+         "auth": {"token_env": "KRPULSE_TEST_CHECKIN_TOKEN"}}
+    )  # fmt: skip
+    app = create_app(demo[2], AccessPolicy.from_settings(settings))
+    client = TestClient(app, base_url="http://okr.example.com", follow_redirects=False)
+    url = f"/api/cycles/{CYCLE}/key-results/nps-company/check-in"
+    assert client.post(url, json={"confidence": 4}).status_code == 401
+    assert (
+        client.post(f"/kr/{CYCLE}/nps-company/check-in", data={"confidence": "4"}).status_code
+        == 303
+    )
+    assert "/login" in client.post(f"/kr/{CYCLE}/nps-company/check-in",
+                                   data={"confidence": "4"}).headers["location"]  # fmt: skip
+    answer = client.post(url, json={"confidence": 4}, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and answer.json()["author"] == "token"
+
+
+def test_owner_ids_read_as_the_crm_owners_names(demo):
+    from dashboard import week
+
+    names = week.owner_names(demo[2])
+    assert week.owner_text("O-01", names) == "Lena Hoffmann"
+    assert week.owner_text("Team lead DACH", names) == "Team lead DACH"
+    assert week.owner_text(None, names) is None
