@@ -167,7 +167,13 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
             model = week.cached_overview(data, cycle or None, team or None)
         except views.NotFound as error:
             return not_found(request, error)
-        return page(request, "overview.html", o=model)
+        # The model is built once per store change; so is its HTML, per way of showing it.
+        variant = (request.query_params.get("view") == "print",
+                   bool(policy.login_enabled and getattr(request.state, "user", None)))  # fmt: skip
+        rendered = model.setdefault("_html", {})
+        if variant not in rendered:
+            rendered[variant] = page(request, "overview.html", o=model).body
+        return HTMLResponse(rendered[variant])
 
     @app.get("/kr/{cycle}/{kr}", response_class=HTMLResponse, include_in_schema=False)
     def kr_page(request: Request, cycle: str, kr: str):
