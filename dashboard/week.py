@@ -258,11 +258,10 @@ def _enrich_kr(kr: dict, latest: dict, changes: dict, series: dict, this_week) -
         else ("up" if kr["value"] > before else "down")
     )  # fmt: skip
     kr["sparkline"] = sparkline(series[kr["kr"]]) if kr["kr"] in series else ""
-    margin = kr.get("margin_of_error")
+    # The ± is the value's own margin of error (shown with the value); the forecast beside it
+    # is the stored end-of-cycle projection.
     kr["forecast_margin_text"] = (
-        f"{kr['forecast_text']} ±{format_value(margin, kr['metric'])}"
-        if margin is not None and kr.get("forecast_value") is not None
-        else kr["forecast_text"]
+        "too early" if kr.get("forecast_value") is None else kr["forecast_text"]
     )
     return 0 if kr["checked_in"] else 1
 

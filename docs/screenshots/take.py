@@ -24,9 +24,11 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from connectors.demo_org import DEMO_AS_OF, generate_demo_org
+    from core.checkins import make_check_in
     from dashboard.access import AccessPolicy
     from dashboard.app import create_app
     from dashboard.server import running
+    from okr_store.checkins import CheckInStore
     from okr_store.db import create_engine
     from okr_store.schema import upgrade
     from pipelines import flow
@@ -50,7 +52,24 @@ def main() -> None:
         flow.sync_sources(settings, engine)
         cycle = flow.load_definition_set(settings).cycles_at(DEMO_AS_OF)[0]
         flow.run_days(settings, engine, flow.date_range(cycle.start, DEMO_AS_OF), validate=False)
-        seed_demo_check_ins(engine, [cycle.key], DEMO_AS_OF)
+        # The weeks before the demo's "today" checked in; this week two KRs so far.
+        seed_demo_check_ins(engine, [cycle.key], DEMO_AS_OF - dt.timedelta(days=7))
+        for kr, confidence, note in (
+            ("win-rate-dach", 4, "Closed the Kiel and Graz renewals."),
+            ("nps-uk", 2, "Three detractors from one account."),
+        ):
+            CheckInStore(engine).record(
+                make_check_in(
+                    cycle=cycle.key,
+                    kr=kr,
+                    day=DEMO_AS_OF,
+                    today=DEMO_AS_OF,
+                    confidence=confidence,
+                    progress=note,
+                    author="Olivia Hughes",
+                ),
+                on_day=DEMO_AS_OF,
+            )
         # The demo's "today" (a Wednesday): this week's check-ins are partly done.
         data = dataclasses.replace(
             dashboard_data(settings, engine),
@@ -67,7 +86,7 @@ def main() -> None:
             page.screenshot(path=out / "overview.png", full_page=True)
             page.goto(f"{base}/kr/{cycle.key}/nps-uk")
             page.wait_for_selector("#kr-chart[data-drawn=true] canvas")
-            page.set_viewport_size({"width": 1280, "height": 1500})
+            page.set_viewport_size({"width": 1280, "height": 1100})
             page.screenshot(path=out / "kr.png")
             page.locator("#check-ins").screenshot(path=out / "check-in.png")
             page.set_viewport_size({"width": 1280, "height": 900})
