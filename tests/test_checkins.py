@@ -201,3 +201,20 @@ def test_values_on_days_reads_exactly_those_days_of_the_team_and_the_company(eng
     only_team = values_on_days(engine, CYCLE, days, team="sales-dach")
     assert set(only_team["kr"]) == {"nps", "rev"}
     assert list(only_team[only_team["kr"] == "nps"]["value"]) == [50.0, 57.0, 64.0]
+
+
+def test_the_store_version_changes_with_every_write_the_overview_shows(engine):
+    from okr_store.weekly import store_version
+
+    store = _store_with_values(engine)
+    versions = [store_version(engine)]
+    OkrStore(engine).write_day(dt.date(2026, 11, 25), kr_rows(63.0), kr_rows(0).iloc[0:0])
+    versions.append(store_version(engine))
+    store.record(_check_in(), on_day=WEDNESDAY)
+    versions.append(store_version(engine))
+    store.record(_check_in(confidence=1), on_day=WEDNESDAY)  # an edit of the same check-in
+    versions.append(store_version(engine))
+    store.add_retro_item(make_retro_item(cycle=CYCLE, text="x", benefit=2, effort=1))
+    versions.append(store_version(engine))
+    assert len(set(versions)) == len(versions)
+    assert store_version(engine) == versions[-1]  # reading changes nothing
