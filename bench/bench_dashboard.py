@@ -111,7 +111,7 @@ def serve(folder: Path, port: int) -> None:
     from dashboard.access import AccessPolicy
     from dashboard.app import create_app
     from pipelines import flow
-    from pipelines.cli_dashboard import dashboard_data
+    from pipelines.cli.dashboard import dashboard_data
     from pipelines.settings import load_settings
 
     settings = load_settings(folder / "krpulse.yaml")

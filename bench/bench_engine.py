@@ -114,76 +114,179 @@ def definition_set():
     )
 
 
-# --- DuckDB: what a data engineer would write by hand ------------------------------------------
+# --- DuckDB: what a strong data engineer would write by hand ------------------------------------
+# Set-based: one query per metric family computes every scope of every KR and KPI at once.
+# Daily aggregates with one FILTERed column per scope, a dense day spine, cumulative sums from
+# the cycle start and 90-day rolling sums as window functions. The moving "existing customer"
+# anchor of a rolling window becomes, per deal, the interval of as-of days it counts on:
+# window [D-89, D] with anchor D-89 counts a deal closed on c of a customer first won on f when
+# D-89 <= c <= D and f < D-89, i.e. D in [max(c, f+90), c+89] — +amount at the start,
+# -amount the day after the end, and a running sum turns those into every day's value.
+
+ROLLING = 90
+SCOPE_COLUMNS = ("team", "region", "segment")  # the deal's team; the customer's region, segment
 
 
-def _where_sql(where: dict, alias: str) -> tuple[str, list]:
+def _condition(where: dict) -> tuple[str, list]:
+    """`where` as SQL over our own column names; the values are bound parameters."""
     clauses, params = [], []
     for column, value in where.items():
-        clauses.append(f"{alias}.{column} = ?")  # column names are ours; values are bound
+        clauses.append(f"{SCOPE_COLUMNS[SCOPE_COLUMNS.index(column)]} = ?")
         params.append(value)
-    return (" AND " + " AND ".join(clauses)) if clauses else "", params
+    return (" AND ".join(clauses) or "TRUE"), params
 
 
-def duckdb_sql(
-    metric: str, where: dict, start: dt.date, first_day: dt.date, last_day: dt.date
-) -> tuple[str, list]:
-    """One query per KR returning (day, value) for first_day..last_day, cumulative from `start`."""
-    spine = "SELECT CAST(range AS DATE) AS day FROM range(CAST(? AS DATE), CAST(? AS DATE) + INTERVAL 1 DAY, INTERVAL 1 DAY)"
-    deal_filter, deal_params = _where_sql(
-        {k: v for k, v in where.items() if k != "team"}
-        | ({"team": where["team"]} if "team" in where else {}),
-        "d",
-    )
-    if metric == "nps":
-        cond, params = _where_sql(where, "c")
-        sql = f"""
-        WITH daily AS (
-          SELECT CAST(timezone('Europe/Berlin', r.submitted_at) AS DATE) AS day,
-                 SUM(CASE WHEN score >= 9 THEN 1 WHEN score <= 6 THEN -1 ELSE 0 END) AS net, COUNT(*) AS n
-          FROM nps_responses r JOIN customers c USING (source, customer_id)
-          WHERE NOT r.is_deleted AND NOT c.is_deleted {cond} GROUP BY 1),
-        spine AS ({spine})
-        SELECT spine.day, 100.0 * SUM(net) / NULLIF(SUM(n), 0)
-        FROM spine LEFT JOIN daily ON daily.day BETWEEN ? AND spine.day GROUP BY 1 ORDER BY 1"""
-        return sql, [*params, first_day, last_day, start]
-    if metric == "win_rate":
-        sql = f"""
-        WITH daily AS (
-          SELECT d.close_date AS day, SUM(CAST(d.is_won AS INT)) AS won, COUNT(*) AS closed
-          FROM deals d JOIN customers c USING (source, customer_id)
-          WHERE NOT d.is_deleted AND d.is_closed {deal_filter.replace("d.region", "c.region").replace("d.segment", "c.segment")} GROUP BY 1),
-        spine AS ({spine})
-        SELECT spine.day, SUM(won) / NULLIF(SUM(closed), 0)
-        FROM spine LEFT JOIN daily ON daily.day BETWEEN ? AND spine.day GROUP BY 1 ORDER BY 1"""
-        return sql, [*deal_params, first_day, last_day, start]
-    if metric == "won_revenue":
-        sql = f"""
-        WITH daily AS (
-          SELECT d.close_date AS day, SUM(d.amount_home) AS revenue
-          FROM deals d JOIN customers c USING (source, customer_id)
-          WHERE NOT d.is_deleted AND d.is_won {deal_filter.replace("d.region", "c.region").replace("d.segment", "c.segment")} GROUP BY 1),
-        spine AS ({spine})
-        SELECT spine.day, COALESCE(SUM(revenue), 0)
-        FROM spine LEFT JOIN daily ON daily.day BETWEEN ? AND spine.day GROUP BY 1 ORDER BY 1"""
-        return sql, [*deal_params, first_day, last_day, start]
-    # revenue_per_existing_customer
-    cust_cond, cust_params = _where_sql(where, "c")
+def _series(first_day: dt.date) -> list[tuple[str, str, dict, str]]:
+    """(name, metric, where, window) of every value column: KRs over the cycle, KPIs rolling."""
+    krs = [(k["key"], k["metric"], k["where"], "cycle") for k in key_results()]
+    return krs + [(k["key"], k["metric"], k["where"], "rolling") for k in kpis()]
+
+
+def _window_sum(column: str, window: str) -> str:
+    if window == "cycle":  # cumulative from the cycle start (the spine starts at it or before)
+        return (f"SUM(CASE WHEN day >= DATE '{CYCLE_START}' THEN {column} END) "
+                "OVER (ORDER BY day ROWS UNBOUNDED PRECEDING)")  # fmt: skip
+    return f"SUM({column}) OVER (ORDER BY day ROWS BETWEEN {ROLLING - 1} PRECEDING AND CURRENT ROW)"
+
+
+def _spine(lo: dt.date, hi: dt.date) -> str:
+    return (f"SELECT CAST(range AS DATE) AS day FROM range(DATE '{lo}', DATE '{hi}' + 1, "
+            "INTERVAL 1 DAY)")  # fmt: skip
+
+
+def _deal_family_sql(series, lo, hi, first_day) -> tuple[str, list]:
+    """win_rate and won_revenue, every scope, one scan of the closed deals."""
+    aggregates, outputs, params = [], [], []
+    for i, (name, metric, where, window) in enumerate(series):
+        cond, cond_params = _condition(where)
+        if metric == "win_rate":
+            aggregates += [f"COUNT(*) FILTER (WHERE {cond} AND is_closed) AS closed_{i}",
+                           f"COUNT(*) FILTER (WHERE {cond} AND is_closed AND is_won) AS won_{i}"]  # fmt: skip
+            params += cond_params * 2
+            outputs.append(f"{_window_sum(f'won_{i}', window)} / "
+                           f"NULLIF({_window_sum(f'closed_{i}', window)}, 0) AS \"{name}\"")  # fmt: skip
+        else:
+            aggregates.append(
+                f"COALESCE(SUM(amount_home) FILTER (WHERE {cond} AND is_won), 0) AS revenue_{i}"
+            )
+            params += cond_params
+            outputs.append(f'COALESCE({_window_sum(f"revenue_{i}", window)}, 0) AS "{name}"')
     sql = f"""
-    WITH existing AS (
-      SELECT DISTINCT source, customer_id FROM deals
-      WHERE NOT is_deleted AND is_won AND close_date < ?),
-    denominator AS (
-      SELECT COUNT(*) AS n FROM customers c JOIN existing USING (source, customer_id)
-      WHERE NOT c.is_deleted {cust_cond}),
-    daily AS (
-      SELECT d.close_date AS day, SUM(d.amount_home) AS revenue
-      FROM deals d JOIN existing USING (source, customer_id) JOIN customers c USING (source, customer_id)
-      WHERE NOT d.is_deleted AND d.is_won {deal_filter.replace("d.region", "c.region").replace("d.segment", "c.segment")} GROUP BY 1),
-    spine AS ({spine})
-    SELECT spine.day, COALESCE(SUM(revenue), 0) / NULLIF((SELECT n FROM denominator), 0)
-    FROM spine LEFT JOIN daily ON daily.day BETWEEN ? AND spine.day GROUP BY 1 ORDER BY 1"""
-    return sql, [start, *cust_params, *deal_params, first_day, last_day, start]
+    WITH closed AS (
+      SELECT CAST(d.close_date AS DATE) AS day, d.is_closed, d.is_won, COALESCE(d.amount_home, 0) AS amount_home,
+             d.team, c.region, c.segment
+      FROM deals d LEFT JOIN customers c
+        ON c.source = d.source AND c.customer_id = d.customer_id AND NOT c.is_deleted
+      WHERE NOT d.is_deleted AND (d.is_closed OR d.is_won) AND d.close_date BETWEEN ? AND ?),
+    daily AS (SELECT day, {", ".join(aggregates)} FROM closed GROUP BY day),
+    filled AS (SELECT * FROM ({_spine(lo, hi)}) spine LEFT JOIN daily USING (day)),
+    windowed AS (SELECT day, {", ".join(outputs)} FROM filled)
+    SELECT * FROM windowed WHERE day >= ? ORDER BY day"""
+    return sql, [lo, hi, *params, first_day]
+
+
+def _nps_family_sql(series, lo, hi, first_day) -> tuple[str, list]:
+    aggregates, outputs, params = [], [], []
+    for i, (name, _, where, window) in enumerate(series):
+        cond, cond_params = _condition(where)
+        aggregates += [f"SUM(net) FILTER (WHERE {cond}) AS net_{i}",
+                       f"COUNT(*) FILTER (WHERE {cond}) AS n_{i}"]  # fmt: skip
+        params += cond_params * 2
+        outputs.append(f"100.0 * {_window_sum(f'net_{i}', window)} / "
+                       f"NULLIF({_window_sum(f'n_{i}', window)}, 0) AS \"{name}\"")  # fmt: skip
+    sql = f"""
+    WITH responses AS (
+      SELECT CAST(timezone('Europe/Berlin', r.submitted_at) AS DATE) AS day,
+             CASE WHEN r.score >= 9 THEN 1 WHEN r.score <= 6 THEN -1 ELSE 0 END AS net,
+             c.team, c.region, c.segment
+      FROM nps_responses r LEFT JOIN customers c
+        ON c.source = r.source AND c.customer_id = r.customer_id AND NOT c.is_deleted
+      WHERE NOT r.is_deleted AND r.score IS NOT NULL),
+    daily AS (SELECT day, {", ".join(aggregates)} FROM responses WHERE day BETWEEN ? AND ? GROUP BY day),
+    filled AS (SELECT * FROM ({_spine(lo, hi)}) spine LEFT JOIN daily USING (day)),
+    windowed AS (SELECT day, {", ".join(outputs)} FROM filled)
+    SELECT * FROM windowed WHERE day >= ? ORDER BY day"""
+    return sql, [*params, lo, hi, first_day]
+
+
+def _existing_family_sql(series, lo, hi, first_day) -> tuple[str, list]:
+    """revenue_per_existing_customer: cycle KRs anchored at the cycle start, rolling KPIs at
+    each day's window start (the interval of days each deal and customer counts on)."""
+    day_aggs, outputs, params = [], [], []
+    for i, (name, _, where, window) in enumerate(series):
+        cond, cond_params = _condition(where)
+        if window == "cycle":
+            day_aggs += [
+                f"SUM(amount_home) FILTER (WHERE kind = 'deal' AND {cond} AND first_won < DATE '{CYCLE_START}') AS rev_{i}",
+                f"COUNT(*) FILTER (WHERE kind = 'customer' AND {cond} AND first_won < DATE '{CYCLE_START}') AS cust_{i}",
+            ]  # fmt: skip
+            revenue = _window_sum(f"rev_{i}", "cycle")
+            customers = f"SUM(cust_{i}) OVER ()"
+        else:
+            day_aggs += [
+                f"SUM(rolling_amount) FILTER (WHERE kind = 'rolling' AND {cond}) AS rev_{i}",
+                f"SUM(rolling_customers) FILTER (WHERE kind = 'rolling' AND {cond}) AS cust_{i}",
+            ]  # fmt: skip
+            revenue = f"SUM(rev_{i}) OVER (ORDER BY day ROWS UNBOUNDED PRECEDING)"
+            customers = f"SUM(cust_{i}) OVER (ORDER BY day ROWS UNBOUNDED PRECEDING)"
+        params += cond_params * 2
+        outputs.append(f'COALESCE({revenue}, 0) / NULLIF({customers}, 0) AS "{name}"')
+    n = ROLLING
+    sql = f"""
+    WITH first_won AS (
+      SELECT source, customer_id, MIN(CAST(close_date AS DATE)) AS first_won FROM deals
+      WHERE NOT is_deleted AND is_won AND close_date IS NOT NULL AND customer_id IS NOT NULL
+      GROUP BY source, customer_id),
+    existing AS (
+      SELECT c.source, c.customer_id, c.team, c.region, c.segment, f.first_won
+      FROM customers c JOIN first_won f USING (source, customer_id) WHERE NOT c.is_deleted),
+    won AS (
+      SELECT CAST(d.close_date AS DATE) AS close_date, COALESCE(d.amount_home, 0) AS amount_home, e.*
+      FROM deals d JOIN existing e USING (source, customer_id)
+      WHERE NOT d.is_deleted AND d.is_won AND d.close_date IS NOT NULL),
+    events AS (
+      -- cycle KRs: deals closed from the cycle start; every existing customer once
+      SELECT 'deal' AS kind, close_date AS day, amount_home, NULL AS rolling_amount,
+             NULL AS rolling_customers, team, region, segment, first_won
+      FROM won WHERE close_date BETWEEN DATE '{CYCLE_START}' AND ?
+      UNION ALL
+      SELECT 'customer', DATE '{CYCLE_START}', NULL, NULL, NULL, team, region, segment, first_won
+      FROM existing
+      UNION ALL  -- rolling KPIs: +amount from max(c, f+{n}), -amount from c+{n}; clamped to the spine
+      SELECT 'rolling', GREATEST(GREATEST(close_date, first_won + {n}), ?), NULL, amount_home, NULL,
+             team, region, segment, NULL
+      FROM won WHERE first_won < close_date AND close_date + {n} > ? AND GREATEST(close_date, first_won + {n}) <= ?
+      UNION ALL
+      SELECT 'rolling', GREATEST(close_date + {n}, ?), NULL, -amount_home, NULL, team, region, segment, NULL
+      FROM won WHERE first_won < close_date AND close_date + {n} > ? AND close_date + {n} <= ?
+      UNION ALL
+      SELECT 'rolling', GREATEST(first_won + {n}, ?), NULL, NULL, 1, team, region, segment, NULL
+      FROM existing WHERE first_won + {n} <= ?),
+    daily AS (SELECT day, {", ".join(day_aggs)} FROM events GROUP BY day),
+    filled AS (SELECT * FROM ({_spine(lo, hi)}) spine LEFT JOIN daily USING (day)),
+    windowed AS (SELECT day, {", ".join(outputs)} FROM filled)
+    SELECT * FROM windowed WHERE day >= ? ORDER BY day"""
+    return sql, [hi, lo, lo, hi, lo, lo, hi, lo, hi, *params, first_day]
+
+
+def duckdb_values(con, first_day: dt.date) -> pd.DataFrame:
+    """Every KR (cycle) and KPI (rolling 90 days) value for first_day..AS_OF: one row per day,
+    one column per KR/KPI key. Three queries in all."""
+    lo = min(first_day - dt.timedelta(days=ROLLING - 1), CYCLE_START)
+    frames = []
+    for metrics, build in ((("win_rate", "won_revenue"), _deal_family_sql), (("nps",), _nps_family_sql),
+                           (("revenue_per_existing_customer",), _existing_family_sql)):  # fmt: skip
+        family = [s for s in _series(first_day) if s[1] in metrics]
+        sql, params = build(family, lo, AS_OF, first_day)
+        frames.append(con.execute(sql, params).df().set_index("day"))
+    wide = pd.concat(frames, axis=1)
+    wide.index = pd.to_datetime(wide.index).date
+    return wide
+
+
+def engine_values(result: pd.DataFrame) -> pd.DataFrame:
+    """The engine's result in the same shape as duckdb_values."""
+    return result.pivot(index="as_of", columns="key", values="value")
 
 
 def run_mode(mode: str) -> dict:
@@ -194,7 +297,14 @@ def run_mode(mode: str) -> dict:
     first_day = AS_OF if mode.endswith("day") else AS_OF - dt.timedelta(days=HISTORY_DAYS - 1)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    if mode.startswith("engine"):
+    if mode.startswith("compiled"):
+        from kr_metrics.sql.engine import DuckDBStaged, evaluate_history
+
+        staged = DuckDBStaged(deals, customers, responses, timezone="Europe/Berlin")
+        prepared = time.perf_counter()
+        result = evaluate_history(definition_set(), staged, first_day, AS_OF)
+        rows = len(result)
+    elif mode.startswith("engine"):
         from kr_metrics.engine import evaluate_history, prepare
 
         data = prepare(deals, customers, responses, timezone="Europe/Berlin")
@@ -212,19 +322,8 @@ def run_mode(mode: str) -> dict:
         ):
             con.register(name, frame)
         prepared = time.perf_counter()
-        rows = 0
-        for kr in key_results():  # KRs run over the cycle; KPIs over 90-day rolling windows
-            sql, params = duckdb_sql(
-                kr["metric"], kr["where"], CYCLE_START, max(first_day, CYCLE_START), AS_OF
-            )
-            rows += len(con.execute(sql, params).fetchall())
-        for kpi in kpis():
-            for day in [
-                first_day + dt.timedelta(days=i) for i in range((AS_OF - first_day).days + 1)
-            ]:
-                window_start = day - dt.timedelta(days=89)
-                sql, params = duckdb_sql(kpi["metric"], kpi["where"], window_start, day, day)
-                rows += len(con.execute(sql, params).fetchall())
+        result = duckdb_values(con, first_day)
+        rows = int(result.notna().sum().sum() + result.isna().sum().sum())
     elapsed = time.perf_counter() - start
     return {
         "mode": mode,
@@ -236,7 +335,69 @@ def run_mode(mode: str) -> dict:
     }
 
 
+def run_measured(mode: str) -> dict:
+    """One mode in its own process under /usr/bin/time -v: its peak RSS is its own."""
+    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, mode],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for line in out.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            result["time_v_peak_rss_mib"] = round(int(line.split(":")[1]) / 1024)
+        if "Elapsed (wall clock)" in line:
+            result["time_v_wall"] = line.split(": ")[1].strip()
+    return result
+
+
+def verify() -> None:
+    """The strong SQL against the engine, every value of the 90-day history (10,800 values)."""
+    import duckdb
+
+    from kr_metrics.engine import evaluate_history, prepare
+
+    deals = pd.read_parquet(DATA / "deals.parquet")
+    customers = pd.read_parquet(DATA / "customers.parquet")
+    responses = pd.read_parquet(DATA / "nps_responses.parquet")
+    first_day = AS_OF - dt.timedelta(days=HISTORY_DAYS - 1)
+    con = duckdb.connect()
+    for name, frame in (("deals", deals), ("customers", customers), ("nps_responses", responses)):
+        con.register(name, frame)
+    sql = duckdb_values(con, first_day)
+    from kr_metrics.sql.engine import DuckDBStaged
+    from kr_metrics.sql.engine import evaluate_history as compiled_history
+
+    compiled = engine_values(compiled_history(definition_set(), DuckDBStaged(
+        deals, customers, responses, timezone="Europe/Berlin"), first_day, AS_OF))  # fmt: skip
+    data = prepare(deals, customers, responses, timezone="Europe/Berlin")
+    engine = engine_values(evaluate_history(definition_set(), data, first_day, AS_OF))
+    engine = engine.reindex(index=sql.index, columns=sql.columns)
+    compiled = compiled.reindex(index=sql.index, columns=sql.columns)
+    c = compiled.to_numpy(dtype="float64")
+    same_compiled = np.isclose(c, sql.to_numpy(dtype="float64"), rtol=1e-9, atol=1e-9) | (
+        np.isnan(c) & np.isnan(sql.to_numpy(dtype="float64"))
+    )
+    print(
+        json.dumps(
+            {"compiled_vs_sql_equal": int(same_compiled.sum()), "of": int(same_compiled.size)}
+        )
+    )
+    a, b = engine.to_numpy(dtype="float64"), sql.to_numpy(dtype="float64")
+    same = np.isclose(a, b, rtol=1e-9, atol=1e-9) | (np.isnan(a) & np.isnan(b))
+    print(
+        json.dumps(
+            {"values": int(same.size), "equal": int(same.sum()), "nulls": int(np.isnan(b).sum())}
+        )
+    )
+    if not same.all():
+        rows, cols = np.nonzero(~same)
+        for r, c in list(zip(rows, cols, strict=True))[:10]:
+            print(sql.index[r], sql.columns[c], a[r, c], b[r, c])
+        raise SystemExit(1)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["verify"]:
+        verify()
+        return
     if len(sys.argv) > 1:
         print(json.dumps(run_mode(sys.argv[1])))
         return
@@ -246,10 +407,7 @@ def main() -> None:
     results = {}
     for mode in ("engine-day", "duckdb-day", "engine-history", "duckdb-history"):
         print(f"running {mode} ...", file=sys.stderr)
-        out = subprocess.run(
-            [sys.executable, __file__, mode], capture_output=True, text=True, check=True
-        )
-        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[mode] = run_measured(mode)
     print("| run | krpulse engine | DuckDB SQL | engine ÷ DuckDB |\n|---|---|---|---|")
     for label, suffix in (("one as-of date", "day"), (f"{HISTORY_DAYS}-day history", "history")):
         e, d = results[f"engine-{suffix}"], results[f"duckdb-{suffix}"]

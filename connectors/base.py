@@ -11,6 +11,11 @@ class SourceError(RuntimeError):
     """A source cannot be read at all (missing folder, bad credentials, unreachable API)."""
 
 
+class SourceAuthError(SourceError):
+    """The CRM rejected the credentials (HTTP 401, a refused login): retrying the same secrets
+    cannot help, so orchestration should not retry; the message says which secret to fix."""
+
+
 class SourceLimitReached(SourceError):
     """The source's API budget is spent: the sync stopped cleanly and left its cursors unchanged."""
 

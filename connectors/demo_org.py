@@ -751,6 +751,7 @@ def _fx_as_of(h: _History, as_of_day: int) -> pd.DataFrame:
     valid_to[fx["valid_to"].to_numpy() > as_of_day + 1] = ""
     return pd.DataFrame(
         {
+            "source": SOURCE,
             "currency": fx["currency"].to_numpy(),
             "rate_to_home": fx["rate"].to_numpy(),
             "valid_from": _dates(fx["valid_from"].to_numpy()),

@@ -13,6 +13,7 @@ from core.canonical import (
     CUSTOMERS,
     DEALS,
     FX_RATES,
+    METRIC_TABLES,
     NPS_RESPONSES,
     OWNERS,
     SchemaError,
@@ -20,7 +21,7 @@ from core.canonical import (
 )
 from core.sync import StagingWriter, SyncReport
 
-REQUIRED_FILES = (DEALS, CUSTOMERS, NPS_RESPONSES)
+REQUIRED_FILES = METRIC_TABLES
 OPTIONAL_FILES = (OWNERS, FX_RATES)
 # fx rates first: deals need them to compute home amounts.
 SYNC_ORDER = (FX_RATES, OWNERS, CUSTOMERS, DEALS, NPS_RESPONSES)

@@ -14,6 +14,9 @@ CUSTOMERS = "customers"
 NPS_RESPONSES = "nps_responses"
 OWNERS = "owners"
 FX_RATES = "fx_rates"
+# The tables the metrics are computed from (a files source needs these; owners and FX rates are
+# optional inputs of the connectors).
+METRIC_TABLES = (DEALS, CUSTOMERS, NPS_RESPONSES)
 
 
 @dataclass(frozen=True)
@@ -103,12 +106,19 @@ CANONICAL_TABLES: dict[str, CanonicalTable] = {
     FX_RATES: CanonicalTable(
         FX_RATES,
         None,
-        {"currency": "string", "rate_to_home": "float", "valid_from": "date", "valid_to": "date"},
+        {
+            "source": "string",
+            "currency": "string",
+            "rate_to_home": "float",
+            "valid_from": "date",
+            "valid_to": "date",
+        },
         required=("currency", "rate_to_home", "valid_from"),
     ),
 }
 
-# The id column of each table (None: fx_rates are keyed by currency and validity instead).
+# The id column of each table (None: fx_rates are keyed by source, currency and validity instead:
+# two orgs may book different rates for the same day, so each source keeps its own).
 ID_COLUMNS: dict[str, str | None] = {
     name: spec.id_column for name, spec in CANONICAL_TABLES.items()
 }

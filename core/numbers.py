@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+
+def is_missing(value: Any) -> bool:
+    """None, NA, NaT or NaN: a number (or label) that is not there."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
 
 
 def optional_float(value: Any) -> float | None:
@@ -23,3 +31,27 @@ def number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if result is None or math.isinf(result) else result
+
+
+def json_value(value: Any) -> Any:
+    """A JSON-friendly scalar: dates and timestamps as ISO strings, missing numbers as None,
+    numpy scalars as Python ones (what the dashboard's drill-down records hold)."""
+
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        stamp = pd.Timestamp(value)
+        return (
+            stamp.date().isoformat()
+            if stamp == stamp.normalize() and stamp.tzinfo is None
+            else stamp.isoformat()
+        )
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return number(value)
+    return value

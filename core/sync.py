@@ -30,6 +30,8 @@ class SyncReport:
     api_calls: int = 0
     # Source-specific facts worth recording (e.g. Salesforce API usage); never secrets.
     details: dict = field(default_factory=dict)
+    # Quarantined records that are updates of a good staged row: that row stays as it was.
+    shadowed: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -39,8 +41,9 @@ class StagingBatch(Protocol):
     """One transaction of a source's staging writes: all of it is committed, or none of it.
 
     Reads inside a batch see its own writes (deals are converted with the rates merged just
-    before them). Every method acts on the rows of the writer's source only, except that
-    fx_rates belong to no source and are shared by all.
+    before them). Every method acts on the rows of the writer's source only (fx_rates too: two
+    orgs may book different rates for the same day); `StagingWriter.fx_rates` reads other
+    sources' rates for a source that has none of its own.
     """
 
     def staged(self, table: str, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -73,6 +76,14 @@ class StagingBatch(Protocol):
         """Give the staged rows of `table` owned by each `owner_id` that owner's new `team`."""
         ...
 
+    def drop_fx_rates(self, periods: pd.DataFrame) -> None:
+        """Remove this source's staged rates at these (`currency`, `valid_from`) periods."""
+        ...
+
+    def set_state(self, table: str, state: dict) -> None:
+        """Remember `state` (JSON-able) for `table` next to its cursor, in this transaction."""
+        ...
+
 
 class StagingWriter(Protocol):
     """Where one source's extracted records go; handed to `Source.sync`."""
@@ -85,6 +96,16 @@ class StagingWriter(Protocol):
 
     def staged(self, table: str, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Like `StagingBatch.staged`, outside any batch (what is committed)."""
+        ...
+
+    def state(self, table: str) -> dict:
+        """What the source remembered for `table` with `StagingBatch.set_state` ({} before)."""
+        ...
+
+    def fx_rates(self, sources: Sequence[str] | None = None) -> pd.DataFrame:
+        """FX rates staged by `sources` (every source when None), with their `source` column;
+        for a source whose CRM has no rates of its own (HubSpot converting with a files
+        source's rates)."""
         ...
 
     def batch(self) -> AbstractContextManager[StagingBatch]:

@@ -10,26 +10,12 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
 from dashboard import access, digest, routes_week, views, week
+from dashboard.rendering import templates_environment
 
 HERE = Path(__file__).parent
-
-
-@functools.cache
-def templates_environment() -> Environment:
-    """Jinja with autoescaping on for every template: all user text is data, never markup."""
-    environment = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html",), default=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.globals["team_label"] = views.team_label
-    environment.globals["status_label"] = views.status_label
-    return environment
 
 
 # --- API models (the OpenAPI description other tools read) -------------------------------------

@@ -9,10 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.canonical import METRIC_TABLES
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # A shared secret shorter than this is guessable by anyone who can reach the port.
 MIN_SECRET_LENGTH = 12
-RECORD_ENTITIES = ("deals", "customers", "nps_responses")
+RECORD_ENTITIES = METRIC_TABLES
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # DNS labels (underscores too: container names have them), dot-separated, at most 253 characters.
 _HOST_NAME = re.compile(

@@ -13,7 +13,8 @@ import requests
 
 from core import checkins
 from dashboard import views, week
-from kr_metrics.scoring import SHOWN_DECIMALS
+from dashboard.rendering import templates_environment
+from kr_metrics.display import SHOWN_DECIMALS
 
 WEBHOOK_TIMEOUT_SECONDS = 15
 # Characters that start markup inside a line (our own text decides what starts a line).
@@ -372,8 +373,6 @@ def render_slack(digest: Digest) -> str:
 
 
 def render_html(digest: Digest) -> str:
-    from dashboard.app import templates_environment
-
     template = templates_environment().get_template("digest.html")
     return template.render(digest=digest, label=views.status_label, change=_change,
                            colours=HTML_STATUS_COLOURS)  # fmt: skip

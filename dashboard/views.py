@@ -1,4 +1,5 @@
-"""What the pages and the API show, assembled from the OKR store, the definitions and staging."""
+"""What the pages and the API show, read from the OKR store only: the daily rows, and what the
+daily flow precomputed for the KR pages (chart basis, drill-down records). No engine runs here."""
 
 from __future__ import annotations
 
@@ -12,19 +13,18 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from kr_metrics.definitions import DefinitionSet
+from core.numbers import is_missing, json_value
 from kr_metrics.display import (  # noqa: F401 - format_* re-exported for templates
+    SHOWN_DECIMALS,
     format_percent,
     format_value,
+    is_uncertain,
     label,
     number,
     pace_text,
     shown_status,
     value_with_margin,
 )
-from kr_metrics.engine import explain_key_result
-from kr_metrics.metrics import METRICS, PreparedData
-from kr_metrics.scoring import SHOWN_DECIMALS, expected_progress, is_uncertain
 from okr_store.repository import OkrStore
 
 STATUS_ORDER = ["off_track", "at_risk", "stale", "low_sample", "no_data", "on_track"]
@@ -37,11 +37,9 @@ DRILLDOWN_LIMIT = 200
 
 @dataclass
 class DashboardData:
-    """Everything the dashboard reads; the loaders are cached by whoever builds this."""
+    """Everything the dashboard reads: the OKR store, and settings of how to show it."""
 
     store: OkrStore
-    definitions: Callable[[], DefinitionSet | None] = lambda: None
-    prepared: Callable[[], PreparedData | None] = lambda: None
     record_links: dict[str, dict[str, str]] = field(default_factory=dict)
     stale_after: dt.timedelta = dt.timedelta(hours=36)
     moonshot_success: float = 0.7
@@ -61,11 +59,11 @@ class NotFound(LookupError):
 
 
 def team_label(team: Any) -> str:
-    return COMPANY if team is None or (isinstance(team, float) and math.isnan(team)) else str(team)
+    return COMPANY if is_missing(team) else str(team)
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return None
     stamp = pd.Timestamp(value)
     if pd.isna(stamp):
@@ -110,38 +108,29 @@ def pick_cycle(data: DashboardData, cycle: str | None) -> tuple[str, list[dict]]
     return cycle, known
 
 
-def _definitions(data: DashboardData) -> DefinitionSet | None:
-    try:
-        return data.definitions()
-    except Exception:  # noqa: BLE001 - a broken definitions folder must not take the dashboard down
-        return None
+def _pages(data: DashboardData, cycle: str) -> pd.DataFrame:
+    """The KR pages the daily flow stored for `cycle` (kr_charts), one row per KR."""
+    return data.store.kr_charts(cycle)
 
 
 def cycle_dates(data: DashboardData, cycle: str) -> tuple[dt.date, dt.date] | None:
-    definitions = _definitions(data)
-    if definitions is None or cycle not in definitions.cycles:
+    pages = _pages(data, cycle)
+    if pages.empty:
         return None
-    found = definitions.cycles[cycle]
-    return found.start, found.end
+    return pages["cycle_start"].iloc[0], pages["cycle_end"].iloc[0]
 
 
-def _find_kr(definitions: DefinitionSet | None, cycle: str, kr: str):  # noqa: ANN202
-    if definitions is None:
-        return None, None
-    for loaded, key_result in definitions.key_results():
-        if loaded.cycle.key == cycle and key_result.key == kr:
-            return loaded, key_result
-    return None, None
+def _page(data: DashboardData, cycle: str, kr: str) -> dict | None:
+    pages = _pages(data, cycle)
+    found = pages[pages["kr"] == kr]
+    return found.iloc[0].to_dict() if len(found) else None
 
 
 def objective_titles(data: DashboardData, cycle: str) -> dict[str, dict]:
-    definitions = _definitions(data)
-    if definitions is None:
-        return {}
+    pages = _pages(data, cycle).drop_duplicates("objective")
     return {
-        loaded.objective.key: {"title": loaded.objective.title, "owner": loaded.objective.owner}
-        for loaded in definitions.objectives
-        if loaded.cycle.key == cycle
+        row.objective: {"title": row.objective_title, "owner": json_value(row.objective_owner)}
+        for row in pages.itertuples()
     }
 
 
@@ -163,7 +152,7 @@ def _kr_records(
         if cycle_last_day is not None and row["as_of"] < cycle_last_day:
             reasons.append(f"not updated since {row['as_of']}")
         metric, unit = row["metric"], row.get("unit")
-        unit = None if unit is None or (isinstance(unit, float) and math.isnan(unit)) else unit
+        unit = None if is_missing(unit) else unit
         grade, expected = number(row.get("grade")), number(row.get("expected_progress"))
         shown = shown_status(row)
         reason = row.get("status_reason") if isinstance(row.get("status_reason"), str) else None
@@ -272,16 +261,14 @@ def kr_detail(
     known = cycles(data) if known is None else known
     cycle_last = next((c["last_day"] for c in known if c["cycle"] == cycle), None)
     latest = _kr_records(history.tail(1), data, cycle_last)[0]
-    definitions = _definitions(data)
-    loaded, definition = _find_kr(definitions, cycle, kr)
-    dates = cycle_dates(data, cycle)
-    start = dates[0] if dates else history["as_of"].min()
-    end = dates[1] if dates else history["as_of"].max()
-    chart = _chart(data, history, latest, start, end)
+    page = _page(data, cycle, kr)
+    start = page["cycle_start"] if page else history["as_of"].min()
+    end = page["cycle_end"] if page else history["as_of"].max()
+    chart = _chart(data, history, latest, start, end, page)
     return {
         "kr": latest, "cycle": cycle, "start": start, "end": end, "chart": chart,
-        "objective_title": loaded.objective.title if loaded else latest["objective"],
-        "definition": _definition(definition, latest),
+        "objective_title": page["objective_title"] if page else latest["objective"],
+        "definition": _definition(page, latest),
         "history": [
             {"as_of": r["as_of"], "value": number(r["value"]),
              "value_text": format_value(r["value"], latest["metric"], latest["unit"]),
@@ -295,7 +282,7 @@ def kr_detail(
 
 
 def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.date,
-           end: dt.date) -> dict:  # fmt: skip
+           end: dt.date, page: dict | None) -> dict:  # fmt: skip
     """Aligned daily series for the chart: value, expected path, forecast (null where none)."""
     days = pd.date_range(start, end, freq="D")
     values = (
@@ -303,19 +290,21 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
     )
     baseline, target = latest["baseline"], latest["target"]
     start_at = latest["start_value"] if latest["start_value"] is not None else baseline
-    success = data.moonshot_success if latest["ambition"] == "moonshot" else 1.0
+    success = (
+        page["success_grade"]
+        if page
+        else (data.moonshot_success if latest["ambition"] == "moonshot" else 1.0)
+    )
     expected_share = pd.Series(
         history.assign(day=pd.to_datetime(history["as_of"]))
         .set_index("day")["expected_progress"]
         .reindex(days)
     )
     # Stored days keep the expected progress they were scored with (milestones included); the
-    # days still ahead follow the scoring's linear path to the cycle end.
-    linear = expected_progress(
-        pd.Series(pd.Timestamp(start), index=days), pd.Series(pd.Timestamp(end), index=days),
-        pd.Series(days, index=days), pd.Series(success, index=days),
-    )  # fmt: skip
-    expected_share = expected_share.fillna(linear)
+    # days still ahead follow the scoring's linear path to the cycle end (stored by the flow).
+    if page and len(page["expected_path"]) == len(days):
+        linear = pd.Series(page["expected_path"], index=days, dtype="float64")
+        expected_share = expected_share.fillna(linear)
     expected_values = (
         start_at + expected_share * (target - start_at)
         if start_at is not None and target is not None
@@ -354,32 +343,32 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
         "x": [int(d.timestamp()) for d in days],
         "value": series(values), "expected": series(expected_values),
         "forecast": series(forecast_values), "target": target, "baseline": baseline,
-        "metric": latest["metric"], "unit": METRICS[latest["metric"]].unit
-        if latest["metric"] in METRICS else "", "title": latest["title"],
+        "metric": latest["metric"], "unit": (page or {}).get("unit") or "",
+        "title": latest["title"],
         "forecast_summary": summary, "start": start_at,
     }  # fmt: skip
 
 
-def _definition(definition: Any, latest: dict) -> dict:
-    spec = METRICS.get(latest["metric"])
-    formula = (getattr(spec, "formula", "") or getattr(spec, "description", "")) if spec else ""
+def _definition(page: dict | None, latest: dict) -> dict:
+    """The KR's definition as the flow stored it with its page (None: no longer defined)."""
     result = {
-        "metric": latest["metric"], "formula": formula, "filters": {}, "window": "cycle",
-        "baseline_text": latest["baseline_text"], "target_text": latest["target_text"],
-        "target_expression": None, "milestones": [], "current": definition is not None,
-        "version": latest["definition_version"],
+        "metric": latest["metric"], "formula": (page or {}).get("formula") or "", "filters": {},
+        "window": "cycle", "baseline_text": latest["baseline_text"],
+        "target_text": latest["target_text"], "target_expression": None, "milestones": [],
+        "current": page is not None, "version": latest["definition_version"],
     }  # fmt: skip
-    if definition is not None:
-        result["filters"] = dict(definition.where)
-        result["window"] = getattr(definition, "window", "cycle")
-        if isinstance(definition.target, str):
-            result["target_expression"] = definition.target
+    if page is not None:
+        definition = page["definition"]
+        result["filters"] = dict(definition.get("where") or {})
+        result["window"] = definition.get("window", "cycle")
+        if isinstance(definition.get("target"), str):
+            result["target_expression"] = definition["target"]
         result["milestones"] = [
             {
-                "date": m.date,
-                "target_text": format_value(m.target, latest["metric"], latest["unit"]),
+                "date": dt.date.fromisoformat(m["date"]),
+                "target_text": format_value(m["target"], latest["metric"], latest["unit"]),
             }
-            for m in getattr(definition, "milestones", [])
+            for m in definition.get("milestones") or []
         ]
     return result
 
@@ -396,35 +385,31 @@ def drilldown(
     if history.empty:
         raise NotFound(f"no key result '{kr}' in cycle '{cycle}'")
     row = history.iloc[-1]
-    definitions = _definitions(data)
-    loaded, definition = _find_kr(definitions, cycle, kr)
     empty = {"available": False, "as_of": row["as_of"], "records": [], "total": 0,
              "shown": 0, "entity": None}  # fmt: skip
-    if definition is None:
-        return {**empty, "reason": "this KR is no longer in the definitions"}
-    spec = (getattr(definitions, "library", None) or METRICS).get(definition.metric)
-    if spec is None or spec.events is None or spec.reduce:
-        return {**empty, "reason": f"metric '{definition.metric}' has no record-level breakdown"}
-    prepared = data.prepared()
-    if prepared is None:
-        return {**empty, "reason": "no staged data to show records from"}
-    # The engine's own explanation: same window, filters and events as the stored number.
-    explained = explain_key_result(definitions, loaded, definition, prepared, row["as_of"])
-    records = explained["records"]
-    if not records.empty:
-        records = records.sort_values(["day", "record_id"], ascending=[False, True], kind="stable")
-    shown = records.head(limit)
-    value, stored = number(explained["value"]), number(row["value"])
-    matches = (value is None and stored is None) or (
-        value is not None and stored is not None and math.isclose(value, stored, rel_tol=1e-6)
+    stored = data.store.drilldown(cycle, kr, as_of=row["as_of"])
+    if stored is None:
+        return {**empty, "reason": "no records stored for this KR yet: the next `krpulse run` "
+                "stores them"}  # fmt: skip
+    if stored["reason"]:
+        return {**empty, "reason": stored["reason"]}
+    # The flow stored the records from the engine's own explanation of the number: the same
+    # window, filters and events, so the records and the number cannot disagree.
+    records = stored["records"]
+    shown = records[:limit]
+    value, number_stored = number(stored["value"]), number(row["value"])
+    matches = (value is None and number_stored is None) or (
+        value is not None
+        and number_stored is not None
+        and math.isclose(value, number_stored, rel_tol=1e-6)
     )
     return {
-        "available": True, "as_of": row["as_of"], "entity": spec.entity,
-        "window_start": explained["window_start"], "window_end": explained["window_end"],
-        "total": len(records), "shown": len(shown),
-        "value_text": format_value(value, spec.name, row.get("unit")),
-        "matches_stored": matches, "sample_size": explained["sample_size"],
-        "records": _record_rows(shown, data.record_links),
+        "available": True, "as_of": row["as_of"], "entity": stored["entity"],
+        "window_start": stored["window_start"], "window_end": stored["window_end"],
+        "total": int(stored["total"]), "shown": len(shown),
+        "value_text": format_value(value, row["metric"], row.get("unit")),
+        "matches_stored": matches, "sample_size": stored["sample_size"],
+        "records": _record_rows(pd.DataFrame(shown), data.record_links),
     }  # fmt: skip
 
 
@@ -438,7 +423,7 @@ def _record_rows(records: pd.DataFrame, links: dict[str, dict[str, str]]) -> lis
         has_customer = customer_id is not None and not pd.isna(customer_id)
         out.append(
             {
-                **{k: _plain(v) for k, v in record.items()},
+                **{k: json_value(v) for k, v in record.items()},
                 "url": template.replace("{id}", quote(str(record["record_id"]), safe=""))
                 if template else None,
                 "customer_url": customer_template.replace("{id}", quote(str(customer_id), safe=""))
@@ -446,25 +431,3 @@ def _record_rows(records: pd.DataFrame, links: dict[str, dict[str, str]]) -> lis
             }
         )  # fmt: skip
     return out
-
-
-def _plain(value: Any) -> Any:
-    """JSON-friendly scalars: dates as ISO strings, missing as None."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, pd.Timestamp | np.datetime64):
-        stamp = pd.Timestamp(value)
-        return (
-            stamp.date().isoformat()
-            if stamp == stamp.normalize() and stamp.tzinfo is None
-            else stamp.isoformat()
-        )
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return number(value)
-    return value

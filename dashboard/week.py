@@ -126,7 +126,7 @@ def cached_overview(data: views.DashboardData, cycle: str | None, team: str | No
     change: kept under the store's version, the definitions loaded, the page's filters and the
     minute (freshness reads "synced 3 h ago"), so a request between writes only renders."""
     key = (
-        store_version(data.store.engine), id(views._definitions(data)), cycle, team,
+        store_version(data.store.engine), cycle, team,
         data.now().replace(second=0, microsecond=0), id(data),
     )  # fmt: skip
     with _overview_lock:

@@ -7,7 +7,25 @@ from typing import Any
 from core.numbers import number
 from kr_metrics.metrics import METRICS
 
-__all__ = ["format_percent", "format_value", "number"]
+__all__ = [
+    "SHOWN_DECIMALS",
+    "UNCERTAIN",
+    "format_percent",
+    "format_value",
+    "is_uncertain",
+    "number",
+]
+
+# Progress and grades are shown as whole percentages: "reached" is judged on that precision,
+# so a KR shown at 100 % of its target never reads "falls short".
+SHOWN_DECIMALS = 2
+# The words a status reason carries when the margin of error spans the expected path.
+UNCERTAIN = "the sample is too small to tell"
+
+
+def is_uncertain(status_reason: str | None) -> bool:
+    """Whether a status reason says the sample is too small to tell."""
+    return bool(status_reason) and UNCERTAIN in str(status_reason)
 
 
 def format_value(value: Any, metric: str, unit: str | None = None) -> str:

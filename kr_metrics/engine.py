@@ -188,26 +188,61 @@ def _reduced_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows:
     return Series(out, out.copy(), np.full(len(windows), np.nan), sample)
 
 
+class PandasBackend:
+    """Computes leaf metrics from prepared frames with numpy: scopes are boolean masks.
+
+    The engine's orchestration (`evaluate_with`, `series_of`) only talks to a backend, so the
+    compiled SQL engine (kr_metrics.sql) reuses it unchanged with scopes that are filters.
+    """
+
+    def __init__(self, data: PreparedData) -> None:
+        self.data = data
+        self._scopes: dict[str, Scope] = {}
+
+    def scope(self, where: dict) -> Scope:
+        cache_key = json.dumps(where, sort_keys=True, default=str)
+        if cache_key not in self._scopes:
+            self._scopes[cache_key] = scope_for(self.data, where)
+        return self._scopes[cache_key]
+
+    def narrow(self, scope: Scope, filters: dict) -> Scope:
+        return scope & scope_for(self.data, filters)
+
+    def leaf(self, spec: MetricSpec, scope: Scope, windows: Sequence[Window], basis: str) -> Series:
+        if spec.reduce:
+            return _reduced_series(spec, self.data, scope, windows, basis)
+        return _additive_series(spec, self.data, scope, windows, basis)
+
+
+def series_of(spec: MetricSpec, library: dict[str, MetricSpec], backend, scope, windows: Sequence[Window],
+              *, basis: str = "count") -> Series:  # fmt: skip
+    """`spec` over each window, for one scope: ratios and derived metrics from their inputs."""
+    if spec.filters:
+        scope = backend.narrow(scope, spec.filters)
+    if spec.combine in ("metric_ratio", "derived"):
+        inputs = {name: series_of(library[name], library, backend, scope, windows, basis=basis)
+                  for name in spec.inputs}  # fmt: skip
+        return combine_inputs(spec, inputs, len(windows))
+    return backend.leaf(spec, scope, windows, basis)
+
+
+def combine_inputs(spec: MetricSpec, inputs: dict[str, Series], n_windows: int) -> Series:
+    """A ratio of two metrics or a derived expression, window by window."""
+    if spec.combine == "metric_ratio":
+        num, den = inputs[spec.inputs[0]].value, inputs[spec.inputs[1]].value
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
+        return Series(value, num, den, inputs[spec.inputs[1]].sample)
+    value = evaluate_expression(spec.expression, {k: v.value for k, v in inputs.items()})
+    value = np.broadcast_to(value, (n_windows,)).astype("float64")
+    sample = np.min(np.vstack([v.sample for v in inputs.values()]), axis=0)
+    return Series(value, value.copy(), np.full(n_windows, np.nan), sample)
+
+
 def metric_series(spec: MetricSpec, library: dict[str, MetricSpec], data: PreparedData, scope: Scope,
                   windows: Sequence[Window], *, basis: str = "count") -> Series:  # fmt: skip
     """`spec` over each window, for one scope: the single computation both modes share."""
-    if spec.filters:
-        scope = scope & scope_for(data, spec.filters)
-    if spec.combine in ("metric_ratio", "derived"):
-        inputs = {name: metric_series(library[name], library, data, scope, windows, basis=basis)
-                  for name in spec.inputs}  # fmt: skip
-        if spec.combine == "metric_ratio":
-            num, den = inputs[spec.inputs[0]].value, inputs[spec.inputs[1]].value
-            with np.errstate(divide="ignore", invalid="ignore"):
-                value = np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
-            return Series(value, num, den, inputs[spec.inputs[1]].sample)
-        value = evaluate_expression(spec.expression, {k: v.value for k, v in inputs.items()})
-        value = np.broadcast_to(value, (len(windows),)).astype("float64")
-        sample = np.min(np.vstack([v.sample for v in inputs.values()]), axis=0)
-        return Series(value, value.copy(), np.full(len(windows), np.nan), sample)
-    if spec.reduce:
-        return _reduced_series(spec, data, scope, windows, basis)
-    return _additive_series(spec, data, scope, windows, basis)
+    return series_of(spec, library, PandasBackend(data), scope, windows, basis=basis)
 
 
 def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], data: PreparedData,
@@ -248,6 +283,19 @@ def evaluate_history(
     *,
     kpis_from: dt.date | None = None,
 ) -> pd.DataFrame:
+    """Every KR and KPI value from start to end, computed with pandas (the test oracle of the
+    compiled engine); see `evaluate_with`."""
+    return evaluate_with(definitions, PandasBackend(data), start, end, kpis_from=kpis_from)
+
+
+def evaluate_with(
+    definitions: DefinitionSet,
+    backend,
+    start: dt.date,
+    end: dt.date,
+    *,
+    kpis_from: dt.date | None = None,
+) -> pd.DataFrame:
     """One row per (day, KR of a cycle running that day) and per (day, KPI), start..end inclusive.
 
     Each KR's whole date range comes from one cumulative pass over its events, so a 90-day
@@ -258,13 +306,7 @@ def evaluate_history(
         raise ValueError(f"end {end} is before start {start}")
     library = definitions.library or METRICS
     all_days = each_day(start, end)
-    scopes: dict[str, Scope] = {}
-
-    def scope(where: dict) -> Scope:
-        cache_key = json.dumps(where, sort_keys=True, default=str)
-        if cache_key not in scopes:
-            scopes[cache_key] = scope_for(data, where)
-        return scopes[cache_key]
+    scope = backend.scope
 
     frames = []
     for loaded, kr in definitions.key_results():
@@ -275,9 +317,9 @@ def evaluate_history(
         spec = library[kr.metric]
         kr_scope = scope(kr.where)
         windows = _cycle_windows(kr, cycle.start, cycle.end, days)
-        series = metric_series(spec, library, data, kr_scope, windows, basis=kr.basis)
-        margin = _margin(kr.metric, kr.basis, series, data, kr_scope, windows)
-        baseline = _baseline(kr, cycle, spec, library, data, kr_scope)
+        series = series_of(spec, library, backend, kr_scope, windows, basis=kr.basis)
+        margin = _margin(kr.metric, kr.basis, series, backend, kr_scope, windows)
+        baseline = _baseline_with(kr, cycle, spec, library, backend, kr_scope)
         target = kr.target_for(baseline)
         kind = key_result_kind(spec.kind, rolling=window_days(kr.window) is not None)
         version = definition_version(cycle, objective.model_copy(update={"key_results": [kr]}))
@@ -297,7 +339,7 @@ def evaluate_history(
     for kpi in definitions.kpis if kpi_days else ():
         spec = library[kpi.metric]
         windows = [rolling_window(window_days(kpi.window) or 90, day) for day in kpi_days]
-        series = metric_series(spec, library, data, scope(kpi.where), windows, basis=kpi.basis)
+        series = series_of(spec, library, backend, scope(kpi.where), windows, basis=kpi.basis)
         frames.append(pd.DataFrame({
             "as_of": kpi_days, "kind": "kpi", "cycle": None, "objective": None, "key": kpi.key,
             "title": kpi.title, "team": kpi.team, "level": None, "ambition": None, "metric": kpi.metric,
@@ -306,7 +348,7 @@ def evaluate_history(
             "healthy_min": kpi.healthy.min, "healthy_max": kpi.healthy.max, "cycle_start": None,
             "cycle_end": None, "window_start": [w.start for w in windows],
             "window_end": [w.end for w in windows], "milestones": None,
-            "margin_of_error": _margin(kpi.metric, kpi.basis, series, data, scope(kpi.where), windows),
+            "margin_of_error": _margin(kpi.metric, kpi.basis, series, backend, scope(kpi.where), windows),
             "definition_version": definition_version(kpi),
         }))  # fmt: skip
     frames = [f for f in frames if not f.empty]
@@ -332,10 +374,10 @@ def evaluate(definitions: DefinitionSet, data: PreparedData, as_of: dt.date) -> 
     return evaluate_history(definitions, data, as_of, as_of)
 
 
-def _margin(metric: str, basis: str, series: Series, data: PreparedData, scope: Scope,
+def _margin(metric: str, basis: str, series: Series, backend, scope,
             windows: Sequence[Window]) -> np.ndarray:  # fmt: skip
     if metric == "nps":
-        shares = metric_series(NPS_SHARES, METRICS, data, scope, windows)
+        shares = series_of(NPS_SHARES, METRICS, backend, scope, windows)
         return margin_of_error(
             metric, series.value, series.sample, shares.numerator, shares.denominator
         )
@@ -353,13 +395,17 @@ def _baseline(
     kr: KeyResult, cycle, spec: MetricSpec, library, data: PreparedData, scope: Scope
 ) -> float | None:
     """The KR's baseline: its number, or the metric over the whole previous cycle."""
+    return _baseline_with(kr, cycle, spec, library, PandasBackend(data), scope)
+
+
+def _baseline_with(kr: KeyResult, cycle, spec: MetricSpec, library, backend, scope) -> float | None:
     if not kr.baseline_is_computed:
         return float(kr.baseline)
     previous_start, previous_end = cycle.previous()
     rolling = window_days(kr.window)
     window = (rolling_window(rolling, previous_end) if rolling
               else Window(previous_start, previous_end, previous_start))  # fmt: skip
-    value = metric_series(spec, library, data, scope, [window], basis=kr.basis).value[0]
+    value = series_of(spec, library, backend, scope, [window], basis=kr.basis).value[0]
     return optional_float(value)
 
 

@@ -147,6 +147,7 @@ def build_library(
                 formula=f"{metric.agg}({metric.expr or '*'}) of {metric.entity} dated by {date} in the window"
                 + (f", where {dict(metric.filter)}" if metric.filter else ""),
                 custom=True, filters=dict(metric.filter), kind=derived_kind(metric, library),
+                agg=metric.agg, expr=metric.expr, date=date,
             )  # fmt: skip
 
     # ratio and derived metrics, in dependency order; cycles and unknown inputs are errors.

@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from core.checkins import confidence_label, week_label
+from core.numbers import optional_float
 from kr_metrics.definitions import _MONTH_KEY, _QUARTER_KEY, Cycle, DefinitionSet
 from kr_metrics.display import format_percent, format_value
 from kr_metrics.scoring import ACHIEVED, MISSED, PARTIALLY_ACHIEVED, ScoringPolicy, verdict
@@ -91,10 +92,6 @@ def review(
     }  # fmt: skip
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
-
-
 def _mean(values: list) -> float | None:
     numbers = [v for v in values if v is not None]
     return float(np.mean(numbers)) if numbers else None
@@ -111,9 +108,11 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
     last = rows.iloc[-1]
     valued = rows[rows["value"].notna()]
     mid = rows[rows["as_of"] <= middle].tail(1)
-    final_value = _number(last["value"])
+    final_value = optional_float(last["value"])
     forecast = (
-        _number(mid["forecast_value"].iloc[0]) if "forecast_value" in rows and len(mid) else None
+        optional_float(mid["forecast_value"].iloc[0])
+        if "forecast_value" in rows and len(mid)
+        else None
     )
     error = (abs(forecast - final_value) / abs(final_value)
              if forecast is not None and final_value not in (None, 0.0) else None)  # fmt: skip
@@ -124,14 +123,14 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
         mine = changes[changes["kr"] == kr.key]
         kr_changes = json.loads(mine.to_json(orient="records", date_format="iso"))
     return out | {
-        "baseline": _number(last["baseline"]), "target": _number(last["target"]),
-        "final_value": final_value, "final_grade": _number(last["grade"]),
-        "verdict": verdict(_number(last["grade"]), ambition, policy),
-        "start": _number(last.get("start_value")),
-        "first_value": _number(valued["value"].iloc[0]) if len(valued) else None,
-        "mid_value": _number(mid["value"].iloc[0]) if len(mid) else None,
-        "low": _number(valued["value"].min()) if len(valued) else None,
-        "high": _number(valued["value"].max()) if len(valued) else None,
+        "baseline": optional_float(last["baseline"]), "target": optional_float(last["target"]),
+        "final_value": final_value, "final_grade": optional_float(last["grade"]),
+        "verdict": verdict(optional_float(last["grade"]), ambition, policy),
+        "start": optional_float(last.get("start_value")),
+        "first_value": optional_float(valued["value"].iloc[0]) if len(valued) else None,
+        "mid_value": optional_float(mid["value"].iloc[0]) if len(mid) else None,
+        "low": optional_float(valued["value"].min()) if len(valued) else None,
+        "high": optional_float(valued["value"].max()) if len(valued) else None,
         "never_moved": never_moved, "forecast_mid_cycle": forecast, "forecast_error_pct": error,
         "days": int(len(rows)), "last_day": last["as_of"].isoformat(), "status": last.get("status"),
         "target_changes": kr_changes,
@@ -145,7 +144,7 @@ def _kr_check_ins(kr: str, check_ins: pd.DataFrame | None) -> dict[str, Any]:
     mine = check_ins[check_ins["kr"] == kr].sort_values("week")
     rows = [
         {"week": week_label(r["week"]), "confidence": int(r["confidence"]),
-         "confidence_text": confidence_label(int(r["confidence"])), "value": _number(r["value"]),
+         "confidence_text": confidence_label(int(r["confidence"])), "value": optional_float(r["value"]),
          "progress": r["progress"] or "", "problems": r["problems"] or "",
          "next_steps": r["next_steps"] or "", "author": r["author"]}
         for r in mine.to_dict("records")
@@ -168,10 +167,10 @@ def _kpi_review(kpi_history: pd.DataFrame, cycle: Cycle) -> list[dict[str, Any]]
         out.append({
             "kpi": kpi, "title": rows["title"].iloc[-1], "team": rows["team"].iloc[-1],
             "metric": rows["metric"].iloc[-1],
-            "start_value": _number(valued["value"].iloc[0]) if len(valued) else None,
-            "end_value": _number(valued["value"].iloc[-1]) if len(valued) else None,
-            "low": _number(valued["value"].min()) if len(valued) else None,
-            "high": _number(valued["value"].max()) if len(valued) else None,
+            "start_value": optional_float(valued["value"].iloc[0]) if len(valued) else None,
+            "end_value": optional_float(valued["value"].iloc[-1]) if len(valued) else None,
+            "low": optional_float(valued["value"].min()) if len(valued) else None,
+            "high": optional_float(valued["value"].max()) if len(valued) else None,
             "unhealthy_days": int((rows["health"] == "unhealthy").sum()), "days": int(len(rows)),
         })  # fmt: skip
     return out

@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 
+from core.canonical import METRIC_TABLES
 from kr_metrics.definitions import (
     LARGEST_NUMBER,
     DefinitionSet,
@@ -479,7 +480,7 @@ def _known_values(data: PreparedData, column: str) -> tuple[set[str], list[str]]
     if cache_key not in data.cache:
         values: set[str] = set()
         entities = []
-        for entity in ("deals", "customers", "nps_responses"):
+        for entity in METRIC_TABLES:
             frame = data.frame(entity)
             if column in frame.columns:
                 entities.append(entity)
@@ -489,7 +490,7 @@ def _known_values(data: PreparedData, column: str) -> tuple[set[str], list[str]]
 
 
 def _unknown_filter_values(definitions: DefinitionSet, data: PreparedData) -> list[Problem]:
-    if all(data.frame(e).empty for e in ("deals", "customers", "nps_responses")):
+    if all(data.frame(e).empty for e in METRIC_TABLES):
         return []  # nothing staged yet: every value would look unknown
     filters = [
         (("kr", f"{lo.cycle.key}/{kr.key}"), kr.where) for lo, kr in definitions.key_results()

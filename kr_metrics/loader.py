@@ -136,9 +136,17 @@ def _shape_problem(err: dict[str, Any], data: Any, display: str) -> Problem:
 
 
 def definition_files(path: Path) -> list[Path]:
+    """The YAML files under `path`, skipping hidden folders and files: a Kubernetes ConfigMap
+    volume keeps a second copy of every file in a hidden `..<timestamp>` folder."""
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
 
 
 class _Collector:

@@ -144,6 +144,11 @@ class MetricSpec:
     expression: Any = None
     # ACCUMULATING or LEVEL: where a KR's progress bar starts (0, or the baseline).
     kind: str = LEVEL
+    # Custom simple metrics, as declared (the compiled engine builds its SQL from these):
+    # the aggregation, the column it aggregates (None: rows) and the date column of the window.
+    agg: str | None = None
+    expr: str | None = None
+    date: str | None = None
 
     @property
     def filter_columns(self) -> frozenset[str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kr_metrics.display import format_value
+from kr_metrics.display import SHOWN_DECIMALS, UNCERTAIN, format_value
 from kr_metrics.metrics import ACCUMULATING, LEVEL, METRICS
 
 # Metrics whose value is a rate over records: their sample size decides how far to trust them.
@@ -47,9 +47,6 @@ VERDICTS = (ACHIEVED, PARTIALLY_ACHIEVED, MISSED)
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 
-# Progress and grades are shown as whole percentages: "reached" is judged on that precision,
-# so a KR shown at 100 % of its target never reads "falls short".
-SHOWN_DECIMALS = 2
 
 STATUS_RULE = """\
 pace:     good   — the grade reached the success grade, or progress is at most `at_risk_gap`
@@ -289,13 +286,6 @@ def _uncertainty(row: dict, status: str) -> str:
         return ""
     margin_text = format_value(margin, row["metric"])
     return f"; ±{margin_text} spans the expected path: {UNCERTAIN}"
-
-
-UNCERTAIN = "the sample is too small to tell"
-
-
-def is_uncertain(status_reason: str | None) -> bool:
-    return bool(status_reason) and UNCERTAIN in str(status_reason)
 
 
 def kpi_health(values: pd.DataFrame) -> pd.Series:

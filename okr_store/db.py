@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+# How long a SQLite writer waits for another process's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
 
 def create_engine(url: str) -> sa.Engine:
     """An engine for `url`; an embedded SQLite file gets its folder and sane concurrency."""
@@ -17,7 +21,8 @@ def create_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        timeout = SQLITE_BUSY_TIMEOUT_SECONDS
+        engine = sa.create_engine(url, connect_args={"timeout": timeout})
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001 - DBAPI callback
@@ -25,7 +30,7 @@ def create_engine(url: str) -> sa.Engine:
             # instead of failing at once when two processes write.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()
 
         return engine
@@ -102,3 +107,56 @@ def write_transaction(engine: sa.Engine, *, lock_key: int | None = None) -> Iter
             )
             conn.execute(sa.select(lock))
         yield conn
+
+
+class DatabaseVanishedError(RuntimeError):
+    """The SQLite file was deleted or replaced while a run wrote to it: what it wrote is lost."""
+
+
+def sqlite_file(engine: sa.Engine) -> Path | None:
+    """The file of an embedded SQLite database, or None (PostgreSQL, in-memory)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def database_identity(engine: sa.Engine) -> tuple[int, int] | None:
+    """Which file the SQLite database is (device, inode), to notice it vanishing mid-run."""
+    path = sqlite_file(engine)
+    if path is None or not path.exists():
+        return None
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def check_database_identity(engine: sa.Engine, identity: tuple[int, int] | None) -> None:
+    """Raise DatabaseVanishedError when the SQLite file seen at `identity` is gone or replaced.
+
+    SQLite keeps writing into a deleted file's open handle without complaint: without this
+    check a run whose database was deleted under it reports success with everything lost.
+    """
+    if identity is None:
+        return
+    path = sqlite_file(engine)
+    assert path is not None
+    now = database_identity(engine)
+    if now == identity:
+        return
+    what = "deleted" if now is None else "replaced by another file"
+    raise DatabaseVanishedError(
+        f"the SQLite database {path} was {what} while the run was writing to it: nothing this "
+        "run wrote is kept. Restore the file (or run `krpulse db upgrade` for a new one) and "
+        "run again; keep other processes from deleting it."
+    )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (a reaped run's process must not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -153,6 +153,54 @@ class KpiValue(Base):
 
 
 # ---------------------------------------------------------------------------------------------
+# What the dashboard's KR page shows besides the daily rows, written by the daily flow so the
+# dashboard reads the store and never runs the engine.
+
+
+class KrChart(Base):
+    """A KR's page: its cycle dates, objective, definition, metric unit and formula, and the
+    linear expected path for every day of the cycle. One row per KR still defined."""
+
+    __tablename__ = "kr_charts"
+
+    cycle: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    kr: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    objective: Mapped[str] = mapped_column(sa.String(80))
+    objective_title: Mapped[str] = mapped_column(sa.Text)
+    objective_owner: Mapped[str | None] = mapped_column(sa.String(200))
+    cycle_start: Mapped[dt.date] = mapped_column(sa.Date)
+    cycle_end: Mapped[dt.date] = mapped_column(sa.Date)
+    success_grade: Mapped[float] = mapped_column(sa.Float)
+    unit: Mapped[str | None] = mapped_column(sa.String(20))
+    formula: Mapped[str | None] = mapped_column(sa.Text)
+    definition: Mapped[Any] = mapped_column(sa.JSON)
+    expected_path: Mapped[Any] = mapped_column(sa.JSON)  # expected progress per cycle day
+    run_id: Mapped[str] = mapped_column(sa.String(80))
+    computed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class KrDrilldown(Base):
+    """The records behind a KR's number on a day, from the engine's own explanation (the same
+    window, filters and events as the number): the newest records and the full count."""
+
+    __tablename__ = "kr_drilldowns"
+
+    cycle: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    kr: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    entity: Mapped[str | None] = mapped_column(sa.String(40))
+    window_start: Mapped[dt.date | None] = mapped_column(sa.Date)
+    window_end: Mapped[dt.date | None] = mapped_column(sa.Date)
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    sample_size: Mapped[int | None] = mapped_column(sa.Integer)
+    total: Mapped[int] = mapped_column(sa.Integer)
+    reason: Mapped[str | None] = mapped_column(sa.Text)  # why there are no records to show
+    records: Mapped[Any] = mapped_column(sa.JSON)
+    run_id: Mapped[str] = mapped_column(sa.String(80))
+    computed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------------------------------
 # Audit: which run wrote which day, from which definitions, with which data freshness
 
 
@@ -167,6 +215,11 @@ class Run(Base):
     days_requested: Mapped[int | None] = mapped_column(sa.Integer)
     data_synced_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     message: Mapped[str | None] = mapped_column(sa.Text)
+    # Who runs it and when it last showed life: a run left `running` by a killed process is
+    # reaped (marked failed) by the next run that starts (OkrStore.reap_abandoned_runs).
+    pid: Mapped[int | None] = mapped_column(sa.Integer)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class RunDay(Base):

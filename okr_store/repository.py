@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from collections.abc import Iterable
 
 import pandas as pd
 import sqlalchemy as sa
 
-from okr_store.db import upsert, write_transaction
+from okr_store.db import process_alive, upsert, write_transaction
 from okr_store.models import (
     CycleDefinition,
     KeyResultDefinition,
     KpiDefinition,
     KpiValue,
+    KrChart,
+    KrDrilldown,
     KrProgress,
     ObjectiveDefinition,
     PushState,
@@ -26,10 +30,12 @@ KPI_VALUE_COLUMNS = [c.name for c in KpiValue.__table__.columns if c.name != "id
 STALE = "stale"
 # Run statuses in the runs table.
 RUNNING, SUCCEEDED, PARTIAL, FAILED = "running", "succeeded", "partial", "failed"
-_DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end")
+# A run on another host that has shown no sign of life for this long is taken for dead.
+REAP_AFTER = dt.timedelta(hours=2)
+_DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end", "cycle_start", "cycle_end")
 _TIMESTAMP_COLUMNS = (
     "data_synced_at", "computed_at", "recorded_at", "started_at", "finished_at",
-    "last_pushed_at", "last_attempt_at",
+    "last_pushed_at", "last_attempt_at", "heartbeat_at",
 )  # fmt: skip
 
 
@@ -146,17 +152,32 @@ class OkrStore:
         """Record the (cycle, kr) `keys` as `stale` on `as_of`, with `reason`.
 
         Each KR's row for the day carries its last good value and score forward (the newest
-        earlier row that is not stale) — never zeros; earlier rows stay untouched. A KR with no
-        earlier good row but a row on the day keeps that row's identity without a number. KRs
-        the store has never seen cannot be described and are left out; the keys actually
-        marked are returned.
+        earlier row that is not stale) — never zeros; earlier rows stay untouched. A KR that
+        already has a good (not stale) row on the day keeps it: a rerun of a past day while bad
+        data is staged never replaces a good value with a carried-forward one, and the day's
+        KPIs, written with it, stay consistent with it. A KR with no earlier good row but a
+        stale row on the day keeps that row's identity without a number. KRs the store has
+        never seen cannot be described and are left out; the keys actually marked are returned.
         """
         keys = sorted({(str(c), str(k)) for c, k in keys})
         if not keys:
             return []
         table = KrProgress.__table__
-        wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
         with write_transaction(self.engine, lock_key=as_of.toordinal()) as conn:
+            good_today = {
+                (cycle, kr)
+                for cycle, kr in conn.execute(
+                    # (A row this same run wrote moments ago is its own to mark: a KR computed
+                    # from a failing source's partial data.)
+                    sa.select(table.c.cycle, table.c.kr).where(
+                        table.c.as_of == as_of, table.c.status != STALE, table.c.run_id != run_id
+                    )
+                ).all()
+            }
+            keys = [key for key in keys if key not in good_today]
+            if not keys:
+                return []
+            wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
             carried = _read(
                 conn,
                 _latest_per_key(
@@ -187,6 +208,24 @@ class OkrStore:
             upsert(conn, table, _rows(stale, KR_PROGRESS_COLUMNS))
             self._record_run_day(conn, as_of, STALE, stale, pd.DataFrame(columns=["run_id"]))
         return list(zip(stale["cycle"], stale["kr"], strict=True))
+
+    def write_kr_pages(
+        self, cycles: Iterable[str], charts: list[dict], drilldowns: list[dict], *, run_id: str
+    ) -> None:
+        """Replace the KR pages of `cycles` (a KR no longer defined loses its page) and store the
+        drill-downs, each replacing its (cycle, kr, day); one transaction."""
+        cycles = list(cycles)
+        stamp = {"run_id": run_id, "computed_at": _now()}
+        charts_table, drilldowns_table = KrChart.__table__, KrDrilldown.__table__
+        with write_transaction(self.engine) as conn:
+            if cycles:
+                gone = sa.delete(charts_table).where(charts_table.c.cycle.in_(cycles))
+                if charts:
+                    kept = [(c["cycle"], c["kr"]) for c in charts]
+                    gone = gone.where(~sa.tuple_(charts_table.c.cycle, charts_table.c.kr).in_(kept))
+                conn.execute(gone)
+            upsert(conn, charts_table, [{**row, **stamp} for row in charts])
+            upsert(conn, drilldowns_table, [{**row, **stamp} for row in drilldowns])
 
     def record_definitions(
         self,
@@ -248,12 +287,55 @@ class OkrStore:
         days_requested: int | None = None,
         data_synced_at: dt.datetime | None = None,
     ) -> None:
-        """Open the run's audit row (status `running`)."""
-        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": _now(),
+        """Open the run's audit row (status `running`, this process's pid and host), after
+        reaping the runs a killed process left `running` (see reap_abandoned_runs)."""
+        self.reap_abandoned_runs()
+        now = _now()
+        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": now,
                "finished_at": None, "days_requested": days_requested,
-               "data_synced_at": data_synced_at, "message": None}  # fmt: skip
+               "data_synced_at": data_synced_at, "message": None, "pid": os.getpid(),
+               "host": socket.gethostname(), "heartbeat_at": now}  # fmt: skip
         with write_transaction(self.engine) as conn:
             upsert(conn, Run.__table__, [row])
+
+    def heartbeat(self, run_id: str) -> None:
+        """The run is alive (called after each day): keeps it from being reaped."""
+        table = Run.__table__
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.run_id == run_id, table.c.status == RUNNING)
+                .values(heartbeat_at=_now())
+            )
+
+    def reap_abandoned_runs(self, *, stale_after: dt.timedelta = REAP_AFTER) -> list[str]:
+        """Mark failed the runs left `running` by a process that is gone: on this host, one whose
+        pid no longer exists; anywhere, one with no sign of life (heartbeat, else start) for
+        `stale_after`. Returns their ids. A kill -9 leaves no other trace."""
+        table = Run.__table__
+        now = _now()
+        here = socket.gethostname()
+        with self.engine.connect() as conn:
+            running = _read(conn, sa.select(table).where(table.c.status == RUNNING))
+        reaped = []
+        for run in running.to_dict("records"):
+            last_seen = run["heartbeat_at"] if pd.notna(run["heartbeat_at"]) else run["started_at"]
+            if run["host"] == here and pd.notna(run["pid"]) and not process_alive(int(run["pid"])):
+                why = f"process {int(run['pid'])} on {here} ended without finishing the run"
+            elif pd.notna(last_seen) and now - last_seen > stale_after:
+                why = f"no sign of life since {last_seen:%Y-%m-%d %H:%M} UTC"
+            else:
+                continue
+            message = f"abandoned: {why} (killed?); reaped at {now:%Y-%m-%d %H:%M:%S} UTC"
+            with write_transaction(self.engine) as conn:
+                done = conn.execute(
+                    sa.update(table)
+                    .where(table.c.run_id == run["run_id"], table.c.status == RUNNING)
+                    .values(status=FAILED, finished_at=now, message=message)
+                )
+            if done.rowcount:
+                reaped.append(run["run_id"])
+        return reaped
 
     def finish_run(
         self, run_id: str, *, status: str, message: str | None = None, origin: str = "unknown"
@@ -547,6 +629,29 @@ class OkrStore:
             frame = pd.read_sql(query, conn)
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         return frame
+
+    def kr_charts(self, cycle: str) -> pd.DataFrame:
+        """The KR pages of `cycle` (kr_charts): dates, objective, definition, expected path."""
+        table = KrChart.__table__
+        with self.engine.connect() as conn:
+            return _read(conn, sa.select(table).where(table.c.cycle == cycle).order_by(table.c.kr))
+
+    def drilldown(self, cycle: str, kr: str, *, as_of: dt.date) -> dict | None:
+        """The records behind the KR's number: the drill-down of its newest day up to `as_of`
+        (a stale day carries an earlier day's number, and so its records), or None.
+
+        The one read API of the staged records the dashboard shows: the daily flow stored them
+        from the engine's own explanation of the number."""
+        table = KrDrilldown.__table__
+        query = (
+            sa.select(table)
+            .where(table.c.cycle == cycle, table.c.kr == kr, table.c.as_of <= as_of)
+            .order_by(table.c.as_of.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row is not None else None
 
     def cycle_history(
         self,

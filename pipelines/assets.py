@@ -6,16 +6,14 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from connectors.base import SourceLimitReached
-from kr_metrics.versions import definition_records
-from okr_store.repository import PARTIAL, SUCCEEDED
+from connectors.base import SourceAuthError, SourceLimitReached
+from core.canonical import METRIC_TABLES
 from okr_store.schema import SchemaOutOfDateError
 from okr_store.staging import stage
 from pipelines import flow, source_health
-from pipelines.io_managers import partition_days
+from pipelines.checks import failure_metadata
 from pipelines.names import (
     EXTRACT_GROUP,
-    FRAMES_IO_MANAGER,
     KPI_VALUES,
     KR_PROGRESS,
     KR_VALUES,
@@ -26,10 +24,13 @@ from pipelines.names import (
     PUBLISH_GROUP,
     STAGED_SOURCES,
     STAGING_GROUP,
+    VALUES_CHECK,
     sync_asset_key,
 )
+from pipelines.partitions import partition_days
 from pipelines.resources import KrpulseResource
 from pipelines.settings import ConfigError, Settings
+from validation.report import ERROR, ExpectationFailure, ValidationReport
 
 ENGINEERING_OWNERS = ["team:data-engineering"]
 # CRM sources change all day and are expected fresh each morning; a files folder is a snapshot
@@ -38,7 +39,8 @@ CRM_SOURCE_TYPES = frozenset({"salesforce", "hubspot"})
 # One computation covers a whole backfill range (the engine's history mode), so a backfill of
 # these assets is one run, not one per day.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
-NOT_WORTH_RETRYING = (ConfigError, SchemaOutOfDateError, SourceLimitReached)
+# Retrying cannot cure these; a rejected credential (401) retried used to cost six minutes.
+NOT_WORTH_RETRYING = (ConfigError, SchemaOutOfDateError, SourceLimitReached, SourceAuthError)
 
 
 def _markdown_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) -> dg.MetadataValue:
@@ -47,6 +49,20 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) ->
 
 def _day_range(days: list[dt.date]) -> str:
     return days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
+
+
+def sync_failure_observation(key: dg.AssetKey, error: BaseException, attempt: int):
+    """What a failing sync step shows on each of its assets before it raises (the store's
+    sync_failures row, written by `stage`, is what the daily flow reads)."""
+    return dg.AssetObservation(
+        asset_key=key,
+        metadata={
+            "sync_status": "failed",
+            # The connectors' errors name settings and env var names, never secret values.
+            "error": f"{type(error).__name__}: {error}"[:500],
+            "attempt": attempt,
+        },
+    )
 
 
 def sync_retry_policy(settings: Settings) -> dg.RetryPolicy | None:
@@ -121,7 +137,7 @@ def build_sync_assets(
             # is failing (its KRs go stale) even in a later run.
             for obj in objects:
                 context.log_event(
-                    source_health.sync_failure_observation(
+                    sync_failure_observation(
                         dg.AssetKey(sync_asset_key(source_name, obj)), exc, context.retry_number + 1
                     )
                 )
@@ -142,6 +158,8 @@ def build_sync_assets(
                     "rows_changed": report.changed,
                     "rows_deleted": report.deleted,
                     "rows_quarantined": report.quarantined,
+                    # Quarantined updates of good staged rows: those rows stay in effect.
+                    "rows_shadowing": report.shadowed,
                     "quarantine_reasons": dg.MetadataValue.json(report.quarantine_reasons),
                     "api_calls": report.api_calls,
                     "cursor": report.cursor or "",
@@ -171,28 +189,30 @@ def build_staged_sources_asset(
         deps=sync_asset_keys(settings),
         partitions_def=partitions,
         backfill_policy=SINGLE_RUN,
-        io_manager_key=FRAMES_IO_MANAGER,
         description="What the day's numbers are computed from: per source, the rows staged, its "
-        "last good sync, and whether its latest sync failed (its KRs are then marked stale).",
+        "last good sync, and whether its latest sync failed (its KRs are then marked stale). "
+        "Read from the store, as the daily flow reads it.",
     )
-    def staged_sources(context: dg.AssetExecutionContext, krpulse: KrpulseResource):
+    def staged_sources(
+        context: dg.AssetExecutionContext, krpulse: KrpulseResource
+    ) -> dg.MaterializeResult:
         settings = krpulse.settings()
+        engine = krpulse.engine()
         days = partition_days(context)
-        states = source_health.source_states(context.instance, settings)
-        counts = source_health.staged_counts(krpulse.engine(), [s.name for s in settings.sources])
+        states = source_health.source_states(settings, engine)
+        counts = source_health.staged_counts(engine, [s.name for s in settings.sources])
         frame = source_health.staged_sources_frame(states, counts, days, settings.timezone)
         failing = states[states["status"] == "failing"]
         for row in failing.itertuples():  # only the failing sources, a handful at most
             context.log.warning(f"source {row.source} is failing: {row.reason}")
-        return dg.Output(
-            frame,
+        return dg.MaterializeResult(
             metadata={
                 "days": _day_range(days),
                 "sources": len(states),
                 "failing_sources": ", ".join(failing["source"]) or "none",
                 "staged": _markdown_table(
                     frame[frame["as_of"] == days[-1]],
-                    ["source", "type", "status", "deals", "customers", "nps_responses"],
+                    ["source", "type", "status", *METRIC_TABLES],
                 ),
             },
         )
@@ -200,168 +220,189 @@ def build_staged_sources_asset(
     return staged_sources
 
 
-def build_value_assets(
+def build_daily_assets(
     partitions: dg.PartitionsDefinition, settings: Settings | None = None
 ) -> dg.AssetsDefinition:
+    """KR values, KPI values and KR progress of the partition's days: one call of the daily
+    flow (`flow.run_days`, as `krpulse run`), its results mapped onto materializations, the
+    gate's check results and metadata. Nothing passes between steps but the store."""
+    settings = settings or Settings()
+
     @dg.multi_asset(
-        outs={
-            KR_VALUES: dg.AssetOut(
+        # The step is named after what it writes: the day's progress in the OKR store.
+        name=KR_PROGRESS,
+        specs=[
+            dg.AssetSpec(
+                KR_VALUES,
                 group_name=METRICS_GROUP,
                 kinds={"pandas"},
                 owners=OWNERS,
-                io_manager_key=FRAMES_IO_MANAGER,
+                deps=[STAGED_SOURCES],
                 description="Each key result's metric value on the partition's day, with its "
                 "sample size, numerator and denominator.",
             ),
-            KPI_VALUES: dg.AssetOut(
+            dg.AssetSpec(
+                KPI_VALUES,
                 group_name=METRICS_GROUP,
                 kinds={"pandas"},
                 owners=OWNERS,
-                io_manager_key=FRAMES_IO_MANAGER,
+                deps=[STAGED_SOURCES],
                 description="Each standing KPI's value on the partition's day (kept apart from KRs).",
             ),
-        },
-        deps=[STAGED_SOURCES],
+            dg.AssetSpec(
+                KR_PROGRESS,
+                group_name=PROGRESS_GROUP,
+                kinds={"sqlalchemy"},
+                owners=OWNERS,
+                deps=[KR_VALUES, KPI_VALUES],
+                skippable=True,  # not materialised when the gate blocks a day
+                description="KR progress (grade, expected progress, status) and KPI health for "
+                "the partition's day, written to the OKR store; rerunning a day replaces its "
+                "rows. KRs that depend on a failing source are marked stale (last good value "
+                "carried forward).",
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                VALUES_CHECK, asset=KR_VALUES, blocking=True, description=VALUES_CHECK_DESCRIPTION
+            ),
+            dg.AssetCheckSpec(
+                VALUES_CHECK,
+                asset=KPI_VALUES,
+                blocking=True,
+                description="The same Great Expectations gate, on the day's KPI values.",
+            ),
+        ],  # fmt: skip
         partitions_def=partitions,
         backfill_policy=SINGLE_RUN,
         can_subset=False,
+        pool=settings.orchestration.database_pool,
     )
-    def metric_values(context: dg.AssetExecutionContext, krpulse: KrpulseResource):
+    def kr_progress(context: dg.AssetExecutionContext, krpulse: KrpulseResource):
         """One engine pass computes KRs and KPIs together, for the one day of a daily run or for
         every day of a backfill's range (history mode: one computation, not one per day)."""
         settings = krpulse.settings()
         days = partition_days(context)
-        definitions = flow.load_definition_set(settings)
-        data = flow.load_prepared(settings, krpulse.engine())
-        computed = flow.compute_days(settings, definitions, data, days)
-        values = pd.concat([computed[day][0] for day in days], ignore_index=True)
-        krs = values[values["kind"] == "kr"].reset_index(drop=True)
-        kpis = values[values["kind"] == "kpi"].reset_index(drop=True)
-        last = krs[krs["as_of"] == days[-1]]
-        yield dg.Output(
-            krs,
-            output_name=KR_VALUES,
-            metadata={
-                "as_of": _day_range(days),
-                "days": len(days),
-                "key_results": int(last["key"].nunique()),
-                "null_values": int(krs["value"].isna().sum()),
-                "preview": _markdown_table(last, ["key", "metric", "value", "sample_size"]),
-            },
-        )
-        yield dg.Output(
-            kpis,
-            output_name=KPI_VALUES,
-            metadata={
-                "as_of": _day_range(days),
-                "days": len(days),
-                "kpis": int(kpis["key"].nunique()),
-                "preview": _markdown_table(
-                    kpis[kpis["as_of"] == days[-1]], ["key", "metric", "value", "sample_size"]
-                ),
-            },
-        )
-
-    return metric_values
-
-
-def score_days(
-    settings: Settings, kr_values: pd.DataFrame, kpi_values: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """KR rows scored and KPI rows with health, in the store's shape, for all their days."""
-    from kr_metrics.scoring import kpi_health, score_key_results
-
-    progress = (
-        score_key_results(kr_values, settings.scoring.policy())
-        if len(kr_values)
-        else kr_values.assign(progress=[], grade=[], expected_progress=[], status=[])
-    ).rename(columns={"key": "kr"})
-    kpis = kpi_values.rename(columns={"key": "kpi"})
-    kpis = kpis.assign(health=kpi_health(kpis) if len(kpis) else [])
-    return progress, kpis
-
-
-def build_progress_asset(partitions: dg.PartitionsDefinition, settings: Settings | None = None):
-    settings = settings or Settings()
-
-    @dg.asset(
-        name=KR_PROGRESS,
-        group_name=PROGRESS_GROUP,
-        kinds={"sqlalchemy"},
-        owners=OWNERS,
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
-        pool=settings.orchestration.database_pool,
-        description="KR progress (grade, expected progress, status) and KPI health for the "
-        "partition's day, written to the OKR store; rerunning a day replaces its rows. KRs that "
-        "depend on a failing source are marked stale (last good value carried forward).",
-    )
-    def kr_progress(
-        context: dg.AssetExecutionContext,
-        krpulse: KrpulseResource,
-        kr_values: pd.DataFrame,
-        kpi_values: pd.DataFrame,
-        staged_sources: pd.DataFrame,
-    ) -> dg.MaterializeResult:
-        settings = krpulse.settings()
-        engine = krpulse.engine()
-        days = partition_days(context)
-        definitions = flow.load_definition_set(settings)
-        progress, kpis = score_days(settings, kr_values, kpi_values)
-        failing_by_day = source_health.failing_sources_by_day(staged_sources)
-        deps = source_health.dependencies(definitions, [s.name for s in settings.sources])
-        store = flow.OkrStore(engine)
-        frozen = flow.frozen_cycles(settings, definitions, store)
-        synced_at = flow.data_freshness(settings, engine)
-        stale: dict[str, list[str]] = {}
-        for as_of in days:  # one transaction per day, as the CLI writes them
-            failing = failing_by_day.get(as_of, [])
-            day_kpis = kpis[kpis["as_of"] == as_of]
-            if failing:
-                # A KPI has no stale status: one computed from partial data is left out that day.
-                gone = source_health.depending_on(deps, failing, "kpi")
-                day_kpis = day_kpis[~day_kpis["kpi"].isin(gone["key"])]
-            flow.push_day(store, as_of, progress[progress["as_of"] == as_of].reset_index(drop=True),
-                          day_kpis.reset_index(drop=True), run_id=context.run_id,
-                          data_synced_at=synced_at, frozen_cycles=frozen)  # fmt: skip
-            if failing:
-                keys = source_health.depending_on(deps, failing, "kr")
-                keys = keys[~keys["cycle"].isin(frozen)]
-                marked = store.mark_stale(
-                    as_of,
-                    zip(keys["cycle"], keys["key"], strict=True),
-                    source_health.STALE_REASON.format(sources=", ".join(failing)),
-                    context.run_id,
-                )
-                stale[as_of.isoformat()] = [f"{cycle}/{kr}" for cycle, kr in marked]
-        message = (
-            f"stale (failing sources): {'; '.join(f'{d}: {len(k)} KRs' for d, k in stale.items())}"
-            if stale
-            else None
-        )
-        store.finish_run(
-            context.run_id,
-            status=PARTIAL if stale else SUCCEEDED,
-            message=message,
-            origin="dagster",
-        )
-        store.record_definitions(**definition_records(definitions))
-        last = progress[progress["as_of"] == days[-1]]
-        statuses = last["status"].value_counts().to_dict()
-        return dg.MaterializeResult(
-            metadata={
-                "as_of": _day_range(days),
-                "days_written": len(days),
-                "rows_written": len(progress) + len(kpis),
-                **{f"status_{k}": int(v) for k, v in statuses.items()},
-                "stale_key_results": dg.MetadataValue.json(stale),
-                "progress": _markdown_table(
-                    last, ["kr", "value", "target", "grade", "expected_progress", "status"]
-                ),
-            }
-        )
+        results = flow.run_days(
+            settings, krpulse.engine(), days, run_id=context.run_id, origin="dagster",
+            publish=False,
+        )  # fmt: skip
+        yield from daily_outputs(context, days, results)
 
     return kr_progress
+
+
+VALUES_CHECK_DESCRIPTION = (
+    "Great Expectations: keys present and unique; values finite, inside the metric's valid "
+    "range, null only where the metric allows 'no data'; day-over-day change within "
+    "`validation.numbers` (warning unless configured as error). Also fails while the staged "
+    "data's newest syncs fail their data suites."
+)
+
+
+def daily_outputs(
+    context: dg.AssetExecutionContext, days: list[dt.date], results: list[flow.DayResult]
+):
+    """The flow's results as Dagster sees them: values, the gate's verdicts, progress."""
+    values = pd.concat([r.values for r in results], ignore_index=True)
+    krs = values[values["kind"] == "kr"] if len(values) else values
+    kpis = values[values["kind"] == "kpi"] if len(values) else values
+    last_krs = krs[krs["as_of"] == days[-1]] if len(krs) else krs
+    yield dg.MaterializeResult(
+        asset_key=KR_VALUES,
+        metadata={
+            "as_of": _day_range(days),
+            "days": len(days),
+            "key_results": int(last_krs["key"].nunique()) if len(last_krs) else 0,
+            "null_values": int(krs["value"].isna().sum()) if len(krs) else 0,
+            "preview": _markdown_table(last_krs, ["key", "metric", "value", "sample_size"]),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=KPI_VALUES,
+        metadata={
+            "as_of": _day_range(days),
+            "days": len(days),
+            "kpis": int(kpis["key"].nunique()) if len(kpis) else 0,
+            "preview": _markdown_table(
+                kpis[kpis["as_of"] == days[-1]] if len(kpis) else kpis,
+                ["key", "metric", "value", "sample_size"],
+            ),
+        },
+    )
+    blocked = [r for r in results if r.blocked]
+    for asset, kind in ((KR_VALUES, "kr"), (KPI_VALUES, "kpi")):
+        yield gate_check_result(asset, kind, results)
+    if blocked:
+        context.log.warning(
+            "validation gate blocked " + ", ".join(f"{r.as_of} ({r.stale_reason})" for r in blocked)
+        )
+        return  # nothing of a blocked day is pushed: progress is not materialised
+    progress = pd.concat([r.progress for r in results], ignore_index=True)
+    last = progress[progress["as_of"] == days[-1]] if len(progress) else progress
+    statuses = last["status"].value_counts().to_dict() if len(last) else {}
+    stale = {
+        r.as_of.isoformat(): [f"{cycle}/{kr}" for cycle, kr in r.stale_key_results]
+        for r in results
+        if r.stale_key_results
+    }
+    yield dg.MaterializeResult(
+        asset_key=KR_PROGRESS,
+        metadata={
+            "as_of": _day_range(days),
+            "days_written": len(days),
+            "rows_written": len(progress) + sum(len(r.kpis) for r in results),
+            **{f"status_{k}": int(v) for k, v in statuses.items()},
+            "stale_key_results": dg.MetadataValue.json(stale),
+            "failing_sources": ", ".join(sorted({s for r in results for s in r.failing_sources}))
+            or "none",
+            "progress": _markdown_table(
+                last, ["kr", "value", "target", "grade", "expected_progress", "status"]
+            ),
+        },
+    )
+
+
+def gate_check_result(asset: str, kind: str, results: list[flow.DayResult]) -> dg.AssetCheckResult:
+    """The gate's verdicts on the run's days as the check on `asset`, the values of `kind`
+    (kr or kpi): the staged data's failures count for both, a number's only for its kind."""
+    failures: dict[tuple[str, str, str], tuple[str, ExpectationFailure]] = {}
+    for result in results:
+        for report in result.reports:
+            for failure in report.failures:
+                kinds = {example.get("kind") for example in failure.examples} - {None}
+                if kinds and kind not in kinds:
+                    continue
+                mine = ExpectationFailure(
+                    failure.expectation, failure.column, failure.unexpected_count,
+                    [e for e in failure.examples if e.get("kind", kind) == kind],
+                    failure.severity, failure.rule,
+                )  # fmt: skip
+                # Every day shares the syncs' reports: each failure is shown once.
+                failures.setdefault((report.suite, failure.expectation, failure.rule),
+                                    (report.suite, mine))  # fmt: skip
+    reports = [
+        ValidationReport(suite, success=False, evaluated_rows=0, failures=[failure])
+        for suite, failure in failures.values()
+    ]
+    metadata = failure_metadata(reports)
+    blocked = [r for r in results if r.blocked]
+    errors = any(f.severity == ERROR for _, f in failures.values())
+    if blocked and errors:
+        metadata["marked_stale"] = sum(r.marked_stale for r in blocked)
+        metadata["stale_reason"] = blocked[0].stale_reason or "blocked"
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=VALUES_CHECK,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+        description="\n".join(
+            [f"{r.as_of}: {r.stale_reason}" for r in blocked if errors]
+            + [f"{suite}: {f.short}" for suite, f in failures.values() if f.severity != ERROR]
+        )
+        or "passed",
+        metadata=metadata,
+    )
 
 
 def build_publish_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -1,38 +1,22 @@
-"""Asset checks: the Great Expectations gate on each sync's rows and on each day's numbers.
+"""Asset checks: the Great Expectations gate on each sync's rows.
 
-An ERROR result is blocking: the assets below it do not run in the same run, so nothing of the
-day is pushed. The skipped `kr_progress` step cannot record why, so the failing check itself
+An ERROR result is blocking: the daily assets below it do not run in the same run, so nothing
+of the day is pushed. The skipped daily step cannot record why, so the failing check itself
 marks the day's KRs `stale` with the reason (each keeps its last good value). WARN results are
-shown and block nothing. Staged data judged bad in an earlier run (a sync job of its own) still
-blocks: the number gate reads the data gate's recorded verdicts before it passes a day.
+shown and block nothing. The gate on each day's numbers is part of the daily flow itself; the
+daily assets report its verdict as their `values_pass_validation_gate` checks (assets.py).
 """
 
-import datetime as dt
-
 import dagster as dg
-import pandas as pd
 
-from core.calendar import each_day
 from pipelines import flow, gate
-from pipelines.names import DATA_CHECK, KPI_VALUES, KR_VALUES, VALUES_CHECK, sync_asset_key
+from pipelines.names import DATA_CHECK, sync_asset_key
+from pipelines.partitions import partition_days
 from pipelines.resources import KrpulseResource
 from pipelines.settings import Settings
 from validation.verdicts import data_block_reason
 
 MAX_FAILURES_IN_METADATA = 10
-
-
-def run_days(context: dg.AssetCheckExecutionContext) -> list[dt.date]:
-    """The days the run computes: its partition, or a single-run backfill's range; none when
-    the run is not partitioned (e.g. a sync of its own outside the daily job)."""
-    if context.has_partition_key_range:
-        window = context.partition_key_range
-        start, end = dt.date.fromisoformat(window.start), dt.date.fromisoformat(window.end)
-    elif context.has_partition_key:
-        start = end = dt.date.fromisoformat(context.partition_key)
-    else:
-        return []
-    return each_day(start, end)
 
 
 def failure_metadata(reports: list) -> dict:
@@ -64,7 +48,7 @@ def _block(
     reason: str,
 ) -> int:
     """Mark the KRs of the run's days stale: the push below this check will not run."""
-    days = run_days(context)
+    days = partition_days(context)
     if not days:
         return 0
     definitions = flow.load_definition_set(settings)
@@ -74,70 +58,8 @@ def _block(
     return marked
 
 
-def values_gate(
-    context: dg.AssetCheckExecutionContext, krpulse: KrpulseResource, values: pd.DataFrame
-) -> dg.AssetCheckResult:
-    """The number suites on the run's values, after the data gate's verdicts on staged data."""
-    settings = krpulse.settings()
-    engine = krpulse.engine()
-    store = flow.OkrStore(engine)
-    data = gate.data_gate(settings, engine)
-    data_reason = data_block_reason(data)
-    days = run_days(context)
-    previous = gate.previous_values(store, days[0]) if days else None
-    definitions = flow.load_definition_set(settings)
-    report = gate.check_numbers(settings, definitions, values, previous)
-    reason = data_reason or (
-        "blocked by the number gate: " + report.reason(250) if report.blocked else None
-    )
-    metadata = failure_metadata([*(v.report for v in data if v.report.blocked), report])
-    if reason:
-        metadata["marked_stale"] = _block(context, settings, store, reason)
-        metadata["stale_reason"] = reason
-    description = "\n".join([data_reason or "staged data: OK", report.summary()])
-    return dg.AssetCheckResult(
-        passed=report.success and not data_reason,
-        severity=dg.AssetCheckSeverity.ERROR if reason else dg.AssetCheckSeverity.WARN,
-        description=description,
-        metadata=metadata,
-    )
-
-
-def build_gate_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """The number gate on the day's KR values and on its KPI values, partitioned like them."""
-
-    @dg.asset_check(
-        asset=KR_VALUES,
-        name=VALUES_CHECK,
-        blocking=True,
-        partitions_def=partitions,
-        description="Great Expectations: keys present and unique; values finite, inside the "
-        "metric's valid range, null only where the metric allows 'no data'; day-over-day "
-        "change within `validation.numbers` (warning unless configured as error). Also fails "
-        "while the staged data's newest syncs fail their data suites.",
-    )
-    def kr_values_gate(
-        context: dg.AssetCheckExecutionContext, krpulse: KrpulseResource, kr_values: pd.DataFrame
-    ) -> dg.AssetCheckResult:
-        return values_gate(context, krpulse, kr_values)
-
-    @dg.asset_check(
-        asset=KPI_VALUES,
-        name=VALUES_CHECK,
-        blocking=True,
-        partitions_def=partitions,
-        description="The same Great Expectations gate, on the day's KPI values.",
-    )
-    def kpi_values_gate(
-        context: dg.AssetCheckExecutionContext, krpulse: KrpulseResource, kpi_values: pd.DataFrame
-    ) -> dg.AssetCheckResult:
-        return values_gate(context, krpulse, kpi_values)
-
-    return [kr_values_gate, kpi_values_gate]
-
-
 def build_data_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
-    """Per source, the data suites on the rows its newest sync changed, one check per object."""
+    """Per source, the data suites on its staged state since the last pass, one check per object."""
     return [
         _data_check(source.name, flow.source_for(settings, source).objects)
         for source in settings.sources
@@ -152,10 +74,11 @@ def _data_check(source_name: str, objects: tuple[str, ...]) -> dg.AssetChecksDef
                 DATA_CHECK,
                 asset=dg.AssetKey(sync_asset_key(source_name, obj)),
                 blocking=True,
-                description="Great Expectations on the rows this sync changed: ids present and "
+                description="Great Expectations on the staged state against the last state that "
+                "passed (or was accepted): on every row written since, ids present and "
                 "unique; amounts finite, not negative; currencies known and convertible; close "
                 "dates and submission times plausible; NPS scores 0–10; deals' customers exist "
-                "(warning); no mass deletion or quarantine share above `validation.data` "
+                "(warning); no mass deletion or quarantine share since then above `validation.data` "
                 "(error); no empty sync where hundreds of changes are usual (warning).",
             )
             for obj in objects
@@ -179,16 +102,21 @@ def _data_check(source_name: str, objects: tuple[str, ...]) -> dg.AssetChecksDef
                 continue
             report = verdict.report
             metadata = {"sync_id": verdict.sync_id, **failure_metadata([report])}
-            if report.blocked:
+            description = report.summary()
+            if verdict.blocked:
                 metadata["marked_stale"] = marked
+                metadata["stale_reason"] = reason
+            if verdict.accepted:  # an operator's `krpulse validate --accept`: shown, not blocking
+                metadata["accepted"] = verdict.accepted
+                description = f"sync {verdict.sync_id} {verdict.accepted}\n{description}"
             yield dg.AssetCheckResult(
                 asset_key=dg.AssetKey(sync_asset_key(source_name, obj)),
                 check_name=DATA_CHECK,
                 passed=report.success,
                 severity=dg.AssetCheckSeverity.ERROR
-                if report.blocked
+                if verdict.blocked
                 else dg.AssetCheckSeverity.WARN,
-                description=report.summary(),
+                description=description,
                 metadata=metadata,
             )
 

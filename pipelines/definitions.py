@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from pathlib import Path
 
 import dagster as dg
 
+from okr_store import schema
+from okr_store.db import create_engine, sqlite_file
+from okr_store.repository import OkrStore
 from pipelines import flow
 from pipelines.assets import (
-    build_progress_asset,
+    build_daily_assets,
     build_publish_asset,
     build_staged_sources_asset,
     build_sync_assets,
-    build_value_assets,
 )
-from pipelines.checks import build_data_checks, build_gate_checks
-from pipelines.io_managers import DailyFramesIOManager
-from pipelines.names import FRAMES_IO_MANAGER
+from pipelines.checks import build_data_checks
 from pipelines.resources import KrpulseResource, source_resource_key, source_resources
 from pipelines.schedules import build_daily_job, build_daily_schedule, build_sync_job
 from pipelines.sensors import (
@@ -30,13 +30,36 @@ from pipelines.settings import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG, Set
 
 
 def partitions_start(settings: Settings) -> dt.date:
+    """The first daily partition: `partitions_start` in krpulse.yaml, else the earliest cycle
+    start the definitions or the OKR store know.
+
+    The store remembers every cycle a run recorded, so a broken definitions file (or a cycle
+    removed from it) never moves the partitions: the day's run then fails with the file and
+    line, instead of Dagster refusing a partition "before the partitions definition start".
+    """
     if settings.partitions_start:
         return settings.partitions_start
+    starts = [start for start in (_recorded_start(settings),) if start]
+    # Broken definitions must not stop the UI from loading: the run reports them.
+    with contextlib.suppress(Exception):
+        starts += [c.start for c in flow.load_definition_set(settings).cycles.values()]
+    return min(starts, default=settings.today().replace(day=1))
+
+
+def _recorded_start(settings: Settings) -> dt.date | None:
+    """The earliest cycle start recorded in the OKR store; None without a store to ask."""
     try:
-        cycles = flow.load_definition_set(settings).cycles.values()
-        return min(c.start for c in cycles)
-    except Exception:  # noqa: BLE001 - broken definitions must not stop the UI from loading
-        return settings.today().replace(day=1)
+        engine = create_engine(settings.effective_database_url)
+        database = sqlite_file(engine)
+        if database is not None and not database.exists():
+            return None  # do not create an empty SQLite file just to look
+        if not schema.schema_status(engine).up_to_date:
+            return None
+        cycles = OkrStore(engine).definitions("cycles")
+        engine.dispose()
+    except Exception:  # noqa: BLE001 - an unreachable store must not stop the UI from loading
+        return None
+    return min(cycles["start"]) if len(cycles) else None
 
 
 def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -45,6 +68,12 @@ def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(
         start_date=partitions_start(settings).isoformat(), timezone=settings.timezone, end_offset=1
     )
+
+
+# Each step of a run is a process forked from a server that has imported this code location once,
+# instead of a fresh interpreter importing Dagster, pandas and the project again per step (10-15 s
+# each on a small pod). Steps still run in processes of their own, in parallel where they can.
+EXECUTOR = dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}})
 
 
 def build_definitions(config_path: str | None = None) -> dg.Definitions:
@@ -73,12 +102,12 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
                 for s in settings.sources
             ),
             build_staged_sources_asset(partitions, settings),
-            build_value_assets(partitions, settings),
-            build_progress_asset(partitions, settings),
+            build_daily_assets(partitions, settings),
             build_publish_asset(partitions),
         ],
-        asset_checks=[*build_gate_checks(partitions), *build_data_checks(settings)],
+        asset_checks=build_data_checks(settings),
         jobs=[sync_job, daily_job],
+        executor=EXECUTOR,
         schedules=[build_daily_schedule(sync_job, settings, partitions_start(settings))],
         sensors=[
             *build_after_sync_sensors(sync_job, daily_job, settings),
@@ -87,11 +116,6 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
         ],
         resources={
             "krpulse": resource,
-            FRAMES_IO_MANAGER: DailyFramesIOManager(
-                base_dir=str(settings.resolve(Path(settings.orchestration.frames_dir)))
-                if settings.orchestration.frames_dir
-                else ""
-            ),
             **secret_holders,
         },
     )

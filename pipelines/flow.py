@@ -18,8 +18,9 @@ from connectors.files import FilesSource
 from connectors.hubspot import HubSpotSource, HubSpotSourceSettings
 from connectors.salesforce import SalesforceSource, SalesforceSourceSettings
 from core.calendar import each_day
-from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.canonical import CUSTOMERS, DEALS, METRIC_TABLES, NPS_RESPONSES
 from core.sync import SyncReport
+from kr_metrics import pages
 from kr_metrics.definitions import DefinitionSet
 from kr_metrics.engine import evaluate_history, prepare
 from kr_metrics.forecast import add_forecasts
@@ -28,7 +29,12 @@ from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
 from kr_metrics.versions import definition_records
 from okr_store import schema
-from okr_store.db import create_engine
+from okr_store.db import (
+    DatabaseVanishedError,
+    check_database_identity,
+    create_engine,
+    database_identity,
+)
 from okr_store.repository import FAILED, PARTIAL, SUCCEEDED, OkrStore
 from okr_store.sinks import FAILED as PUSH_FAILED
 from okr_store.sinks import (
@@ -41,9 +47,10 @@ from okr_store.sinks import (
     push_current_progress,
 )
 from okr_store.staging import last_synced, read_staged, stage
-from pipelines import gate
+from pipelines import gate, source_health
 from pipelines.settings import ConfigError, FilesSourceSettings, Settings, SourceSettings
 from validation.numbers import validate_metric_values
+from validation.report import ValidationReport
 from validation.verdicts import DayVerdict, number_rules
 
 log = logging.getLogger(__name__)
@@ -126,7 +133,7 @@ def load_prepared(settings: Settings, engine: sa.Engine) -> PreparedData:
     """Staged canonical data of the configured sources, prepared once for every metric."""
     names = [s.name for s in settings.sources]
     with engine.connect() as conn:
-        frames = {t: read_staged(conn, t, sources=names) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
+        frames = {t: read_staged(conn, t, sources=names) for t in METRIC_TABLES}
     return prepare(
         frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone=settings.timezone
     )
@@ -134,7 +141,7 @@ def load_prepared(settings: Settings, engine: sa.Engine) -> PreparedData:
 
 @dataclass
 class DayResult:
-    """Everything computed for one as-of date, before it is pushed."""
+    """Everything computed for one as-of date, and what the flow did with it."""
 
     as_of: dt.date
     values: pd.DataFrame  # engine output: KR and KPI rows
@@ -143,6 +150,13 @@ class DayResult:
     validation_failures: list[str] = field(default_factory=list)
     validation_warnings: list[str] = field(default_factory=list)
     stale_reason: str | None = None  # set when blocked: what the stale KRs show
+    # Records in quarantine (not counted), per source/object: "demo/deals: 3 quarantined, 1 of
+    # them an update whose earlier good row is kept".
+    quarantine: list[str] = field(default_factory=list)
+    reports: list[ValidationReport] = field(default_factory=list)  # the gate's suites, for metadata
+    failing_sources: list[str] = field(default_factory=list)  # sources that failed to sync
+    stale_key_results: list[tuple[str, str]] = field(default_factory=list)  # failing sources'
+    marked_stale: int = 0  # KR rows marked stale on the day (blocked, or failing sources)
 
     @property
     def blocked(self) -> bool:
@@ -254,13 +268,19 @@ def run_days(
     data: PreparedData | None = None,
     validate: bool = True,
     run_id: str | None = None,
+    origin: str = "cli",
+    publish: bool = True,
     progress_callback: Callable[[DayResult], None] | None = None,
 ) -> list[DayResult]:
-    """Compute, validate and push each day; a day the gate blocks pushes nothing and marks its
-    KRs stale with the reason (each keeps its last good value).
+    """THE daily flow: compute, gate, score and write each day; `krpulse run`, the Dagster
+    daily assets and the tests all call this, so a day is the same whoever computes it.
 
-    The run is audited in the store (runs, run_days); after the store has committed, the
-    configured OKR tools receive what changed (see push_to_okr_tools).
+    A day the gate blocks pushes nothing and marks its KRs stale with the reason (each keeps
+    its last good value). On a day a source is failing (its newest sync attempt failed after
+    its last good sync, as recorded in the store), the KRs depending on it are marked stale and
+    the KPIs depending on it are left out. The run is audited in the store (runs, run_days);
+    after the store has committed, the configured OKR tools receive what changed unless
+    `publish=False` (Dagster pushes in an asset of its own).
     """
     days = list(days)
     definitions = definitions or load_definition_set(settings)
@@ -268,13 +288,17 @@ def run_days(
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
-    store.start_run(run_id, origin="cli", days_requested=len(days), data_synced_at=synced_at)
+    database = database_identity(engine)
+    store.start_run(run_id, origin=origin, days_requested=len(days), data_synced_at=synced_at)
     results = []
     try:
         computed = compute_days(settings, definitions, data, days) if days else {}
         frozen = frozen_cycles(settings, definitions, store)
         # Staged data that failed its data suites blocks every day computed from it.
         verdicts = gate.data_gate(settings, engine) if validate else []
+        quarantine = gate.quarantine_notes(settings, engine)
+        failing_by_day = source_health.failing_sources(settings, engine, days)
+        deps = source_health.dependencies(definitions, [s.name for s in settings.sources])
         for as_of in days:
             values, progress, kpis = computed[as_of]
             verdict = (
@@ -290,30 +314,131 @@ def run_days(
                 validation_failures=verdict.failures,
                 validation_warnings=verdict.warnings,
                 stale_reason=verdict.stale_reason,
+                quarantine=quarantine,
+                reports=verdict.reports,
+                failing_sources=failing_by_day.get(as_of, []),
             )
-            if result.blocked:
-                # Nothing of the day is pushed: its KRs keep their last good value, as stale.
-                gate.mark_blocked(store, definitions, [as_of], result.stale_reason or "blocked",
-                                  run_id, frozen_cycles=frozen)  # fmt: skip
-            else:
-                # A closed cycle's stored grades are final: reruns and backfills keep them.
-                push_day(store, as_of, progress, kpis, run_id=run_id, data_synced_at=synced_at,
-                         frozen_cycles=frozen)  # fmt: skip
+            write_day(store, definitions, result, deps, run_id=run_id, data_synced_at=synced_at,
+                      frozen_cycles=frozen)  # fmt: skip
             results.append(result)
+            store.heartbeat(run_id)
             if progress_callback:
                 progress_callback(result)
+        check_database_identity(engine, database)
+    except DatabaseVanishedError:
+        raise  # recording it would write into a new, empty file: the error says what happened
     except BaseException as exc:
-        store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+        record_failure(store, run_id, exc)
         raise
-    blocked = [r.as_of.isoformat() for r in results if r.blocked]
-    store.finish_run(
-        run_id,
-        status=PARTIAL if blocked else SUCCEEDED,
-        message=f"blocked by validation: {', '.join(blocked)}" if blocked else None,
-    )
+    status, message = run_outcome(results)
+    store.finish_run(run_id, status=status, message=message)
+    check_database_identity(engine, database)
     store.record_definitions(**definition_records(definitions))
-    push_to_okr_tools(settings, store)
+    write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
+    if publish:
+        push_to_okr_tools(settings, store)
     return results
+
+
+def record_failure(store: OkrStore, run_id: str, exc: BaseException) -> None:
+    """Record the run as failed with the reason; when even that fails (the database is what
+    failed), say so on the original error instead of hiding it behind a second one."""
+    try:
+        store.finish_run(run_id, status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+    except Exception as second:  # noqa: BLE001 - the first error is the one to report
+        log.error("run %s could not be recorded as failed: %s", run_id, second)
+        exc.add_note(
+            f"The run {run_id} could not be recorded as failed either ({type(second).__name__}); "
+            "the next run marks it failed when it starts (krpulse runs)."
+        )
+
+
+def write_day(
+    store: OkrStore,
+    definitions: DefinitionSet,
+    result: DayResult,
+    deps: pd.DataFrame,
+    *,
+    run_id: str,
+    data_synced_at: dt.datetime | None,
+    frozen_cycles: set[str],
+) -> None:
+    """Write one computed day as the gate and the sources' health allow; a closed cycle's stored
+    grades are final, so reruns and backfills keep them."""
+    as_of = result.as_of
+    if result.blocked:
+        # Nothing of the day is pushed: its KRs keep their last good value, as stale.
+        result.marked_stale = gate.mark_blocked(
+            store, definitions, [as_of], result.stale_reason or "blocked", run_id,
+            frozen_cycles=frozen_cycles,
+        )  # fmt: skip
+        return
+    kpis = result.kpis
+    failing = result.failing_sources
+    if failing:
+        # A KPI has no stale status: one computed from partial data is left out that day.
+        gone = source_health.depending_on(deps, failing, "kpi")
+        kpis = kpis[~kpis["kpi"].isin(gone["key"])].reset_index(drop=True)
+    push_day(store, as_of, result.progress, kpis, run_id=run_id, data_synced_at=data_synced_at,
+             frozen_cycles=frozen_cycles)  # fmt: skip
+    if failing:
+        keys = source_health.depending_on(deps, failing, "kr")
+        keys = keys[~keys["cycle"].isin(frozen_cycles)]
+        result.stale_key_results = store.mark_stale(
+            as_of,
+            zip(keys["cycle"], keys["key"], strict=True),
+            source_health.STALE_REASON.format(sources=", ".join(failing)),
+            run_id,
+        )
+        result.marked_stale = len(result.stale_key_results)
+
+
+def write_kr_pages(
+    settings: Settings,
+    store: OkrStore,
+    definitions: DefinitionSet,
+    data: PreparedData,
+    results: list[DayResult],
+    *,
+    frozen: set[str],
+    run_id: str,
+) -> None:
+    """What the dashboard's KR pages show besides the daily rows: each KR's chart basis, and the
+    records behind its number on the last day this run wrote for it (not for a blocked day, a
+    KR marked stale or a closed cycle: their numbers were not computed here)."""
+    written = [r for r in results if not r.blocked]
+    if not written:
+        return
+    cycles = {
+        c.key for c in definitions.cycles.values() if any(c.contains(r.as_of) for r in written)
+    }
+    charts = pages.chart_rows(definitions, settings.scoring.policy(), cycles)
+    drilldowns = []
+    for loaded, kr in definitions.key_results():
+        if loaded.cycle.key in frozen:
+            continue
+        key = (loaded.cycle.key, kr.key)
+        days = [
+            r.as_of
+            for r in written
+            if loaded.cycle.contains(r.as_of) and key not in set(r.stale_key_results)
+        ]
+        if days:
+            drilldowns.append(pages.drilldown_row(definitions, loaded, kr, data, days[-1]))
+    store.write_kr_pages(cycles, charts, drilldowns, run_id=run_id)
+
+
+def run_outcome(results: list[DayResult]) -> tuple[str, str | None]:
+    """The run's status and message for its audit row."""
+    blocked = [r.as_of.isoformat() for r in results if r.blocked]
+    stale = [r for r in results if r.stale_key_results]
+    messages = []
+    if blocked:
+        messages.append(f"blocked by validation: {', '.join(blocked)}")
+    if stale:
+        days = "; ".join(f"{r.as_of}: {len(r.stale_key_results)} KRs" for r in stale)
+        messages.append(f"stale (failing sources): {days}")
+    return (PARTIAL if messages else SUCCEEDED), "; ".join(messages) or None
 
 
 def okr_tool_sinks(settings: Settings) -> list[Sink]:

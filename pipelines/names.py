@@ -20,7 +20,6 @@ AFTER_SYNC_SENSOR = "kr_days_after_sync"
 AFTER_FAILED_SYNC_SENSOR = "kr_days_after_failed_sync"
 DEFINITIONS_SENSOR = "definitions_changed"
 RUN_FAILURE_SENSOR = "notify_on_run_failure"
-FRAMES_IO_MANAGER = "daily_frames_io_manager"
 OWNERS = ["team:sales-ops"]
 
 

@@ -14,7 +14,7 @@ class _Model(BaseModel):
 
 
 class OrchestrationSettings(_Model):
-    """How the Dagster project retries, pools, polls and keeps its per-day frames."""
+    """How the Dagster project retries, pools and polls."""
 
     sync_retries: int = Field(
         default=3, ge=0, le=10, description="Dagster step retries of a failed source sync."
@@ -35,8 +35,8 @@ class OrchestrationSettings(_Model):
     )
     frames_dir: str | None = Field(
         default=None,
-        description="Where the per-day KR/KPI value frames are kept between steps; default: "
-        "the Dagster instance's storage folder. On Kubernetes: a volume every pod mounts.",
+        description="No longer used: the daily flow passes nothing between steps but the store "
+        "(kept so that existing krpulse.yaml files still load).",
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from kr_metrics.definitions import DefinitionError
+from kr_metrics.loader import definition_files
 from pipelines import flow
 from pipelines.names import (
     AFTER_FAILED_SYNC_SENSOR,
@@ -22,7 +23,6 @@ from pipelines.settings import Settings
 
 PARTITION_TAG = "dagster/partition"
 WILL_RETRY_TAG = "dagster/will_retry"
-DEFINITION_SUFFIXES = (".yaml", ".yml")
 
 
 def _day_after_sync(run: dg.DagsterRun, settings: Settings) -> dg.RunRequest:
@@ -76,14 +76,12 @@ def build_after_sync_sensors(
 def definitions_fingerprint(path: Path) -> str:
     """A hash of every definitions file's name and content: it changes when a file is edited,
     added or removed, and not when one is merely touched or checked out again."""
-    files = [path] if path.is_file() else sorted(path.rglob("*"))
     digest = hashlib.sha256()
-    for file in files:
-        if file.is_file() and file.suffix in DEFINITION_SUFFIXES:
-            digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-            digest.update(b"\0")
-            digest.update(file.read_bytes())
-            digest.update(b"\0")
+    for file in definition_files(path):  # the files the loader reads, no others
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        digest.update(b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
     return digest.hexdigest()
 
 

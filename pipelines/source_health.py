@@ -2,78 +2,61 @@
 
 The rule, kept simple on purpose: a KR (or KPI) depends on every configured source unless its
 `where:` filters on `source`; then on the sources that filter admits. A source is failing when
-its latest sync attempt failed after its last successful sync (the sync asset records each
-failed attempt as an AssetObservation with `sync_status: failed`).
+its newest failed sync attempt (okr_store's sync_failures, written by every sync) is later than
+its last good sync. Everything here reads the store, so `krpulse run` and the Dagster assets see
+the same failing sources; Dagster's event log only shows them.
 """
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
+from core.canonical import METRIC_TABLES
 from kr_metrics.definitions import DefinitionSet
-from okr_store.staging import STAGING_TABLES
-from pipelines import flow
-from pipelines.names import sync_asset_key
+from okr_store.staging import STAGING_TABLES, last_synced, latest_sync_failures
 from pipelines.settings import Settings
 
-SYNC_FAILED = "failed"
 STALE_REASON = "source {sources} failed to sync"
-STAGED_SOURCES_COLUMNS = [
-    "as_of", "source", "type", "status", "reason", "last_synced_at", "stale_from",
-    "deals", "customers", "nps_responses",
-]  # fmt: skip
+STATE_COLUMNS = ["source", "type", "status", "reason", "last_synced_at"]
+# Per day and source: its state, the day it is stale from, and its rows staged per metric table.
+STAGED_SOURCES_COLUMNS = ["as_of", *STATE_COLUMNS, "stale_from", *METRIC_TABLES]
 
 
-def sync_failure_observation(key: dg.AssetKey, error: BaseException, attempt: int):
-    """What a failing sync step records on each of its assets before it raises."""
-    return dg.AssetObservation(
-        asset_key=key,
-        metadata={
-            "sync_status": SYNC_FAILED,
-            # The connectors' errors name settings and env var names, never secret values.
-            "error": f"{type(error).__name__}: {error}"[:500],
-            "attempt": attempt,
-        },
-    )
-
-
-def source_states(instance: dg.DagsterInstance, settings: Settings) -> pd.DataFrame:
+def source_states(settings: Settings, engine: sa.Engine) -> pd.DataFrame:
     """One row per configured source: status `ok`/`failing`, the error, its last good sync."""
+    names = [s.name for s in settings.sources]
+    synced = last_synced(engine, names)
+    failures = latest_sync_failures(engine, names)
     rows = []
     for source in settings.sources:
-        objects = flow.source_for(settings, source).objects
-        status, reason, last_success = "ok", "", None
-        for obj in objects:  # a handful of objects per source
-            key = dg.AssetKey(sync_asset_key(source.name, obj))
-            materialized = instance.get_latest_materialization_event(key)
-            observed = instance.fetch_observations(key, limit=1).records
-            if materialized is not None:
-                stamp = dt.datetime.fromtimestamp(materialized.timestamp, dt.UTC)
-                last_success = stamp if last_success is None else min(last_success, stamp)
-            if not observed:
-                continue
-            entry = observed[0].event_log_entry
-            metadata = entry.asset_observation.metadata if entry.asset_observation else {}
-            failed = getattr(metadata.get("sync_status"), "value", None) == SYNC_FAILED
-            if failed and (materialized is None or entry.timestamp > materialized.timestamp):
-                status = "failing"
-                reason = getattr(metadata.get("error"), "value", "") or "sync failed"
+        last_success = synced.get(source.name)
+        failed_at, error = failures.get(source.name, (None, ""))
+        failing = failed_at is not None and (last_success is None or failed_at > last_success)
         rows.append(
-            {"source": source.name, "type": source.type, "status": status, "reason": reason,
-             "last_synced_at": last_success}
+            {"source": source.name, "type": source.type, "status": "failing" if failing else "ok",
+             "reason": (error or "sync failed") if failing else "", "last_synced_at": last_success}
         )  # fmt: skip
-    return pd.DataFrame(rows, columns=["source", "type", "status", "reason", "last_synced_at"])
+    return pd.DataFrame(rows, columns=STATE_COLUMNS)
+
+
+def failing_sources(
+    settings: Settings, engine: sa.Engine, days: list[dt.date]
+) -> dict[dt.date, list[str]]:
+    """Day -> the failing sources that make it stale, read from the store."""
+    states = source_states(settings, engine)
+    if not (states["status"] == "failing").any():
+        return {}
+    counts = pd.DataFrame({"source": states["source"]})
+    return failing_sources_by_day(staged_sources_frame(states, counts, days, settings.timezone))
 
 
 def staged_counts(engine: sa.Engine, sources: list[str]) -> pd.DataFrame:
     """Rows staged (not deleted) per source in the tables the metrics read."""
     counts = pd.DataFrame({"source": sources}).set_index("source")
     with engine.connect() as conn:
-        for table in (DEALS, CUSTOMERS, NPS_RESPONSES):
+        for table in METRIC_TABLES:
             staged = STAGING_TABLES[table]
             query = (
                 sa.select(staged.c.source, sa.func.count().label("rows"))

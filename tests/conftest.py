@@ -100,3 +100,26 @@ def demo_project(tmp_path, demo_data) -> Path:
     upgrade(project_engine)
     project_engine.dispose()
     return tmp_path
+
+
+@pytest.fixture(
+    scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def staging(request):
+    """Where the compiled engine finds staged rows: (deals, customers, responses) -> Staged,
+    on embedded DuckDB and on the store's staging tables in PostgreSQL."""
+    from compiled_support import PostgresStaging, duckdb_staging
+
+    if request.param == "duckdb":
+        yield duckdb_staging
+        return
+    url = os.environ.get(POSTGRES_ENV)
+    if not url and os.environ.get("CI"):
+        pytest.fail(
+            f"{POSTGRES_ENV} is not set on CI: the compiled engine must be tested on PostgreSQL there"
+        )
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL to run the compiled engine on here")
+    postgres = PostgresStaging(url)
+    yield postgres
+    postgres.close()

@@ -17,7 +17,7 @@ from dashboard.access import AccessPolicy
 from dashboard.app import create_app
 from dashboard.server import running
 from okr_store.checkins import CheckInStore
-from pipelines.cli_dashboard import dashboard_data
+from pipelines.cli.dashboard import dashboard_data
 from tests.dashboard_support import (
     CHROMIUM,
     CHROMIUM_ARGS,

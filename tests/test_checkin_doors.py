@@ -15,7 +15,7 @@ from dashboard.access import AccessPolicy
 from dashboard.app import create_app
 from okr_store.checkins import CheckInStore
 from pipelines.cli import cli
-from pipelines.cli_dashboard import dashboard_data
+from pipelines.cli.dashboard import dashboard_data
 from tests.dashboard_support import CYCLE, filled_demo_store, make_demo_project
 
 with warnings.catch_warnings():

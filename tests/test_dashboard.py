@@ -11,7 +11,7 @@ from dashboard.access import SECURITY_HEADERS, AccessPolicy, safe_next
 from dashboard.app import create_app
 from dashboard.config import AccessError, DashboardSettings, resolve_record_urls
 from pipelines.cli import cli
-from pipelines.cli_dashboard import dashboard_data
+from pipelines.cli.dashboard import dashboard_data
 from tests.dashboard_support import CYCLE, filled_demo_store, make_demo_project
 
 with warnings.catch_warnings():

@@ -13,7 +13,7 @@ from dashboard.app import create_app
 from dashboard.config import DashboardSettings
 from dashboard.server import running
 from okr_store.models import KrProgress
-from pipelines.cli_dashboard import dashboard_data
+from pipelines.cli.dashboard import dashboard_data
 from tests.dashboard_support import (
     CHROMIUM,
     CHROMIUM_ARGS,

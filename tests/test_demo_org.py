@@ -127,8 +127,8 @@ def test_columns(tables: dict[str, pd.DataFrame]) -> None:
     assert list(tables["nps_responses"].columns) == NPS_COLUMNS
     assert list(tables["fx_rates"].columns) == FX_COLUMNS
     assert OWNERS_COLUMNS == ["source", "owner_id", "name", "email", "team"]
-    assert FX_COLUMNS == ["currency", "rate_to_home", "valid_from", "valid_to"]
-    for name in ("owners", "customers", "deals", "nps_responses"):
+    assert FX_COLUMNS == ["source", "currency", "rate_to_home", "valid_from", "valid_to"]
+    for name in ("owners", "customers", "deals", "nps_responses", "fx_rates"):
         assert (tables[name]["source"] == "demo").all()
 
 

@@ -17,7 +17,7 @@ from dashboard import digest
 from dashboard.views import DashboardData
 from okr_store.models import KrProgress
 from pipelines.cli import cli
-from pipelines.cli_dashboard import dashboard_data
+from pipelines.cli.dashboard import dashboard_data
 from pipelines.demo_checkins import seed_demo_check_ins
 from tests.dashboard_support import CYCLE, filled_demo_store, make_demo_project
 
@@ -146,7 +146,7 @@ def test_digest_command_prints_markdown_or_html_and_posts_to_the_webhook(demo, m
         monkeypatch.setenv(UK_ENV, "http://127.0.0.1:9/unused")
         # Only the legacy webhook: the subscriptions have their own test.
         monkeypatch.setattr(
-            "pipelines.cli_dashboard._digest_targets",
+            "pipelines.cli.dashboard._digest_targets",
             lambda settings, team, only: [
                 ("the digest webhook", os.environ[WEBHOOK_ENV], team, "markdown")
             ],

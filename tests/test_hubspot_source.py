@@ -325,10 +325,10 @@ def test_a_rejected_token_names_its_environment_variable(engine, fake):
 
 def test_missing_scopes_are_named(engine, portal):
     hub, _ = portal
-    hub.scopes -= {"crm.objects.feedback_submissions.read", "crm.objects.owners.read"}
+    hub.scopes -= {"crm.objects.companies.read", "crm.objects.owners.read"}
     with running(hub) as fake:
         source, _ = make_source(fake)
-        with pytest.raises(SourceError, match="crm.objects.feedback_submissions.read"):
+        with pytest.raises(SourceError, match="crm.objects.owners.read"):
             stage(source, engine, home_currency="EUR")
 
 

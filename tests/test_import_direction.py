@@ -31,30 +31,6 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "pipelines": ("core", "connectors", "kr_metrics", "validation", "okr_store", "dashboard"),
 }
 
-# Deferred to the next round of issue 14, which removes them to reach zero exceptions. The test
-# also fails when one of them is no longer needed, so the lists only ever shrink.
-TODO_UPWARD: dict[tuple[str, str], str] = {
-    ("dashboard.views", "kr_metrics.definitions"): "the KR page explains a number itself",
-    ("dashboard.views", "kr_metrics.engine"): "the KR page runs the engine for the drill-down",
-    ("dashboard.views", "kr_metrics.metrics"): "the KR page runs the engine for the drill-down",
-    ("dashboard.views", "kr_metrics.scoring"): "the KR page recomputes the expected path",
-    ("dashboard.digest", "kr_metrics.scoring"): "SHOWN_DECIMALS belongs beside the formatting",
-}
-TODO_CIRCULAR: dict[tuple[str, str], str] = {
-    ("dashboard.digest", "dashboard.app"): "the digest renders with the app's templates",
-    **{
-        (f"pipelines.{module}", "pipelines.cli"): "the CLI is one module, not yet a package"
-        for module in (
-            "cli_config",
-            "cli_dashboard",
-            "cli_db",
-            "cli_definitions",
-            "cli_lifecycle",
-            "cli_validate",
-        )
-    },
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -145,22 +121,6 @@ def upward_imports(imports: Iterable[Import], allowed: Mapping[str, Iterable[str
     return bad
 
 
-def reaches(edges: Iterable[tuple[str, str]], start: str, goal: str) -> bool:
-    """Whether `start` imports `goal`, directly or through other modules."""
-    graph: dict[str, set[str]] = {}
-    for module, target in edges:
-        graph.setdefault(module, set()).add(target)
-    seen, todo = set(), [start]
-    while todo:
-        module = todo.pop()
-        if module == goal:
-            return True
-        if module not in seen:
-            seen.add(module)
-            todo.extend(graph.get(module, ()))
-    return False
-
-
 def cycle(edges: Iterable[tuple[str, str]]) -> list[str] | None:
     """One circle of imports (module, ..., module) among `edges`, or None."""
     graph: dict[str, set[str]] = {}
@@ -179,7 +139,7 @@ def imports() -> list[Import]:
 
 
 def test_no_layer_imports_a_layer_it_may_not(imports):
-    bad = [i for i in upward_imports(imports, ALLOWED) if (i.module, i.target) not in TODO_UPWARD]
+    bad = upward_imports(imports, ALLOWED)
     allowed = "\n".join(f"  {layer}: {', '.join(deps) or '-'}" for layer, deps in ALLOWED.items())
     assert not bad, (
         "imports against the layer table (CONVENTIONS.md, Layers):\n"
@@ -189,21 +149,9 @@ def test_no_layer_imports_a_layer_it_may_not(imports):
 
 
 def test_no_module_imports_one_that_imports_it_back(imports):
-    edges = {(i.module, i.target) for i in imports} - set(TODO_CIRCULAR)
+    edges = {(i.module, i.target) for i in imports}
     found = cycle(edges)
     assert found is None, "circular imports: " + " -> ".join(found or [])
-
-
-def test_the_deferred_exceptions_are_all_still_needed(imports):
-    edges = {(i.module, i.target) for i in imports}
-    upward = {(i.module, i.target) for i in upward_imports(imports, ALLOWED)}
-    fixed = [edge for edge in TODO_UPWARD if edge not in upward]
-    for module, target in TODO_CIRCULAR:
-        # Still needed: the import exists and `target` imports `module` back without it.
-        others = edges - set(TODO_CIRCULAR)
-        if (module, target) not in edges or not reaches(others, target, module):
-            fixed.append((module, target))
-    assert not fixed, f"fixed, so remove from the TODO lists of this test: {fixed}"
 
 
 def test_the_layer_table_itself_points_one_way():

@@ -193,9 +193,11 @@ def test_mark_stale_carries_the_last_good_value_forward_and_keeps_earlier_rows(e
 
 
 def test_mark_stale_replaces_the_days_own_row_and_skips_unknown_krs(engine):
+    """A run marks stale the rows it wrote itself (a KR of a failing source); another run's good
+    rows of the day stay (tests/test_faults.py)."""
     store = OkrStore(engine)
     store.write_day(DAY, kr_rows(60.0), support_kpis(0.3))
-    store.write_day(DAY + dt.timedelta(days=1), kr_rows(99.0), support_kpis(0.3))
+    store.write_day(DAY + dt.timedelta(days=1), kr_rows(99.0, run_id="r"), support_kpis(0.3))
     marked = store.mark_stale(
         DAY + dt.timedelta(days=1), [("2026-Q4", "rev"), ("2026-Q4", "never-seen")], "bad", "r"
     )
@@ -207,7 +209,7 @@ def test_mark_stale_replaces_the_days_own_row_and_skips_unknown_krs(engine):
 
 def test_mark_stale_without_any_earlier_good_row_keeps_no_number(engine):
     store = OkrStore(engine)
-    store.write_day(DAY, kr_rows(60.0), support_kpis(0.3))
+    store.write_day(DAY, kr_rows(60.0, run_id="r"), support_kpis(0.3))
     store.mark_stale(DAY, [("2026-Q4", "rev")], "bad data on day one", "r")
     row = store.progress(as_of=DAY, on_day_only=True).set_index("kr").loc["rev"]
     assert row["status"] == "stale" and pd.isna(row["value"]) and pd.isna(row["progress"])

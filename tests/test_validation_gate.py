@@ -378,7 +378,7 @@ def test_dagster_data_gate_error_blocks_the_push_in_the_same_run_and_marks_krs_s
     assert failed[0].severity == dg.AssetCheckSeverity.ERROR
     failure = failed[0].metadata["failure_1"].value
     assert "no mass deletion" in failure["expectation"] and failure["unexpected_count"] == 1
-    assert failure["examples"][0]["deleted"] > 1000
+    assert failure["examples"][0]["deleted_since"] > 1000  # since the last state that passed
     assert failed[0].metadata["marked_stale"].value == 8
     assert KR_VALUES not in materialized(result) and KR_PROGRESS not in materialized(result)
     assert_blocked(settings, flow.DayResult(DAY, *[pd.DataFrame()] * 3, ["x"]), "no mass deletion")

@@ -1,4 +1,5 @@
-"""The data suites: the rows each sync changed, and its volumes against recent syncs."""
+"""The data suites: the rows changed since the last state that passed, and the staged state's
+volumes (deletions, quarantine) against that state."""
 
 from __future__ import annotations
 
@@ -209,3 +210,87 @@ def validate_sync_volume(
 def _flag(column: pd.Series) -> pd.Series:
     """A nullable boolean column as plain booleans, null meaning False."""
     return column.astype("boolean").fillna(False).astype(bool)
+
+
+def validate_staged_state(
+    state: Mapping[str, Any],
+    history: pd.DataFrame,
+    *,
+    suite: str | None = None,
+    thresholds: DataThresholds | None = None,
+) -> ValidationReport:
+    """Judge the staged state of one (source, object) against the last state that passed.
+
+    `state` (okr_store.staging.staged_state plus source, object, sync_id, baseline_sync_id):
+    live rows now, the quarantine now, and per sync since the baseline (`syncs`) its fetched
+    records and the rows it deleted and the records it quarantined that are still so.
+    ERROR: a mass deletion — the rows deleted since the baseline, of the rows known since it,
+    or those one sync deleted, of the rows staged before it, above max_deleted_share; a
+    quarantined share — the records quarantined since the baseline and still there, of the
+    records staged, or those of one sync, of the records it fetched, above
+    max_quarantined_share. Syncing the same broken data again changes neither: evidence stays
+    until the CRM is fixed or an operator accepts the sync. WARNING: the newest sync changed
+    nothing although the median of recent syncs (`history`) is at least `usual_changes`.
+    """
+    thresholds = thresholds or DataThresholds()
+    suite = suite or "staged_state"
+    syncs = state["syncs"]
+    live, deleted = int(state["live"]), int(state["deleted_since"])
+    quarantined, quarantined_now = int(state["quarantined_since"]), int(state["quarantined_now"])
+    known, records = live + deleted, live + quarantined_now
+    per_sync_deleted = [
+        (int(r.still_deleted) / int(r.staged_before), int(r.id))
+        for r in syncs.itertuples()
+        if int(r.staged_before) >= thresholds.min_rows_for_shares
+    ]
+    per_sync_quarantined = [
+        (int(r.still_quarantined) / int(r.fetched), int(r.id))
+        for r in syncs.itertuples()
+        if int(r.fetched) >= thresholds.min_rows_for_shares
+    ]
+    deleted_share, deleted_by = max(
+        [*per_sync_deleted, *([(deleted / known, None)] if known >= thresholds.min_rows_for_shares else [])],
+        default=(0.0, None), key=lambda pair: pair[0],
+    )  # fmt: skip
+    quarantined_share, quarantined_by = max(
+        [*per_sync_quarantined,
+         *([(quarantined / records, None)] if records >= thresholds.min_rows_for_shares else [])],
+        default=(0.0, None), key=lambda pair: pair[0],
+    )  # fmt: skip
+    newest = syncs.iloc[-1] if len(syncs) else None
+    changes = int(newest["changed"] + newest["deleted"]) if newest is not None else 0
+    recent = history.head(thresholds.history_syncs)
+    usual = float((recent["changed"] + recent["deleted"]).median()) if len(recent) else 0.0
+    row = {
+        "source": state.get("source"), "object": state.get("object"),
+        "sync_id": state.get("sync_id"), "judged_against_sync": state.get("baseline_sync_id") or None,
+        "live_rows": live, "deleted_since": deleted, "deleted_share": deleted_share,
+        "worst_deleting_sync": deleted_by, "quarantined_since": quarantined,
+        "quarantined_now": quarantined_now, "quarantined_share": quarantined_share,
+        "worst_quarantining_sync": quarantined_by, "changes": changes, "usual_changes": usual,
+    }  # fmt: skip
+    frame = pd.DataFrame([row])
+    gx = import_gx()
+    expect = gx.expectations
+    checks = []
+    if per_sync_deleted or known >= thresholds.min_rows_for_shares:
+        checks.append(
+            Check(frame, expect.ExpectColumnValuesToBeBetween(column="deleted_share", max_value=thresholds.max_deleted_share),
+                   f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
+                   "[no mass deletion]", "deleted_share")
+        )  # fmt: skip
+    if per_sync_quarantined or records >= thresholds.min_rows_for_shares:
+        checks.append(
+            Check(frame, expect.ExpectColumnValuesToBeBetween(column="quarantined_share",
+                   max_value=thresholds.max_quarantined_share),
+                   f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
+                   "[quarantined share]", "quarantined_share")
+        )  # fmt: skip
+    if len(recent) >= thresholds.min_history_syncs and usual >= thresholds.usual_changes:
+        checks.append(
+            Check(frame, expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
+                   f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
+                   "changes", severity=WARNING)
+        )  # fmt: skip
+    failures = run_checks(gx, suite, frame, checks) if checks else []
+    return ValidationReport(suite=suite, success=not failures, evaluated_rows=1, failures=failures)

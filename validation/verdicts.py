@@ -20,10 +20,22 @@ class SyncVerdict:
     sync_id: int
     synced_at: dt.datetime
     report: ValidationReport
+    accepted: str | None = None  # "accepted by WHO at WHEN: WHY" when an operator accepted it
 
     @property
     def suite(self) -> str:
         return f"{self.source}/{self.object}"
+
+    @property
+    def blocked(self) -> bool:
+        """The staged state failed the gate and nobody accepted it."""
+        return self.report.blocked and not self.accepted
+
+    def block_reason(self) -> str:
+        return (
+            f"{self.report.reason(200)} (sync {self.sync_id}; once the CRM is fixed, sync again, "
+            f"or accept it: krpulse validate --accept {self.sync_id} --by NAME --why TEXT)"
+        )
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,9 @@ class DayVerdict:
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stale_reason: str | None = None
+    # The suites' reports behind the verdict (each sync's, then the day's numbers'), so a caller
+    # can show every failing expectation with its examples (the Dagster check metadata).
+    reports: list[ValidationReport] = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -42,10 +57,10 @@ class DayVerdict:
 
 def data_block_reason(verdicts: Iterable[SyncVerdict]) -> str | None:
     """Why the data gate blocks every day computed from the staged data, or None."""
-    failing = [v.report for v in verdicts if v.report.blocked]
+    failing = [v for v in verdicts if v.blocked]
     if not failing:
         return None
-    return "blocked by the data gate: " + " | ".join(r.reason(200) for r in failing)
+    return "blocked by the data gate: " + " | ".join(v.block_reason() for v in failing)
 
 
 def day_verdict(verdicts: list[SyncVerdict], numbers: ValidationReport | None) -> DayVerdict:
@@ -54,23 +69,23 @@ def day_verdict(verdicts: list[SyncVerdict], numbers: ValidationReport | None) -
     data_warnings = [
         line
         for v in verdicts
-        if v.report.failures and not v.report.blocked
-        for line in v.report.summary().splitlines()
+        if v.report.failures and not v.blocked
+        for line in ([f"{v.suite}: sync {v.sync_id} {v.accepted}"] if v.accepted else [])
+        + v.report.summary().splitlines()
     ]
     data_reason = data_block_reason(verdicts)
     if data_reason:
-        failures = [
-            line for v in verdicts if v.report.blocked for line in v.report.summary().splitlines()
-        ]
-        return DayVerdict(failures, data_warnings, data_reason)
+        failures = [line for v in verdicts if v.blocked for line in v.report.summary().splitlines()]
+        return DayVerdict(failures, data_warnings, data_reason, [v.report for v in verdicts])
     if numbers is None:
         raise ValueError("the data gate passed: the day's number report is needed")
     lines = numbers.summary().splitlines()
+    reports = [*(v.report for v in verdicts), numbers]
     if numbers.blocked:
         return DayVerdict(
-            lines, data_warnings, "blocked by the number gate: " + numbers.reason(250)
+            lines, data_warnings, "blocked by the number gate: " + numbers.reason(250), reports
         )
-    return DayVerdict([], data_warnings + ([] if numbers.success else lines))
+    return DayVerdict([], data_warnings + ([] if numbers.success else lines), None, reports)
 
 
 def number_rules(

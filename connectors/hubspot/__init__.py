@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from connectors.base import SourceError
-from connectors.hubspot.helpers import HubSpotApi
+from connectors.hubspot.helpers import HubSpotApi, MissingScopes
 from connectors.hubspot.settings import (
     COMPANIES_TYPE,
     COMPANY_PROPERTIES,
@@ -33,7 +34,6 @@ from core.canonical import (
     CANONICAL_TABLES,
     CUSTOMERS,
     DEALS,
-    FX_RATES,
     NPS_RESPONSES,
     OWNERS,
     conform,
@@ -41,6 +41,8 @@ from core.canonical import (
 from core.sync import StagingBatch, StagingWriter, SyncReport
 
 __all__ = ["HubSpotSource", "HubSpotSourceSettings"]
+
+log = logging.getLogger(__name__)
 
 SYNC_ORDER = (OWNERS, CUSTOMERS, DEALS, NPS_RESPONSES)
 # Feedback submissions have no primary contact label: there is one submitting contact.
@@ -133,8 +135,9 @@ class HubSpotSource:
         cursors = {t: writer.cursor(t) for t in SYNC_ORDER}
         # Rates staged by any source (e.g. a files source with fx_rates.csv) convert deals
         # whose home amount HubSpot cannot supply in the reporting currency.
-        fx_rates = writer.staged(FX_RATES)
-        self._verify_properties(api)
+        fx_rates = self._fx_rates(writer)
+        nps_warning = self._verify_properties(api)
+        portal_currency = self._portal_currency(api)
 
         api.bucket = OWNERS
         owners = self._owners_frame(api.list_owners())
@@ -158,9 +161,14 @@ class HubSpotSource:
         reports.append(
             self._sync_object(
                 writer, api, DEALS, DEALS_TYPE, DEAL_PROPERTIES, cursors[DEALS],
-                lambda raw: self._deals(raw, api, stages, team_of_owner, fx_rates, home_currency),
+                lambda raw: self._deals(
+                    raw, api, stages, team_of_owner, fx_rates, home_currency, portal_currency
+                ),
             )
         )  # fmt: skip
+        if nps_warning is not None:
+            reports.append(self._skip_nps(writer, nps_warning))
+            return reports
         reports.append(
             self._sync_object(
                 writer, api, NPS_RESPONSES, FEEDBACK_TYPE, FEEDBACK_PROPERTIES,
@@ -170,20 +178,67 @@ class HubSpotSource:
         )  # fmt: skip
         return reports
 
+    def _portal_currency(self, api: HubSpotApi) -> str | None:
+        """The configured portal_currency, else the portal's own companyCurrency."""
+        if self.settings.portal_currency:
+            return self.settings.portal_currency
+        api.bucket = DEALS
+        currency = str(api.account_details().get("companyCurrency") or "").strip().upper()
+        return currency or None
+
+    def _skip_nps(self, writer: StagingWriter, warning: str) -> SyncReport:
+        """NPS cannot be read: say so in the report and the log; the rest of the sync stands."""
+        log.warning(warning)
+        empty = conform(pd.DataFrame({"response_id": []}), NPS_RESPONSES, source=self.name)
+        with writer.batch() as batch:
+            return batch.merge_changes(
+                NPS_RESPONSES, empty.valid, quarantined=pd.DataFrame(), cursor=None,
+                details={"nps_mode": "none", "warning": warning},
+            )  # fmt: skip
+
+    def _fx_rates(self, writer: StagingWriter) -> pd.DataFrame:
+        """Other sources' staged rates; where two give a rate for the same currency and day,
+        the one listed first in `fx_rates_from` (else the first by name) wins."""
+        wanted = self.settings.fx_rates_from
+        rates = writer.fx_rates(wanted)
+        order = {name: i for i, name in enumerate(wanted or [])}
+        rank = rates["source"].map(order).fillna(len(order))
+        rates = rates.assign(_rank=rank).sort_values(["_rank", "source"], kind="stable")
+        return rates.drop_duplicates(["currency", "valid_from"]).drop(columns="_rank")
+
     # ------------------------------------------------------------------------------------------
     # Sync steps
 
-    def _verify_properties(self, api: HubSpotApi) -> None:
-        """Fail before reading any record when the portal lacks a property krpulse needs."""
+    def _verify_properties(self, api: HubSpotApi) -> str | None:
+        """Fail before reading any record when the portal lacks a property krpulse needs.
+
+        Returns why NPS responses cannot be synced (settings, or a private app without the
+        feedback-submissions scope), or None when they can: deals and companies sync anyway.
+        """
         wanted = {
             (DEALS, DEALS_TYPE): DEAL_PROPERTIES,
             (CUSTOMERS, COMPANIES_TYPE): self.company_properties,
-            (NPS_RESPONSES, FEEDBACK_TYPE): FEEDBACK_PROPERTIES,
         }
+        nps_warning = None
+        if self.settings.nps == "none":
+            nps_warning = f"source '{self.name}': nps is 'none' in krpulse.yaml; no NPS synced"
+        else:
+            wanted[(NPS_RESPONSES, FEEDBACK_TYPE)] = FEEDBACK_PROPERTIES
         missing = []
         for (table, object_type), names in wanted.items():
             api.bucket = table
-            known = api.read_properties(object_type)
+            try:
+                known = api.read_properties(object_type)
+            except MissingScopes as exc:
+                if object_type != FEEDBACK_TYPE:
+                    raise
+                nps_warning = (
+                    f"source '{self.name}': NPS responses are not synced: the private app lacks "
+                    f"the scope(s) {', '.join(exc.scopes)} that feedback submissions need. Deals "
+                    "and companies are synced. Add the scope under Settings > Integrations > "
+                    "Private Apps > Scopes, or set `nps: none` for this source to silence this."
+                )
+                continue
             missing += [f"{object_type}.{name}" for name in names if name not in known]
         if missing:
             raise SourceError(
@@ -192,6 +247,7 @@ class HubSpotSource:
                 "app may not read them). Create them in HubSpot, or point `company_properties:` "
                 "of this source in krpulse.yaml at the properties your portal uses."
             )
+        return nps_warning
 
     def _sync_object(
         self,
@@ -333,6 +389,7 @@ class HubSpotSource:
         team_of_owner: pd.Series,
         fx_rates: pd.DataFrame,
         home_currency: str,
+        portal_currency: str | None,
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         company_of_deal, ambiguous = api.primary_associations(
             DEALS_TYPE, COMPANIES_TYPE, raw["id"], primary_type_id=PRIMARY_DEAL_TO_COMPANY
@@ -349,7 +406,6 @@ class HubSpotSource:
             suffixes=("_id", ""),
         )
         with_stage.index = raw.index
-        portal_currency = self.settings.portal_currency
         # amount_in_home_currency is in the portal's currency: usable only when that is ours.
         supplied_home = (
             raw["amount_in_home_currency"]
@@ -397,7 +453,8 @@ class HubSpotSource:
             _reject(
                 deals,
                 no_currency,
-                "no deal_currency_code and no portal_currency configured for this source",
+                "no deal_currency_code, and the portal's account details name no company "
+                "currency (set portal_currency for this source)",
             ),
         ]  # fmt: skip
         conformed = conform(deals[~(unknown_stage | no_currency)], DEALS, source=self.name)

@@ -28,8 +28,10 @@ from hubspot.crm.objects import Filter, FilterGroup, PublicObjectSearchRequest
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.util.retry import Retry
 
-from connectors.base import SourceError, SourceLimitReached
+from connectors.base import SourceAuthError, SourceError, SourceLimitReached
+from connectors.http import transport_retry
 from connectors.hubspot.settings import (
+    ACCOUNT_DETAILS_PATH,
     ASSOCIATION_BATCH_SIZE,
     LAST_MODIFIED,
     LIST_PAGE_SIZE,
@@ -38,6 +40,7 @@ from connectors.hubspot.settings import (
     SEARCH_PAGE_SIZE,
     SEARCH_RESULT_LIMIT,
 )
+from core.http import retry_after_seconds
 
 # Every generated sub-package of hubspot-api-client has its own ApiException class.
 API_EXCEPTIONS: tuple[type[Exception], ...] = tuple(
@@ -79,6 +82,14 @@ class _CountingRetry(Retry):
         return retry
 
 
+class MissingScopes(SourceError):
+    """HubSpot answered 403 MISSING_SCOPES: the private app lacks `scopes`."""
+
+    def __init__(self, message: str, scopes: list[str]):
+        super().__init__(message)
+        self.scopes = scopes
+
+
 class _TenSecondlyLimit(Exception):
     """A 429 of the rolling per-10-seconds policy: wait, then send the same request again."""
 
@@ -100,11 +111,7 @@ def _json_body(exc: Exception) -> dict:
 
 def _retry_after(exc: Exception) -> float | None:
     headers = getattr(exc, "headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(headers.get("Retry-After") if hasattr(headers, "get") else None)
 
 
 def missing_scopes(body: dict) -> list[str]:
@@ -140,19 +147,17 @@ class HubSpotApi:
     bucket: str = "setup"
 
     def __post_init__(self) -> None:
-        retry = _CountingRetry(
-            total=self.max_retries,
-            connect=self.max_retries,
-            read=self.max_retries,
-            status=self.max_retries,
-            backoff_factor=self.backoff_seconds,
-            status_forcelist=SERVER_ERRORS,
-            allowed_methods=frozenset({"GET", "POST"}),
-            respect_retry_after_header=True,
-            raise_on_status=False,
+        retry = transport_retry(
+            self.max_retries,
+            self.backoff_seconds,
+            statuses=SERVER_ERRORS,
+            methods={"GET", "POST"},
+            retry_class=_CountingRetry,
         )
         retry.on_retry = self._count_call
-        client = HubSpot(access_token=self.access_token, retry=retry, host=self.base_url)
+        client = self.client = HubSpot(
+            access_token=self.access_token, retry=retry, host=self.base_url
+        )
         # Each discovery property builds a new ApiClient (and connection pool): build them once.
         self.deals_basic = client.crm.deals.basic_api
         self.deals_search = client.crm.deals.search_api
@@ -231,16 +236,17 @@ class HubSpotApi:
                 )
             return _TenSecondlyLimit(_retry_after(exc))
         if status == 401:
-            return SourceError(
+            return SourceAuthError(
                 f"{prefix}: the access token in ${self.token_env} was rejected ({message}). "
                 "Copy the private app's current access token into that environment variable."
             )
         if status == 403:
             named = missing_scopes(body) or list(REQUIRED_SCOPES.get(object_type, ()))
-            return SourceError(
+            return MissingScopes(
                 f"{prefix}: the private app lacks scopes ({message}). Missing scopes: "
                 f"{', '.join(named)}. Add them under Settings > Integrations > Private Apps > "
-                "Scopes, then use the token the app shows."
+                "Scopes, then use the token the app shows.",
+                named,
             )
         if status in SERVER_ERRORS:
             return SourceError(f"{prefix} after {self.max_retries} retries: {message}")
@@ -326,6 +332,35 @@ class HubSpotApi:
                 if int(after) + SEARCH_PAGE_SIZE > SEARCH_RESULT_LIMIT:
                     break  # the next page would cross 10,000: restart past the last id instead
             last_id = int(results[-1].id)
+
+    def account_details(self) -> dict:
+        """The portal's account details: companyCurrency, timeZone, portalId, ...
+
+        hubspot-api-client has no typed API for account-info, so this goes through its
+        generic `api_request` (plain requests: one call, no urllib3 retries).
+        """
+        self._count_call()
+        what = "read the account details"
+        try:
+            response = self.client.api_request(
+                {"method": "GET", "path": ACCOUNT_DETAILS_PATH, "base_url": self.base_url}
+            )
+        except Exception as exc:  # noqa: BLE001 - api_request raises requests' errors as is
+            raise SourceError(
+                f"source '{self.source}': could not {what} at {self.base_url} ({exc})"
+            ) from exc
+        if response.status_code == 401:
+            raise SourceAuthError(
+                f"source '{self.source}': HubSpot answered 401 to {what}: the access token in "
+                f"${self.token_env} was rejected. Copy the private app's current access token "
+                "into that environment variable."
+            )
+        if response.status_code >= 300:
+            raise SourceError(
+                f"source '{self.source}': HubSpot answered {response.status_code} to {what}: "
+                f"{response.text[:300]}"
+            )
+        return response.json()
 
     def read_properties(self, object_type: str) -> set[str]:
         response = self.call(

@@ -61,6 +61,8 @@ REQUIRED_SCOPES: dict[str, tuple[str, ...]] = {
     FEEDBACK_TYPE: ("crm.objects.feedback_submissions.read", "crm.objects.contacts.read"),
     "owners": ("crm.objects.owners.read",),
 }
+# The account details (company currency, time zone) need no scope beyond the token itself.
+ACCOUNT_DETAILS_PATH = "/account-info/v3/details"
 ALL_SCOPES = tuple(sorted({scope for scopes in REQUIRED_SCOPES.values() for scope in scopes}))
 
 # HubSpot's internal deal type values -> canonical deal_type; "renewal" is a common custom value.
@@ -92,8 +94,15 @@ class HubSpotSourceSettings(BaseModel):
     access_token_env: str = Field(default="HUBSPOT_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     base_url: str = DEFAULT_BASE_URL
     # The portal's company currency: what an empty deal_currency_code means and what
-    # amount_in_home_currency is in. Unset: deals without a currency code are quarantined.
+    # amount_in_home_currency is in. Unset: read from the portal's account details
+    # (companyCurrency of /account-info/v3/details).
     portal_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    # NPS from feedback submissions: auto syncs them when the private app has the
+    # feedback-submissions scope and warns (syncing the rest) when it has not; none skips them.
+    nps: Literal["auto", "feedback_submissions", "none"] = "auto"
+    # Sources whose staged fx_rates convert deals HubSpot gives no home amount for (HubSpot has
+    # no dated rates of its own), first listed first; None: every source that stages rates.
+    fx_rates_from: list[str] | None = None
     company_properties: CompanyPropertyMap = CompanyPropertyMap()
     deal_types: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_DEAL_TYPES))
     # HubSpot team name -> krpulse team key; unmapped names become slugs ("Sales DACH" -> sales-dach).

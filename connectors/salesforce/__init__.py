@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from connectors.base import SourceError, SourceLimitReached
-from connectors.money import convert_deals
+from connectors.money import OpenDealRate, convert_deals
+from connectors.reconcile import next_state, reconciliation_due
 from connectors.salesforce.helpers import (
     LegacyLoginWarning,
     SalesforceClient,
@@ -42,6 +46,10 @@ __all__ = [
     "credentials_from_env",
 ]
 
+log = logging.getLogger(__name__)
+
+# What Salesforce Feedback Management must expose for krpulse to read NPS answers.
+FEEDBACK_MANAGEMENT_OBJECTS = ("SurveyQuestionResponse", "SurveyResponse", "SurveySubject")
 # FX rates first (deals need them), owners before the records whose team they give.
 SYNC_ORDER = (FX_RATES, OWNERS, CUSTOMERS, DEALS, NPS_RESPONSES)
 # CurrencyType has no validity dates: its rates hold from the beginning of time until replaced.
@@ -58,6 +66,12 @@ class _Extraction:
     since: dt.datetime | None
     path: str
     fetched: int
+    # Ids changed since the cursor that no longer match the configured filters.
+    left_filter: set[str] = field(default_factory=set)
+    # Every id the CRM still selects, when this sync reconciled (None: it did not).
+    present: set[str] | None = None
+    reconciled: str | None = None
+    state: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +98,8 @@ class SalesforceSource:
     base_path: Path = Path(".")
     credentials: SalesforceCredentials | None = None
     objects: tuple[str, ...] = SYNC_ORDER
+    # When "now" is, for the reconciliation cadence (tests move it).
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC), repr=False)
     _fx_changed: bool = field(default=False, init=False, repr=False)
 
     # -- the Source protocol ----------------------------------------------------------------
@@ -176,19 +192,33 @@ class SalesforceSource:
         field_names: list[str],
         conditions: list[str],
         types: dict[str, str],
+        *,
+        filters: list[str] = (),  # type: ignore[assignment]
+        full: bool = False,
     ) -> _Extraction:
+        """Records changed since the cursor (all of them when `full` or on the first sync).
+
+        `conditions` and the configured `filters` select what krpulse syncs. Incrementally, ids
+        changed since the cursor but outside the filters have left them (a deal whose type
+        changed); on the reconciliation cadence an id sweep lists every id still selected.
+        """
         previous = writer.cursor(table)
-        conditions = list(conditions)
+        state = writer.state(table)
+        now = self.clock()
+        full = full or previous is None
+        selected = [*conditions, *filters]
         since = None
-        if previous is not None:
+        changed_since = list(selected)
+        if not full:
             since = previous - dt.timedelta(seconds=self.settings.sync.lookback_seconds)
-            conditions.append(modified_since(since))
+            changed_since.append(modified_since(since))
         # The first run is a full extraction of live records; later runs use queryAll so that
         # records deleted since the cursor come back with IsDeleted = true.
-        include_deleted = previous is not None and "IsDeleted" in types
+        include_deleted = not full and "IsDeleted" in types
         frame, path = client.extract(
-            object_name, field_names, conditions, include_deleted=include_deleted, field_types=types
-        )
+            object_name, field_names, changed_since, include_deleted=include_deleted,
+            field_types=types,
+        )  # fmt: skip
         fetched = len(frame)
         stamps = pd.to_datetime(
             frame["SystemModstamp"], utc=True, format="ISO8601", errors="coerce"
@@ -206,7 +236,25 @@ class SalesforceSource:
         if not pd.isna(newest):
             newest = newest.to_pydatetime()
             cursor = max(previous, newest) if previous else newest
-        return _Extraction(frame, previous, cursor, since, path, fetched)
+        extraction = _Extraction(frame, previous, cursor, since, path, fetched)
+        if filters and since is not None:
+            moved = self._ids(client, object_name, [*conditions, modified_since(since)], types)
+            extraction.left_filter = moved - set(frame["Id"].astype(str))
+        reason = reconciliation_due(state, now, self.settings.reconcile, first_sync=full)
+        if reason is not None:
+            extraction.present = self._ids(client, object_name, selected, types)
+            extraction.reconciled = reason
+        extraction.state = next_state(state, now, reconciled=full or reason is not None)
+        return extraction
+
+    def _ids(
+        self, client: SalesforceClient, object_name: str, conditions: list[str], types: dict
+    ) -> set[str]:
+        """Ids of the live records matching `conditions` (REST or Bulk, by their number)."""
+        ids, _ = client.extract(
+            object_name, ["Id"], conditions, include_deleted=False, field_types=types
+        )
+        return set(ids["Id"].dropna().astype(str))
 
     def _staged_versions(self, batch: StagingBatch, table: str) -> pd.DataFrame:
         id_col = CANONICAL_TABLES[table].id_column
@@ -246,6 +294,13 @@ class SalesforceSource:
             dtype=bool
         )
         deleted_ids = raw.loc[deleted.to_numpy() & live_staged, id_col].astype(str).tolist()
+        # Gone without a trace in this extraction: out of the filters, or missing from the sweep.
+        live = set(staged.loc[~staged["is_deleted"].fillna(False).to_numpy(dtype=bool), "_id"])
+        vanished = set(extraction.left_filter)
+        if extraction.present is not None:
+            vanished |= live - extraction.present
+        vanished = (vanished & live) - set(raw.loc[~deleted.to_numpy(), id_col].astype(str))
+        deleted_ids += sorted(vanished - set(deleted_ids))
         candidates = raw[~unchanged & ~deleted.to_numpy()]
         try:
             conformed = conform(candidates, table, source=self.name)
@@ -254,6 +309,13 @@ class SalesforceSource:
         valid, quarantined = conformed.valid, conformed.quarantined
         if enrich is not None:
             valid, quarantined = enrich(batch, valid, quarantined)
+        batch.set_state(table, extraction.state)
+        details = {
+            **details,
+            "left_filter": len(extraction.left_filter & live),
+            "reconciled": extraction.reconciled or "",
+            "vanished": len(vanished),
+        }
         return batch.merge_changes(
             table,
             valid,
@@ -333,15 +395,22 @@ class SalesforceSource:
         with writer.batch() as batch:
             conformed = conform(fx, FX_RATES, source=self.name)
             staged = batch.staged(FX_RATES)
+            key = ["currency", "valid_from"]
             merged = conformed.valid.merge(
-                staged, on=["currency", "valid_from"], how="left", suffixes=("", "_staged")
+                staged.drop(columns="source"), on=key, how="left", suffixes=("", "_staged")
             )
             same = (merged["rate_to_home"] == merged["rate_to_home_staged"]) & (
                 (merged["valid_to"] == merged["valid_to_staged"])
                 | (merged["valid_to"].isna() & merged["valid_to_staged"].isna())
             )
             changed = conformed.valid[~same.to_numpy()].reset_index(drop=True)
-            self._fx_changed = not changed.empty
+            # Periods restated away (a rate deleted, two periods joined) must not linger.
+            gone = staged[~staged.set_index(key).index.isin(conformed.valid.set_index(key).index)][
+                key
+            ]
+            batch.drop_fx_rates(gone)
+            details["fx_periods_dropped"] = len(gone)
+            self._fx_changed = not (changed.empty and gone.empty)
             return batch.merge_changes(
                 FX_RATES,
                 changed,
@@ -370,8 +439,9 @@ class SalesforceSource:
         elif config.team_from == "role":
             field_names.append("UserRole.Name")
         extraction = self._extract(
-            writer, client, OWNERS, "User", field_names, filter_conditions(config.where), types
-        )
+            writer, client, OWNERS, "User", field_names, filter_conditions(config.where), types,
+            full=True,  # a few users; read whole, a renamed role moves a team without a User edit
+        )  # fmt: skip
         frame = extraction.frame
         if config.team_from == "field":
             team = frame[config.team_field]
@@ -484,8 +554,9 @@ class SalesforceSource:
             CUSTOMERS,
             "Account",
             field_names,
-            filter_conditions(config.where),
+            [],
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         with writer.batch() as batch:
@@ -552,22 +623,26 @@ class SalesforceSource:
             DEALS,
             "Opportunity",
             field_names,
-            filter_conditions(config.where),
+            [],
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         details: dict[str, Any] = {"currency_mode": "multi" if org.multi_currency else "single"}
 
+        open_at = self.settings.currency.open_deals_rate
+        details["open_deals_rate"] = open_at
+
         def convert(batch: StagingBatch, valid: pd.DataFrame, quarantined: pd.DataFrame):
             fx = batch.staged(FX_RATES)
-            valid, rejected = _with_home_amounts(valid, fx, home_currency)
+            valid, rejected = _with_home_amounts(valid, fx, home_currency, open_at)
             if self._fx_changed:
                 # New or corrected rates: convert the staged deals again, not only the new ones.
                 staged = batch.staged(DEALS)
                 staged = staged[
                     ~staged["deal_id"].isin(valid["deal_id"]) & ~staged["is_deleted"].fillna(False)
                 ].reset_index(drop=True)
-                again, _ = _with_home_amounts(staged, fx, home_currency)
+                again, _ = _with_home_amounts(staged, fx, home_currency, open_at)
                 old = again[["deal_id"]].merge(
                     staged[["deal_id", "amount_home"]], on="deal_id", how="left"
                 )["amount_home"]
@@ -623,7 +698,10 @@ class SalesforceSource:
     ) -> SyncReport:
         calls_before = client.api_calls
         config = self.settings.nps
-        if config.mode == "none":
+        mode, warning = self._nps_mode(org)
+        if mode == "none":
+            if warning:
+                log.warning(warning)
             with writer.batch() as batch:
                 return batch.merge_changes(
                     NPS_RESPONSES,
@@ -632,7 +710,7 @@ class SalesforceSource:
                     ).valid,
                     quarantined=pd.DataFrame(),
                     cursor=None,
-                    details={"nps_mode": "none"},
+                    details={"nps_mode": "none", **({"warning": warning} if warning else {})},
                 )
         if config.mode == "custom_object":
             raw, extraction = self._nps_from_custom_object(writer, client, org)
@@ -646,8 +724,30 @@ class SalesforceSource:
                 extraction,
                 client=client,
                 calls_before=calls_before,
-                details={"nps_mode": config.mode},
+                details={"nps_mode": mode},
             )
+
+    def _nps_mode(self, org: _OrgFacts) -> tuple[str, str | None]:
+        """(the NPS mode this sync uses, why NPS is not synced or None).
+
+        Feedback Management (auto's first choice) needs its survey objects in the org and
+        readable by the integration user; without them NPS is skipped with a warning and the
+        rest of the sync goes on.
+        """
+        mode = self.settings.nps.mode
+        if mode not in ("auto", "feedback_management"):
+            return mode, None
+        missing = [name for name in FEEDBACK_MANAGEMENT_OBJECTS if name not in org.objects]
+        if not missing:
+            return "feedback_management", None
+        setting = "nps.mode is feedback_management but " if mode == "feedback_management" else ""
+        return "none", (
+            f"source '{self.name}': NPS responses are not synced: {setting}the org has no "
+            f"Feedback Management objects {', '.join(missing)} readable by the integration "
+            "user. Deals, customers and owners are synced. Enable Feedback Management and give "
+            "the integration user read access to the survey objects, or set nps.mode to "
+            "custom_object (your own NPS object) or none in krpulse.yaml."
+        )
 
     def _nps_from_feedback_management(
         self, writer: StagingWriter, client: SalesforceClient, org: _OrgFacts
@@ -662,7 +762,6 @@ class SalesforceSource:
         conditions = [
             *filter_conditions({"Question.QuestionType": list(config.question_types)}),
             "Response.Status = 'Completed'",  # answers of unfinished surveys are not responses
-            *filter_conditions(config.where),
         ]
         extraction = self._extract(
             writer,
@@ -672,6 +771,7 @@ class SalesforceSource:
             field_names,
             conditions,
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         deleted = (
@@ -728,8 +828,9 @@ class SalesforceSource:
             NPS_RESPONSES,
             object_name,
             field_names,
-            filter_conditions(config.where),
+            [],
             types,
+            filters=filter_conditions(config.where),
         )
         frame = extraction.frame
         raw = pd.DataFrame(
@@ -747,58 +848,116 @@ class SalesforceSource:
         return raw, extraction
 
 
+def _rate_days(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Salesforce date values -> (day as datetime64, year). Years pandas cannot hold (0001-01-01
+    opens the first period of every currency, 9999-12-31 closes none) give NaT and their year."""
+    text = values.astype("string").str.slice(0, 10)
+    year = pd.to_numeric(text.str.slice(0, 4), errors="coerce")
+    representable = year.between(pd.Timestamp.min.year + 1, pd.Timestamp.max.year - 1)
+    day = pd.to_datetime(text.where(representable), errors="coerce", format="%Y-%m-%d")
+    return day, year
+
+
 def rates_to_home(rates: pd.DataFrame, home_currency: str, corporate_currency: str) -> pd.DataFrame:
     """Salesforce conversion rates (units per corporate unit) -> canonical fx_rates to `home`.
 
     Salesforce states every rate against the corporate currency; krpulse needs rates to the
     reporting currency: rate_to_home(X) = rate(home) / rate(X), over the periods where both
-    rates hold (dated rates change on their own dates per currency). NextStartDate 9999-12-31
-    means "open".
+    rates hold (dated rates change on their own dates per currency). A period that starts
+    before 1970 (advanced currency management opens every currency's first period on
+    0001-01-01) holds from STANDARD_RATES_FROM; NextStartDate 9999-12-31 or empty means open.
+
+    The restatement is an as-of join: each currency's periods are cut at its own start and end
+    dates and at the home currency's, and each cut looks up the rate of both currencies that
+    holds then. Rows grow with currencies x periods, never with currencies x periods^2.
     """
     columns = ["currency", "rate_to_home", "valid_from", "valid_to"]
     if rates.empty:
         return pd.DataFrame(columns=columns)
+    start, start_year = _rate_days(rates["StartDate"])
+    end, end_year = _rate_days(rates["NextStartDate"])
     frame = pd.DataFrame(
         {
-            "currency": rates["IsoCode"].astype(str).str.upper(),
-            "rate": pd.to_numeric(rates["ConversionRate"], errors="coerce"),
-            "start": pd.to_datetime(rates["StartDate"], errors="coerce", format="ISO8601"),
-            "end": pd.to_datetime(rates["NextStartDate"], errors="coerce", format="ISO8601"),
+            "currency": rates["IsoCode"].astype(str).str.upper().to_numpy(),
+            "rate": pd.to_numeric(rates["ConversionRate"], errors="coerce").to_numpy(),
+            "start": start.where(~(start_year < STANDARD_RATES_FROM.year), STANDARD_RATES_FROM)
+            .clip(lower=STANDARD_RATES_FROM)
+            .to_numpy(),
+            "end": end.where(end > STANDARD_RATES_FROM).to_numpy(),
         }
     )
+    frame = frame.dropna(subset=["start", "rate"]).sort_values("start", kind="stable")
     home = home_currency.upper()
     home_rates = frame[frame["currency"] == home]
     if home_rates.empty and home == corporate_currency.upper():
         home_rates = pd.DataFrame(
             {"currency": [home], "rate": [1.0], "start": [STANDARD_RATES_FROM], "end": [pd.NaT]}
         )
-    if home_rates.empty:
-        return pd.DataFrame(columns=columns)
     others = frame[frame["currency"] != home]
-    pairs = others.merge(home_rates[["rate", "start", "end"]].add_prefix("home_"), how="cross")
-    far = pd.Timestamp.max
-    start = pairs[["start", "home_start"]].max(axis=1)
-    end = pd.concat([pairs["end"].fillna(far), pairs["home_end"].fillna(far)], axis=1).min(axis=1)
-    overlap = start < end
+    if home_rates.empty or others.empty:
+        return pd.DataFrame(columns=columns)
+    # Cut points of every currency: its own period bounds and the home currency's.
+    home_cuts = pd.concat([home_rates["start"], home_rates["end"]]).dropna().unique()
+    currencies = others["currency"].unique()
+    cuts = pd.concat(
+        [
+            others[["currency", "start"]].rename(columns={"start": "at"}),
+            others[["currency", "end"]].rename(columns={"end": "at"}).dropna(),
+            pd.DataFrame(
+                {
+                    "currency": currencies.repeat(len(home_cuts)),
+                    "at": np.tile(home_cuts.astype("datetime64[ns]"), len(currencies)),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    cuts["at"] = cuts["at"].astype("datetime64[ns]")
+    cuts = cuts.drop_duplicates().sort_values("at", kind="stable")
+    own = pd.merge_asof(
+        cuts,
+        others[["currency", "start", "end", "rate"]].astype({"start": "datetime64[ns]"}),
+        left_on="at",
+        right_on="start",
+        by="currency",
+        direction="backward",
+    )
+    own.loc[own["end"].notna() & (own["at"] >= own["end"]), "rate"] = float("nan")
+    both = pd.merge_asof(
+        own.drop(columns=["start", "end"]),
+        home_rates[["start", "end", "rate"]]
+        .astype({"start": "datetime64[ns]"})
+        .add_prefix("home_"),
+        left_on="at",
+        right_on="home_start",
+        direction="backward",
+    )
+    both.loc[both["home_end"].notna() & (both["at"] >= both["home_end"]), "home_rate"] = float(
+        "nan"
+    )
+    both = both.sort_values(["currency", "at"], kind="stable")
+    both["valid_to"] = both.groupby("currency")["at"].shift(-1)
+    both["rate_to_home"] = both["home_rate"] / both["rate"]
+    held = both[both["rate_to_home"].notna()]
     return pd.DataFrame(
         {
-            "currency": pairs["currency"],
-            "rate_to_home": pairs["home_rate"] / pairs["rate"],
-            "valid_from": start.dt.strftime("%Y-%m-%d"),
-            "valid_to": end.where(end < far).dt.strftime("%Y-%m-%d"),
+            "currency": held["currency"].to_numpy(),
+            "rate_to_home": held["rate_to_home"].to_numpy(),
+            "valid_from": held["at"].dt.strftime("%Y-%m-%d").to_numpy(),
+            "valid_to": held["valid_to"].dt.strftime("%Y-%m-%d").to_numpy(),
         }
-    )[overlap.to_numpy()].reset_index(drop=True)
+    )
 
 
 def _with_home_amounts(
-    deals: pd.DataFrame, fx: pd.DataFrame, home_currency: str
+    deals: pd.DataFrame, fx: pd.DataFrame, home_currency: str, open_deals_at: OpenDealRate
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deals with amount_home from the one money conversion; those it cannot convert, rejected."""
     if deals.empty:
         return deals, pd.DataFrame()
     # Salesforce never supplies amount_home: always convert with the staged (dated) rates.
     deals = deals.assign(amount_home=float("nan"))
-    return convert_deals(deals, fx, home_currency=home_currency)
+    return convert_deals(deals, fx, home_currency=home_currency, open_deals_at=open_deals_at)
 
 
 def _api_details(client: Any, extraction: Any) -> dict:

@@ -28,9 +28,9 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.format import format_soql
 from simple_salesforce.login import token_login
-from urllib3.util.retry import Retry
 
-from connectors.base import SourceError, SourceLimitReached
+from connectors.base import SourceAuthError, SourceError, SourceLimitReached
+from connectors.http import transport_retry
 from connectors.salesforce.settings import COMPOUND_FIELD_TYPES, SalesforceSourceSettings
 
 log = logging.getLogger(__name__)
@@ -102,18 +102,13 @@ def http_session(settings: SalesforceSourceSettings) -> requests.Session:
     re-authentication, 403 REQUEST_LIMIT_EXCEEDED must stop the sync, not hammer the API.
     """
     sync = settings.sync
-    retry = Retry(
-        total=sync.max_retries,
-        connect=sync.max_retries,
-        read=sync.max_retries,
-        status=sync.max_retries,
-        backoff_factor=sync.retry_backoff_seconds,
-        backoff_max=60,
-        status_forcelist=RETRY_STATUSES,
+    retry = transport_retry(
+        sync.max_retries,
+        sync.retry_backoff_seconds,
+        statuses=RETRY_STATUSES,
         # Query-job creation is the only POST besides logins; a duplicate query job is harmless.
-        allowed_methods=frozenset({"GET", "POST", "PATCH", "DELETE"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
+        methods={"GET", "POST", "PATCH", "DELETE"},
+        backoff_max=60,
     )
     session = requests.Session()
     adapter = _TimeoutAdapter(sync.timeout_seconds, max_retries=retry)
@@ -229,7 +224,7 @@ class SalesforceClient:
 
     def _renew_session(self) -> tuple[str, str]:
         if self._renewed_unproven:
-            raise SourceError(
+            raise SourceAuthError(
                 f"source '{self.settings.name}': Salesforce rejected a session it had just issued "
                 "(INVALID_SESSION_ID right after re-authenticating); check the connected app's "
                 "session policies and the integration user's permissions"
@@ -254,8 +249,11 @@ class SalesforceClient:
         describe = getattr(self.sf, object_name).describe()
         return {f["name"]: f["type"] for f in describe["fields"]}
 
-    def count(self, object_name: str, conditions: list[str]) -> int:
-        return int(self.sf.query(soql(object_name, ["COUNT()"], conditions))["totalSize"])
+    def count(self, object_name: str, conditions: list[str], *, include_deleted: bool) -> int:
+        """COUNT() of what the extraction will read: through queryAll when it reads deleted
+        records too, or a sync whose only changes are deletes would count 0 and read nothing."""
+        query = soql(object_name, ["COUNT()"], conditions)
+        return int(self.sf.query(query, include_deleted=include_deleted)["totalSize"])
 
     def records(self, query: str, *, include_deleted: bool) -> pd.DataFrame:
         """All records of a REST query (query_all_iter follows nextRecordsUrl), flattened."""
@@ -297,7 +295,7 @@ class SalesforceClient:
         `sync.bulk_threshold` records on, Bulk API 2.0 takes over, without compound fields
         (Bulk rejects them). One COUNT() call decides, and an empty change set costs nothing more.
         """
-        total = self.count(object_name, conditions)
+        total = self.count(object_name, conditions, include_deleted=include_deleted)
         if total == 0:
             return pd.DataFrame(columns=field_names), "none"
         if total >= self.settings.sync.bulk_threshold:
@@ -394,7 +392,7 @@ def salesforce_errors(settings: SalesforceSourceSettings) -> Iterator[None]:
     except SourceError:
         raise
     except SalesforceAuthenticationFailed as exc:
-        raise SourceError(
+        raise SourceAuthError(
             f"source '{name}': Salesforce login ({settings.auth.method}) at "
             f"{settings.token_base_url} failed: {exc.code}: {exc.auth_message}; check the "
             "connected app, the user and the secrets the auth env vars hold"
@@ -413,12 +411,12 @@ def salesforce_errors(settings: SalesforceSourceSettings) -> Iterator[None]:
     except SalesforceExpiredSession as exc:
         if settings.auth.method == "session":
             env = settings.auth.session_id_env
-            raise SourceError(
+            raise SourceAuthError(
                 f"source '{name}': the session id in ${env} is expired or invalid "
                 f"({_error_message(exc)}); a bare session id cannot be renewed: set a fresh one "
                 "or use auth method jwt or client_credentials"
             ) from None
-        raise SourceError(
+        raise SourceAuthError(
             f"source '{name}': Salesforce session rejected: {_error_message(exc)}"
         ) from None
     except SalesforceError as exc:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.reconcile import ReconcileSettings
 
 DEFAULT_API_VERSION = "62.0"
 # Salesforce returns REST query results in pages of up to 2,000 records (`nextRecordsUrl`).
@@ -17,6 +20,8 @@ COMPOUND_FIELD_TYPES = frozenset({"address", "location"})
 SOQL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+# Salesforce's shared login hosts: the client credentials flow is not served there.
+GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
 
 # Opportunity.Type values of a standard org -> canonical deal_type. Orgs with their own picklist
 # values extend or replace this with `deals.deal_type_map`; a value in neither is quarantined.
@@ -118,9 +123,13 @@ class OwnersSettings(_ObjectSettings):
 
 
 class NpsSettings(_ObjectSettings):
-    """Where NPS responses live: Feedback Management, a custom object, or nowhere (none)."""
+    """Where NPS responses live: Feedback Management, a custom object, or nowhere (none).
 
-    mode: Literal["feedback_management", "custom_object", "none"] = "feedback_management"
+    auto (the default) reads Feedback Management when the org has it and the integration user
+    may read it; otherwise the sync warns that no NPS is synced and goes on with the rest.
+    """
+
+    mode: Literal["auto", "feedback_management", "custom_object", "none"] = "auto"
     question_types: list[str] = Field(default_factory=lambda: list(NPS_QUESTION_TYPES))
     # custom_object: the object and canonical column -> field API name.
     object: str | None = None
@@ -149,6 +158,10 @@ class CurrencySettings(_Model):
     corporate_currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
     # auto: DatedConversionRate when the org has dated rates, else CurrencyType.
     rates: Literal["auto", "dated", "standard"] = "auto"
+    # Which day's rate converts an open opportunity. Salesforce's advanced currency management
+    # converts it at its CloseDate's rate (as closed ones); created_date keeps the rate of the
+    # day it was opened.
+    open_deals_rate: Literal["close_date", "created_date"] = "close_date"
 
 
 class SyncSettings(_Model):
@@ -215,7 +228,10 @@ class SalesforceSourceSettings(_Model):
     # token response names the instance and this only serves as the default login URL.
     instance_url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?/?$")
     # Where tokens are requested; default: instance_url, else https://<domain>.salesforce.com.
-    login_url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?/?$")
+    # An Experience Cloud site's URL carries its path (https://acme.my.site.com/customers).
+    login_url: str | None = Field(
+        default=None, pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~-]+)*/?$"
+    )
     domain: str = Field(default="login", pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
     api_version: str = Field(default=DEFAULT_API_VERSION, pattern=r"^\d{2,3}\.0$")
     deals: DealsSettings = DealsSettings()
@@ -224,11 +240,20 @@ class SalesforceSourceSettings(_Model):
     nps: NpsSettings = NpsSettings()
     currency: CurrencySettings = CurrencySettings()
     sync: SyncSettings = SyncSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     @model_validator(mode="after")
     def _session_needs_instance(self) -> SalesforceSourceSettings:
         if self.auth.method == "session" and not self.instance_url:
             raise ValueError("auth method 'session' needs instance_url (where the session lives)")
+        if self.auth.method == "client_credentials":
+            host = urlparse(self.login_url or self.instance_url or "").hostname or ""
+            if not host or host in GENERIC_LOGIN_HOSTS:
+                raise ValueError(
+                    "auth method 'client_credentials' needs the org's My Domain URL: Salesforce "
+                    "serves that flow only there, never at login.salesforce.com or "
+                    "test.salesforce.com; set instance_url: https://<your-domain>.my.salesforce.com"
+                )
         return self
 
     @property
@@ -239,5 +264,14 @@ class SalesforceSourceSettings(_Model):
 
     @property
     def audience(self) -> str:
-        """The JWT `aud`: Salesforce wants login or test.salesforce.com, not the My Domain URL."""
-        return f"https://{'test' if self.domain == 'test' else 'login'}.salesforce.com"
+        """The JWT `aud`: https://login.salesforce.com for production (its My Domain too),
+        https://test.salesforce.com for sandboxes, else the login_url itself (an Experience
+        Cloud site's URL is its own audience)."""
+        if not self.login_url:
+            return f"https://{'test' if self.domain == 'test' else 'login'}.salesforce.com"
+        host = urlparse(self.login_url).hostname or ""
+        if host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com"):
+            return "https://test.salesforce.com"
+        if host == "login.salesforce.com" or host.endswith(".my.salesforce.com"):
+            return "https://login.salesforce.com"
+        return self.login_url.rstrip("/")

@@ -32,7 +32,7 @@ def main() -> None:
     from okr_store.db import create_engine
     from okr_store.schema import upgrade
     from pipelines import flow
-    from pipelines.cli_dashboard import dashboard_data
+    from pipelines.cli.dashboard import dashboard_data
     from pipelines.demo_checkins import seed_demo_check_ins
     from pipelines.settings import load_settings
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import requests
 
+from core.numbers import is_missing
 from okr_store.sinks.http import RetryPolicy, SinkError
 
 PUSHED, UNCHANGED, FAILED = "pushed", "unchanged", "failed"
@@ -57,10 +58,6 @@ class PushOutcome:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def push_current_progress(
@@ -126,14 +123,14 @@ def _push_one(
         return PushOutcome(**outcome, outcome=NOT_IN_STORE)
     value = sink.value_for(row)
     as_of = row["as_of"]
-    if _missing(value):
+    if is_missing(value):
         return PushOutcome(**outcome, outcome=NO_VALUE, as_of=as_of)
     value = float(value)
     last = previous.get("last_pushed_value") if previous else None
     if (
         previous is not None
         and previous["target_id"] == target_id
-        and not _missing(last)
+        and not is_missing(last)
         and math.isclose(last, value, rel_tol=1e-9, abs_tol=1e-12)
     ):
         if previous.get("failures"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 import tenacity
+
+from core.http import retry_after_seconds
 
 # Statuses worth another try: timeouts, rate limits and server trouble. Everything else in
 # 4xx is the request's fault and fails at once (retried on the next run, not now).
@@ -38,22 +38,6 @@ class TransientSinkError(SinkError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """Retry-After as seconds, whether the server sent seconds or an HTTP date."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _wait(policy: RetryPolicy):  # noqa: ANN202 - a tenacity wait strategy
@@ -90,7 +74,8 @@ def send(
             raise TransientSinkError(f"{what}: {type(exc).__name__}") from None
         if response.status_code in RETRYABLE_STATUS:
             raise TransientSinkError(
-                f"{what}: HTTP {response.status_code}", retry_after_seconds(response)
+                f"{what}: HTTP {response.status_code}",
+                retry_after_seconds(response.headers.get("Retry-After")),
             )
         if response.status_code >= 400:
             raise SinkError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")

@@ -170,8 +170,15 @@ def _error(status: int, category: str, message: str, **extra) -> tuple[int, dict
 class Portal:
     """The in-memory portal: records, associations, owners, pipelines, properties, faults."""
 
-    def __init__(self, *, token: str = TOKEN, scopes: frozenset[str] = ALL_SCOPES):
+    def __init__(
+        self,
+        *,
+        token: str = TOKEN,
+        scopes: frozenset[str] = ALL_SCOPES,
+        company_currency: str = "EUR",
+    ):
         self.token = token
+        self.company_currency = company_currency
         self.scopes = set(scopes)
         self.now = dt.datetime(2026, 9, 1, 8, 0, tzinfo=dt.UTC)
         self.objects: dict[str, dict[int, Record]] = {t: {} for t in DEFAULT_PROPERTIES}
@@ -324,6 +331,13 @@ class Portal:
             return self._need(SCHEMA_SCOPES[m[1]]) or (200, self._properties(m[1]))
         if path == "/crm/v3/pipelines/deals":
             return self._need(OBJECT_SCOPES["deals"]) or (200, {"results": self.pipelines})
+        if path == "/account-info/v3/details":
+            return 200, {
+                "portalId": 4242, "accountType": "STANDARD", "timeZone": "Europe/Berlin",
+                "companyCurrency": self.company_currency, "additionalCurrencies": ["USD", "GBP"],
+                "utcOffset": "+01:00", "utcOffsetMilliseconds": 3_600_000,
+                "uiDomain": "app-eu1.hubspot.com", "dataHostingLocation": "eu1",
+            }  # fmt: skip
         if path == "/crm/v3/owners":
             return self._need("crm.objects.owners.read") or self._list_owners(query)
         if m := re.fullmatch(r"/crm/v4/associations/(\w+)/(\w+)/batch/read", path):

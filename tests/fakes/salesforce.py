@@ -143,7 +143,11 @@ class FakeOrg:
     consumer_key: str = "fake-consumer-key"
     consumer_secret: str = "fake-consumer-secret"  # noqa: S105
     jwt_public_key: str | None = None
-    jwt_audience: str = "https://login.salesforce.com"
+    # None: the fake's own URL, as Salesforce expects the audience of the login URL used
+    # (an Experience Cloud site, or login/test.salesforce.com themselves).
+    jwt_audience: str | None = None
+    # Salesforce Feedback Management (the Survey* objects) enabled and readable.
+    feedback_management: bool = True
     clock: dt.datetime | None = None
     schema: dict[str, dict[str, str]] = field(default_factory=dict)
     records: dict[str, dict[str, dict]] = field(default_factory=dict)
@@ -180,6 +184,8 @@ class FakeOrg:
             hidden |= {"CurrencyType", "DatedConversionRate"}
         elif not self.dated_rates:
             hidden.add("DatedConversionRate")
+        if not self.feedback_management:
+            hidden |= {o for o in self.schema if o.startswith("Survey")}
         return [o for o in self.schema if o not in hidden]
 
     def define(self, object_name: str, fields: dict[str, str]) -> None:
@@ -225,6 +231,29 @@ class FakeOrg:
     def delete(self, object_name: str, record_id: str, *, at: dt.datetime | None = None) -> None:
         """Move a record to the recycle bin: query hides it, queryAll shows IsDeleted = true."""
         self.update(object_name, record_id, IsDeleted=True, SystemModstamp=at)
+
+    def undelete(self, object_name: str, record_id: str) -> None:
+        """Restore a record from the recycle bin: live again, with a new SystemModstamp."""
+        self.update(object_name, record_id, IsDeleted=False)
+
+    def purge(self, object_name: str, record_id: str) -> None:
+        """Hard delete (or the recycle bin emptied, or 15 days passed): not even queryAll
+        returns the record any more."""
+        with self.lock:
+            self.records[object_name].pop(record_id)
+
+    def merge(self, object_name: str, master_id: str, loser_id: str) -> None:
+        """Merge `loser_id` into `master_id` as Salesforce does: the loser goes to the recycle
+        bin, and the records that pointed at it are re-parented to the master (each edited)."""
+        with self.lock:
+            self.delete(object_name, loser_id)
+            for (child, relationship), target in RELATIONSHIPS.items():
+                if target != object_name:
+                    continue
+                reference = f"{relationship}Id"
+                for record in self.records[child].values():
+                    if record.get(reference) == loser_id:
+                        self.update(child, record["Id"], **{reference: master_id})
 
     def set_rates(self, rates: dict[str, float]) -> None:
         """CurrencyType rates against the corporate currency (units per corporate unit)."""
@@ -743,7 +772,7 @@ class _Handler(BaseHTTPRequestHandler):
                     form.get("assertion", ""),
                     org.jwt_public_key,
                     algorithms=["RS256"],
-                    audience=org.jwt_audience,
+                    audience=org.jwt_audience or self.server.base_url,
                 )
             except jwt.PyJWTError as exc:
                 return self._send(400, {"error": "invalid_grant", "error_description": str(exc)})

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from pipelines.cli import console, format_option
+from pipelines.cli.output import console, format_option
 from pipelines.settings import DATABASE_URL_ENV, Settings, config_path, load_settings
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from kr_metrics.definitions import DefinitionError
 from kr_metrics.schema import SCHEMA_FILE, schema_json
 from pipelines import flow
-from pipelines.cli import Context, _date, console, format_option, format_value
+from pipelines.cli.output import Context, console, format_option, format_value, parse_date
 from pipelines.settings import config_path
 
 
@@ -84,7 +84,7 @@ def explain(
         loaded, key_result = definitions.find_key_result(kr, cycle)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
-    day = _date(as_of) or settings.today()
+    day = parse_date(as_of) or settings.today()
     data = flow.load_prepared(settings, flow.open_database(settings))
     explanation = explain_key_result(definitions, loaded, key_result, data, day)
     if output_format == "json":

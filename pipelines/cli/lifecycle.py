@@ -12,7 +12,7 @@ from kr_metrics.lifecycle import review, review_html, review_markdown, rollover
 from okr_store.checkins import CheckInStore
 from okr_store.repository import OkrStore
 from pipelines import flow
-from pipelines.cli import Context, console, err_console
+from pipelines.cli.output import Context, console, err_console
 
 
 @click.command("review")

@@ -16,7 +16,7 @@ from okr_store.db import create_engine
 from okr_store.repository import OkrStore
 from okr_store.sinks import FAILED, outcomes_frame
 from pipelines import flow
-from pipelines.cli import Context, _date, console, format_option
+from pipelines.cli.output import Context, console, format_option, parse_date
 
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -90,7 +90,7 @@ def export(
     """Export KR progress history and KPI history: kr_progress.<format>, kpi_values.<format>."""
     settings = obj.settings()
     store = OkrStore(flow.open_database(settings))
-    first, last = _date(start), _date(end)
+    first, last = parse_date(start), parse_date(end)
     frames = {
         "kr_progress": store.progress_history(team=team, start=first, end=last),
         "kpi_values": store.kpi_history(team=team, start=first, end=last),

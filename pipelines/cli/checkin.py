@@ -17,6 +17,7 @@ from core.checkins import (
 )
 from okr_store.checkins import CheckInStore
 from pipelines import flow
+from pipelines.cli.output import Context
 
 _SCALE = ", ".join(f"{k} {v}" for k, v in CONFIDENCE_LABELS.items())
 
@@ -41,7 +42,7 @@ def _user() -> str:
               show_default=True)  # fmt: skip
 @click.pass_obj
 def checkin(
-    obj,  # noqa: ANN001 - pipelines.cli.Context; not imported, so this module stays a leaf
+    obj: Context,
     cycle: str,
     kr: str | None,
     confidence: str | None,
@@ -107,7 +108,9 @@ def checkin(
 @click.option("--benefit", type=click.IntRange(1, 5), default=None, help="1 (low) to 5 (high).")
 @click.option("--effort", type=click.IntRange(1, 5), default=None, help="1 (low) to 5 (high).")
 @click.pass_obj
-def retro(obj, cycle: str, text: str | None, benefit: int | None, effort: int | None) -> None:  # noqa: ANN001
+def retro(
+    obj: Context, cycle: str, text: str | None, benefit: int | None, effort: int | None
+) -> None:
     """The retrospective of CYCLE: add an item (--add with --benefit and --effort) or list them.
 
     Items are ranked by benefit against effort; the top three quick wins are marked and printed

@@ -5,56 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import threading
-from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
 import click
 import sqlalchemy as sa
 
 from dashboard.config import AccessError, resolve_record_urls
 from dashboard.views import DashboardData, NotFound
-from kr_metrics.loader import definition_files
 from okr_store.repository import OkrStore
-from okr_store.staging import last_synced
 from pipelines import flow
+from pipelines.cli.output import Context
 from pipelines.settings import Settings
-
-if TYPE_CHECKING:  # pipelines.cli imports this module at its end; only the type is needed here
-    from pipelines.cli import Context
-
-T = TypeVar("T")
-
-
-def cached(key: Callable[[], Hashable], load: Callable[[], T]) -> Callable[[], T]:
-    """`load()` again only when `key()` changes (new sync, edited definitions); thread-safe."""
-    lock = threading.Lock()
-    state: dict = {}
-
-    def get() -> T:
-        current = key()
-        with lock:
-            if state.get("key") != current or "value" not in state:
-                state["value"] = load()
-                state["key"] = current
-            return state["value"]
-
-    return get
 
 
 def dashboard_data(settings: Settings, engine: sa.Engine) -> DashboardData:
-    """What the dashboard and the digest read, with loaders cached on what they depend on."""
-    names = [s.name for s in settings.sources]
-
-    def definitions_key() -> tuple:
-        path = settings.definitions_path
-        files = definition_files(path) if path.exists() else []
-        return tuple((str(f), f.stat().st_mtime_ns) for f in files)
-
-    def staging_key() -> tuple:
-        return tuple(sorted(last_synced(engine, names).items())) if names else ()
-
+    """What the dashboard and the digest read: the OKR store, shown as krpulse.yaml says."""
     sources = {s.name: s.model_dump(mode="json") for s in settings.sources}
     try:
         links = resolve_record_urls(settings.dashboard.record_urls, sources)
@@ -62,8 +27,6 @@ def dashboard_data(settings: Settings, engine: sa.Engine) -> DashboardData:
         raise click.ClickException(str(exc)) from exc
     return DashboardData(
         store=OkrStore(engine),
-        definitions=cached(definitions_key, lambda: flow.load_definition_set(settings)),
-        prepared=cached(staging_key, lambda: flow.load_prepared(settings, engine)),
         record_links=links,
         stale_after=dt.timedelta(hours=settings.dashboard.stale_after_hours),
         moonshot_success=settings.scoring.moonshot_success,

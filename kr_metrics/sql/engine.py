@@ -1,0 +1,216 @@
+"""The compiled engine: every KR and KPI of a definition set as set-based SQL, on embedded DuckDB
+over the staged frames (via Arrow) or on the database that holds the staging tables.
+
+It shares the engine's orchestration (`kr_metrics.engine.evaluate_with`): a first pass collects
+the leaf metrics every KR, KPI, baseline and margin of error needs, the compiler turns them into
+one statement per metric family, and a second pass assembles the same frame as the pandas
+engine from their results. pandas is only the interchange at the edges: frames in, frames out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from kr_metrics.definitions import DefinitionSet
+from kr_metrics.engine import Series, evaluate_with
+from kr_metrics.metrics import MetricSpec, Window
+from kr_metrics.sql.compiler import Compiler, Leaf, Sums
+from kr_metrics.sql.views import ENTITIES, Views, staged_tables
+
+# DuckDB speaks PostgreSQL's SQL: statements are rendered by SQLAlchemy's PostgreSQL dialect
+# with `?` placeholders, DuckDB's own.
+DUCKDB_DIALECT = postgresql.dialect(paramstyle="qmark")
+
+
+class Staged(Protocol):
+    """Where the staged canonical rows are and how to run a statement over them."""
+
+    tables: dict[str, sa.Table]
+    timezone: str
+
+    def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]: ...
+
+
+def _by_day(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.index = pd.to_datetime(frame.pop("day")).dt.date
+    return frame
+
+
+def _referenced_columns(statements, tables: dict[str, sa.Table]) -> dict[str, list[str]]:
+    """The columns of each staged table the statements read: only those cross into DuckDB."""
+    wanted: dict[str, set[str]] = {entity: set() for entity in tables}
+    by_table = {table: entity for entity, table in tables.items()}
+    for statement in statements:
+        for element in sa.sql.visitors.iterate(statement):
+            table = getattr(element, "table", None)
+            if isinstance(element, sa.Column) and table in by_table:
+                wanted[by_table[table]].add(element.name)
+    return {
+        entity: [col.name for col in tables[entity].c if col.name in names]
+        for entity, names in wanted.items()
+    }
+
+
+class DuckDBStaged:
+    """Canonical frames (as the staging tables hold them) in an embedded, in-memory DuckDB."""
+
+    def __init__(
+        self,
+        deals: pd.DataFrame,
+        customers: pd.DataFrame,
+        nps_responses: pd.DataFrame,
+        *,
+        timezone: str,
+    ):
+        self.frames = {"deals": deals, "customers": customers, "nps_responses": nps_responses}
+        self.timezone = timezone
+        self.tables = staged_tables()
+
+    def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]:
+        import duckdb
+        import pyarrow as pa
+
+        connection = duckdb.connect()
+        try:
+            columns = _referenced_columns(statements.values(), self.tables)
+            for entity in ENTITIES:
+                # Only the columns the statements read cross over, as Arrow (zero-copy where the
+                # frame's columns are Arrow-compatible already).
+                frame = self.frames[entity].reindex(columns=columns[entity] or ["source"])
+                connection.register(entity, pa.Table.from_pandas(frame, preserve_index=False))
+            results = {}
+            for key, statement in statements.items():
+                compiled = statement.compile(
+                    dialect=DUCKDB_DIALECT, compile_kwargs={"render_postcompile": True}
+                )
+                params = [compiled.params[name] for name in compiled.positiontup]
+                results[key] = _by_day(connection.execute(compiled.string, params).df())
+            return results
+        finally:
+            connection.close()
+
+
+class DatabaseStaged:
+    """The staging tables of the store's database (PostgreSQL): compute next to the data."""
+
+    def __init__(self, connectable: sa.Engine | sa.Connection, *, timezone: str, prefix: str = "staging_",
+                 schema: str | None = None):  # fmt: skip
+        self.connectable = connectable
+        self.timezone = timezone
+        self.tables = staged_tables(prefix, schema)
+
+    def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]:
+        results = {}
+        with (self.connectable.connect() if isinstance(self.connectable, sa.Engine)
+              else _borrowed(self.connectable)) as connection:  # fmt: skip
+            for key, statement in statements.items():
+                rows = connection.execute(statement)
+                frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+                for column in frame.columns.drop("day"):
+                    frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+                results[key] = _by_day(frame)
+        return results
+
+
+class _borrowed:
+    """A connection the caller owns: used, not closed."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sa.Connection:
+        return self.connection
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _key(where: dict) -> str:
+    return json.dumps(where, sort_keys=True, default=str)
+
+
+class _Collecting:
+    """First pass: records every leaf the definitions need; answers with no values."""
+
+    def __init__(self) -> None:
+        self.leaves: dict[Leaf, None] = {}
+
+    def scope(self, where: dict) -> tuple[str, ...]:
+        return (_key(where),) if where else ()
+
+    def narrow(self, scope: tuple[str, ...], filters: dict) -> tuple[str, ...]:
+        return scope + (_key(filters),)
+
+    def leaf(self, spec: MetricSpec, scope, windows: Sequence[Window], basis: str) -> Series:
+        self.leaves.setdefault(Leaf(spec, spec.name, scope, basis, tuple(windows)), None)
+        empty = np.full(len(windows), np.nan)
+        return Series(empty, empty.copy(), empty.copy(), np.zeros(len(windows)))
+
+
+class _Computed(_Collecting):
+    """Second pass: the compiled statements' results, combined as the pandas engine combines."""
+
+    def __init__(self, sums: dict[Leaf, Sums]) -> None:
+        super().__init__()
+        self.sums = sums
+
+    def leaf(self, spec: MetricSpec, scope, windows: Sequence[Window], basis: str) -> Series:
+        return leaf_series(spec, self.sums[Leaf(spec, spec.name, scope, basis, tuple(windows))])
+
+
+def leaf_series(spec: MetricSpec, sums: Sums) -> Series:
+    """A leaf's value from its window sums (what kr_metrics.engine._additive_series does)."""
+    num, den, count = sums.num, sums.den, sums.n
+    if spec.reduce:
+        return Series(num, num.copy(), np.full(len(num), np.nan), count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if spec.combine == "ratio":
+            value = np.where(den != 0, spec.scale * num / np.where(den != 0, den, 1), np.nan)
+            return Series(value, num, den, count)
+        if spec.combine == "per_constant":
+            value = np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
+            return Series(value, num, den, den.copy())
+    return Series(num, num.copy(), np.full(len(num), np.nan), count)
+
+
+def compute_leaves(leaves: Sequence[Leaf], staged: Staged) -> dict[Leaf, Sums]:
+    """Compile the leaves into one statement per family, run them, read each leaf's sums."""
+    compiler = Compiler(Views(staged.tables, staged.timezone))
+    for leaf in leaves:
+        compiler.add(leaf)
+    return compiler.read(staged.run(compiler.statements()))
+
+
+def evaluate_history(definitions: DefinitionSet, staged: Staged, start: dt.date, end: dt.date, *,
+                     kpis_from: dt.date | None = None) -> pd.DataFrame:  # fmt: skip
+    """One row per (day, KR of a cycle running that day) and per (day, KPI), start..end inclusive:
+    the same frame as kr_metrics.engine.evaluate_history, computed in SQL."""
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    collecting = _Collecting()
+    evaluate_with(definitions, collecting, start, end, kpis_from=kpis_from)
+    sums = compute_leaves(list(collecting.leaves), staged)
+    return evaluate_with(definitions, _Computed(sums), start, end, kpis_from=kpis_from)
+
+
+def evaluate(definitions: DefinitionSet, staged: Staged, as_of: dt.date) -> pd.DataFrame:
+    return evaluate_history(definitions, staged, as_of, as_of)
+
+
+def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], staged: Staged, where: dict,
+                        windows: Sequence[Window], *, basis: str = "count") -> Series:  # fmt: skip
+    """One metric (built-in, custom, ratio or derived) over windows for one `where`."""
+    from kr_metrics.engine import series_of
+
+    collecting = _Collecting()
+    series_of(spec, library, collecting, collecting.scope(where), windows, basis=basis)
+    computed = _Computed(compute_leaves(list(collecting.leaves), staged))
+    return series_of(spec, library, computed, computed.scope(where), windows, basis=basis)
