@@ -69,9 +69,9 @@ def _family(metric: str) -> str:
     return metric if metric in ("win_rate", "nps") else "revenue"
 
 
-def _problems(rng: np.random.Generator, metric: str, status: str) -> str:
+def _problems(pick: float, metric: str, status: str) -> str:
     options = _PROBLEMS.get((_family(metric), status))
-    return str(rng.choice(options)) if options else ""
+    return options[int(pick * len(options))] if options else ""
 
 
 def _next_steps(metric: str, status: str) -> str:
@@ -102,7 +102,8 @@ def _progress_note(row: dict, before: dict | None) -> str:
 
 
 def seed_demo_check_ins(engine, cycles: list[str], today: dt.date, *, seed: int = 7) -> int:  # noqa: ANN001
-    """Write the demo's check-ins for `cycles` up to `today`'s week; returns how many."""
+    """Write the demo's check-ins for `cycles` up to `today`'s week; returns how many it wrote
+    (none for a week and KR that already has one)."""
     store, check_ins = OkrStore(engine), CheckInStore(engine)
     rng = np.random.default_rng(seed)
     written = 0
@@ -111,20 +112,28 @@ def seed_demo_check_ins(engine, cycles: list[str], today: dt.date, *, seed: int 
         if history.empty:
             continue
         first, last = min(history["as_of"]), max(history["as_of"])
+        # A rerun of the demo leaves the check-ins it already wrote as they are (no new
+        # versions in the audit trail).
+        existing = check_ins.check_ins(cycle=cycle)
+        done = set(zip(existing["kr"], existing["week"], strict=True))
         monday = week_start(first)
         previous_rows: dict[str, dict] = {}
         while monday <= last:
             day = max(first, min(monday + dt.timedelta(days=CHECK_IN_WEEKDAY), last))
             rows = history[history["as_of"] == day].to_dict("records")
             for row in rows:
-                if rng.random() < SKIP_SHARE and previous_rows:
+                # Both draws happen for every row, so a rerun makes the same choices.
+                skip, pick = rng.random(), rng.random()
+                if skip < SKIP_SHARE and previous_rows:
+                    continue
+                if (row["kr"], week_start(day)) in done:
                     continue
                 status = row["status"]
                 made = make_check_in(
                     cycle=cycle, kr=row["kr"], day=day, today=day,
                     confidence=_confidence(row),
                     progress=_progress_note(row, previous_rows.get(row["kr"])),
-                    problems=_problems(rng, row["metric"], status),
+                    problems=_problems(pick, row["metric"], status),
                     next_steps=_next_steps(row["metric"], status),
                     author=DEMO_LEADS.get(None if pd.isna(row.get("team")) else row["team"],
                                           "Head of Sales"),

@@ -55,8 +55,9 @@ def test_confidence_follows_the_stored_status_and_the_notes_quote_the_numbers(se
 
 def test_seeding_again_keeps_one_check_in_per_kr_and_week_and_one_retrospective(seeded):
     engine, written = seeded
-    assert seed_demo_check_ins(engine, [CYCLE], DEMO_AS_OF) == written
-    assert len(CheckInStore(engine).check_ins(cycle=CYCLE)) == written
+    assert seed_demo_check_ins(engine, [CYCLE], DEMO_AS_OF) == 0
+    rows = CheckInStore(engine).check_ins(cycle=CYCLE)
+    assert len(rows) == written and (rows["revision"] == 1).all()
     assert seed_demo_retro(engine, "2026-Q3") == 6
     assert seed_demo_retro(engine, "2026-Q3") == 0
     wins = [i["text"] for i in CheckInStore(engine).retro_items("2026-Q3") if i["quick_win"]]
