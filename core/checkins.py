@@ -114,8 +114,15 @@ def make_check_in(
     problems: object = "",
     next_steps: object = "",
     author: object = "local",
+    cycle_end: dt.date | None = None,
 ) -> CheckIn:
-    """A validated check-in for the week of `day`, refused once that week is over (or ahead)."""
+    """A validated check-in for the week of `day`, refused once that week is over (or ahead),
+    and for a cycle whose last week has passed (`cycle_end`: the review takes over then)."""
+    if cycle_end is not None and week_start(day) > cycle_end:
+        raise CheckInError(
+            f"cycle '{cycle}' ended on {cycle_end}: its check-ins are closed; record what to "
+            f"change in its retrospective (`krpulse retro {cycle} --add ...`)"
+        )
     if not editable(day, today):
         if day > today:
             raise CheckInError(

@@ -57,8 +57,10 @@ def _author(request: Request) -> str:
 
 def _save(data: views.DashboardData, request: Request, cycle: str, kr: str, fields: dict) -> dict:
     today = week.org_today(data)
+    dates = views.cycle_dates(data, cycle)
     check_in = make_check_in(
         cycle=cycle, kr=kr, day=today, today=today, author=_author(request),
+        cycle_end=dates[1] if dates else None,
         confidence=fields.get("confidence"),
         **{name: fields.get(name, "") for name in NOTE_FIELDS},
     )  # fmt: skip

@@ -94,7 +94,9 @@ def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
     ]
     today = org_today(data)
     this_week = next((c for c in history if c["week"] == week_start(today)), None)
+    dates = views.cycle_dates(data, cycle)
     return {
+        "open": dates is None or week_start(today) <= dates[1],
         "history": history,
         "this_week": this_week,
         "week_label": week_label(today),

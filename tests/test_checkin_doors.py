@@ -169,7 +169,8 @@ def test_the_cli_checks_in_and_lists(demo, monkeypatch):
     project = demo[0]
     runner = CliRunner()
     config = ["--config", str(project / "krpulse.yaml")]
-    # The CLI's today is the organisation's real today: check in for whatever week that is.
+    # The CLI's today is the organisation's today: here the demo's (a week of 2026-Q4).
+    monkeypatch.setattr("pipelines.settings.Settings.today", lambda self: DEMO_NOW.date())
     result = runner.invoke(cli, [*config, "checkin", CYCLE, "win-rate-us", "--confidence", "4",
                                  "--progress", "Pipeline review done", "--author", "sam"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -257,3 +258,13 @@ def test_owner_ids_read_as_the_crm_owners_names(demo):
     assert week.owner_text("O-01", names) == "Lena Hoffmann"
     assert week.owner_text("Team lead DACH", names) == "Team lead DACH"
     assert week.owner_text(None, names) is None
+
+
+def test_after_the_cycles_last_week_the_kr_page_takes_no_check_ins(demo):
+    later = dataclasses.replace(demo[2], now=lambda: dt.datetime(2027, 1, 11, 9, tzinfo=dt.UTC))
+    client = TestClient(create_app(later, AccessPolicy(open_access=True)), base_url=LOCAL,
+                        follow_redirects=False)  # fmt: skip
+    page = client.get(f"/kr/{CYCLE}/nps-uk").text
+    assert 'id="check-ins-closed"' in page and 'id="check-in-form"' not in page
+    answer = client.post(f"/api/cycles/{CYCLE}/key-results/nps-uk/check-in", json={"confidence": 3})
+    assert answer.status_code == 422 and "check-ins are closed" in answer.json()["detail"]

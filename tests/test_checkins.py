@@ -218,3 +218,14 @@ def test_the_store_version_changes_with_every_write_the_overview_shows(engine):
     versions.append(store_version(engine))
     assert len(set(versions)) == len(versions)
     assert store_version(engine) == versions[-1]  # reading changes nothing
+
+
+def test_a_cycle_whose_last_week_has_passed_takes_no_check_ins():
+    cycle_end = dt.date(2026, 9, 30)  # a Wednesday: its week (to Sunday 4 October) still counts
+    last_week = dt.date(2026, 10, 2)
+    assert _check_in(day=last_week, today=last_week, cycle_end=cycle_end).week == week_start(
+        cycle_end
+    )
+    later = dt.date(2026, 10, 5)
+    with pytest.raises(CheckInError, match="ended on 2026-09-30: its check-ins are closed"):
+        _check_in(day=later, today=later, cycle_end=cycle_end)

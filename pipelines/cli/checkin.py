@@ -84,10 +84,13 @@ def checkin(
     if confidence is None:
         raise click.UsageError(f"--confidence is required to check in ({_SCALE})")
     today = settings.today()
+    definitions = flow.load_definition_set(settings)
+    cycle_end = definitions.cycles[cycle].end if cycle in definitions.cycles else None
     try:
         made = make_check_in(
             cycle=cycle, kr=kr, day=today, today=today, confidence=confidence, progress=progress,
             problems=problems, next_steps=next_steps, author=author or _user(),
+            cycle_end=cycle_end,
         )  # fmt: skip
         stored = store.record(made, on_day=today)
     except CheckInError as exc:
