@@ -74,6 +74,7 @@ def prepare(
         customers=customers,
         nps_responses=response_view.reset_index(drop=True),
         timezone=timezone,
+        staged=(deals, customers, nps_responses),
     )
 
 

@@ -94,6 +94,8 @@ class PreparedData:
     # Facts several metrics share within one run (customer codes, existing customers per
     # anchor day), computed on first use.
     cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # The canonical frames as staged (deals, customers, nps_responses), for the compiled engine.
+    staged: tuple | None = field(default=None, compare=False, repr=False)
 
     def frame(self, entity: str) -> pd.DataFrame:
         return getattr(self, entity)

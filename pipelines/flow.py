@@ -22,11 +22,13 @@ from core.canonical import CUSTOMERS, DEALS, METRIC_TABLES, NPS_RESPONSES
 from core.sync import SyncReport
 from kr_metrics import pages
 from kr_metrics.definitions import DefinitionSet
-from kr_metrics.engine import evaluate_history, prepare
+from kr_metrics.engine import prepare
 from kr_metrics.forecast import add_forecasts
 from kr_metrics.loader import load_definitions
 from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
+from kr_metrics.sql.engine import DuckDBStaged
+from kr_metrics.sql.engine import evaluate_history as compiled_history
 from kr_metrics.versions import definition_records
 from okr_store import schema
 from okr_store.db import (
@@ -175,8 +177,14 @@ def compute_days(
     starts = [
         c.start for c in definitions.cycles.values() if c.start <= days[-1] and c.end >= days[0]
     ]
-    history = evaluate_history(
-        definitions, data, min([days[0], *starts]), days[-1], kpis_from=days[0]
+    # The compiled engine (set-based SQL on embedded DuckDB) computes; the pandas engine is only
+    # the test oracle.
+    history = compiled_history(
+        definitions,
+        DuckDBStaged.from_prepared(data),
+        min([days[0], *starts]),
+        days[-1],
+        kpis_from=days[0],
     )
     history = add_forecasts(history, definitions.library)
     wanted = history[history["as_of"].isin(days)]
@@ -324,6 +332,7 @@ def run_days(
             store.heartbeat(run_id)
             if progress_callback:
                 progress_callback(result)
+        write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
         check_database_identity(engine, database)
     except DatabaseVanishedError:
         raise  # recording it would write into a new, empty file: the error says what happened
@@ -334,7 +343,6 @@ def run_days(
     store.finish_run(run_id, status=status, message=message)
     check_database_identity(engine, database)
     store.record_definitions(**definition_records(definitions))
-    write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
     if publish:
         push_to_okr_tools(settings, store)
     return results

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.metrics import MetricSpec, Window
@@ -27,6 +28,7 @@ from kr_metrics.sql.filters import condition, customer_condition_on_deals, deal_
 from kr_metrics.sql.views import VIEW_KINDS, Views, constant, day_value, flag, plus_days
 
 COUNT = "count(*)"  # a measure that counts the rows
+SIGNATURE_BITS = 62  # conditions per BIGINT of a row's signature (positive, so 62)
 EXISTING = ("existing_customer_revenue", "revenue_per_existing_customer")
 DATE_COLUMN = {
     "close_date": "close_date",
@@ -124,10 +126,11 @@ class Family:
         self.lo = lo if self.lo is None else min(self.lo, lo)
         self.hi = hi if self.hi is None else max(self.hi, hi)
 
-    def output(self, key: tuple, aggregate: Aggregate, window: WindowClass) -> str:
+    def output(self, key: tuple, aggregate: Aggregate, window: WindowClass) -> tuple:
+        """Ask for `aggregate` over `window`; the answer's address in the results (see read)."""
         self.aggregates.setdefault(key, aggregate)
         self.outputs.setdefault((key, window), (key, window))
-        return f"o{list(self.outputs).index((key, window))}"
+        return key, window
 
     def dated(self, lo: dt.date, hi: dt.date, name: str) -> tuple[sa.Subquery, dict, dict]:
         """The family's rows in range with their day, one column per distinct value and per
@@ -168,25 +171,55 @@ class Family:
         return sa.cast(getattr(sa.func, aggregate.how)(value).filter(rows), sa.Double)
 
     def daily(self, lo: dt.date, hi: dt.date, name: str) -> sa.CTE:
+        """Per day, every aggregate of the family — in two steps, so that a hundred scopes do not
+        cost a hundred passes over a million rows: rows are first summed by (day, signature),
+        the signature being which of the family's conditions a row meets (bits of a few
+        BIGINTs); each scope's FILTERed sums then run over those few groups."""
         dated, values, conditions = self.dated(lo, hi, name)
-        labels = {key: f"a{i}" for i, key in enumerate(self.aggregates)}
-        return (
-            sa.select(dated.c.day, *(self.aggregate_expression(aggregate, dated, values, conditions).label(labels[key])
-                                     for key, aggregate in self.aggregates.items()))
-            .group_by(dated.c.day).cte(f"{name}_daily").prefix_with("MATERIALIZED")
+        bits = {
+            label: (i // SIGNATURE_BITS, i % SIGNATURE_BITS)
+            for i, label in enumerate(conditions.values())
+        }
+        words = range(len(conditions) // SIGNATURE_BITS + 1)
+        signature = [
+            sum((sa.case((dated.c[label], constant(1 << bit, sa.BigInteger)), else_=constant(0, sa.BigInteger))
+                 for label, (word, bit) in bits.items() if word == w), constant(0, sa.BigInteger)).label(f"s{w}")
+            for w in words
+        ]  # fmt: skip
+        grouped = (
+            sa.select(dated.c.day, *signature, sa.func.count().label("rows"),
+                      *(sa.func.sum(dated.c[label]).label(label) for label in values.values()))
+            .group_by(dated.c.day, *(sa.literal_column(f"s{w}") for w in words)).subquery(f"{name}_grouped")
         )  # fmt: skip
 
-    def windowed(self, daily: sa.CTE, day: sa.ColumnElement) -> list[sa.ColumnElement]:
-        """The family's outputs over the spine `day`: each aggregate summed over its windows."""
+        def aggregate_expression(aggregate: Aggregate) -> sa.ColumnElement:
+            word, bit = bits[conditions[aggregate.rows_key]]
+            meets = grouped.c[f"s{word}"].bitwise_and(constant(1 << bit, sa.BigInteger)) != 0
+            column = (
+                grouped.c["rows"]
+                if aggregate.value is None
+                else grouped.c[values[aggregate.value_key]]
+            )
+            return sa.cast(sa.func.sum(column).filter(meets), sa.Double)
+
         labels = {key: f"a{i}" for i, key in enumerate(self.aggregates)}
-        outputs = []
-        for key, window in self.outputs.values():
-            column = sa.func.coalesce(daily.c[labels[key]], 0)
-            if window.kind == "fixed":
-                column = sa.case((day >= day_value(window.start), column))
-            frame = (-(window.days - 1), 0) if window.kind == "rolling" else (None, 0)
-            outputs.append(sa.func.coalesce(sa.func.sum(column).over(order_by=day, rows=frame), 0))
-        return outputs
+        return (
+            sa.select(grouped.c.day, *(aggregate_expression(aggregate).label(labels[key])
+                                       for key, aggregate in self.aggregates.items()))
+            .group_by(grouped.c.day).cte(f"{name}_daily").prefix_with("MATERIALIZED")
+        )  # fmt: skip
+
+    def cumulative(self, lo: dt.date, hi: dt.date, index: int) -> sa.Select:
+        """(family, aggregate, day, value): the daily aggregates unpivoted (two zipped unnests,
+        which DuckDB and PostgreSQL share), one row per aggregate and day with rows."""
+        daily = self.daily(lo, hi, f"f{index}")
+        labels = [f"a{i}" for i in range(len(self.aggregates))]
+        values = sa.func.unnest(postgresql.array([daily.c[label] for label in labels]))
+        ids = sa.func.unnest(
+            postgresql.array([constant(i, sa.Integer) for i in range(len(labels))])
+        )
+        return sa.select(constant(index, sa.Integer).label("family"), ids.label("aggregate"), daily.c.day,
+                         values.label("value"))  # fmt: skip
 
     def reduced_statement(self) -> sa.Select:
         """min / max / count_distinct cannot be summed across days: each spine day joins the rows
@@ -221,17 +254,34 @@ def _spine(lo: dt.date, hi: dt.date) -> sa.CTE:
 
 
 def combined_statement(families: Sequence[Family]) -> sa.Select:
-    """All additive families in one statement over one day spine: each family's daily
-    aggregates joined to the spine, every output a window function over it. Output `f<i>o<j>`
-    is family i's output j."""
+    """All additive families in one statement: every aggregate's running sum per day, as one
+    window function over the long (family, aggregate, day) table. Windows of any kind are
+    differences of two running sums (`windowed_sums`): cumulative from a cycle start, rolling
+    over N days, or a balance since the beginning."""
     lo, hi = min(f.lo for f in families), max(f.hi for f in families)
-    spine = _spine(lo, hi)
-    joined, columns = spine, [spine.c.day]
-    for i, family in enumerate(families):
-        daily = family.daily(lo, hi, f"f{i}")
-        joined = joined.outerjoin(daily, daily.c.day == spine.c.day)
-        columns += [c.label(f"f{i}o{j}") for j, c in enumerate(family.windowed(daily, spine.c.day))]
-    return sa.select(*columns).select_from(joined).order_by(spine.c.day)
+    long = sa.union_all(
+        *(family.cumulative(lo, hi, i) for i, family in enumerate(families))
+    ).subquery("long")
+    running = sa.func.sum(long.c.value).over(partition_by=(long.c.family, long.c.aggregate), order_by=long.c.day,
+                                             rows=(None, 0))  # fmt: skip
+    return sa.select(long.c.family, long.c.aggregate, long.c.day, running.label("running_sum"))
+
+
+def windowed_sums(
+    running: pd.DataFrame, lo: dt.date, window: WindowClass, ends: Sequence[dt.date]
+) -> np.ndarray:
+    """An aggregate over each window ending on `ends`, from its running sums by day (days
+    without rows carry the last sum; before the first day it is 0)."""
+
+    def at(days) -> np.ndarray:
+        return running.reindex(days).fillna(0.0).to_numpy(dtype="float64")
+
+    end_sums = at(ends)
+    if window.kind == "balance":
+        return end_sums
+    if window.kind == "rolling":
+        return end_sums - at([end - dt.timedelta(days=window.days) for end in ends])
+    return end_sums - at([window.start - dt.timedelta(days=1)] * len(ends))
 
 
 # --- what each leaf sums -------------------------------------------------------------------------
@@ -548,21 +598,39 @@ class Compiler:
         return statements
 
     def read(self, results: dict[tuple, pd.DataFrame]) -> dict[Leaf, Sums]:
-        """Each leaf's sums at its windows' ends, from the statements' results (indexed by day)."""
+        """Each leaf's sums at its windows' ends, from the statements' results."""
         additive = [f for f in self.families.values() if not f.reduce]
-        columns = {f.key: (("combined",), f"f{i}") for i, f in enumerate(additive)}
+        running = {}
+        if additive:
+            lo, hi = min(f.lo for f in additive), max(f.hi for f in additive)
+            days = pd.Index([lo + dt.timedelta(days=i) for i in range(-1, (hi - lo).days + 1)])
+            long = results[("combined",)].reset_index()
+            long[["family", "aggregate"]] = long[["family", "aggregate"]].astype("int64")
+            wide = long.pivot_table(index="day", columns=["family", "aggregate"], values="running_sum",
+                                                  aggfunc="first")  # fmt: skip
+            wide = wide.reindex(days).ffill().fillna(0.0)
+            running = {f.key: (i, wide) for i, f in enumerate(additive)}
         sums = {}
         for leaf, parts in self.reads:
             size = len(leaf.windows)
             out = Sums(np.zeros(size), np.full(size, np.nan), np.zeros(size))
             for positions, outputs in parts:
                 ends = [leaf.windows[i].end for i in positions]
-                for measure, (family_key, column) in outputs.items():
-                    result_key, prefix = columns.get(family_key, (family_key, ""))
-                    values = results[result_key][prefix + column].reindex(ends)
-                    getattr(out, measure)[positions] = values.to_numpy(
-                        dtype="float64", na_value=np.nan
-                    )
+                for measure, (family_key, (key, window)) in outputs.items():
+                    family = self.families[family_key]
+                    if family.reduce:
+                        column = results[family_key][
+                            f"o{list(family.outputs).index((key, window))}"
+                        ]
+                        values = column.reindex(ends).to_numpy(dtype="float64", na_value=np.nan)
+                    else:
+                        index, wide = running[family_key]
+                        column = (index, list(family.aggregates).index(key))
+                        series = (
+                            wide[column] if column in wide else pd.Series(0.0, index=wide.index)
+                        )
+                        values = windowed_sums(series, lo, window, ends)
+                    getattr(out, measure)[positions] = values
             sums[leaf] = out
         return sums
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -60,7 +62,12 @@ def _referenced_columns(statements, tables: dict[str, sa.Table]) -> dict[str, li
 
 
 class DuckDBStaged:
-    """Canonical frames (as the staging tables hold them) in an embedded, in-memory DuckDB."""
+    """Staged canonical rows in an embedded, in-memory DuckDB, handed over as Arrow.
+
+    Built from pandas frames (as `okr_store.staging.read_staged` returns them) or, with
+    `from_parquet`, from Parquet files read column by column — only the columns the compiled
+    statements read ever cross into DuckDB.
+    """
 
     def __init__(
         self,
@@ -70,22 +77,45 @@ class DuckDBStaged:
         *,
         timezone: str,
     ):
-        self.frames = {"deals": deals, "customers": customers, "nps_responses": nps_responses}
+        frames = {"deals": deals, "customers": customers, "nps_responses": nps_responses}
+        self.sources = {entity: _frame_source(frame) for entity, frame in frames.items()}
         self.timezone = timezone
         self.tables = staged_tables()
+        # DuckDB settings (threads, memory_limit, ...): KRPULSE_DUCKDB_THREADS caps the threads.
+        threads = os.environ.get("KRPULSE_DUCKDB_THREADS")
+        self.config = {"threads": int(threads)} if threads else {}
+
+    @classmethod
+    def from_prepared(cls, data) -> DuckDBStaged:
+        """The staged frames a PreparedData was made from (kr_metrics.engine.prepare keeps them)."""
+        if data.staged is None:
+            raise ValueError(
+                "these prepared frames do not carry their staged frames; build them with prepare()"
+            )
+        return cls(*data.staged, timezone=data.timezone)
+
+    @classmethod
+    def from_parquet(cls, folder, *, timezone: str) -> DuckDBStaged:
+        """`deals.parquet`, `customers.parquet`, `nps_responses.parquet` of a folder (canonical
+        columns), read with Arrow: text columns as dictionaries, unread columns never loaded."""
+        staged = cls.__new__(cls)
+        staged.sources = {
+            entity: _parquet_source(Path(folder) / f"{entity}.parquet") for entity in ENTITIES
+        }
+        staged.timezone = timezone
+        staged.tables = staged_tables()
+        threads = os.environ.get("KRPULSE_DUCKDB_THREADS")
+        staged.config = {"threads": int(threads)} if threads else {}
+        return staged
 
     def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]:
         import duckdb
-        import pyarrow as pa
 
-        connection = duckdb.connect()
+        connection = duckdb.connect(config=self.config)
         try:
             columns = _referenced_columns(statements.values(), self.tables)
             for entity in ENTITIES:
-                # Only the columns the statements read cross over, as Arrow (zero-copy where the
-                # frame's columns are Arrow-compatible already).
-                frame = self.frames[entity].reindex(columns=columns[entity] or ["source"])
-                connection.register(entity, pa.Table.from_pandas(frame, preserve_index=False))
+                connection.register(entity, self.sources[entity](columns[entity] or ["source"]))
             results = {}
             for key, statement in statements.items():
                 compiled = statement.compile(
@@ -96,6 +126,54 @@ class DuckDBStaged:
             return results
         finally:
             connection.close()
+
+
+def _frame_source(frame: pd.DataFrame):
+    def arrow(columns: list[str]):
+        import pyarrow as pa
+
+        return pa.table({name: _arrow_column(frame, name) for name in columns})
+
+    return arrow
+
+
+def _parquet_source(path: Path):
+    def arrow(columns: list[str]):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        present = [c for c in columns if c in schema.names]
+        text = [
+            c
+            for c in present
+            if pa.types.is_string(schema.field(c).type)
+            or pa.types.is_large_string(schema.field(c).type)
+        ]
+        table = pq.read_table(path, columns=present, read_dictionary=text)
+        for name in columns:
+            if name not in present:
+                table = table.append_column(name, pa.nulls(len(table)))
+        return table
+
+    return arrow
+
+
+def _arrow_column(frame: pd.DataFrame, name: str):
+    """One frame column as Arrow. Text becomes a dictionary (codes + distinct values): ids,
+    teams and regions repeat, and a million copied strings would be most of the run's memory."""
+    import pyarrow as pa
+
+    if name not in frame:
+        return pa.nulls(len(frame))
+    column = frame[name]
+    if column.dtype == object or isinstance(column.dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(column)
+        indices = pa.array(codes.astype("int32"), mask=codes < 0)
+        return pa.DictionaryArray.from_arrays(
+            indices, pa.array(uniques.astype(object), type=pa.string())
+        )
+    return pa.array(column, from_pandas=True)
 
 
 class DatabaseStaged:

@@ -17,6 +17,7 @@ from pipelines.cli.daily import demo, preview, run, status, sync
 from pipelines.cli.dashboard import digest, serve
 from pipelines.cli.db import db, export, push
 from pipelines.cli.definitions import definitions
+from pipelines.cli.doctor import doctor
 from pipelines.cli.lifecycle import new_cycle_command, review_command
 from pipelines.cli.output import Context
 from pipelines.cli.runs import runs_command
@@ -59,6 +60,6 @@ def main() -> None:
 
 
 for command in (demo, sync, run, preview, status, definitions, serve, digest, db, export, push,
-                review_command, new_cycle_command, validate_command, config, runs_command,
+                review_command, new_cycle_command, validate_command, config, runs_command, doctor,
                 checkin, retro):  # fmt: skip
     cli.add_command(command)

@@ -114,6 +114,9 @@ def sync(obj: Context, source_name: str | None, output_format: str) -> None:
     """Extract the configured sources into the staging tables."""
     settings = obj.settings()
     reports = flow.sync_sources(settings, flow.open_database(settings), only=source_name)
+    for r in reports:  # a source's warning (no NPS synced, no rate to the reporting currency)
+        if r.details.get("warning"):
+            click.echo(f"warning: {r.details['warning']}", err=True)
     if output_format == "json":
         click.echo(json.dumps({"sync": [r.as_dict() for r in reports]}, indent=2))
         return
