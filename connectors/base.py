@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from core.sync import StagingWriter, SyncReport
@@ -33,3 +34,30 @@ class Source(Protocol):
         """Extract what changed and hand it to `writer`; one report per object; a cursor moves
         only when its batch commits."""
         ...
+
+
+@dataclass
+class ObjectPlan:
+    """What one sync will read for one canonical table (`krpulse doctor`)."""
+
+    table: str
+    read_from: str  # the CRM object (or file) and how
+    fields: list[str]
+    filters: str = ""
+
+
+@dataclass
+class SourceCheck:
+    """What `krpulse doctor` found out about one source before its first sync: the facts read
+    from the CRM's metadata, what each table will be read from, and what is missing."""
+
+    source: str
+    kind: str
+    facts: dict[str, str] = field(default_factory=dict)
+    plans: list[ObjectPlan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # a sync would fail on each
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

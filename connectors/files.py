@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from connectors.base import SourceError
+from connectors.base import ObjectPlan, SourceCheck, SourceError
 from connectors.money import convert_deals
 from core.canonical import (
     CUSTOMERS,
@@ -45,6 +45,33 @@ class FilesSource:
             if candidate.exists():
                 return candidate
         return None
+
+    def check(self, *, home_currency: str) -> SourceCheck:
+        """Which files a sync will read (`krpulse doctor`); a missing required file is a problem."""
+        report = SourceCheck(self.name, "files", facts={"folder": str(self.path)})
+        if not self.path.is_dir():
+            report.problems.append(
+                f"source '{self.name}': folder {self.path} does not exist (`krpulse demo` "
+                "writes the demo org's files there)"
+            )
+            return report
+        for table in SYNC_ORDER:
+            file = self.file_for(table)
+            if file is not None:
+                header = list(self.read_raw(table).columns)
+                report.plans.append(
+                    ObjectPlan(table, f"{file.name}, whole file every sync", header)
+                )
+            elif table in REQUIRED_FILES:
+                report.problems.append(
+                    f"source '{self.name}': {self.path / (table + '.csv')} not found"
+                )
+            else:
+                report.warnings.append(f"source '{self.name}': no {table}.csv (optional)")
+        report.facts["currency mode"] = (
+            f"reporting {home_currency}; amount_home as given, else converted with fx_rates.csv"
+        )
+        return report
 
     def read_raw(self, table: str) -> pd.DataFrame | None:
         file = self.file_for(table)

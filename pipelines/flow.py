@@ -332,6 +332,7 @@ def run_days(
             store.heartbeat(run_id)
             if progress_callback:
                 progress_callback(result)
+        write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
         check_database_identity(engine, database)
     except DatabaseVanishedError:
         raise  # recording it would write into a new, empty file: the error says what happened
@@ -342,7 +343,6 @@ def run_days(
     store.finish_run(run_id, status=status, message=message)
     check_database_identity(engine, database)
     store.record_definitions(**definition_records(definitions))
-    write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
     if publish:
         push_to_okr_tools(settings, store)
     return results

@@ -105,6 +105,8 @@ def test_drilldown_lists_the_deals_behind_the_number_with_crm_links(open_client)
     assert {r["team"] for r in body["records"]} == {"sales-uk"}
     page = open_client.get(f"/kr/{CYCLE}/win-rate-uk").text
     assert f'href="https://crm.example.com/deal/{first["record_id"]}"' in page
+    # the drill-down says how teams are attributed (README: "Team attribution")
+    assert "Teams are the owners' teams as of the latest sync" in page
 
 
 def test_every_response_carries_strict_security_headers(open_client, token_client):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import time
@@ -12,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.base import SourceError
+from connectors.base import ObjectPlan, SourceCheck, SourceError
 from connectors.hubspot.helpers import HubSpotApi, MissingScopes
 from connectors.hubspot.settings import (
     COMPANIES_TYPE,
@@ -23,6 +25,7 @@ from connectors.hubspot.settings import (
     FEEDBACK_PROPERTIES,
     FEEDBACK_TYPE,
     LAST_MODIFIED,
+    MERGED_IDS,
     NPS_SURVEY_TYPE,
     OBJECT_ID,
     PRIMARY_CONTACT_TO_COMPANY,
@@ -30,6 +33,7 @@ from connectors.hubspot.settings import (
     HubSpotSourceSettings,
 )
 from connectors.money import convert_deals
+from connectors.reconcile import next_state, reconciliation_due
 from core.canonical import (
     CANONICAL_TABLES,
     CUSTOMERS,
@@ -76,6 +80,21 @@ def _local_dates(values: pd.Series, timezone: str) -> pd.Series:
     return local.where(stamps.notna(), values)
 
 
+def _merged_ids(raw: pd.DataFrame) -> set[str]:
+    """Ids merged into the records of `raw`: HubSpot lists them in hs_merged_object_ids
+    ("123;456") on the surviving record; the merged-away record is gone from every list."""
+    if MERGED_IDS not in raw:
+        return set()
+    parts = raw[MERGED_IDS].dropna().astype(str).str.split(";").explode().str.strip()
+    return set(parts[parts.str.fullmatch(r"\d+").fillna(False)])
+
+
+def _stages_fingerprint(stages: dict[tuple[str, str], dict]) -> str:
+    """A short hash of the pipelines' stage metadata, remembered between syncs."""
+    text = json.dumps(sorted((list(key), facts) for key, facts in stages.items()), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _reject(frame: pd.DataFrame, mask: pd.Series, reason: pd.Series | str) -> pd.DataFrame:
     """Rows quarantined before conform() for a HubSpot-specific reason, in quarantine's shape."""
     rejected = frame[mask].astype("string")
@@ -100,6 +119,8 @@ class HubSpotSource:
     timezone: str = "UTC"
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     objects: tuple[str, ...] = SYNC_ORDER
+    # When "now" is, for the reconciliation cadence (tests move it).
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC), repr=False)
     last_api: HubSpotApi | None = field(default=None, init=False, repr=False)
 
     def token(self) -> str:
@@ -142,6 +163,7 @@ class HubSpotSource:
         api.bucket = OWNERS
         owners = self._owners_frame(api.list_owners())
         with writer.batch() as batch:
+            self._restamp_teams(batch, owners)
             reports = [
                 self._merge(
                     batch, api, OWNERS, owners, owners.iloc[0:0], cursor=None, fetched=len(owners)
@@ -152,18 +174,34 @@ class HubSpotSource:
         api.bucket = DEALS
         stages = api.deal_stages()
 
+        merged_companies: set[str] = set()
+
+        def customers(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+            merged_companies.update(_merged_ids(raw))
+            return self._customers(raw, team_of_owner)
+
         reports.append(
             self._sync_object(
                 writer, api, CUSTOMERS, COMPANIES_TYPE, self.company_properties, cursors[CUSTOMERS],
-                lambda raw: self._customers(raw, team_of_owner),
+                customers,
             )
         )  # fmt: skip
+        # Closed/won and labels are derived from the stage metadata: when it changed, every
+        # deal is listed again (a stage edit touches no deal).
+        fingerprint = _stages_fingerprint(stages)
+        known = writer.state(DEALS).get("stages")
+        relist = "deal stage metadata changed" if known and known != fingerprint else None
+
+        def restage(batch, valid, staged, *, reconciled):  # noqa: ANN001, ANN202
+            return self._reassociate(api, valid, staged, merged_companies, everything=reconciled)
+
         reports.append(
             self._sync_object(
                 writer, api, DEALS, DEALS_TYPE, DEAL_PROPERTIES, cursors[DEALS],
                 lambda raw: self._deals(
                     raw, api, stages, team_of_owner, fx_rates, home_currency, portal_currency
                 ),
+                relist=relist, state_update={"stages": fingerprint}, restage=restage,
             )
         )  # fmt: skip
         if nps_warning is not None:
@@ -173,10 +211,162 @@ class HubSpotSource:
             self._sync_object(
                 writer, api, NPS_RESPONSES, FEEDBACK_TYPE, FEEDBACK_PROPERTIES,
                 cursors[NPS_RESPONSES], lambda raw: self._nps_responses(raw, api),
-                equals={"hs_survey_type": NPS_SURVEY_TYPE},
+                restage=restage,
             )
         )  # fmt: skip
         return reports
+
+    def check(self, *, home_currency: str) -> SourceCheck:
+        """Read the portal's metadata, and say what a sync will read and what is missing."""
+        report = SourceCheck(self.name, "hubspot")
+        report.facts["API"] = (
+            f"private app token from ${self.settings.access_token_env} at {self.settings.base_url}"
+        )
+        try:
+            api = self._api()
+            account = api.account_details()
+            report.facts["portal"] = (
+                f"{account.get('portalId')} ({account.get('accountType', '?')}), time zone "
+                f"{account.get('timeZone')}"
+            )
+            self._check_portal(report, api, account, home_currency)
+        except SourceError as exc:
+            report.problems.append(str(exc))
+        return report
+
+    def _check_portal(
+        self, report: SourceCheck, api: HubSpotApi, account: dict, home_currency: str
+    ) -> None:
+        settings = self.settings
+        currency = settings.portal_currency or str(account.get("companyCurrency") or "") or None
+        origin = (
+            "portal_currency in krpulse.yaml"
+            if settings.portal_currency
+            else "the portal's account details"
+        )
+        report.facts["currency mode"] = (
+            f"company currency {currency or 'unknown'} (from {origin}), reporting {home_currency}; "
+            + ("amount_in_home_currency used as is" if currency == home_currency.upper()
+               else "other currencies converted with fx_rates staged by "
+               + (", ".join(settings.fx_rates_from) if settings.fx_rates_from else "any source"))
+        )  # fmt: skip
+        wanted = [
+            (CUSTOMERS, COMPANIES_TYPE, [*self.company_properties, MERGED_IDS]),
+            (DEALS, DEALS_TYPE, [*DEAL_PROPERTIES, MERGED_IDS]),
+        ]
+        if settings.nps != "none":
+            wanted.append((NPS_RESPONSES, FEEDBACK_TYPE, list(FEEDBACK_PROPERTIES)))
+        nps = (
+            "none (nps: none in krpulse.yaml)" if settings.nps == "none" else "feedback_submissions"
+        )
+        lacking: list[str] = []
+        for table, object_type, properties in wanted:
+            try:
+                known = api.read_properties(object_type)
+            except MissingScopes as exc:
+                lacking += exc.scopes
+                if object_type == FEEDBACK_TYPE:
+                    nps = "none (the private app lacks the feedback-submissions scope)"
+                    report.warnings.append(
+                        f"source '{self.name}': NPS responses will not be synced: add "
+                        f"{', '.join(exc.scopes)} to the private app, or set `nps: none`"
+                    )
+                else:
+                    report.problems.append(str(exc))
+                continue
+            absent = [p for p in properties if p not in known and p != MERGED_IDS]
+            if absent:
+                report.problems.append(
+                    f"source '{self.name}': the portal has no {object_type} properties "
+                    f"{', '.join(absent)}; create them or map company_properties in krpulse.yaml"
+                )
+            how = "listed first, then searched by hs_lastmodifieddate"
+            report.plans.append(ObjectPlan(table, f"{object_type}, {how}", properties))
+        report.plans.insert(
+            0,
+            ObjectPlan(
+                OWNERS,
+                "owners (active and archived), read whole every sync",
+                ["id", "email", "firstName", "lastName", "teams"],
+            ),
+        )
+        report.facts["scopes"] = (
+            "every scope krpulse reads with"
+            if not lacking
+            else f"missing {', '.join(sorted(set(lacking)))}"
+        )
+        report.facts["NPS mode"] = nps
+        cadence = settings.reconcile
+        report.facts["reconciliation"] = (
+            f"id sweep and association re-read every {cadence.every_days:g} days and after "
+            f"{cadence.after_gap_days:g}-day gaps; merges via hs_merged_object_ids on every sync"
+        )
+
+    def _restamp_teams(self, batch: StagingBatch, owners: pd.DataFrame) -> None:
+        """An owner who changed team takes the deals and companies they own along (teams are
+        stamped on staging; see README "Team attribution")."""
+        staged = batch.staged(OWNERS)[["owner_id", "team"]]
+        before = owners[["owner_id", "team"]].merge(
+            staged, on="owner_id", how="inner", suffixes=("", "_staged")
+        )
+        moved = before[
+            before["team"].astype(object).fillna("")
+            != before["team_staged"].astype(object).fillna("")
+        ]
+        for table in (DEALS, CUSTOMERS):
+            batch.reassign_teams(table, moved[["owner_id", "team"]])
+
+    def _reassociate(
+        self,
+        api: HubSpotApi,
+        valid: pd.DataFrame,
+        staged: pd.DataFrame,
+        merged_companies: set[str],
+        *,
+        everything: bool,
+    ) -> pd.DataFrame:
+        """Staged deals (or NPS responses) whose company changed without the record changing,
+        with their new one.
+
+        A company merge re-associates its deals and contacts to the surviving company without
+        touching them; so does moving a deal in the UI's association card. Records of merged
+        companies are re-read on every sync, every live record's association on the
+        reconciliation pass.
+        """
+        id_col = "deal_id" if "deal_id" in staged else "response_id"
+        live = staged[~staged["is_deleted"].fillna(False).to_numpy(dtype=bool)]
+        live = live[~live[id_col].isin(valid[id_col])]
+        if not everything:
+            live = live[live["customer_id"].isin(merged_companies)]
+        if live.empty:
+            return valid
+        if id_col == "deal_id":
+            company_of, _ = api.primary_associations(
+                DEALS_TYPE, COMPANIES_TYPE, live[id_col], primary_type_id=PRIMARY_DEAL_TO_COMPANY
+            )
+        else:
+            company_of = self._companies_of_responses(api, live[id_col])
+        now = live[id_col].map(company_of).astype("string")
+        moved = live[(now.fillna("") != live["customer_id"].fillna("")).to_numpy()]
+        moved = moved.assign(customer_id=now[moved.index])
+        return pd.concat([valid, moved], ignore_index=True) if not moved.empty else valid
+
+    def _companies_of_responses(self, api: HubSpotApi, ids: pd.Series) -> dict[str, str]:
+        """Feedback submission id -> the primary company of the contact who submitted it."""
+        contact_of, _ = api.primary_associations(
+            FEEDBACK_TYPE, CONTACTS_TYPE, ids, primary_type_id=NO_PRIMARY_LABEL
+        )
+        company_of_contact, _ = api.primary_associations(
+            CONTACTS_TYPE,
+            COMPANIES_TYPE,
+            sorted(set(contact_of.values())),
+            primary_type_id=PRIMARY_CONTACT_TO_COMPANY,
+        )
+        return {
+            response: company_of_contact[contact]
+            for response, contact in contact_of.items()
+            if contact in company_of_contact
+        }
 
     def _portal_currency(self, api: HubSpotApi) -> str | None:
         """The configured portal_currency, else the portal's own companyCurrency."""
@@ -259,25 +449,53 @@ class HubSpotSource:
         cursor: dt.datetime | None,
         build: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame, dict]],
         *,
-        equals: dict[str, str] | None = None,
+        relist: str | None = None,
+        state_update: dict | None = None,
+        restage: Callable[..., pd.DataFrame] | None = None,
     ) -> SyncReport:
+        """Read what changed (everything on the first sync, or when `relist` says why), build
+        canonical rows, and merge them with every way a record can leave: archived, merged
+        into another (hs_merged_object_ids), no longer kept by `build` (a survey that is not
+        NPS any more), or, when the reconciliation pass is due, missing from the list of ids
+        the portal still holds."""
         api.bucket = table
         basic_api, search_api = {
             COMPANIES_TYPE: (api.companies_basic, api.companies_search),
             DEALS_TYPE: (api.deals_basic, api.deals_search),
             FEEDBACK_TYPE: (api.feedback_basic, api.feedback_search),
         }[object_type]
-        if cursor is None:
+        state, now = writer.state(table), self.clock()
+        mergeable = object_type in (DEALS_TYPE, COMPANIES_TYPE)
+        if mergeable:
+            properties = [*properties, MERGED_IDS]
+        full = cursor is None or relist is not None
+        present: set[str] | None = None
+        reason = reconciliation_due(state, now, self.settings.reconcile, first_sync=full)
+        if full:
             records = api.list_all(object_type, basic_api, properties)
             windows, archived = 0, []
+            present = {str(record.id) for record in records}
         else:
             since = cursor - dt.timedelta(minutes=self.settings.lookback_minutes)
-            records, windows = api.search_changed(
-                object_type, search_api, properties, since=since, equals=equals
-            )
-            archived = api.list_all(object_type, basic_api, [OBJECT_ID], archived=True)
+            # The search has no survey-type filter: a record that left it must come back too.
+            records, windows = api.search_changed(object_type, search_api, properties, since=since)
+            # An archived survivor of a merge still names what was merged into it.
+            archived = api.list_all(
+                object_type, basic_api, [OBJECT_ID, *([MERGED_IDS] if mergeable else [])],
+                archived=True,
+            )  # fmt: skip
+            if reason is not None:
+                present = {str(r.id) for r in api.list_all(object_type, basic_api, [OBJECT_ID])}
         raw = _properties_frame(records, properties)
         valid, quarantined, details = build(raw)
+        id_col = CANONICAL_TABLES[table].id_column
+        merged = _merged_ids(raw)
+        if archived and mergeable:
+            merged |= _merged_ids(_properties_frame(archived, [MERGED_IDS]))
+        kept = set(valid[id_col].astype(str))
+        if id_col in quarantined:
+            kept |= set(quarantined[id_col].dropna().astype(str))
+        left_filter = set(raw["id"].astype(str)) - kept
 
         modified = pd.to_datetime(raw[LAST_MODIFIED], errors="coerce", utc=True, format="ISO8601")
         newest = modified.max() if modified.notna().any() else None
@@ -287,17 +505,32 @@ class HubSpotSource:
         new_cursor = max(candidates) if candidates else None
 
         details = {
-            "mode": "incremental" if cursor is not None else "full",
+            "mode": "incremental" if not full else ("full" if cursor is None else "relisted"),
+            "relisted_because": relist or "",
             "search_windows": windows,
             "archived_listed": len(archived),
+            "merged_away": len(merged),
+            "left_filter": len(left_filter),
+            "reconciled": reason or "",
             "rate_limit_waits": api.rate_limit_waits[table],
             **details,
         }
         with writer.batch() as batch:
+            staged = batch.staged(table)
+            live = set(staged.loc[~staged["is_deleted"].fillna(False).to_numpy(dtype=bool), id_col])
+            gone = {str(record.id) for record in archived} | merged | left_filter
+            if present is not None:
+                gone |= live - present
+                details["vanished"] = len((live - present) - kept)
+            if restage is not None:
+                alive = staged[~staged[id_col].isin(gone)]
+                valid = restage(batch, valid, alive, reconciled=present is not None)
+            remembered = {**state, **(state_update or {})}
+            batch.set_state(table, next_state(remembered, now, reconciled=present is not None))
             return self._merge(
                 batch, api, table, valid, quarantined,
                 cursor=new_cursor, fetched=len(records),
-                deleted_ids=[str(record.id) for record in archived], details=details,
+                deleted_ids=sorted(gone), details=details,
             )  # fmt: skip
 
     def _merge(
@@ -470,16 +703,7 @@ class HubSpotSource:
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         is_nps = raw["hs_survey_type"].str.strip().str.upper().eq(NPS_SURVEY_TYPE).fillna(False)
         responses = raw[is_nps.to_numpy(dtype=bool)]
-        contact_of, _ = api.primary_associations(
-            FEEDBACK_TYPE, CONTACTS_TYPE, responses["id"], primary_type_id=NO_PRIMARY_LABEL
-        )
-        company_of_contact, _ = api.primary_associations(
-            CONTACTS_TYPE,
-            COMPANIES_TYPE,
-            sorted(set(contact_of.values())),
-            primary_type_id=PRIMARY_CONTACT_TO_COMPANY,
-        )
-        customer_id = responses["id"].map(contact_of).map(company_of_contact)
+        customer_id = responses["id"].map(self._companies_of_responses(api, responses["id"]))
         frame = pd.DataFrame(
             {
                 "response_id": responses["id"],

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.reconcile import ReconcileSettings
+
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
 # CRM object types as the v3/v4 APIs name them.
@@ -23,6 +25,8 @@ SEARCH_RESULT_LIMIT = 10_000
 ASSOCIATION_BATCH_SIZE = 1_000
 
 LAST_MODIFIED = "hs_lastmodifieddate"
+# On the record that survived a merge: the ids merged into it, ";"-separated.
+MERGED_IDS = "hs_merged_object_ids"
 OBJECT_ID = "hs_object_id"
 
 # Association type ids HubSpot defines for the "Primary" label.
@@ -110,6 +114,7 @@ class HubSpotSourceSettings(BaseModel):
     # Search is eventually consistent: re-read this far behind the cursor so late-indexed
     # changes are not skipped.
     lookback_minutes: float = Field(default=10.0, ge=0)
+    reconcile: ReconcileSettings = ReconcileSettings()
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     backoff_seconds: float = Field(default=1.0, ge=0)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from connectors.base import SourceError, SourceLimitReached
+from connectors.base import ObjectPlan, SourceCheck, SourceError, SourceLimitReached
 from connectors.money import OpenDealRate, convert_deals
 from connectors.reconcile import next_state, reconciliation_due
 from connectors.salesforce.helpers import (
@@ -123,6 +123,119 @@ class SalesforceSource:
             ]
         return reports
 
+    # -- krpulse doctor ---------------------------------------------------------------------
+
+    def check(self, *, home_currency: str) -> SourceCheck:
+        """Read the org's metadata, and say what a sync will read and what is missing."""
+        settings = self.settings
+        report = SourceCheck(self.name, "salesforce")
+        login = f"{settings.auth.method} at {settings.token_base_url}"
+        if settings.auth.method == "jwt":
+            login += f" (JWT audience {settings.audience})"
+        report.facts["login"] = login
+        try:
+            with salesforce_errors(settings):
+                client = SalesforceClient(
+                    settings, self.credentials or credentials_from_env(settings)
+                )
+                used, limit = client.daily_api_usage()
+                report.facts["API requests used today"] = f"{used:,} of {limit:,}"
+                org = self._org_facts(client)
+                self._check_org(report, client, org, home_currency)
+        except SourceError as exc:
+            report.problems.append(str(exc))
+        return report
+
+    def _check_org(
+        self, report: SourceCheck, client: SalesforceClient, org: _OrgFacts, home_currency: str
+    ) -> None:
+        settings = self.settings
+        dated = (
+            org.multi_currency
+            and settings.currency.rates != "standard"
+            and "DatedConversionRate" in org.objects
+        )
+        rates_from = (
+            "DatedConversionRate (advanced currency management)" if dated
+            else "CurrencyType" if org.multi_currency else "none (single currency)"
+        )  # fmt: skip
+        report.facts["currency mode"] = (
+            f"{'multi' if org.multi_currency else 'single'} currency, corporate "
+            f"{org.corporate_currency}, reporting {home_currency}; rates from {rates_from}; "
+            f"open deals at their {settings.currency.open_deals_rate.replace('_', ' ')}'s rate"
+        )
+        if settings.currency.rates == "dated" and not dated:
+            report.problems.append(
+                f"source '{self.name}': currency.rates is 'dated' but the org has no "
+                "DatedConversionRate (advanced currency management off?)"
+            )
+        report.plans.append(
+            ObjectPlan(
+                FX_RATES, rates_from, ["IsoCode", "ConversionRate", "StartDate", "NextStartDate"]
+            )
+        )
+        for table in (OWNERS, CUSTOMERS, DEALS):
+            object_name, field_names, configured = self._plan(table, org)
+            if object_name not in org.objects:
+                report.problems.append(
+                    f"source '{self.name}': object {object_name} is not available to the "
+                    "integration user; check the permission set"
+                )
+                continue
+            types = self._fields_of(client, org, object_name)
+            report.problems += self._missing_fields(types, object_name, configured)
+            where = getattr(settings, table).where
+            how = "read whole every sync" if table == OWNERS else "incremental (SystemModstamp)"
+            report.plans.append(
+                ObjectPlan(
+                    table, f"{object_name}, {how}", field_names,
+                    " AND ".join(filter_conditions(where)) if where else "",
+                )
+            )  # fmt: skip
+        mode, warning = self._nps_mode(org)
+        report.facts["NPS mode"] = mode + (
+            f" (nps.mode: {settings.nps.mode})" if mode != settings.nps.mode else ""
+        )
+        if warning:
+            report.warnings.append(warning)
+        if mode == "feedback_management":
+            report.plans.append(
+                ObjectPlan(
+                    NPS_RESPONSES, "SurveyQuestionResponse (Feedback Management), incremental",
+                    ["Id", "NumberValue", "Response.CompletionDateTime", "Response.SurveyId",
+                     "SurveySubject.SubjectId"],
+                    f"Question.QuestionType IN {list(settings.nps.question_types)}, "
+                    "Response.Status = 'Completed'",
+                )
+            )  # fmt: skip
+        elif mode == "custom_object":
+            object_name = str(settings.nps.object)
+            if object_name not in org.objects:
+                report.problems.append(
+                    f"source '{self.name}': nps.object {object_name} is not available to the "
+                    "integration user; check the permission set"
+                )
+            else:
+                types = self._fields_of(client, org, object_name)
+                report.problems += self._missing_fields(
+                    types,
+                    object_name,
+                    {f"nps.fields.{k}": v for k, v in settings.nps.fields.items()},
+                )
+                report.plans.append(
+                    ObjectPlan(
+                        NPS_RESPONSES,
+                        f"{object_name}, incremental",
+                        list(settings.nps.fields.values()),
+                    )
+                )
+        cadence = settings.reconcile
+        report.facts["reconciliation"] = (
+            f"id sweep every {cadence.every_days:g} days and after {cadence.after_gap_days:g}-day "
+            "gaps between syncs; owners re-read whole every sync (team moves re-stamp deals and "
+            "customers)"
+        )
+
     # -- org-level checks -------------------------------------------------------------------
 
     def _check_api_budget(self, client: SalesforceClient) -> None:
@@ -173,13 +286,60 @@ class SalesforceSource:
         self, types: dict[str, str], object_name: str, configured: dict[str, str | None]
     ) -> None:
         """Configured top-level fields must exist; say which setting names a missing one."""
-        for setting, name in configured.items():
-            if name and "." not in name and name not in types:
-                raise SourceError(
-                    f"source '{self.name}': {setting} names field {name}, which {object_name} "
-                    "does not have (or the integration user cannot read); fix krpulse.yaml or "
-                    "the field-level security"
-                )
+        missing = self._missing_fields(types, object_name, configured)
+        if missing:
+            raise SourceError(missing[0])
+
+    def _missing_fields(
+        self, types: dict[str, str], object_name: str, configured: dict[str, str | None]
+    ) -> list[str]:
+        return [
+            f"source '{self.name}': {setting} names field {name}, which {object_name} does not "
+            "have (or the integration user cannot read); fix krpulse.yaml or the field-level "
+            "security"
+            for setting, name in configured.items()
+            if name and "." not in name and name not in types
+        ]
+
+    def _plan(self, table: str, org: _OrgFacts) -> tuple[str, list[str], dict[str, str | None]]:
+        """(Salesforce object, fields read, setting -> field it names) of owners, customers or
+        deals: what a sync reads, and what `check` shows."""
+        if table == OWNERS:
+            config = self.settings.owners
+            extra = {"field": [config.team_field], "role": ["UserRole.Name"]}.get(
+                config.team_from, []
+            )
+            configured = (
+                {"owners.team_field": config.team_field} if extra == [config.team_field] else {}
+            )
+            return "User", ["Id", "Name", "Email", "SystemModstamp", *extra], configured
+        if table == CUSTOMERS:
+            config = self.settings.customers
+            mapped = {
+                "segment": config.segment_field, "region": config.region_field,
+                "industry": config.industry_field, "team": config.team_field,
+            }  # fmt: skip
+            field_names = _unique(
+                ["Id", "Name", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted",
+                 *(name for name in mapped.values() if name)]
+            )  # fmt: skip
+            return "Account", field_names, {f"customers.{k}_field": v for k, v in mapped.items()}
+        config = self.settings.deals
+        field_names = _unique(
+            [
+                "Id", "AccountId", "Name", "OwnerId", "StageName", "IsClosed", "IsWon", "Amount",
+                "CloseDate", "CreatedDate", "SystemModstamp", "IsDeleted", config.deal_type_field,
+                *(["CurrencyIsoCode"] if org.multi_currency else []),
+                *([config.pipeline_field] if config.pipeline_field else []),
+                *([config.team_field] if config.team_field else []),
+            ]
+        )  # fmt: skip
+        configured = {
+            "deals.deal_type_field": config.deal_type_field,
+            "deals.pipeline_field": config.pipeline_field,
+            "deals.team_field": config.team_field,
+        }
+        return "Opportunity", field_names, configured
 
     # -- extraction and merging, shared by every object -------------------------------------
 
@@ -238,7 +398,11 @@ class SalesforceSource:
             cursor = max(previous, newest) if previous else newest
         extraction = _Extraction(frame, previous, cursor, since, path, fetched)
         if filters and since is not None:
-            moved = self._ids(client, object_name, [*conditions, modified_since(since)], types)
+            # queryAll: a record that left the filters and was then deleted has left them too.
+            moved = self._ids(
+                client, object_name, [*conditions, modified_since(since)], types,
+                include_deleted="IsDeleted" in types,
+            )  # fmt: skip
             extraction.left_filter = moved - set(frame["Id"].astype(str))
         reason = reconciliation_due(state, now, self.settings.reconcile, first_sync=full)
         if reason is not None:
@@ -248,11 +412,18 @@ class SalesforceSource:
         return extraction
 
     def _ids(
-        self, client: SalesforceClient, object_name: str, conditions: list[str], types: dict
+        self,
+        client: SalesforceClient,
+        object_name: str,
+        conditions: list[str],
+        types: dict,
+        *,
+        include_deleted: bool = False,
     ) -> set[str]:
-        """Ids of the live records matching `conditions` (REST or Bulk, by their number)."""
+        """Ids of the records matching `conditions`, live ones only unless `include_deleted`
+        (REST or Bulk, by their number)."""
         ids, _ = client.extract(
-            object_name, ["Id"], conditions, include_deleted=False, field_types=types
+            object_name, ["Id"], conditions, include_deleted=include_deleted, field_types=types
         )
         return set(ids["Id"].dropna().astype(str))
 
@@ -432,12 +603,8 @@ class SalesforceSource:
         calls_before = client.api_calls
         config = self.settings.owners
         types = self._fields_of(client, org, "User")
-        field_names = ["Id", "Name", "Email", "SystemModstamp"]
-        if config.team_from == "field":
-            self._require_fields(types, "User", {"owners.team_field": config.team_field})
-            field_names.append(config.team_field)
-        elif config.team_from == "role":
-            field_names.append("UserRole.Name")
+        _, field_names, configured = self._plan(OWNERS, org)
+        self._require_fields(types, "User", configured)
         extraction = self._extract(
             writer, client, OWNERS, "User", field_names, filter_conditions(config.where), types,
             full=True,  # a few users; read whole, a renamed role moves a team without a User edit
@@ -541,13 +708,8 @@ class SalesforceSource:
             "industry": config.industry_field,
             "team": config.team_field,
         }
-        self._require_fields(
-            types, "Account", {f"customers.{k}_field": v for k, v in mapped.items()}
-        )
-        extra = [name for name in mapped.values() if name]
-        field_names = _unique(
-            ["Id", "Name", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted", *extra]
-        )
+        _, field_names, configured = self._plan(CUSTOMERS, org)
+        self._require_fields(types, "Account", configured)
         extraction = self._extract(
             writer,
             client,
@@ -599,24 +761,8 @@ class SalesforceSource:
         calls_before = client.api_calls
         config = self.settings.deals
         types = org.field_types["Opportunity"]
-        self._require_fields(
-            types,
-            "Opportunity",
-            {
-                "deals.deal_type_field": config.deal_type_field,
-                "deals.pipeline_field": config.pipeline_field,
-                "deals.team_field": config.team_field,
-            },
-        )
-        field_names = _unique(
-            [
-                "Id", "AccountId", "Name", "OwnerId", "StageName", "IsClosed", "IsWon", "Amount",
-                "CloseDate", "CreatedDate", "SystemModstamp", "IsDeleted", config.deal_type_field,
-                *(["CurrencyIsoCode"] if org.multi_currency else []),
-                *([config.pipeline_field] if config.pipeline_field else []),
-                *([config.team_field] if config.team_field else []),
-            ]
-        )  # fmt: skip
+        _, field_names, configured = self._plan(DEALS, org)
+        self._require_fields(types, "Opportunity", configured)
         extraction = self._extract(
             writer,
             client,

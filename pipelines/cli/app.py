@@ -11,11 +11,13 @@ from connectors.base import SourceError
 from kr_metrics.definitions import DefinitionError
 from okr_store.db import DatabaseVanishedError
 from okr_store.schema import SchemaOutOfDateError
+from pipelines.cli.checkin import checkin, retro
 from pipelines.cli.config import config
 from pipelines.cli.daily import demo, preview, run, status, sync
 from pipelines.cli.dashboard import digest, serve
 from pipelines.cli.db import db, export, push
 from pipelines.cli.definitions import definitions
+from pipelines.cli.doctor import doctor
 from pipelines.cli.lifecycle import new_cycle_command, review_command
 from pipelines.cli.output import Context
 from pipelines.cli.runs import runs_command
@@ -58,5 +60,6 @@ def main() -> None:
 
 
 for command in (demo, sync, run, preview, status, definitions, serve, digest, db, export, push,
-                review_command, new_cycle_command, validate_command, config, runs_command):  # fmt: skip
+                review_command, new_cycle_command, validate_command, config, runs_command, doctor,
+                checkin, retro):  # fmt: skip
     cli.add_command(command)

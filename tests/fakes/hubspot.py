@@ -61,11 +61,11 @@ DEFAULT_PROPERTIES = {
     "deals": [
         "dealname", "amount", "deal_currency_code", "amount_in_home_currency", "dealstage",
         "pipeline", "closedate", "createdate", "hubspot_owner_id", "dealtype",
-        "hs_lastmodifieddate", "hs_object_id",
+        "hs_lastmodifieddate", "hs_object_id", "hs_merged_object_ids",
     ],
     "companies": [
         "name", "industry", "country", "hubspot_owner_id", "createdate", "hs_lastmodifieddate",
-        "hs_object_id", "customer_segment",
+        "hs_object_id", "customer_segment", "hs_merged_object_ids",
     ],
     "contacts": ["email", "createdate", "hs_lastmodifieddate", "hs_object_id"],
     "feedback_submissions": [
@@ -224,6 +224,77 @@ class Portal:
         with self.lock:
             record = self.objects[object_type][int(record_id)]
             record.archived, record.archived_at = True, self.tick(0.001)
+
+    def restore(self, object_type: str, record_id: str) -> None:
+        """Restore an archived record from the recycle bin: live again, and modified now."""
+        with self.lock:
+            record = self.objects[object_type][int(record_id)]
+            record.archived, record.archived_at = False, None
+            self.update(object_type, record_id)
+
+    def purge(self, object_type: str, record_id: str) -> None:
+        """Delete for good (a GDPR delete, or the recycle bin's 90 days passed): the record is
+        in no list, no search and not among the archived ones."""
+        with self.lock:
+            self.objects[object_type].pop(int(record_id))
+            for (from_type, to_type), links in self.links.items():
+                if from_type == object_type:
+                    links.pop(int(record_id), None)
+                if to_type == object_type:
+                    for targets in links.values():
+                        targets.pop(int(record_id), None)
+
+    def merge(self, object_type: str, primary_id: str, merged_id: str) -> None:
+        """Merge `merged_id` into `primary_id` as HubSpot does: the merged record disappears
+        from lists, search and the recycle bin; the primary lists it in hs_merged_object_ids
+        and takes over its associations; records associated with it are not modified."""
+        with self.lock:
+            merged = self.objects[object_type].pop(int(merged_id))
+            primary = self.objects[object_type][int(primary_id)]
+            ids = [
+                i for i in (primary.properties.get("hs_merged_object_ids") or "").split(";") if i
+            ]
+            ids += [
+                str(merged.id),
+                *[i for i in (merged.properties.get("hs_merged_object_ids") or "").split(";") if i],
+            ]
+            for (from_type, to_type), links in self.links.items():
+                if from_type == object_type and int(merged_id) in links:
+                    moved = links.pop(int(merged_id))
+                    target = links.setdefault(int(primary_id), {})
+                    for other, is_primary in moved.items():
+                        target.setdefault(other, is_primary and not any(target.values()))
+                if to_type == object_type:
+                    for targets in links.values():
+                        if int(merged_id) in targets:
+                            was_primary = targets.pop(int(merged_id))
+                            targets[int(primary_id)] = was_primary or targets.get(
+                                int(primary_id), False
+                            )
+            self.update(object_type, primary_id, hs_merged_object_ids=";".join(ids))
+
+    def reassociate_quietly(self, deal_id: str, company_id: str) -> None:
+        """Move a deal to another company through the association card: the deal itself is
+        not modified (its hs_lastmodifieddate stays), so no search finds it."""
+        with self.lock:
+            self.links[("deals", "companies")][int(deal_id)] = {int(company_id): True}
+
+    def set_owner_team(self, owner_id: str, team: str) -> None:
+        """Move an owner to another (primary) team."""
+        with self.lock:
+            owner = next(o for o in self.owners if o["id"] == owner_id)
+            owner["teams"] = [{"id": "2000", "name": team, "primary": True}]
+            owner["updatedAt"] = iso(self.tick(0.001))
+
+    def edit_stage(
+        self, pipeline_id: str, stage_id: str, *, closed: bool, probability: float
+    ) -> None:
+        """Edit a stage's metadata (closed? won?) in the pipeline settings: no deal changes."""
+        with self.lock:
+            pipeline = next(p for p in self.pipelines if p["id"] == pipeline_id)
+            stage = next(s for s in pipeline["stages"] if s["id"] == stage_id)
+            stage["metadata"] = {"isClosed": str(closed).lower(), "probability": str(probability)}
+            stage["updatedAt"] = iso(self.tick(0.001))
 
     def associate(
         self, from_type: str, from_id: str, to_type: str, to_id: str, *, primary: bool = False
