@@ -525,6 +525,15 @@ def test_a_failure_inside_the_run_is_recorded_with_its_reason(demo, monkeypatch)
     assert run["status"] == "failed" and "engine exploded on 2026-11-21" in run["message"]
 
 
+def test_a_read_only_sqlite_file_is_one_message(demo):
+    """A read-only SQLite database (here opened with mode=ro: file permissions do not bind
+    root, who runs the tests) fails `krpulse run` with one message, exit 1."""
+    with_database(demo, f"sqlite:///file:{demo / 'krpulse.db'}?mode=ro&uri=true")
+    assert krpulse(demo, "status").exit_code == 0  # reading works
+    result = krpulse(demo, "run", "--as-of", DAY.isoformat())
+    one_clear_message(result, "is read-only")
+
+
 def test_a_read_only_database_is_one_message(demo, engine):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite ignores file permissions for root; a PostgreSQL replica is read-only")
