@@ -186,3 +186,43 @@ def test_a_target_change_mid_cycle_keeps_history_and_is_recorded(demo_project):
         k for o in report["objectives"] for k in o["key_results"] if k["kr"] == "nps-company"
     )
     assert nps["target_changes"][0]["new_target"] == 65
+
+
+def test_review_and_new_cycle_show_check_ins_notes_and_the_retrospectives_quick_wins(demo_run):
+    from core.checkins import make_check_in
+    from okr_store.checkins import CheckInStore
+    from pipelines.demo_checkins import seed_demo_check_ins, seed_demo_retro
+
+    project, store = demo_run
+    assert seed_demo_check_ins(store.engine, ["2026-Q3"], dt.date(2026, 9, 30)) > 0
+    seed_demo_retro(store.engine, "2026-Q3")
+    last_day = dt.date(2026, 9, 30)
+    hostile = "<script>alert(1)</script> | [x](javascript:alert(1))"
+    CheckInStore(store.engine).record(
+        make_check_in(cycle="2026-Q3", kr="nps-uk", day=last_day, today=last_day, confidence=1,
+                      problems=hostile, author="Olivia Hughes"),
+        on_day=last_day,
+    )  # fmt: skip
+    runner = CliRunner()
+    config = ["--config", str(project / "krpulse.yaml")]
+    report = json.loads(
+        runner.invoke(cli, [*config, "review", "2026-Q3", "--format", "json"]).output
+    )
+    krs = {kr["kr"]: kr for o in report["objectives"] for kr in o["key_results"]}
+    assert all(kr["check_ins"] for kr in krs.values())
+    assert krs["nps-uk"]["last_notes"]["problems"] == hostile
+    assert report["quick_wins"] == [
+        "Hold the weekly check-in on Monday morning, before pipeline calls",
+        "One named owner per KR instead of per objective",
+        "Post the digest in each team's channel, not by email",
+    ]
+    markdown = runner.invoke(cli, [*config, "review", "2026-Q3"]).output
+    assert "## Check-ins: confidence week by week" in markdown
+    assert (
+        "Quick wins for the next cycle:" in markdown and "1. Hold the weekly check-in" in markdown
+    )
+    html = runner.invoke(cli, [*config, "review", "2026-Q3", "--format", "html"]).output
+    assert "<script>" not in html and 'href="javascript' not in html
+    rolled = runner.invoke(cli, [*config, "new-cycle", "2026-Q4-next", "--from", "2026-Q3"])
+    assert "Quick wins from the 2026-Q3 retrospective" in rolled.output
+    assert "1. Hold the weekly check-in on Monday morning" in rolled.output
