@@ -40,7 +40,11 @@ def _simple_events(metric: SimpleMetric):
     def events(data: PreparedData, scope: Scope, anchor: Any, basis: str) -> Events:
         frame = data.frame(metric.entity)
         rows = scope.of(metric.entity) & frame[date].notna().to_numpy()
-        if metric.expr:
+        if metric.expr and metric.agg in ("count", "count_distinct"):
+            # Counts count the rows whose column has a value, of whatever type (ids are text).
+            values = np.ones(len(frame))
+            rows &= frame[metric.expr].notna().to_numpy()
+        elif metric.expr:
             values = pd.to_numeric(frame[metric.expr], errors="coerce").to_numpy(
                 dtype="float64", na_value=np.nan
             )

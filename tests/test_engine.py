@@ -83,6 +83,38 @@ def test_custom_simple_ratio_and_derived_metrics(demo, tmp_path):
     assert values["gap"] == pytest.approx(values["won"] * (1 - values["share"]))
 
 
+def test_counts_of_a_text_column_count_its_values_not_zero(demo, tmp_path):
+    """`count_distinct(customer_id)` counted 0: the text column was read as numbers."""
+    from kr_metrics.sql.engine import DuckDBStaged
+    from kr_metrics.sql.engine import evaluate as compiled_evaluate
+
+    definitions = write(
+        tmp_path,
+        """\
+        cycle: {key: 2026-Q4, timezone: Europe/Berlin}
+        metrics:
+          - {name: buying_customers, type: simple, agg: count_distinct, expr: customer_id,
+             filter: {is_won: true}}
+          - {name: won_with_customer, type: simple, agg: count, expr: customer_id,
+             filter: {is_won: true}}
+        objectives:
+          - key: o
+            title: O
+            level: company
+            key_results:
+              - {key: buyers, title: Buying customers, metric: buying_customers, baseline: 1, target: 2}
+              - {key: won, title: Won deals, metric: won_with_customer, baseline: 1, target: 2}
+        """,
+    )
+    won = demo.deals[demo.deals["is_won"].fillna(False) & (demo.deals["close_date"] >= "2026-10-01")
+                     & (demo.deals["close_date"] <= "2026-11-25")]  # fmt: skip
+    for computed in (evaluate, compiled_evaluate):
+        data = demo if computed is evaluate else DuckDBStaged.from_prepared(demo)
+        values = computed(definitions, data, dt.date(2026, 11, 25)).set_index("key")["value"]
+        assert values["buyers"] == won["customer_id"].nunique() > 0
+        assert values["won"] == won["customer_id"].notna().sum() > 0
+
+
 def test_previous_cycle_baseline_and_relative_target(demo, tmp_path):
     definitions = write(
         tmp_path,
