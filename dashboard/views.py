@@ -144,13 +144,7 @@ def _kr_records(
     out = []
     for row in frame.to_dict("records"):
         synced = _timestamp(row.get("data_synced_at"))
-        reasons = []
-        if row.get("status") == "stale" and row.get("stale_reason"):
-            reasons.append(str(row["stale_reason"]))
-        if synced is None or now - synced > data.stale_after:
-            reasons.append(f"source data synced {age_text(synced, now)}")
-        if cycle_last_day is not None and row["as_of"] < cycle_last_day:
-            reasons.append(f"not updated since {row['as_of']}")
+        reasons = _stale_reasons(row, synced, now, data.stale_after, cycle_last_day)
         metric, unit = row["metric"], row.get("unit")
         unit = None if is_missing(unit) else unit
         grade, expected = number(row.get("grade")), number(row.get("expected_progress"))
@@ -166,6 +160,8 @@ def _kr_records(
                 "grade": grade, "expected_progress": expected, "status": row["status"],
                 "sample_size": int(row.get("sample_size") or 0), "as_of": row["as_of"],
                 "data_synced_at": synced, "stale": bool(reasons), "stale_reasons": reasons,
+                "stale_reason": row["stale_reason"] if isinstance(row.get("stale_reason"), str)
+                else None,
                 "definition_version": row.get("definition_version"),
                 "forecast_value": number(row.get("forecast_value")),
                 "forecast_grade": number(row.get("forecast_grade")),
@@ -191,6 +187,30 @@ def _kr_records(
             }
         )  # fmt: skip
     return out
+
+
+def _stale_reasons(
+    row: dict, synced: dt.datetime | None, now: dt.datetime, stale_after: dt.timedelta,
+    cycle_last_day: dt.date | None,
+) -> list[str]:  # fmt: skip
+    reasons = []
+    if row.get("status") == "stale" and row.get("stale_reason"):
+        reasons.append(str(row["stale_reason"]))
+    if synced is None or now - synced > stale_after:
+        reasons.append(f"source data synced {age_text(synced, now)}")
+    if cycle_last_day is not None and row["as_of"] < cycle_last_day:
+        reasons.append(f"not updated since {row['as_of']}")
+    return reasons
+
+
+def refresh_kr(kr: dict, data: DashboardData, cycle_last_day: dt.date | None) -> dict:
+    """`kr` (a _kr_records row) with what depends on the clock recomputed: its freshness and
+    stale reasons. What a cached page shows "now" without rebuilding it."""
+    now = data.now()
+    synced = kr["data_synced_at"]
+    reasons = _stale_reasons(kr, synced, now, data.stale_after, cycle_last_day)
+    return {**kr, "stale": bool(reasons), "stale_reasons": reasons,
+            "freshness_text": age_text(synced, now)}  # fmt: skip
 
 
 def overview(data: DashboardData, cycle: str | None = None, team: str | None = None) -> dict:

@@ -88,21 +88,18 @@ def confidence_options() -> list[dict]:
 
 def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
     """A KR's check-in history (newest first), this week's for the form, and the chart markers."""
+    return kr_check_ins_today(data, cycle, kr_check_in_history(data, cycle, kr))
+
+
+def kr_check_in_history(data: views.DashboardData, cycle: str, kr: dict) -> dict:
+    """What of kr_check_ins the store alone decides: the history and the chart markers."""
     rows = check_ins(data).check_ins(cycle=cycle, kr=kr["kr"])
     history = [_check_in_record(r, kr["metric"], kr.get("unit")) for r in rows.to_dict("records")][
         ::-1
     ]
-    today = org_today(data)
-    this_week = next((c for c in history if c["week"] == week_start(today)), None)
-    dates = views.cycle_dates(data, cycle)
     return {
-        "open": dates is None or week_start(today) <= dates[1],
         "history": history,
-        "this_week": this_week,
-        "week_label": week_label(today),
-        "week_end": week_end(today),
-        "today": today,
-        "options": confidence_options(),
+        "cycle_dates": views.cycle_dates(data, cycle),
         # Marker per check-in on the chart: the day its value was measured.
         "markers": [
             {
@@ -113,6 +110,65 @@ def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
             for c in history
             if c["value_as_of"] is not None and c["value"] is not None
         ],  # fmt: skip
+    }
+
+
+def kr_check_ins_today(data: views.DashboardData, cycle: str, stored: dict) -> dict:
+    """kr_check_in_history plus what depends on today: this week's check-in, the form's week
+    and whether the cycle still takes check-ins."""
+    today = org_today(data)
+    history, dates = stored["history"], stored["cycle_dates"]
+    return {
+        **stored,
+        "open": dates is None or week_start(today) <= dates[1],
+        "this_week": next((c for c in history if c["week"] == week_start(today)), None),
+        "week_label": week_label(today),
+        "week_end": week_end(today),
+        "today": today,
+        "options": confidence_options(),
+    }
+
+
+# --- the KR page -----------------------------------------------------------------------------
+
+KR_PAGE_CACHE_SIZE = 256
+_kr_page_cache: OrderedDict[tuple, dict] = OrderedDict()
+_kr_page_lock = threading.Lock()
+
+
+def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
+    """The KR page's model — detail and chart, drill-down, check-in history — built once per
+    store change (kept under the store's version, like cached_overview) and completed per
+    request with what depends on the clock: the KR's freshness and this week's check-in.
+
+    The key is read before the store, so a model is never older than its key. Raises
+    views.NotFound as kr_detail does (not cached: the next write may add the KR).
+    """
+    key = (store_version(data.store.engine), cycle, kr, id(data))
+    with _kr_page_lock:
+        stored = _kr_page_cache.get(key)
+        if stored is not None:
+            _kr_page_cache.move_to_end(key)
+    if stored is None:
+        known = views.cycles(data)
+        history = data.store.cycle_history(cycle, kr=kr)
+        detail = views.kr_detail(data, cycle, kr, known=known, history=history)
+        stored = {
+            "key": key, "cycles": known, "detail": detail,
+            "records": views.drilldown(data, cycle, kr, history=history),
+            "check_ins": kr_check_in_history(data, cycle, detail["kr"]),
+            "cycle_last": next((c["last_day"] for c in known if c["cycle"] == cycle), None),
+            "html": {},  # the app's rendered pages of this model (dashboard/app.py)
+        }  # fmt: skip
+        with _kr_page_lock:
+            _kr_page_cache[key] = stored
+            while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
+                _kr_page_cache.popitem(last=False)
+    detail = stored["detail"]
+    return {
+        **stored,
+        "detail": {**detail, "kr": views.refresh_kr(detail["kr"], data, stored["cycle_last"])},
+        "check_ins": kr_check_ins_today(data, cycle, stored["check_ins"]),
     }
 
 
