@@ -49,6 +49,9 @@ class DashboardData:
     timezone: str = "UTC"
     team_names: dict[str, str] = field(default_factory=dict)
     public_url: str | None = None
+    # Build all of a cycle's KR pages in a background thread after a store change, on the
+    # first view of one (dashboard.week.warm_kr_pages); `krpulse serve` sets it.
+    warm_kr_pages: bool = False
 
 
 class NotFound(LookupError):
@@ -120,8 +123,10 @@ def cycle_dates(data: DashboardData, cycle: str) -> tuple[dt.date, dt.date] | No
     return pages["cycle_start"].iloc[0], pages["cycle_end"].iloc[0]
 
 
-def _page(data: DashboardData, cycle: str, kr: str) -> dict | None:
-    pages = _pages(data, cycle)
+def _page(
+    data: DashboardData, cycle: str, kr: str, pages: pd.DataFrame | None = None
+) -> dict | None:
+    pages = _pages(data, cycle) if pages is None else pages
     found = pages[pages["kr"] == kr]
     return found.iloc[0].to_dict() if len(found) else None
 
@@ -269,11 +274,12 @@ def _kpi_records(kpis: pd.DataFrame, data: DashboardData) -> list[dict]:
 
 def kr_detail(
     data: DashboardData, cycle: str, kr: str, *, known: list[dict] | None = None,
-    history: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None, pages: pd.DataFrame | None = None,
 ) -> dict:  # fmt: skip
     """One KR: its latest numbers, daily history, expected path, forecast and definition.
 
-    `known` (cycles()) and `history` may be passed in when the caller already read them.
+    `known` (cycles()), `history` and `pages` (the cycle's kr_charts) may be passed in when the
+    caller already read them.
     """
     history = data.store.cycle_history(cycle, kr=kr) if history is None else history
     if history.empty:
@@ -281,7 +287,7 @@ def kr_detail(
     known = cycles(data) if known is None else known
     cycle_last = next((c["last_day"] for c in known if c["cycle"] == cycle), None)
     latest = _kr_records(history.tail(1), data, cycle_last)[0]
-    page = _page(data, cycle, kr)
+    page = _page(data, cycle, kr, pages)
     start = page["cycle_start"] if page else history["as_of"].min()
     end = page["cycle_end"] if page else history["as_of"].max()
     chart = _chart(data, history, latest, start, end, page)

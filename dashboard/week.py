@@ -91,15 +91,19 @@ def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
     return kr_check_ins_today(data, cycle, kr_check_in_history(data, cycle, kr))
 
 
-def kr_check_in_history(data: views.DashboardData, cycle: str, kr: dict) -> dict:
-    """What of kr_check_ins the store alone decides: the history and the chart markers."""
+def kr_check_in_history(
+    data: views.DashboardData, cycle: str, kr: dict,
+    cycle_dates: tuple[dt.date, dt.date] | None | bool = False,
+) -> dict:  # fmt: skip
+    """What of kr_check_ins the store alone decides: the history and the chart markers
+    (`cycle_dates`: views.cycle_dates when the caller already has them)."""
     rows = check_ins(data).check_ins(cycle=cycle, kr=kr["kr"])
     history = [_check_in_record(r, kr["metric"], kr.get("unit")) for r in rows.to_dict("records")][
         ::-1
     ]
     return {
         "history": history,
-        "cycle_dates": views.cycle_dates(data, cycle),
+        "cycle_dates": views.cycle_dates(data, cycle) if cycle_dates is False else cycle_dates,
         # Marker per check-in on the chart: the day its value was measured.
         "markers": [
             {
@@ -136,6 +140,63 @@ _kr_page_cache: OrderedDict[tuple, dict] = OrderedDict()
 _kr_page_lock = threading.Lock()
 
 
+_kr_basis: OrderedDict[tuple, tuple] = OrderedDict()
+_warming: dict[tuple, bool] = {}
+
+
+def _cycle_basis(data: views.DashboardData, version: tuple, cycle: str) -> tuple:
+    """(cycles(), the cycle's kr_charts) read once per store change for all its KR pages."""
+    key = (version, cycle, id(data))
+    with _kr_page_lock:
+        found = _kr_basis.get(key)
+    if found is None:
+        found = (views.cycles(data), data.store.kr_charts(cycle))
+        with _kr_page_lock:
+            _kr_basis[key] = found
+            while len(_kr_basis) > 8:
+                _kr_basis.popitem(last=False)
+    return found
+
+
+def _build_kr_page(data: views.DashboardData, cycle: str, kr: str, key: tuple) -> dict:
+    known, pages = _cycle_basis(data, key[0], cycle)
+    history = data.store.cycle_history(cycle, kr=kr)
+    detail = views.kr_detail(data, cycle, kr, known=known, history=history, pages=pages)
+    dates = None if pages.empty else (pages["cycle_start"].iloc[0], pages["cycle_end"].iloc[0])
+    return {
+        "key": key, "cycles": known, "detail": detail,
+        "records": views.drilldown(data, cycle, kr, history=history),
+        "check_ins": kr_check_in_history(data, cycle, detail["kr"], dates),
+        "cycle_last": next((c["last_day"] for c in known if c["cycle"] == cycle), None),
+        "html": {},  # the app's rendered pages of this model (dashboard/app.py)
+    }  # fmt: skip
+
+
+def warm_kr_pages(data: views.DashboardData, cycle: str, version: tuple) -> int:
+    """Build every KR page of `cycle` the store has under `version` (the first view of one
+    after a store change starts this in a thread when data.warm_kr_pages is set, as `krpulse
+    serve` does): so each page is computed once per store change, not on its first view.
+    Stops when the store changes meanwhile; returns the pages built."""
+    built = 0
+    for kr in _cycle_basis(data, version, cycle)[1]["kr"]:
+        key = (version, cycle, kr, id(data))
+        with _kr_page_lock:
+            if key in _kr_page_cache:
+                continue
+        if store_version(data.store.engine) != version:
+            break
+        try:
+            model = _build_kr_page(data, cycle, kr, key)
+        except views.NotFound:
+            continue
+        with _kr_page_lock:
+            _kr_page_cache.setdefault(key, model)
+            while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
+                _kr_page_cache.popitem(last=False)
+        built += 1
+    return built
+
+
 def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
     """The KR page's model — detail and chart, drill-down, check-in history — built once per
     store change (kept under the store's version, like cached_overview) and completed per
@@ -144,26 +205,28 @@ def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
     The key is read before the store, so a model is never older than its key. Raises
     views.NotFound as kr_detail does (not cached: the next write may add the KR).
     """
-    key = (store_version(data.store.engine), cycle, kr, id(data))
+    version = store_version(data.store.engine)
+    key = (version, cycle, kr, id(data))
     with _kr_page_lock:
         stored = _kr_page_cache.get(key)
         if stored is not None:
             _kr_page_cache.move_to_end(key)
     if stored is None:
-        known = views.cycles(data)
-        history = data.store.cycle_history(cycle, kr=kr)
-        detail = views.kr_detail(data, cycle, kr, known=known, history=history)
-        stored = {
-            "key": key, "cycles": known, "detail": detail,
-            "records": views.drilldown(data, cycle, kr, history=history),
-            "check_ins": kr_check_in_history(data, cycle, detail["kr"]),
-            "cycle_last": next((c["last_day"] for c in known if c["cycle"] == cycle), None),
-            "html": {},  # the app's rendered pages of this model (dashboard/app.py)
-        }  # fmt: skip
+        stored = _build_kr_page(data, cycle, kr, key)
         with _kr_page_lock:
             _kr_page_cache[key] = stored
             while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
                 _kr_page_cache.popitem(last=False)
+            start_warming = data.warm_kr_pages and (version, cycle, id(data)) not in _warming
+            if start_warming:
+                _warming[(version, cycle, id(data))] = True
+                while len(_warming) > 16:
+                    _warming.pop(next(iter(_warming)))
+        if start_warming:
+            threading.Thread(
+                target=warm_kr_pages, args=(data, cycle, version), daemon=True,
+                name=f"krpulse-warm-{cycle}",
+            ).start()  # fmt: skip
     detail = stored["detail"]
     return {
         **stored,

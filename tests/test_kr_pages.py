@@ -130,3 +130,22 @@ def test_the_kr_page_is_cached_until_a_check_in_or_a_new_run_day(tmp_path, demo_
     assert "as of <strong>2026-11-25</strong>" in newer
     assert _kr_value(newer) == fresh["value_text"]
     engine.dispose()
+
+
+def test_warming_builds_every_kr_page_of_the_cycle_once_per_store_change(synced):
+    settings_, engine = synced
+    flow.run_days(settings_, engine, [dt.date(2026, 11, 25)], validate=False)
+    data = dashboard_data(settings_, engine)
+    version = week.store_version(engine)
+    krs = list(OkrStore(engine).kr_charts(CYCLE)["kr"])
+    assert week.warm_kr_pages(data, CYCLE, version) == len(krs) == 8
+    assert week.warm_kr_pages(data, CYCLE, version) == 0  # all built: nothing to do
+    warmed = {kr: week.cached_kr_page(data, CYCLE, kr)["records"] for kr in krs}
+    # Served from what the warming built; equal to a page built from scratch.
+    assert all(week.cached_kr_page(data, CYCLE, kr)["records"] is warmed[kr] for kr in krs)
+    assert warmed["win-rate-uk"] == views.drilldown(data, CYCLE, "win-rate-uk")
+    # A warming that finds the store changed stops (another dashboard: nothing built yet).
+    flow.run_days(settings_, engine, [dt.date(2026, 11, 24)], validate=False)
+    other = dashboard_data(settings_, engine)
+    assert week.warm_kr_pages(other, CYCLE, version) == 0
+    assert week.warm_kr_pages(other, CYCLE, week.store_version(engine)) == 8
