@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from okr_store.checkins import CheckInStore
 from okr_store.staging import read_staged
 from okr_store.weekly import store_version, values_on_days, weekly_days
 
+log = logging.getLogger(__name__)
 SPARK_WIDTH, SPARK_HEIGHT = 100.0, 24.0
 LEVEL_ORDER = {"company": 0, "team": 1, "individual": 2}
 
@@ -189,6 +191,9 @@ def warm_kr_pages(data: views.DashboardData, cycle: str, version: tuple) -> int:
             model = _build_kr_page(data, cycle, kr, key)
         except views.NotFound:
             continue
+        except Exception:  # the page is then built by its first request, which shows the error
+            log.exception("building the KR page %s/%s in the background failed", cycle, kr)
+            break
         with _kr_page_lock:
             _kr_page_cache.setdefault(key, model)
             while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
