@@ -197,7 +197,10 @@ class DatabaseStaged:
                 rows = connection.execute(statement)
                 frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
                 for column in frame.columns.drop("day"):
-                    frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+                    try:  # numbers arrive as Decimal from PostgreSQL; text (record ids) stays text
+                        frame[column] = pd.to_numeric(frame[column]).astype("float64")
+                    except (TypeError, ValueError):
+                        continue
                 results[key] = _by_day(frame)
         return results
 
