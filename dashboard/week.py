@@ -88,17 +88,12 @@ def confidence_options() -> list[dict]:
     return [{"value": k, "label": f"{k} · {v}"} for k, v in CONFIDENCE_LABELS.items()]
 
 
-def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
-    """A KR's check-in history (newest first), this week's for the form, and the chart markers."""
-    return kr_check_ins_today(data, cycle, kr_check_in_history(data, cycle, kr))
-
-
 def kr_check_in_history(
     data: views.DashboardData, cycle: str, kr: dict,
     cycle_dates: tuple[dt.date, dt.date] | None | bool = False,
 ) -> dict:  # fmt: skip
-    """What of kr_check_ins the store alone decides: the history and the chart markers
-    (`cycle_dates`: views.cycle_dates when the caller already has them)."""
+    """A KR's check-in history (newest first) and its chart markers: what the store alone
+    decides (`cycle_dates`: views.cycle_dates when the caller already has them)."""
     rows = check_ins(data).check_ins(cycle=cycle, kr=kr["kr"])
     history = [_check_in_record(r, kr["metric"], kr.get("unit")) for r in rows.to_dict("records")][
         ::-1
