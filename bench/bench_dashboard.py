@@ -11,6 +11,7 @@ prints each page's p95 as a multiple of the static file's. Request count and tim
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -115,8 +116,10 @@ def serve(folder: Path, port: int) -> None:
     from pipelines.settings import load_settings
 
     settings = load_settings(folder / "krpulse.yaml")
-    app = create_app(dashboard_data(settings, flow.open_database(settings)),
-                     AccessPolicy(open_access=True))  # fmt: skip
+    # As `krpulse serve` does: a store change builds the cycle's KR pages in the background.
+    data = dataclasses.replace(dashboard_data(settings, flow.open_database(settings)),
+                               warm_kr_pages=True)  # fmt: skip
+    app = create_app(data, AccessPolicy(open_access=True))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from dashboard import access, digest, routes_week, views, week
 from dashboard.rendering import templates_environment
 
 HERE = Path(__file__).parent
+# Stands for the CSRF token in a cached page's HTML; replaced by each request's own token.
+CSRF_PLACEHOLDER = secrets.token_hex(32)
 
 
 # --- API models (the OpenAPI description other tools read) -------------------------------------
@@ -164,16 +167,28 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
     @app.get("/kr/{cycle}/{kr}", response_class=HTMLResponse, include_in_schema=False)
     def kr_page(request: Request, cycle: str, kr: str):
         try:
-            known = views.cycles(data)
-            history = data.store.cycle_history(cycle, kr=kr)
-            detail = views.kr_detail(data, cycle, kr, known=known, history=history)
-            records = views.drilldown(data, cycle, kr, history=history)
+            model = week.cached_kr_page(data, cycle, kr)
         except views.NotFound as error:
             return not_found(request, error)
-        check_ins = week.kr_check_ins(data, cycle, detail["kr"])
         token, cookie = csrf.token(request)
-        response = page(request, "kr.html", d=detail, r=records, cycles=known, c=check_ins,
-                        csrf_token=token, saved=request.query_params.get("saved"))  # fmt: skip
+        # The model is built once per store change; its HTML once per minute (freshness reads
+        # "synced 3 h ago") and way of showing it, with a placeholder for the per-request CSRF
+        # token (a random per-process value no page content can contain by chance).
+        saved = request.query_params.get("saved")
+        variant = (request.query_params.get("view") == "print", bool(saved),
+                   bool(policy.login_enabled and getattr(request.state, "user", None)))  # fmt: skip
+        minute = data.now().replace(second=0, microsecond=0)
+        rendered = model["html"]
+        if rendered.get("minute") != minute:
+            rendered.clear()
+            rendered["minute"] = minute
+        html = rendered.get(variant)
+        if html is None:
+            html = rendered[variant] = page(
+                request, "kr.html", d=model["detail"], r=model["records"], cycles=model["cycles"],
+                c=model["check_ins"], csrf_token=CSRF_PLACEHOLDER, saved=saved,
+            ).body  # fmt: skip
+        response = HTMLResponse(html.replace(CSRF_PLACEHOLDER.encode(), token.encode()))
         return csrf.set_cookie(request, response, cookie)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)

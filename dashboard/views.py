@@ -49,6 +49,9 @@ class DashboardData:
     timezone: str = "UTC"
     team_names: dict[str, str] = field(default_factory=dict)
     public_url: str | None = None
+    # Build all of a cycle's KR pages in a background thread after a store change, on the
+    # first view of one (dashboard.week.warm_kr_pages); `krpulse serve` sets it.
+    warm_kr_pages: bool = False
 
 
 class NotFound(LookupError):
@@ -120,8 +123,10 @@ def cycle_dates(data: DashboardData, cycle: str) -> tuple[dt.date, dt.date] | No
     return pages["cycle_start"].iloc[0], pages["cycle_end"].iloc[0]
 
 
-def _page(data: DashboardData, cycle: str, kr: str) -> dict | None:
-    pages = _pages(data, cycle)
+def _page(
+    data: DashboardData, cycle: str, kr: str, pages: pd.DataFrame | None = None
+) -> dict | None:
+    pages = _pages(data, cycle) if pages is None else pages
     found = pages[pages["kr"] == kr]
     return found.iloc[0].to_dict() if len(found) else None
 
@@ -144,13 +149,7 @@ def _kr_records(
     out = []
     for row in frame.to_dict("records"):
         synced = _timestamp(row.get("data_synced_at"))
-        reasons = []
-        if row.get("status") == "stale" and row.get("stale_reason"):
-            reasons.append(str(row["stale_reason"]))
-        if synced is None or now - synced > data.stale_after:
-            reasons.append(f"source data synced {age_text(synced, now)}")
-        if cycle_last_day is not None and row["as_of"] < cycle_last_day:
-            reasons.append(f"not updated since {row['as_of']}")
+        reasons = _stale_reasons(row, synced, now, data.stale_after, cycle_last_day)
         metric, unit = row["metric"], row.get("unit")
         unit = None if is_missing(unit) else unit
         grade, expected = number(row.get("grade")), number(row.get("expected_progress"))
@@ -166,6 +165,8 @@ def _kr_records(
                 "grade": grade, "expected_progress": expected, "status": row["status"],
                 "sample_size": int(row.get("sample_size") or 0), "as_of": row["as_of"],
                 "data_synced_at": synced, "stale": bool(reasons), "stale_reasons": reasons,
+                "stale_reason": row["stale_reason"] if isinstance(row.get("stale_reason"), str)
+                else None,
                 "definition_version": row.get("definition_version"),
                 "forecast_value": number(row.get("forecast_value")),
                 "forecast_grade": number(row.get("forecast_grade")),
@@ -191,6 +192,30 @@ def _kr_records(
             }
         )  # fmt: skip
     return out
+
+
+def _stale_reasons(
+    row: dict, synced: dt.datetime | None, now: dt.datetime, stale_after: dt.timedelta,
+    cycle_last_day: dt.date | None,
+) -> list[str]:  # fmt: skip
+    reasons = []
+    if row.get("status") == "stale" and row.get("stale_reason"):
+        reasons.append(str(row["stale_reason"]))
+    if synced is None or now - synced > stale_after:
+        reasons.append(f"source data synced {age_text(synced, now)}")
+    if cycle_last_day is not None and row["as_of"] < cycle_last_day:
+        reasons.append(f"not updated since {row['as_of']}")
+    return reasons
+
+
+def refresh_kr(kr: dict, data: DashboardData, cycle_last_day: dt.date | None) -> dict:
+    """`kr` (a _kr_records row) with what depends on the clock recomputed: its freshness and
+    stale reasons. What a cached page shows "now" without rebuilding it."""
+    now = data.now()
+    synced = kr["data_synced_at"]
+    reasons = _stale_reasons(kr, synced, now, data.stale_after, cycle_last_day)
+    return {**kr, "stale": bool(reasons), "stale_reasons": reasons,
+            "freshness_text": age_text(synced, now)}  # fmt: skip
 
 
 def overview(data: DashboardData, cycle: str | None = None, team: str | None = None) -> dict:
@@ -249,11 +274,12 @@ def _kpi_records(kpis: pd.DataFrame, data: DashboardData) -> list[dict]:
 
 def kr_detail(
     data: DashboardData, cycle: str, kr: str, *, known: list[dict] | None = None,
-    history: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None, pages: pd.DataFrame | None = None,
 ) -> dict:  # fmt: skip
     """One KR: its latest numbers, daily history, expected path, forecast and definition.
 
-    `known` (cycles()) and `history` may be passed in when the caller already read them.
+    `known` (cycles()), `history` and `pages` (the cycle's kr_charts) may be passed in when the
+    caller already read them.
     """
     history = data.store.cycle_history(cycle, kr=kr) if history is None else history
     if history.empty:
@@ -261,7 +287,7 @@ def kr_detail(
     known = cycles(data) if known is None else known
     cycle_last = next((c["last_day"] for c in known if c["cycle"] == cycle), None)
     latest = _kr_records(history.tail(1), data, cycle_last)[0]
-    page = _page(data, cycle, kr)
+    page = _page(data, cycle, kr, pages)
     start = page["cycle_start"] if page else history["as_of"].min()
     end = page["cycle_end"] if page else history["as_of"].max()
     chart = _chart(data, history, latest, start, end, page)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from okr_store.checkins import CheckInStore
 from okr_store.staging import read_staged
 from okr_store.weekly import store_version, values_on_days, weekly_days
 
+log = logging.getLogger(__name__)
 SPARK_WIDTH, SPARK_HEIGHT = 100.0, 24.0
 LEVEL_ORDER = {"company": 0, "team": 1, "individual": 2}
 
@@ -86,23 +88,19 @@ def confidence_options() -> list[dict]:
     return [{"value": k, "label": f"{k} · {v}"} for k, v in CONFIDENCE_LABELS.items()]
 
 
-def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
-    """A KR's check-in history (newest first), this week's for the form, and the chart markers."""
+def kr_check_in_history(
+    data: views.DashboardData, cycle: str, kr: dict,
+    cycle_dates: tuple[dt.date, dt.date] | None | bool = False,
+) -> dict:  # fmt: skip
+    """A KR's check-in history (newest first) and its chart markers: what the store alone
+    decides (`cycle_dates`: views.cycle_dates when the caller already has them)."""
     rows = check_ins(data).check_ins(cycle=cycle, kr=kr["kr"])
     history = [_check_in_record(r, kr["metric"], kr.get("unit")) for r in rows.to_dict("records")][
         ::-1
     ]
-    today = org_today(data)
-    this_week = next((c for c in history if c["week"] == week_start(today)), None)
-    dates = views.cycle_dates(data, cycle)
     return {
-        "open": dates is None or week_start(today) <= dates[1],
         "history": history,
-        "this_week": this_week,
-        "week_label": week_label(today),
-        "week_end": week_end(today),
-        "today": today,
-        "options": confidence_options(),
+        "cycle_dates": views.cycle_dates(data, cycle) if cycle_dates is False else cycle_dates,
         # Marker per check-in on the chart: the day its value was measured.
         "markers": [
             {
@@ -113,6 +111,127 @@ def kr_check_ins(data: views.DashboardData, cycle: str, kr: dict) -> dict:
             for c in history
             if c["value_as_of"] is not None and c["value"] is not None
         ],  # fmt: skip
+    }
+
+
+def kr_check_ins_today(data: views.DashboardData, cycle: str, stored: dict) -> dict:
+    """kr_check_in_history plus what depends on today: this week's check-in, the form's week
+    and whether the cycle still takes check-ins."""
+    today = org_today(data)
+    history, dates = stored["history"], stored["cycle_dates"]
+    return {
+        **stored,
+        "open": dates is None or week_start(today) <= dates[1],
+        "this_week": next((c for c in history if c["week"] == week_start(today)), None),
+        "week_label": week_label(today),
+        "week_end": week_end(today),
+        "today": today,
+        "options": confidence_options(),
+    }
+
+
+# --- the KR page -----------------------------------------------------------------------------
+
+KR_PAGE_CACHE_SIZE = 256
+_kr_page_cache: OrderedDict[tuple, dict] = OrderedDict()
+_kr_page_lock = threading.Lock()
+
+
+_kr_basis: OrderedDict[tuple, tuple] = OrderedDict()
+_warming: dict[tuple, bool] = {}
+
+
+def _cycle_basis(data: views.DashboardData, version: tuple, cycle: str) -> tuple:
+    """(cycles(), the cycle's kr_charts) read once per store change for all its KR pages."""
+    key = (version, cycle, id(data))
+    with _kr_page_lock:
+        found = _kr_basis.get(key)
+    if found is None:
+        found = (views.cycles(data), data.store.kr_charts(cycle))
+        with _kr_page_lock:
+            _kr_basis[key] = found
+            while len(_kr_basis) > 8:
+                _kr_basis.popitem(last=False)
+    return found
+
+
+def _build_kr_page(data: views.DashboardData, cycle: str, kr: str, key: tuple) -> dict:
+    known, pages = _cycle_basis(data, key[0], cycle)
+    history = data.store.cycle_history(cycle, kr=kr)
+    detail = views.kr_detail(data, cycle, kr, known=known, history=history, pages=pages)
+    dates = None if pages.empty else (pages["cycle_start"].iloc[0], pages["cycle_end"].iloc[0])
+    return {
+        "key": key, "cycles": known, "detail": detail,
+        "records": views.drilldown(data, cycle, kr, history=history),
+        "check_ins": kr_check_in_history(data, cycle, detail["kr"], dates),
+        "cycle_last": next((c["last_day"] for c in known if c["cycle"] == cycle), None),
+        "html": {},  # the app's rendered pages of this model (dashboard/app.py)
+    }  # fmt: skip
+
+
+def warm_kr_pages(data: views.DashboardData, cycle: str, version: tuple) -> int:
+    """Build every KR page of `cycle` the store has under `version` (the first view of one
+    after a store change starts this in a thread when data.warm_kr_pages is set, as `krpulse
+    serve` does): so each page is computed once per store change, not on its first view.
+    Stops when the store changes meanwhile; returns the pages built."""
+    built = 0
+    for kr in _cycle_basis(data, version, cycle)[1]["kr"]:
+        key = (version, cycle, kr, id(data))
+        with _kr_page_lock:
+            if key in _kr_page_cache:
+                continue
+        if store_version(data.store.engine) != version:
+            break
+        try:
+            model = _build_kr_page(data, cycle, kr, key)
+        except views.NotFound:
+            continue
+        except Exception:  # the page is then built by its first request, which shows the error
+            log.exception("building the KR page %s/%s in the background failed", cycle, kr)
+            break
+        with _kr_page_lock:
+            _kr_page_cache.setdefault(key, model)
+            while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
+                _kr_page_cache.popitem(last=False)
+        built += 1
+    return built
+
+
+def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
+    """The KR page's model — detail and chart, drill-down, check-in history — built once per
+    store change (kept under the store's version, like cached_overview) and completed per
+    request with what depends on the clock: the KR's freshness and this week's check-in.
+
+    The key is read before the store, so a model is never older than its key. Raises
+    views.NotFound as kr_detail does (not cached: the next write may add the KR).
+    """
+    version = store_version(data.store.engine)
+    key = (version, cycle, kr, id(data))
+    with _kr_page_lock:
+        stored = _kr_page_cache.get(key)
+        if stored is not None:
+            _kr_page_cache.move_to_end(key)
+    if stored is None:
+        stored = _build_kr_page(data, cycle, kr, key)
+        with _kr_page_lock:
+            _kr_page_cache[key] = stored
+            while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
+                _kr_page_cache.popitem(last=False)
+            start_warming = data.warm_kr_pages and (version, cycle, id(data)) not in _warming
+            if start_warming:
+                _warming[(version, cycle, id(data))] = True
+                while len(_warming) > 16:
+                    _warming.pop(next(iter(_warming)))
+        if start_warming:
+            threading.Thread(
+                target=warm_kr_pages, args=(data, cycle, version), daemon=True,
+                name=f"krpulse-warm-{cycle}",
+            ).start()  # fmt: skip
+    detail = stored["detail"]
+    return {
+        **stored,
+        "detail": {**detail, "kr": views.refresh_kr(detail["kr"], data, stored["cycle_last"])},
+        "check_ins": kr_check_ins_today(data, cycle, stored["check_ins"]),
     }
 
 

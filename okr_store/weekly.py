@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pandas as pd
 import sqlalchemy as sa
 
-from okr_store.models import CheckInRevision, KrProgress, RetroItemRow, RunDay
+from okr_store.models import CheckInRevision, KrChart, KrProgress, RetroItemRow, RunDay
 
 
 def values_on_days(
@@ -48,17 +48,21 @@ def store_version(engine: sa.Engine) -> tuple:
     """A value that changes whenever the store's numbers, check-ins or retrospectives change.
 
     Every write of KR progress (a day written or marked stale) records a run day, every check-in
-    write a revision and every retrospective item a row, so their counts and newest times
-    change with each write. Four small aggregate reads; a page built from the store can be
-    cached under this key until the next write.
+    write a revision and every retrospective item a row, and every write of the KR pages (chart
+    basis and drill-downs, one transaction after the run's days) stamps its charts, so their
+    counts and newest times change with each write. Small aggregate reads; a page built from
+    the store can be cached under this key until the next write.
     """
     days, revisions, retro = RunDay.__table__, CheckInRevision.__table__, RetroItemRow.__table__
+    charts = KrChart.__table__
     query = sa.select(
         sa.select(sa.func.count()).select_from(days).scalar_subquery(),
         sa.select(sa.func.max(days.c.recorded_at)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(revisions).scalar_subquery(),
         sa.select(sa.func.max(revisions.c.recorded_at)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(retro).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(charts).scalar_subquery(),
+        sa.select(sa.func.max(charts.c.computed_at)).scalar_subquery(),
     )
     with engine.connect() as conn:
         return tuple(conn.execute(query).one())

@@ -216,6 +216,15 @@ def test_the_store_version_changes_with_every_write_the_overview_shows(engine):
     versions.append(store_version(engine))
     store.add_retro_item(make_retro_item(cycle=CYCLE, text="x", benefit=2, effort=1))
     versions.append(store_version(engine))
+    # The flow stores the KR pages (charts, drill-downs) after the day's rows: a page cached
+    # between the two writes must not outlive the second, nor a rewrite of the same pages.
+    chart = {"cycle": CYCLE, "kr": "nps", "objective": "o", "objective_title": "O",
+             "objective_owner": None, "cycle_start": dt.date(2026, 10, 1),
+             "cycle_end": dt.date(2026, 12, 31), "success_grade": 1.0, "unit": None,
+             "formula": None, "definition": {}, "expected_path": []}  # fmt: skip
+    for _ in range(2):
+        OkrStore(engine).write_kr_pages([CYCLE], [chart], [], run_id="pages")
+        versions.append(store_version(engine))
     assert len(set(versions)) == len(versions)
     assert store_version(engine) == versions[-1]  # reading changes nothing
 

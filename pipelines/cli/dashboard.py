@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -58,7 +59,9 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
         policy = AccessPolicy.from_settings(settings.dashboard, host)
     except AccessError as exc:
         raise click.ClickException(str(exc)) from exc
-    app = create_app(dashboard_data(settings, flow.open_database(settings)), policy)
+    data = dataclasses.replace(dashboard_data(settings, flow.open_database(settings)),
+                               warm_kr_pages=True)  # fmt: skip
+    app = create_app(data, policy)
     how = "open on loopback, no login" if policy.open_access else "access control on"
     click.echo(f"krpulse dashboard on http://{host}:{port}/ ({how}); Ctrl+C stops it", err=True)
     # proxy_headers off: the peer address must be the real one for the trusted-proxy check.
