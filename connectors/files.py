@@ -50,7 +50,10 @@ class FilesSource:
         """Which files a sync will read (`krpulse doctor`); a missing required file is a problem."""
         report = SourceCheck(self.name, "files", facts={"folder": str(self.path)})
         if not self.path.is_dir():
-            report.problems.append(f"source '{self.name}': folder {self.path} does not exist")
+            report.problems.append(
+                f"source '{self.name}': folder {self.path} does not exist (`krpulse demo` "
+                "writes the demo org's files there)"
+            )
             return report
         for table in SYNC_ORDER:
             file = self.file_for(table)

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from dashboard import access, digest, views
+from dashboard import access, digest, routes_week, views, week
 from dashboard.rendering import templates_environment
 
 HERE = Path(__file__).parent
@@ -142,15 +142,24 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
     def not_found(request: Request, error: views.NotFound) -> HTMLResponse:
         return page(request, "empty.html", status_code=404, message=str(error))
 
+    # Check-ins, the team's check-in form, alignment and the retrospective (dashboard/week.py).
+    csrf = routes_week.add_routes(app, data, page)
+
     # --- pages -----------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(request: Request, cycle: str | None = None, team: str | None = None):
         try:
-            model = views.overview(data, cycle or None, team or None)
+            model = week.cached_overview(data, cycle or None, team or None)
         except views.NotFound as error:
             return not_found(request, error)
-        return page(request, "overview.html", o=model)
+        # The model is built once per store change; so is its HTML, per way of showing it.
+        variant = (request.query_params.get("view") == "print",
+                   bool(policy.login_enabled and getattr(request.state, "user", None)))  # fmt: skip
+        rendered = model.setdefault("_html", {})
+        if variant not in rendered:
+            rendered[variant] = page(request, "overview.html", o=model).body
+        return HTMLResponse(rendered[variant])
 
     @app.get("/kr/{cycle}/{kr}", response_class=HTMLResponse, include_in_schema=False)
     def kr_page(request: Request, cycle: str, kr: str):
@@ -161,7 +170,11 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
             records = views.drilldown(data, cycle, kr, history=history)
         except views.NotFound as error:
             return not_found(request, error)
-        return page(request, "kr.html", d=detail, r=records, cycles=known)
+        check_ins = week.kr_check_ins(data, cycle, detail["kr"])
+        token, cookie = csrf.token(request)
+        response = page(request, "kr.html", d=detail, r=records, cycles=known, c=check_ins,
+                        csrf_token=token, saved=request.query_params.get("saved"))  # fmt: skip
+        return csrf.set_cookie(request, response, cookie)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/"):  # noqa: A002 - the query parameter's name

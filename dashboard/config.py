@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -69,11 +70,41 @@ class AuthSettings(_Model):
         return bool(self.token_env or self.password_env or self.proxy_user_header)
 
 
+class DigestSubscription(_Model):
+    """One chat channel's digest: a webhook (its URL a secret in an env var), a team, a format."""
+
+    name: str = Field(
+        description="What the subscription is called in messages (e.g. dach-channel)."
+    )
+    webhook_url_env: str = Field(description="Env var with this subscription's webhook URL.")
+    team: str | None = Field(
+        default=None, description="Only this team's KRs (and the company's); all teams when empty."
+    )
+    format: Literal["slack", "markdown"] = Field(
+        default="slack", description="`slack` (mrkdwn) or `markdown` (Mattermost, Teams, ...)."
+    )
+
+
 class DigestSettings(_Model):
     webhook_url_env: str | None = Field(
         default=None,
         description="Env var with the webhook URL the digest is posted to (`--post`); a secret.",
     )
+    subscriptions: list[DigestSubscription] = Field(
+        default_factory=list,
+        description="Several webhooks, each with its own team filter (`krpulse digest --post`).",
+    )
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _unique_names(cls, values: list[DigestSubscription]) -> list[DigestSubscription]:
+        names = [s.name for s in values]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"digest subscription names must be unique; repeated: {', '.join(repeated)}"
+            )
+        return values
 
 
 class DashboardSettings(_Model):
@@ -93,6 +124,24 @@ class DashboardSettings(_Model):
         default=36.0, gt=0, description="Older source data than this is flagged as stale."
     )
     digest: DigestSettings = Field(default_factory=DigestSettings)
+    team_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Display names of teams by their key (sales-dach: DACH), on pages and digests.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The address people open the dashboard by (https://okr.example.com): links "
+        "in the digest point at it.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"public_url '{value}' is not an http(s) URL like https://okr.example.com"
+            )
+        return value.rstrip("/") if value else value
 
     @field_validator("allowed_hosts")
     @classmethod

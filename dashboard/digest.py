@@ -6,11 +6,13 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import requests
 
-from dashboard import views
+from core import checkins
+from dashboard import views, week
 from dashboard.rendering import templates_environment
 from kr_metrics.display import SHOWN_DECIMALS
 
@@ -29,6 +31,10 @@ class TeamDigest:
     at_risk: list[dict] = field(default_factory=list)
     stale: list[dict] = field(default_factory=list)
     outlook: list[dict] = field(default_factory=list)
+    # Every KR in one line each (owner, value, change, confidence, link), and the KRs nobody
+    # checked in on during the digest's seven days.
+    key_results: list[dict] = field(default_factory=list)
+    missing_check_ins: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -54,9 +60,10 @@ class Digest:
                 "week_start": self.week_start, "week_end": self.week_end, "as_of": self.as_of,
                 "previous_as_of": self.previous_as_of,
                 "teams": [
-                    {"cycle": t.cycle, "team": t.team, "status_counts": t.status_counts,
-                     "moved": t.moved, "at_risk": t.at_risk, "stale": t.stale,
-                     "outlook": t.outlook}
+                    {"cycle": t.cycle, "team": t.team, "label": t.label,
+                     "status_counts": t.status_counts, "key_results": t.key_results,
+                     "missing_check_ins": t.missing_check_ins, "moved": t.moved,
+                     "at_risk": t.at_risk, "stale": t.stale, "outlook": t.outlook}
                     for t in self.teams
                 ],
             }
@@ -72,35 +79,44 @@ def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
 def build_digest(
     data: views.DashboardData, *, week: dt.date | None = None, team: str | None = None
 ) -> Digest:
-    """The check-in for the week containing `week` (default: the newest stored day's week).
+    """The digest of the seven days ending on the newest day with data (in the ISO week of
+    `week` when given), compared with exactly seven days earlier.
 
-    "Now" is the newest stored day of that week; "last week" is the newest stored day at least
-    seven days earlier. Every cycle with data in the week is covered, each team on its own.
+    A digest never claims a day it has no numbers for: when the daily job has not run for a
+    while, the digest is as of its last day and flags the numbers as stale, judged at the end of
+    the requested week (or today).
     """
     known = data.store.cycles()
     if known.empty:
         raise views.NotFound("the OKR store is empty: run `krpulse run` (or `krpulse demo`) first")
-    week_start, week_end = week_of(week or max(known["last_day"]))
-    # A cycle is in the week when its dates (from the definitions, else its stored days) meet
-    # it: a week the daily job missed still gets a digest, one that says the data is stale.
+    today = data.now().date()
+    reporting_day = min(week_of(week)[1], today) if week else today
     spans = {
         row.cycle: views.cycle_dates(data, row.cycle) or (row.first_day, row.last_day)
         for row in known.itertuples()
     }
-    active = [c for c, (start, end) in spans.items() if start <= week_end and end >= week_start]
+    with_data = known[known["first_day"] <= reporting_day]
+    if with_data.empty:
+        raise views.NotFound(f"no KR progress stored on or before {reporting_day}")
+    as_of = min(max(with_data["last_day"]), reporting_day)
+    active = [c for c, (start, end) in spans.items() if start <= as_of <= end]
     if not active:
-        raise views.NotFound(f"no cycle with KR progress in the week {week_start} – {week_end}")
-    today = data.now().date()
-    as_of = max(min(week_end, spans[c][1], today) for c in active)
+        raise views.NotFound(f"no cycle with KR progress on {as_of}")
     previous = as_of - dt.timedelta(days=7)
     teams: list[TeamDigest] = []
     for cycle in active:
-        teams.extend(_cycle_digest(data, cycle, as_of, previous, team))
-    return Digest(week_start, week_end, as_of, previous, teams)
+        judged_on = min(reporting_day, spans[cycle][1])
+        teams.extend(_cycle_digest(data, cycle, as_of, previous, team, judged_on))
+    return Digest(as_of - dt.timedelta(days=6), as_of, as_of, previous, teams)
 
 
 def _cycle_digest(
-    data: views.DashboardData, cycle: str, as_of: dt.date, previous: dt.date, team: str | None
+    data: views.DashboardData,
+    cycle: str,
+    as_of: dt.date,
+    previous: dt.date,
+    team: str | None,
+    judged_on: dt.date,
 ) -> list[TeamDigest]:
     now_rows = data.store.latest_cycle_progress(cycle, as_of=as_of, team=team)
     if now_rows.empty:
@@ -109,10 +125,10 @@ def _cycle_digest(
     # Staleness is judged at the end of the digest's day, not today, so a past week's digest
     # reads the same whenever it is made.
     reference = min(
-        data.now(), dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
+        data.now(), dt.datetime.combine(judged_on + dt.timedelta(days=1), dt.time(), dt.UTC)
     )
     frozen = views.DashboardData(**{**data.__dict__, "now": lambda: reference})
-    krs = pd.DataFrame(views._kr_records(now_rows, frozen, as_of))
+    krs = pd.DataFrame(views._kr_records(now_rows, frozen, judged_on))
 
     moved = krs.merge(
         before[["kr", "value", "progress", "status", "as_of"]].rename(
@@ -129,7 +145,8 @@ def _cycle_digest(
     moved["projected_value"] = moved["forecast_value"]
     moved["projected_progress"] = moved["forecast_grade"]
     moved["success"] = moved["ambition"].map({"moonshot": data.moonshot_success}).fillna(1.0)
-    moved["team_label"] = moved["team"].map(views.team_label)
+    moved["team_label"] = moved["team"].map(lambda t: week.team_name(data, t))
+    lines = _kr_lines(data, cycle, moved, as_of)
 
     out = []
     for label, rows in moved.groupby("team_label", sort=False, dropna=False):
@@ -153,9 +170,49 @@ def _cycle_digest(
                 at_risk=[_item(r, "risk") for r in risky.to_dict("records")],
                 stale=[_item(r, "stale") for r in rows[rows["stale"]].to_dict("records")],
                 outlook=[_item(r, "outlook") for r in rows.to_dict("records")],
+                key_results=[lines[k] for k in rows["kr"]],
+                missing_check_ins=[lines[k] for k in rows["kr"] if lines[k]["confidence"] is None],
             )
         )  # fmt: skip
     return sorted(out, key=lambda t: (t.team is not None, t.label))
+
+
+def _kr_lines(
+    data: views.DashboardData, cycle: str, rows: pd.DataFrame, as_of: dt.date
+) -> dict[str, dict]:
+    """Per KR the digest's one line: owner, value, change in seven days, the latest check-in of
+    the digest's days (confidence and notes) and the link to its page."""
+    first_week = checkins.week_start(as_of - dt.timedelta(days=6))
+    stored = week.check_ins(data).check_ins(cycle=cycle, start=first_week, end=as_of)
+    latest = {r["kr"]: r for r in stored.to_dict("records")}  # oldest week first: newest wins
+    owners = week.owner_names(data)
+    objectives = views.objective_titles(data, cycle)
+    lines = {}
+    for row in rows.to_dict("records"):
+        check_in = latest.get(row["kr"])
+        before = views.number(row["value_before"])
+        url = (
+            f"{data.public_url}/kr/{quote(cycle, safe='')}/{quote(row['kr'], safe='')}"
+            if data.public_url
+            else None
+        )
+        lines[row["kr"]] = {
+            "kr": row["kr"], "title": row["title"], "url": url,
+            "owner": week.owner_text(objectives.get(row["objective"], {}).get("owner"), owners),
+            "status": row["shown_status"], "status_label": views.status_label(row["shown_status"]),
+            "value": views.number(row["value"]), "value_text": row["value_text"],
+            "value_before": before,
+            "change_text": week.change_text(views.number(row["value"]), before, row["metric"],
+                                             row["unit"]),
+            "confidence": None if check_in is None else int(check_in["confidence"]),
+            "confidence_text": None if check_in is None
+            else checkins.confidence_label(int(check_in["confidence"])),
+            "check_in_week": None if check_in is None else checkins.week_label(check_in["week"]),
+            "progress": None if check_in is None else check_in["progress"],
+            "problems": None if check_in is None else check_in["problems"],
+            "next_steps": None if check_in is None else check_in["next_steps"],
+        }  # fmt: skip
+    return lines
 
 
 def _item(row: dict, kind: str) -> dict:
@@ -216,6 +273,11 @@ def render_markdown(digest: Digest) -> str:
             f"{n} {views.status_label(s).lower()}" for s, n in team.status_counts.items() if n
         )
         lines += ["", f"## {md(team.label)} · {md(team.cycle)}", "", f"**Status:** {counts}."]
+        lines += ["", "**Key results**"]
+        lines += [_markdown_line(i) for i in team.key_results]
+        lines += ["", "**Missing a check-in this week**"]
+        lines += [f"- {_markdown_title(i)}{md(' · ' + i['owner']) if i['owner'] else ''}"
+                  for i in team.missing_check_ins] or ["- none: every KR was checked in"]  # fmt: skip
         lines += ["", "**What moved**"]
         lines += [
             f"- {md(i['title'])}: {md(i['value_before_text'])} → {md(i['value_text'])} "
@@ -246,22 +308,97 @@ def render_markdown(digest: Digest) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _markdown_title(line: dict) -> str:
+    title = escape_markdown(line["title"])
+    return f"[{title}]({line['url']})" if line["url"] else title
+
+
+def _markdown_line(line: dict) -> str:
+    md = escape_markdown
+    owner = f" · {md(line['owner'])}" if line["owner"] else ""
+    confidence = (
+        f"confidence {md(line['confidence_text'])}" if line["confidence"] is not None
+        else "no check-in"
+    )  # fmt: skip
+    text = (f"- {_markdown_title(line)}{owner} · {md(line['value_text'])} "
+            f"({md(line['change_text'])} in 7 days) · {line['status_label'].lower()} · {confidence}")  # fmt: skip
+    notes = [f"_{name}:_ {md(line[key].rstrip('.'))}." for name, key in
+             (("Progress", "progress"), ("Problems", "problems"), ("Next", "next_steps"))
+             if line.get(key)]  # fmt: skip
+    return text + (f"  \n  {' '.join(notes)}" if notes else "")
+
+
+# Slack mrkdwn: only &, < and > are special (https://api.slack.com/reference/surfaces/formatting);
+# a status reads by its colour, as a coloured circle.
+STATUS_EMOJI = {
+    "on_track": ":large_green_circle:", "achieved": ":large_green_circle:",
+    "at_risk": ":large_yellow_circle:", "partially_achieved": ":large_yellow_circle:",
+    "off_track": ":red_circle:", "missed": ":red_circle:",
+}  # fmt: skip
+
+
+def escape_slack(text: Any) -> str:
+    """User text as literal Slack mrkdwn: no links, mentions or markup of its own."""
+    plain = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # Zero-width joiners keep *bold*, _italic_, ~strike~ and `code` from forming.
+    return re.sub(r"([*_~`])", "\\1\u200b", plain.replace("\n", " "))
+
+
+def render_slack(digest: Digest) -> str:
+    """The digest in Slack's mrkdwn: one line per KR with owner, change, confidence and link."""
+    sl = escape_slack
+    lines = [f"*Weekly KR check-in: {digest.week_start} – {digest.week_end}*",
+             f"Numbers as of {digest.as_of}; changes against {digest.previous_as_of}."]  # fmt: skip
+    for team in digest.teams:
+        counts = ", ".join(
+            f"{n} {views.status_label(s).lower()}" for s, n in team.status_counts.items() if n
+        )
+        lines += ["", f"*{sl(team.label)} · {sl(team.cycle)}* — {counts}"]
+        for i in team.key_results:
+            title = f"<{i['url']}|{sl(i['title'])}>" if i["url"] else f"*{sl(i['title'])}*"
+            emoji = STATUS_EMOJI.get(i["status"], ":white_circle:")
+            owner = f" · {sl(i['owner'])}" if i["owner"] else ""
+            confidence = (
+                f"confidence {sl(i['confidence_text'])}" if i["confidence"] is not None
+                else "_no check-in this week_"
+            )  # fmt: skip
+            lines.append(f"{emoji} {title}{owner} · {sl(i['value_text'])} "
+                         f"({sl(i['change_text'])} in 7 days) · {confidence}")  # fmt: skip
+            if i.get("problems"):
+                lines.append(f"      problems: {sl(i['problems'])}")
+        if team.missing_check_ins:
+            names = ", ".join(sl(i["title"]) for i in team.missing_check_ins)
+            lines.append(f"_Missing a check-in:_ {names}")
+    return "\n".join(lines) + "\n"
+
+
 def render_html(digest: Digest) -> str:
     template = templates_environment().get_template("digest.html")
-    return template.render(digest=digest, label=views.status_label, change=_change)
+    return template.render(digest=digest, label=views.status_label, change=_change,
+                           colours=HTML_STATUS_COLOURS)  # fmt: skip
 
 
-def post_to_webhook(url: str, digest: Digest, markdown: str) -> int:
-    """POST the digest as `{"text": markdown, "digest": {...}}`; the HTTP status on success.
+# Inline styles (mail clients drop style sheets), the dashboard's badge colours.
+HTML_STATUS_COLOURS = {
+    "on_track": "background: #dff3e6; color: #0d5b2c;", "achieved": "background: #0d5b2c; color: #fff;",
+    "at_risk": "background: #fff3cd; color: #5c4700;",
+    "partially_achieved": "background: #fff3cd; color: #5c4700;",
+    "off_track": "background: #fde2df; color: #8f1a10;", "missed": "background: #8f1a10; color: #fff;",
+    "stale": "background: #f3e5f5; color: #5e1f6e;", "low_sample": "background: #e0f2f7; color: #0b4a5c;",
+}  # fmt: skip
 
-    `text` is what Slack, Mattermost and most chat webhooks display; `digest` carries the
-    structured check-in for tools that want the numbers. The URL is a secret and never printed.
+
+def post_to_webhook(url: str, digest: Digest, text: str, *, structured: bool = True) -> int:
+    """POST the digest as `{"text": text, "digest": {...}}`; the HTTP status on success.
+
+    `text` is what Slack, Mattermost and most chat webhooks display (Slack mrkdwn for Slack);
+    `digest` carries the structured check-in for tools that want the numbers, left out for
+    Slack, whose incoming webhooks expect a message only. The URL is a secret and never printed.
     """
-    response = requests.post(
-        url,
-        json={"text": markdown, "digest": digest.as_dict()},
-        timeout=WEBHOOK_TIMEOUT_SECONDS,
-    )
+    payload: dict[str, Any] = {"text": text}
+    if structured:
+        payload["digest"] = digest.as_dict()
+    response = requests.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_SECONDS)
     if response.status_code >= 400:
         raise RuntimeError(f"the digest webhook answered HTTP {response.status_code}")
     return response.status_code

@@ -44,6 +44,11 @@ class DashboardData:
     stale_after: dt.timedelta = dt.timedelta(hours=36)
     moonshot_success: float = 0.7
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # The organisation's timezone (which day it is for a check-in), team display names from
+    # dashboard.team_names, and the public address links in the digest point at.
+    timezone: str = "UTC"
+    team_names: dict[str, str] = field(default_factory=dict)
+    public_url: str | None = None
 
 
 class NotFound(LookupError):

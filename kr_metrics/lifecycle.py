@@ -6,6 +6,7 @@ import datetime as dt
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from core.checkins import confidence_label, week_label
 from core.numbers import optional_float
 from kr_metrics.definitions import _MONTH_KEY, _QUARTER_KEY, Cycle, DefinitionSet
 from kr_metrics.display import format_percent, format_value
@@ -34,8 +36,15 @@ def review(
     today: dt.date,
     policy: ScoringPolicy = ScoringPolicy(),
     changes: pd.DataFrame | None = None,
+    check_ins: pd.DataFrame | None = None,
+    retrospective: list[dict] | None = None,
 ) -> dict[str, Any]:
     """The review of one cycle from its stored daily rows: one dict, rendered by `render_review`.
+
+    With `check_ins` (the store's weekly check-ins of the cycle) each KR carries its confidence
+    week by week and the notes of its last check-in: why it ended where it did, in its owner's
+    words. With `retrospective` (items ranked by core.checkins.quick_win_order) the report ends
+    with the process changes and the quick wins the next cycle starts from.
 
     Per objective and KR: the final value, grade and verdict (the stored row of the cycle's last
     stored day, so the report matches the store), how the value moved (start, middle, end, low,
@@ -56,7 +65,8 @@ def review(
         krs = []
         for kr in objective.key_results:
             rows = history[history["kr"] == kr.key]
-            krs.append(_kr_review(kr, rows, objective.ambition.value, middle, policy, changes))
+            review_row = _kr_review(kr, rows, objective.ambition.value, middle, policy, changes)
+            krs.append(review_row | _kr_check_ins(kr.key, check_ins))
         objectives.append({
             "objective": objective.key, "title": objective.title, "level": objective.level.value,
             "team": objective.team, "ambition": objective.ambition.value, "owner": objective.owner,
@@ -77,9 +87,9 @@ def review(
             "forecast_error_pct_mid_cycle": _mean(errors),
         },
         "kpis": _kpi_review(kpi_history, cycle),
+        "retrospective": list(retrospective or []),
+        "quick_wins": [i["text"] for i in retrospective or [] if i.get("quick_win")],
     }  # fmt: skip
-
-
 
 
 def _mean(values: list) -> float | None:
@@ -100,7 +110,9 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
     mid = rows[rows["as_of"] <= middle].tail(1)
     final_value = optional_float(last["value"])
     forecast = (
-        optional_float(mid["forecast_value"].iloc[0]) if "forecast_value" in rows and len(mid) else None
+        optional_float(mid["forecast_value"].iloc[0])
+        if "forecast_value" in rows and len(mid)
+        else None
     )
     error = (abs(forecast - final_value) / abs(final_value)
              if forecast is not None and final_value not in (None, 0.0) else None)  # fmt: skip
@@ -123,6 +135,22 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
         "days": int(len(rows)), "last_day": last["as_of"].isoformat(), "status": last.get("status"),
         "target_changes": kr_changes,
     }  # fmt: skip
+
+
+def _kr_check_ins(kr: str, check_ins: pd.DataFrame | None) -> dict[str, Any]:
+    """The KR's weekly check-ins, oldest first, and the last one's notes (why it ended there)."""
+    if check_ins is None or check_ins.empty:
+        return {"check_ins": [], "last_notes": None}
+    mine = check_ins[check_ins["kr"] == kr].sort_values("week")
+    rows = [
+        {"week": week_label(r["week"]), "confidence": int(r["confidence"]),
+         "confidence_text": confidence_label(int(r["confidence"])), "value": optional_float(r["value"]),
+         "progress": r["progress"] or "", "problems": r["problems"] or "",
+         "next_steps": r["next_steps"] or "", "author": r["author"]}
+        for r in mine.to_dict("records")
+    ]  # fmt: skip
+    with_notes = [r for r in rows if r["progress"] or r["problems"] or r["next_steps"]]
+    return {"check_ins": rows, "last_notes": with_notes[-1] if with_notes else None}
 
 
 def _kpi_review(kpi_history: pd.DataFrame, cycle: Cycle) -> list[dict[str, Any]]:
@@ -196,6 +224,8 @@ def review_markdown(report: dict[str, Any]) -> str:
                              f"{change.get('old_target')} → {change.get('new_target')}, baseline "
                              f"{change.get('old_baseline')} → {change.get('new_baseline')} | | | | | | | | | |")  # fmt: skip
         lines.append("")
+    lines += _check_in_lines(report)
+    lines += _retrospective_lines(report)
     lines += ["## KPIs over the same period (standing health metrics, not graded)", ""]
     if report["kpis"]:
         lines += [
@@ -209,6 +239,53 @@ def review_markdown(report: dict[str, Any]) -> str:
     else:
         lines.append("No KPI values stored for this period.")
     return "\n".join(lines) + "\n"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")
+
+
+def _md(text: Any) -> str:
+    """Text people typed (check-in notes, retrospective items) as literal Markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text).replace("\n", " "))
+
+
+def _check_in_lines(report: dict[str, Any]) -> list[str]:
+    krs = [kr for o in report["objectives"] for kr in o["key_results"] if kr.get("check_ins")]
+    if not krs:
+        return []
+    lines = ["## Check-ins: confidence week by week, and why each KR ended where it did", ""]
+    for kr in krs:
+        trail = ", ".join(f"{c['week'][-3:]} {c['confidence']}" for c in kr["check_ins"])
+        lines += [
+            f"**{_md(kr['title'])}** ({VERDICT_LABEL[kr.get('verdict')]}): confidence {trail}.",
+            "",
+        ]
+        notes = kr.get("last_notes")
+        if notes:
+            who = f" ({_md(notes['author'])}, {notes['week']})"
+            for name, key in (
+                ("Progress", "progress"),
+                ("Problems", "problems"),
+                ("Next steps", "next_steps"),
+            ):
+                if notes[key]:
+                    lines.append(f"- {name}{who if name == 'Progress' else ''}: {_md(notes[key])}")
+            lines.append("")
+    return lines
+
+
+def _retrospective_lines(report: dict[str, Any]) -> list[str]:
+    items = report.get("retrospective") or []
+    lines = ["## Retrospective", ""]
+    if not items:
+        return lines + [f"No retrospective recorded yet: `krpulse retro {report['cycle']} --add ...` "
+                        "or the dashboard's /retro page.", ""]  # fmt: skip
+    lines += ["Quick wins for the next cycle:", ""]
+    lines += [f"{n}. {_md(text)}" for n, text in enumerate(report["quick_wins"], 1)] or ["- none"]
+    lines += ["", "| item | benefit | effort | quick win |", "|---|---|---|---|"]
+    lines += [f"| {_md(i['text'])} | {i['benefit']} | {i['effort']} | {'★' if i['quick_win'] else ''} |"
+              for i in items]  # fmt: skip
+    return lines + [""]
 
 
 def review_html(report: dict[str, Any]) -> str:

@@ -19,7 +19,8 @@ def create_engine(url: str) -> sa.Engine:
     """An engine for `url`; an embedded SQLite file gets its folder and sane concurrency."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        # A `file:...?uri=true` URL (e.g. `mode=ro`, a read-only copy) names an existing file.
+        if parsed.database and parsed.database != ":memory:" and not _sqlite_uri(parsed):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         timeout = SQLITE_BUSY_TIMEOUT_SECONDS
         engine = sa.create_engine(url, connect_args={"timeout": timeout})
@@ -113,11 +114,17 @@ class DatabaseVanishedError(RuntimeError):
     """The SQLite file was deleted or replaced while a run wrote to it: what it wrote is lost."""
 
 
+def _sqlite_uri(url: sa.URL) -> bool:
+    return str(url.query.get("uri", "")).lower() == "true"
+
+
 def sqlite_file(engine: sa.Engine) -> Path | None:
     """The file of an embedded SQLite database, or None (PostgreSQL, in-memory)."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
+    if _sqlite_uri(url):
+        return Path(url.database.removeprefix("file:"))
     return Path(url.database)
 
 

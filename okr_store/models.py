@@ -257,3 +257,68 @@ class PushState(Base):
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     failures: Mapped[int] = mapped_column(sa.Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The people's side of the week (migration 0008): check-ins and the cycle's retrospective
+
+
+class CheckInRow(Base):
+    """One KR's check-in for one ISO week: confidence, three notes, and the value it was made at.
+
+    Editable until the week ends; every write is also kept in `check_in_revisions`.
+    """
+
+    __tablename__ = "check_ins"
+    __table_args__ = (
+        sa.UniqueConstraint("cycle", "kr", "week", name="uq_check_ins_cycle_kr_week"),
+        sa.Index("ix_check_ins_cycle_week", "cycle", "week"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    cycle: Mapped[str] = mapped_column(sa.String(80))
+    kr: Mapped[str] = mapped_column(sa.String(80))
+    week: Mapped[dt.date] = mapped_column(sa.Date)  # Monday of the ISO week
+    team: Mapped[str | None] = mapped_column(sa.String(120))
+    confidence: Mapped[int] = mapped_column(sa.Integer)
+    progress: Mapped[str] = mapped_column(sa.Text, default="")
+    problems: Mapped[str] = mapped_column(sa.Text, default="")
+    next_steps: Mapped[str] = mapped_column(sa.Text, default="")
+    # The KR's stored value on the day of the check-in (its newest day up to then).
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    value_as_of: Mapped[dt.date | None] = mapped_column(sa.Date)
+    author: Mapped[str] = mapped_column(sa.String(120))
+    revision: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class CheckInRevision(Base):
+    """Every version a check-in ever had, who wrote it and when (the audit trail)."""
+
+    __tablename__ = "check_in_revisions"
+
+    check_in_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    confidence: Mapped[int] = mapped_column(sa.Integer)
+    progress: Mapped[str] = mapped_column(sa.Text)
+    problems: Mapped[str] = mapped_column(sa.Text)
+    next_steps: Mapped[str] = mapped_column(sa.Text)
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    value_as_of: Mapped[dt.date | None] = mapped_column(sa.Date)
+    author: Mapped[str] = mapped_column(sa.String(120))
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class RetroItemRow(Base):
+    """One item of a cycle's retrospective: what to change, its benefit and its effort (1–5)."""
+
+    __tablename__ = "retro_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    cycle: Mapped[str] = mapped_column(sa.String(80), index=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    benefit: Mapped[int] = mapped_column(sa.Integer)
+    effort: Mapped[int] = mapped_column(sa.Integer)
+    author: Mapped[str] = mapped_column(sa.String(120))
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))

@@ -171,7 +171,11 @@ class Settings(_Settings):
         """KRPULSE_DATABASE_URL wins; a relative SQLite path is relative to krpulse.yaml."""
         url = os.environ.get(DATABASE_URL_ENV) or self.database_url
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if (
+            parsed.get_backend_name() == "sqlite"
+            and parsed.database not in (None, "", ":memory:")
+            and not parsed.database.startswith("file:")  # a URI (`?uri=true`) is used as given
+        ):
             database = Path(parsed.database)
             if not database.is_absolute():
                 return parsed.set(database=str(self.resolve(database))).render_as_string(

@@ -81,25 +81,41 @@ def demo_data(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def demo_project(tmp_path, demo_data) -> Path:
-    """A project folder with krpulse.yaml, the repo's definitions, the demo data and a migrated
-    database."""
-    shutil.copytree(REPO / "definitions", tmp_path / "definitions")
-    shutil.copytree(demo_data, tmp_path / "demo-data")
-    (tmp_path / "krpulse.yaml").write_text(
+def make_demo_project(folder: Path, demo_data: Path) -> Path:
+    """Fill `folder` with krpulse.yaml, the repo's definitions, the demo data and a migrated
+    database, as after `krpulse db upgrade`."""
+    shutil.copytree(REPO / "definitions", folder / "definitions")
+    shutil.copytree(demo_data, folder / "demo-data")
+    (folder / "krpulse.yaml").write_text(
         "timezone: Europe/Berlin\n"
         "reporting_currency: EUR\n"
-        f"database_url: sqlite:///{tmp_path / 'krpulse.db'}\n"
+        f"database_url: sqlite:///{folder / 'krpulse.db'}\n"
         "definitions: definitions/\n"
         "sources:\n"
         "  - {name: demo, type: files, path: demo-data}\n"
     )
     # Its database is set up as after `krpulse db upgrade`: the app refuses a schema behind.
-    project_engine = create_engine(f"sqlite:///{tmp_path / 'krpulse.db'}")
+    project_engine = create_engine(f"sqlite:///{folder / 'krpulse.db'}")
     upgrade(project_engine)
     project_engine.dispose()
-    return tmp_path
+    return folder
+
+
+def copy_demo_project(source: Path, folder: Path) -> Path:
+    """A copy of a demo project (its database included) that points at its own database."""
+    shutil.copytree(source, folder)
+    config = folder / "krpulse.yaml"
+    config.write_text(
+        config.read_text().replace(str(source / "krpulse.db"), str(folder / "krpulse.db"))
+    )
+    return folder
+
+
+@pytest.fixture
+def demo_project(tmp_path, demo_data) -> Path:
+    """A project folder with krpulse.yaml, the repo's definitions, the demo data and a migrated
+    database."""
+    return make_demo_project(tmp_path, demo_data)
 
 
 @pytest.fixture(

@@ -200,3 +200,32 @@ def test_whole_definition_sets_equal_the_pandas_engine(
             actual[column].tolist(),
             expected[column].tolist(),
         )
+
+
+DRILLABLE = sorted(m for m in METRICS if m != "open_pipeline")
+
+
+@pytest.mark.parametrize("metric", DRILLABLE)
+@SETTINGS
+@given(org=orgs(), where=filters, start_offset=st.integers(0, 30), length=st.integers(0, 40),
+       basis=st.sampled_from(["count", "amount"]))  # fmt: skip
+def test_the_records_behind_a_number_add_up_to_it(
+    staging, metric, org, where, start_offset, length, basis
+):
+    """The drill-down selects with the compiled filters and measures: its records' contributions
+    sum to the numerator, their weights to the denominator, and they are the sample."""
+    from kr_metrics.sql.records import records_behind
+
+    deals, customers, responses = frames(org)
+    spec, basis = METRICS[metric], basis if metric == "win_rate" else "count"
+    start = ORIGIN.date() + dt.timedelta(days=start_offset)
+    window = window_for(start, start + dt.timedelta(days=length), start + dt.timedelta(days=length))
+    staged = staging(deals, customers, responses)
+    number = metric_over_windows(spec, METRICS, staged, where, [window], basis=basis)
+    records = records_behind(spec, staged, where, window, basis=basis)
+    assert same(records["contribution"].sum(), number.numerator[0])
+    if metric == "revenue_per_existing_customer":
+        return  # its denominator is customers, not records
+    assert len(records) == number.sample[0]
+    if spec.combine == "ratio":
+        assert same(records["weight"].sum(), number.denominator[0])

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from fakes.hubspot import Portal, running
 from fakes.salesforce import utc
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from salesforce_support import settings_for
 
@@ -85,6 +85,18 @@ SF_KINDS = [
 SF_STAGES = [("Proposal", False, False), ("Closed Won", True, True), ("Closed Lost", True, False)]
 SF_TYPES = ["New Customer", "Renewal", "Existing Customer - Upgrade"]
 SF_TEAM_MAP = {"DACH Sales": "sales-dach", "UK Sales": "sales-uk", "Nordics": "sales-nordics"}
+
+
+# Found by a longer hunt: a deal left deals.where and was deleted before the next sync, so
+# neither the filtered queryAll nor the (then live-only) id query of changed records saw it.
+DELETED_OUTSIDE_THE_FILTER = [
+    ("create", 4, 1, 44), ("filter_exit", 26, 27, 43), ("create_account", 48, 9, 14),
+    ("undelete", 43, 16, 26), ("delete", 16, 13, 1), ("delete_account", 34, 41, 6),
+    ("update", 16, 19, 44), ("team_move", 8, 13, 30), ("merge", 35, 8, 15),
+    ("role_rename", 39, 49, 12), ("filter_enter", 30, 33, 46), ("sync", 40, 25, 2),
+    ("reassociate", 32, 21, 8), ("create_account", 0, 6, 20), ("filter_enter", 16, 42, 49),
+    ("create_account", 2, 31, 42),
+]  # fmt: skip
 
 
 def salesforce_org(org) -> None:
@@ -185,6 +197,7 @@ def test_salesforce_incremental_syncs_equal_a_fresh_full_sync(salesforce, flavou
         max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), phases=PHASES
     )
     @given(operations(kinds))
+    @example(DELETED_OUTSIDE_THE_FILTER)
     def run(steps):
         server = salesforce()
         org = server.org

@@ -78,3 +78,15 @@ def test_sync_prints_a_sources_warning(tmp_path, salesforce):
     result = CliRunner().invoke(cli, ["--config", str(config), "sync"])
     assert result.exit_code == 0, result.output
     assert "warning: source 'sf-main': NPS responses are not synced" in result.output
+
+
+def test_doctor_lists_the_files_a_files_source_reads(tmp_path):
+    from connectors.demo_org import generate_demo_org
+
+    generate_demo_org(tmp_path / "data")
+    config = project(tmp_path, f"  - {{name: demo, type: files, path: {tmp_path / 'data'}}}\n")
+    result = doctor(config)
+    assert result.exit_code == 0, result.output
+    assert "demo (files): ready" in result.output and "deals.csv" in result.output
+    missing = doctor(project(tmp_path, "  - {name: demo, type: files, path: nowhere}\n"))
+    assert missing.exit_code == 1 and "krpulse demo" in missing.output

@@ -27,6 +27,7 @@ from okr_store.repository import OkrStore
 from okr_store.schema import upgrade
 from okr_store.staging import (
     STAGING_TABLES,
+    merge_changes,
     merge_snapshot,
     quarantine_table,
     read_acceptances,
@@ -524,6 +525,15 @@ def test_a_failure_inside_the_run_is_recorded_with_its_reason(demo, monkeypatch)
     assert run["status"] == "failed" and "engine exploded on 2026-11-21" in run["message"]
 
 
+def test_a_read_only_sqlite_file_is_one_message(demo):
+    """A read-only SQLite database (here opened with mode=ro: file permissions do not bind
+    root, who runs the tests) fails `krpulse run` with one message, exit 1."""
+    with_database(demo, f"sqlite:///file:{demo / 'krpulse.db'}?mode=ro&uri=true")
+    assert krpulse(demo, "status").exit_code == 0  # reading works
+    result = krpulse(demo, "run", "--as-of", DAY.isoformat())
+    one_clear_message(result, "is read-only")
+
+
 def test_a_read_only_database_is_one_message(demo, engine):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite ignores file permissions for root; a PostgreSQL replica is read-only")
@@ -655,3 +665,22 @@ def test_dagster_pushes_again_once_the_sync_is_accepted(demo):
     assert check.passed, check.description
     pushed = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert KR_PROGRESS in pushed
+
+
+def test_a_high_quarantine_share_stays_blocked_after_an_empty_incremental_sync(demo):
+    """An API connector's sync fetches 60 changed deals and quarantines 50 of them; the next
+    incremental sync fetches nothing. Judged one sync at a time, that empty sync passed."""
+    settings = load_settings(demo / "krpulse.yaml")
+    engine = flow.open_database(settings)
+    staged_deals = read_staged(engine, DEALS, sources=["demo"]).head(60)
+    bad = staged_deals.tail(50).astype("string").assign(reason="amount is not a number")
+    none = pd.DataFrame(columns=["reason"])
+    for changed, quarantined in ((staged_deals.head(10), bad), (staged_deals.iloc[0:0], none)):
+        with engine.begin() as conn:
+            merge_changes(conn, DEALS, changed, source="demo", quarantined=quarantined,
+                          cursor=None)  # fmt: skip
+        result = krpulse(demo, "run", "--as-of", DAY.isoformat())
+        assert result.exit_code == 1, result.output
+        assert "quarantined share" in result.output
+    quarantine = read_quarantine(engine, source="demo")
+    assert (quarantine["shadowed_sync_id"].notna()).sum() >= 50  # their good rows are kept

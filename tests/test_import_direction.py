@@ -31,6 +31,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "pipelines": ("core", "connectors", "kr_metrics", "validation", "okr_store", "dashboard"),
 }
 
+
 @dataclass(frozen=True)
 class Import:
     module: str  # the importing module

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
+from conftest import copy_demo_project, make_demo_project
 
 from kr_metrics.definitions import Cycle
 from kr_metrics.lifecycle import ACHIEVED, MISSED, PARTIALLY_ACHIEVED, is_closed, verdict
@@ -55,14 +56,24 @@ def drop_september_deals(project):
     (project / "demo-data" / "deals.csv").write_text("\n".join(kept) + "\n")
 
 
-@pytest.fixture
-def demo_run(demo_project):
-    """The demo's Q3 cycle computed into the store (the whole closed quarter)."""
-    settings = load_settings(demo_project / "krpulse.yaml")
+@pytest.fixture(scope="module")
+def q3_computed(tmp_path_factory, demo_data):
+    """The demo's Q3 cycle computed into a store once per module (the whole closed quarter)."""
+    project = make_demo_project(tmp_path_factory.mktemp("q3") / "project", demo_data)
+    settings = load_settings(project / "krpulse.yaml")
     engine, _, _ = flow.upgrade_database(settings)
     flow.sync_sources(settings, engine)
     flow.run_days(settings, engine, flow.date_range(dt.date(2026, 7, 1), dt.date(2026, 9, 30)))
-    return demo_project, OkrStore(engine)
+    engine.dispose()
+    return project
+
+
+@pytest.fixture
+def demo_run(q3_computed, tmp_path):
+    """A test's own copy of the computed Q3 project: tests may change its data and store."""
+    project = copy_demo_project(q3_computed, tmp_path / "project")
+    engine, _, _ = flow.upgrade_database(load_settings(project / "krpulse.yaml"))
+    return project, OkrStore(engine)
 
 
 def test_review_of_a_closed_demo_cycle_matches_the_stored_progress(demo_run):
@@ -175,3 +186,43 @@ def test_a_target_change_mid_cycle_keeps_history_and_is_recorded(demo_project):
         k for o in report["objectives"] for k in o["key_results"] if k["kr"] == "nps-company"
     )
     assert nps["target_changes"][0]["new_target"] == 65
+
+
+def test_review_and_new_cycle_show_check_ins_notes_and_the_retrospectives_quick_wins(demo_run):
+    from core.checkins import make_check_in
+    from okr_store.checkins import CheckInStore
+    from pipelines.demo_checkins import seed_demo_check_ins, seed_demo_retro
+
+    project, store = demo_run
+    assert seed_demo_check_ins(store.engine, ["2026-Q3"], dt.date(2026, 9, 30)) > 0
+    seed_demo_retro(store.engine, "2026-Q3")
+    last_day = dt.date(2026, 9, 30)
+    hostile = "<script>alert(1)</script> | [x](javascript:alert(1))"
+    CheckInStore(store.engine).record(
+        make_check_in(cycle="2026-Q3", kr="nps-uk", day=last_day, today=last_day, confidence=1,
+                      problems=hostile, author="Olivia Hughes"),
+        on_day=last_day,
+    )  # fmt: skip
+    runner = CliRunner()
+    config = ["--config", str(project / "krpulse.yaml")]
+    report = json.loads(
+        runner.invoke(cli, [*config, "review", "2026-Q3", "--format", "json"]).output
+    )
+    krs = {kr["kr"]: kr for o in report["objectives"] for kr in o["key_results"]}
+    assert all(kr["check_ins"] for kr in krs.values())
+    assert krs["nps-uk"]["last_notes"]["problems"] == hostile
+    assert report["quick_wins"] == [
+        "Hold the weekly check-in on Monday morning, before pipeline calls",
+        "One named owner per KR instead of per objective",
+        "Post the digest in each team's channel, not by email",
+    ]
+    markdown = runner.invoke(cli, [*config, "review", "2026-Q3"]).output
+    assert "## Check-ins: confidence week by week" in markdown
+    assert (
+        "Quick wins for the next cycle:" in markdown and "1. Hold the weekly check-in" in markdown
+    )
+    html = runner.invoke(cli, [*config, "review", "2026-Q3", "--format", "html"]).output
+    assert "<script>" not in html and 'href="javascript' not in html
+    rolled = runner.invoke(cli, [*config, "new-cycle", "2026-Q4-next", "--from", "2026-Q3"])
+    assert "Quick wins from the 2026-Q3 retrospective" in rolled.output
+    assert "1. Hold the weekly check-in on Monday morning" in rolled.output

@@ -398,7 +398,11 @@ class SalesforceSource:
             cursor = max(previous, newest) if previous else newest
         extraction = _Extraction(frame, previous, cursor, since, path, fetched)
         if filters and since is not None:
-            moved = self._ids(client, object_name, [*conditions, modified_since(since)], types)
+            # queryAll: a record that left the filters and was then deleted has left them too.
+            moved = self._ids(
+                client, object_name, [*conditions, modified_since(since)], types,
+                include_deleted="IsDeleted" in types,
+            )  # fmt: skip
             extraction.left_filter = moved - set(frame["Id"].astype(str))
         reason = reconciliation_due(state, now, self.settings.reconcile, first_sync=full)
         if reason is not None:
@@ -408,11 +412,18 @@ class SalesforceSource:
         return extraction
 
     def _ids(
-        self, client: SalesforceClient, object_name: str, conditions: list[str], types: dict
+        self,
+        client: SalesforceClient,
+        object_name: str,
+        conditions: list[str],
+        types: dict,
+        *,
+        include_deleted: bool = False,
     ) -> set[str]:
-        """Ids of the live records matching `conditions` (REST or Bulk, by their number)."""
+        """Ids of the records matching `conditions`, live ones only unless `include_deleted`
+        (REST or Bulk, by their number)."""
         ids, _ = client.extract(
-            object_name, ["Id"], conditions, include_deleted=False, field_types=types
+            object_name, ["Id"], conditions, include_deleted=include_deleted, field_types=types
         )
         return set(ids["Id"].dropna().astype(str))
 

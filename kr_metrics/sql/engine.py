@@ -61,6 +61,13 @@ def _referenced_columns(statements, tables: dict[str, sa.Table]) -> dict[str, li
     }
 
 
+def duckdb_config() -> dict:
+    """One DuckDB thread unless KRPULSE_DUCKDB_THREADS says more: the daily run shares a small
+    machine with Dagster and the validation gate, and each thread holds its own hash tables, so
+    one thread keeps peak memory lowest; a second core buys little time at a million deals."""
+    return {"threads": int(os.environ.get("KRPULSE_DUCKDB_THREADS", "1"))}
+
+
 class DuckDBStaged:
     """Staged canonical rows in an embedded, in-memory DuckDB, handed over as Arrow.
 
@@ -81,9 +88,7 @@ class DuckDBStaged:
         self.sources = {entity: _frame_source(frame) for entity, frame in frames.items()}
         self.timezone = timezone
         self.tables = staged_tables()
-        # DuckDB settings (threads, memory_limit, ...): KRPULSE_DUCKDB_THREADS caps the threads.
-        threads = os.environ.get("KRPULSE_DUCKDB_THREADS")
-        self.config = {"threads": int(threads)} if threads else {}
+        self.config = duckdb_config()
 
     @classmethod
     def from_prepared(cls, data) -> DuckDBStaged:
@@ -104,8 +109,7 @@ class DuckDBStaged:
         }
         staged.timezone = timezone
         staged.tables = staged_tables()
-        threads = os.environ.get("KRPULSE_DUCKDB_THREADS")
-        staged.config = {"threads": int(threads)} if threads else {}
+        staged.config = duckdb_config()
         return staged
 
     def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]:
@@ -193,7 +197,10 @@ class DatabaseStaged:
                 rows = connection.execute(statement)
                 frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
                 for column in frame.columns.drop("day"):
-                    frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+                    try:  # numbers arrive as Decimal from PostgreSQL; text (record ids) stays text
+                        frame[column] = pd.to_numeric(frame[column]).astype("float64")
+                    except (TypeError, ValueError):
+                        continue
                 results[key] = _by_day(frame)
         return results
 

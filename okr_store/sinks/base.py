@@ -60,8 +60,6 @@ class PushOutcome:
         return asdict(self)
 
 
-
-
 def push_current_progress(
     store,  # noqa: ANN001 - okr_store.repository.OkrStore (imported lazily: it imports us not)
     sinks: Sequence[Sink],

@@ -74,7 +74,8 @@ def send(
             raise TransientSinkError(f"{what}: {type(exc).__name__}") from None
         if response.status_code in RETRYABLE_STATUS:
             raise TransientSinkError(
-                f"{what}: HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
+                f"{what}: HTTP {response.status_code}",
+                retry_after_seconds(response.headers.get("Retry-After")),
             )
         if response.status_code >= 400:
             raise SinkError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")

@@ -11,6 +11,7 @@ from connectors.base import SourceError
 from kr_metrics.definitions import DefinitionError
 from okr_store.db import DatabaseVanishedError
 from okr_store.schema import SchemaOutOfDateError
+from pipelines.cli.checkin import checkin, retro
 from pipelines.cli.config import config
 from pipelines.cli.daily import demo, preview, run, status, sync
 from pipelines.cli.dashboard import digest, serve
@@ -59,5 +60,6 @@ def main() -> None:
 
 
 for command in (demo, sync, run, preview, status, definitions, serve, digest, db, export, push,
-                review_command, new_cycle_command, validate_command, config, runs_command, doctor):  # fmt: skip
+                review_command, new_cycle_command, validate_command, config, runs_command, doctor,
+                checkin, retro):  # fmt: skip
     cli.add_command(command)

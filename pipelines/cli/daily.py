@@ -82,6 +82,13 @@ def demo(obj: Context, output_format: str) -> None:
         settings, engine, days, definitions=definitions, progress_callback=on_day
     )
     last = results[-1]
+    from pipelines.demo_checkins import seed_demo_check_ins, seed_demo_retro
+
+    ran = sorted(c.key for c in definitions.cycles.values() if c.start <= days[-1])
+    check_ins = seed_demo_check_ins(engine, ran, demo_org.DEMO_AS_OF)
+    closed = [c for c in ran if definitions.cycles[c].end < demo_org.DEMO_AS_OF]
+    retro = sum(seed_demo_retro(engine, c) for c in closed)
+    say(f"Weekly check-ins of the demo team leads: {check_ins}; retrospective items: {retro}")
     if output_format == "table":
         first = next(r for r in results if r.as_of == cycle.start)
         movement = Table(title=f"How the KRs moved from {first.as_of} to {last.as_of}",

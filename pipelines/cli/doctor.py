@@ -26,17 +26,18 @@ def print_check(check: SourceCheck) -> None:
     verdict = "[green]ready[/]" if check.ok else f"[red]{len(check.problems)} problem(s)[/]"
     console.print(f"[bold]{check.source}[/] ({check.kind}): {verdict}")
     for label, value in check.facts.items():
-        console.print(f"  {label}: {value}", highlight=False)
+        console.print(f"  {label}: {value}", highlight=False, soft_wrap=True)
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
     for column in ("table", "read from", "fields", "filter"):
         table.add_column(column, overflow="fold")
     for plan in check.plans:
         table.add_row(plan.table, plan.read_from, ", ".join(plan.fields), plan.filters or "-")
-    console.print(table)
+    if check.plans:
+        console.print(table)
     for warning in check.warnings:
-        console.print(f"  [yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"  [yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for problem in check.problems:
-        console.print(f"  [red]missing:[/] {problem}", highlight=False)
+        console.print(f"  [red]missing:[/] {problem}", highlight=False, soft_wrap=True)
 
 
 @click.command("doctor")

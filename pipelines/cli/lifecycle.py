@@ -9,6 +9,7 @@ import click
 
 from kr_metrics.definitions import DefinitionError
 from kr_metrics.lifecycle import review, review_html, review_markdown, rollover
+from okr_store.checkins import CheckInStore
 from okr_store.repository import OkrStore
 from pipelines import flow
 from pipelines.cli.output import Context, console, err_console
@@ -44,8 +45,11 @@ def review_command(
         )
     kpis = store.kpi_history(team=team, start=definition.start, end=definition.end)
     changes = store.definition_changes(cycle) if hasattr(store, "definition_changes") else None
+    check_ins = CheckInStore(store.engine)
     report = review(definitions, cycle, history, kpis, today=settings.today(),
-                    policy=settings.scoring.policy(), changes=changes)  # fmt: skip
+                    policy=settings.scoring.policy(), changes=changes,
+                    check_ins=check_ins.check_ins(cycle=cycle, team=team),
+                    retrospective=check_ins.retro_items(cycle))  # fmt: skip
     if team:
         report["objectives"] = [o for o in report["objectives"] if o["team"] == team]
     if output_format == "json":
@@ -99,6 +103,16 @@ def new_cycle_command(obj: Context, next_cycle: str, current: str | None, force:
     if as_of < cycle.end:
         err_console.print(f"[yellow]{current} runs until {cycle.end}: these baselines are values so far; "
                           "rerun new-cycle with --force after the cycle has closed.[/]")  # fmt: skip
+    wins = [i for i in CheckInStore(flow.open_database(settings)).retro_items(current)
+            if i["quick_win"]]  # fmt: skip
+    if wins:
+        console.print(f"Quick wins from the {current} retrospective, to start {next_cycle} with:")
+        for n, item in enumerate(wins, 1):
+            console.print(f"  {n}. {item['text']}", markup=False, highlight=False)
+    else:
+        console.print(
+            f"No retrospective recorded for {current}: `krpulse retro {current} --add ...`"
+        )
     try:
         flow.load_definition_set(settings)
         console.print("Definitions check clean.")

@@ -4,7 +4,7 @@ dashboard's KR page needs precomputed by the flow (chart basis, drill-down recor
 dashboard reads the store and never runs the engine. Pages are filled by the next run.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
