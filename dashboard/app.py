@@ -19,6 +19,8 @@ from dashboard.rendering import templates_environment
 HERE = Path(__file__).parent
 # Stands for the CSRF token in a cached page's HTML; replaced by each request's own token.
 CSRF_PLACEHOLDER = secrets.token_hex(32)
+# A KR page keeps at most this many rendered variants (sorts and pages of its records) a minute.
+KR_PAGE_VARIANTS = 64
 
 
 # --- API models (the OpenAPI description other tools read) -------------------------------------
@@ -172,20 +174,27 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
             return not_found(request, error)
         token, cookie = csrf.token(request)
         # The model is built once per store change; its HTML once per minute (freshness reads
-        # "synced 3 h ago") and way of showing it, with a placeholder for the per-request CSRF
-        # token (a random per-process value no page content can contain by chance).
+        # "synced 3 h ago") and way of showing it — print, saved, signed in, and the records
+        # table's sort, order and page (parsed to known values only, so the key stays small) —
+        # with a placeholder for the per-request CSRF token (a random per-process value no page
+        # content can contain by chance).
         saved = request.query_params.get("saved")
-        variant = (request.query_params.get("view") == "print", bool(saved),
-                   bool(policy.login_enabled and getattr(request.state, "user", None)))  # fmt: skip
+        params = request.query_params
+        table = views.parse_record_view(model["records"]["entity"], params.get("sort"),
+                                        params.get("order"), params.get("page"))  # fmt: skip
+        variant = (params.get("view") == "print", bool(saved),
+                   bool(policy.login_enabled and getattr(request.state, "user", None)), table)  # fmt: skip
         minute = data.now().replace(second=0, microsecond=0)
         rendered = model["html"]
-        if rendered.get("minute") != minute:
+        if rendered.get("minute") != minute or len(rendered) > KR_PAGE_VARIANTS:
             rendered.clear()
             rendered["minute"] = minute
         html = rendered.get(variant)
         if html is None:
+            records = model["records"]
+            shown = views.records_page(records, *table) if records["available"] else None
             html = rendered[variant] = page(
-                request, "kr.html", d=model["detail"], r=model["records"], cycles=model["cycles"],
+                request, "kr.html", d=model["detail"], r=records, t=shown, cycles=model["cycles"],
                 c=model["check_ins"], csrf_token=CSRF_PLACEHOLDER, saved=saved,
             ).body  # fmt: skip
         response = HTMLResponse(html.replace(CSRF_PLACEHOLDER.encode(), token.encode()))
@@ -274,7 +283,7 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
     @api
     def api_records(cycle: str, kr: str, limit: int = Query(1000, ge=1, le=100_000)):
         """The staged deals or responses behind the KR's latest number, with CRM links."""
-        return views.drilldown(data, cycle, kr, limit=limit)
+        return views.drilldown(data, cycle, kr, limit=limit, owner_names=week.owner_names(data))
 
     @app.get("/api/digest", tags=["digest"])
     @api

@@ -21,6 +21,7 @@ from kr_metrics.display import (  # noqa: F401 - format_* re-exported for templa
     is_uncertain,
     label,
     number,
+    numbers_in_words,
     pace_text,
     shown_status,
     value_with_margin,
@@ -32,7 +33,6 @@ status_label = label  # one wording of statuses and verdicts (kr_metrics.display
 
 
 COMPANY = "Company"
-DRILLDOWN_LIMIT = 200
 
 
 @dataclass
@@ -52,6 +52,8 @@ class DashboardData:
     # Build all of a cycle's KR pages in a background thread after a store change, on the
     # first view of one (dashboard.week.warm_kr_pages); `krpulse serve` sets it.
     warm_kr_pages: bool = False
+    # The currency records' home amounts are in (the drill-down's "Amount (EUR)").
+    reporting_currency: str | None = None
 
 
 class NotFound(LookupError):
@@ -403,10 +405,13 @@ def _definition(page: dict | None, latest: dict) -> dict:
 
 
 def drilldown(
-    data: DashboardData, cycle: str, kr: str, *, limit: int = DRILLDOWN_LIMIT,
-    history: pd.DataFrame | None = None,
+    data: DashboardData, cycle: str, kr: str, *, limit: int | None = None,
+    history: pd.DataFrame | None = None, owner_names: dict[str, str] | None = None,
+    basis: str = "count",
 ) -> dict:  # fmt: skip
-    """The staged records behind the KR's latest stored number, with links into their CRM."""
+    """The staged records behind the KR's latest stored number, with links into their CRM, the
+    owners' names (`owner_names`: ids to names) and the formula's inputs in words; every stored
+    record, or the newest `limit`."""
     history = data.store.cycle_history(cycle, kr=kr) if history is None else history
     if history.empty:
         raise NotFound(f"no key result '{kr}' in cycle '{cycle}'")
@@ -422,24 +427,120 @@ def drilldown(
     # The flow stored the records from the engine's own explanation of the number: the same
     # window, filters and events, so the records and the number cannot disagree.
     records = stored["records"]
-    shown = records[:limit]
+    shown = records if limit is None else records[:limit]
     value, number_stored = number(stored["value"]), number(row["value"])
     matches = (value is None and number_stored is None) or (
         value is not None
         and number_stored is not None
         and math.isclose(value, number_stored, rel_tol=1e-6)
     )
+    unit = row.get("unit")
     return {
         "available": True, "as_of": row["as_of"], "entity": stored["entity"],
         "window_start": stored["window_start"], "window_end": stored["window_end"],
         "total": int(stored["total"]), "shown": len(shown),
-        "value_text": format_value(value, row["metric"], row.get("unit")),
+        "currency": data.reporting_currency or unit,
+        "value_text": format_value(value, row["metric"], unit),
+        # The stored number's own inputs (its progress row), said in words.
+        "numbers_text": numbers_in_words(row["metric"], row.get("numerator"),
+                                         row.get("denominator"), unit, basis=basis),
         "matches_stored": matches, "sample_size": stored["sample_size"],
-        "records": _record_rows(pd.DataFrame(shown), data.record_links),
+        "records": _record_rows(pd.DataFrame(shown), data.record_links, owner_names or {}),
     }  # fmt: skip
 
 
-def _record_rows(records: pd.DataFrame, links: dict[str, dict[str, str]]) -> list[dict]:
+# The drill-down table's columns per entity: (sort key, plain header, numeric). The page sorts
+# and pages the stored records on the server, through links (no script: the CSP allows none
+# inline, and the page works without any).
+RECORD_TABLE_COLUMNS = {
+    "deals": [
+        ("deal", "Deal", False), ("name", "Name", False), ("customer", "Customer", False),
+        ("owner", "Owner", False), ("outcome", "Outcome", False), ("amount", "Amount", True),
+        ("day", "Counts on", False), ("adds", "Adds to the number", True),
+    ],
+    "nps_responses": [
+        ("response", "Response", False), ("customer", "Customer", False),
+        ("score", "Score", True), ("day", "Submitted", False), ("comment", "Comment", False),
+    ],
+}  # fmt: skip
+RECORDS_PER_PAGE = 25
+# The stored order (newest first) is the default; numbers and days sort largest/newest first.
+DEFAULT_RECORD_SORT = ("day", "desc")
+
+
+def _sort_value(record: dict, key: str) -> Any:
+    if key in ("deal", "response"):
+        return str(record["record_id"])
+    if key == "customer":
+        text = record.get("customer_name") or record.get("customer_id")
+        return None if text is None else str(text).lower()
+    if key == "owner":
+        return None if record.get("owner") is None else str(record["owner"]).lower()
+    if key in ("name", "comment", "outcome"):
+        text = record.get(key)
+        return None if not text else str(text).lower()
+    return {
+        "amount": record.get("amount_home"), "adds": record.get("contribution"),
+        "score": record.get("score"), "day": record.get("day"),
+    }.get(key)  # fmt: skip
+
+
+def parse_record_view(entity: str | None, sort: Any, order: Any, page: Any) -> tuple[str, str, int]:
+    """The drill-down's (sort, order, page) from query parameters: anything unknown falls back
+    to the default, so the key a page is cached under only takes known values."""
+    keys = [c[0] for c in RECORD_TABLE_COLUMNS.get(entity or "", [])]
+    sort = sort if sort in keys else DEFAULT_RECORD_SORT[0]
+    order = (
+        order
+        if order in ("asc", "desc")
+        else (
+            DEFAULT_RECORD_SORT[1]
+            if sort == DEFAULT_RECORD_SORT[0]
+            else _default_order(entity, sort)
+        )
+    )
+    try:
+        number_page = max(1, int(str(page)))
+    except ValueError:
+        number_page = 1
+    return sort, order, number_page  # fmt: skip
+
+
+def _default_order(entity: str | None, sort: str) -> str:
+    numeric = {c[0]: c[2] for c in RECORD_TABLE_COLUMNS.get(entity or "", [])}
+    return "desc" if numeric.get(sort) or sort == "day" else "asc"
+
+
+def records_page(drill: dict, sort: str, order: str, page: int) -> dict:
+    """One page of the drill-down's records sorted by `sort` (`order`; records without a value
+    last either way), with the header links and the pager."""
+    records = drill["records"]
+    present = [r for r in records if _sort_value(r, sort) is not None]
+    missing = [r for r in records if _sort_value(r, sort) is None]
+    # The stored order (newest first, then by id) breaks ties: sorted() is stable.
+    present.sort(key=lambda r: _sort_value(r, sort), reverse=order == "desc")
+    ordered = present + missing
+    pages = max(1, math.ceil(len(ordered) / RECORDS_PER_PAGE))
+    page = min(page, pages)
+    first = (page - 1) * RECORDS_PER_PAGE
+    columns = [
+        {"key": key, "header": header + (f" ({drill['currency']})" if key == "amount" and
+                                          drill.get("currency") else ""),
+         "numeric": numeric, "sorted": order if key == sort else None,
+         "next_order": ("asc" if order == "desc" else "desc") if key == sort
+         else _default_order(drill["entity"], key)}
+        for key, header, numeric in RECORD_TABLE_COLUMNS.get(drill["entity"] or "", [])
+    ]  # fmt: skip
+    return {
+        "rows": ordered[first : first + RECORDS_PER_PAGE], "columns": columns, "sort": sort,
+        "order": order, "page": page, "pages": pages, "first": first + 1 if ordered else 0,
+        "last": min(first + RECORDS_PER_PAGE, len(ordered)), "count": len(ordered),
+    }  # fmt: skip
+
+
+def _record_rows(
+    records: pd.DataFrame, links: dict[str, dict[str, str]], owner_names: dict[str, str]
+) -> list[dict]:
     out = []
     for record in records.to_dict("records"):
         entity = record["entity"]
@@ -454,6 +555,23 @@ def _record_rows(records: pd.DataFrame, links: dict[str, dict[str, str]]) -> lis
                 if template else None,
                 "customer_url": customer_template.replace("{id}", quote(str(customer_id), safe=""))
                 if customer_template and has_customer else None,
+                # The owner's name from the staged owners (`O-06` reads as the person).
+                "owner": _owner(record.get("owner_id"), owner_names),
+                "outcome": _outcome(record),
             }
         )  # fmt: skip
     return out
+
+
+def _owner(owner_id: Any, names: dict[str, str]) -> str | None:
+    if owner_id is None or is_missing(owner_id) or owner_id == "":
+        return None
+    return names.get(str(owner_id), str(owner_id))
+
+
+def _outcome(record: dict) -> str | None:
+    won = record.get("is_won")
+    if won is not None and not is_missing(won):
+        return "won" if won else "lost"
+    stage = record.get("stage")
+    return None if stage is None or is_missing(stage) else f"open ({stage})"

@@ -160,9 +160,13 @@ def _build_kr_page(data: views.DashboardData, cycle: str, kr: str, key: tuple) -
     history = data.store.cycle_history(cycle, kr=kr)
     detail = views.kr_detail(data, cycle, kr, known=known, history=history, pages=pages)
     dates = None if pages.empty else (pages["cycle_start"].iloc[0], pages["cycle_end"].iloc[0])
+    page = pages[pages["kr"] == kr]
+    definition = page["definition"].iloc[0] if not page.empty else None
+    basis = (definition.get("basis") or "count") if isinstance(definition, dict) else "count"
     return {
         "key": key, "cycles": known, "detail": detail,
-        "records": views.drilldown(data, cycle, kr, history=history),
+        "records": views.drilldown(data, cycle, kr, history=history, basis=basis,
+                                   owner_names=owner_names(data)),
         "check_ins": kr_check_in_history(data, cycle, detail["kr"], dates),
         "cycle_last": next((c["last_day"] for c in known if c["cycle"] == cycle), None),
         "html": {},  # the app's rendered pages of this model (dashboard/app.py)

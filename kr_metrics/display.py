@@ -14,6 +14,7 @@ __all__ = [
     "format_value",
     "is_uncertain",
     "number",
+    "numbers_in_words",
 ]
 
 # Progress and grades are shown as whole percentages: "reached" is judged on that precision,
@@ -90,3 +91,52 @@ def value_with_margin(row: dict) -> str:
     if margin is not None and number(row.get("value")) is not None:
         text += " ±" + format_value(margin, row["metric"])
     return text
+
+
+# What a built-in metric's numerator and denominator count, in words: "{n}" is the formatted
+# numerator, "{d}" the denominator ("12 won of 40 closed deals"). Money reads with its currency.
+NUMBER_WORDS: dict[str, str] = {
+    "revenue_per_existing_customer": "{n} won from {d} existing customers",
+    "nps": "{n} promoters minus detractors of {d} responses",
+    "win_rate": "{n} won of {d} closed deals",
+    "won_revenue": "{n} from won deals",
+    "new_business_revenue": "{n} from won new-business deals",
+    "existing_customer_revenue": "{n} from existing customers' won deals",
+    "won_deals": "{n} won deals",
+    "new_customers": "{n} new customers",
+    "average_deal_size": "{n} won in {d} won deals",
+    "sales_cycle_days": "{n} days from creation to close over {d} won deals",
+    "pipeline_created": "{n} in deals created",
+    "open_pipeline": "{n} in open deals",
+    "nps_responses": "{n} responses",
+    "average_nps_score": "{n} points over {d} responses",
+}  # fmt: skip
+_MONEY_NUMERATORS = {
+    "revenue_per_existing_customer", "won_revenue", "new_business_revenue",
+    "existing_customer_revenue", "average_deal_size", "pipeline_created", "open_pipeline",
+}  # fmt: skip
+
+
+def numbers_in_words(
+    metric: str, numerator: Any, denominator: Any, unit: str | None = None, *, basis: str = "count"
+) -> str | None:
+    """The formula's inputs said plainly — "12 won of 40 closed deals", "120,000 EUR won from
+    8 existing customers" — or None when there is nothing to say (a custom metric, or no
+    numbers stored: pages written before the flow stored them)."""
+    top, bottom = number(numerator), number(denominator)
+    template = NUMBER_WORDS.get(metric)
+    if top is None or template is None or ("{d}" in template and bottom is None):
+        return None
+    by_amount = metric == "win_rate" and basis == "amount"
+    money = metric in _MONEY_NUMERATORS or by_amount
+
+    def text(amount: float, is_money: bool) -> str:
+        if is_money:
+            return f"{amount:,.0f}" + (f" {unit}" if unit else "")
+        return f"{amount:,.0f}" if amount == round(amount) else f"{amount:,.1f}"
+
+    if by_amount:
+        template = "{n} won of {d} in closed deals"
+    return template.format(
+        n=text(top, money), d=text(bottom, by_amount) if bottom is not None else ""
+    )

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dashboard import views, week
 from dashboard.access import AccessPolicy
 from dashboard.app import CSRF_PLACEHOLDER, create_app
-from kr_metrics.display import number
+from kr_metrics.display import format_value, number
 from okr_store.repository import OkrStore
 from pipelines import flow
 from pipelines.cli.dashboard import dashboard_data
@@ -143,9 +143,146 @@ def test_warming_builds_every_kr_page_of_the_cycle_once_per_store_change(synced)
     warmed = {kr: week.cached_kr_page(data, CYCLE, kr)["records"] for kr in krs}
     # Served from what the warming built; equal to a page built from scratch.
     assert all(week.cached_kr_page(data, CYCLE, kr)["records"] is warmed[kr] for kr in krs)
-    assert warmed["win-rate-uk"] == views.drilldown(data, CYCLE, "win-rate-uk")
+    assert warmed["win-rate-uk"] == views.drilldown(
+        data, CYCLE, "win-rate-uk", owner_names=week.owner_names(data)
+    )
     # A warming that finds the store changed stops (another dashboard: nothing built yet).
     flow.run_days(settings_, engine, [dt.date(2026, 11, 24)], validate=False)
     other = dashboard_data(settings_, engine)
     assert week.warm_kr_pages(other, CYCLE, version) == 0
     assert week.warm_kr_pages(other, CYCLE, week.store_version(engine)) == 8
+
+
+# --- the drill-down on the page: numbers in words, owners by name, sorted and paged ------------
+
+
+def _client(data: views.DashboardData) -> TestClient:
+    return TestClient(create_app(data, AccessPolicy(open_access=True)), base_url="http://127.0.0.1")
+
+
+def test_the_drilldown_says_its_numerator_and_denominator_in_words(synced):
+    settings_, engine = synced
+    day = dt.date(2026, 11, 25)
+    flow.run_days(settings_, engine, [day], validate=False)
+    store = OkrStore(engine)
+    client = _client(dashboard_data(settings_, engine))
+    progress = store.progress(as_of=day, on_day_only=True).set_index("kr")
+    win, records = progress.loc["win-rate-uk"], store.drilldown(CYCLE, "win-rate-uk", as_of=day)
+    # The number's inputs are its records' own sums: won deals over closed deals.
+    assert win["numerator"] == sum(r["contribution"] for r in records["records"]) > 0
+    assert win["denominator"] == sum(r["weight"] for r in records["records"]) > win["numerator"]
+    page = client.get(f"/kr/{CYCLE}/win-rate-uk").text
+    words = re.search(r'id="records-numbers">([^<]*)<', page).group(1)
+    assert (
+        words
+        == f"{win['numerator']:,.0f} won of {win['denominator']:,.0f} closed deals give {format_value(win['value'], 'win_rate')}."
+    )
+    existing = progress.loc["revenue-per-existing-customer"]
+    page = client.get(f"/kr/{CYCLE}/revenue-per-existing-customer").text
+    words = re.search(r'id="records-numbers">([^<]*)<', page).group(1)
+    assert words.startswith(
+        f"{existing['numerator']:,.0f} EUR won from {existing['denominator']:,.0f} existing customers"
+    ), words
+
+
+def _records_table(html: str) -> str:
+    return re.search(r'<table class="krs compact records" id="records">(.*?)</table>', html, re.S)[
+        1
+    ]
+
+
+def _column(table: str, index: int) -> list[str]:
+    """The text of the `index`th cell of each body row."""
+    rows = re.findall(r"<tr>\s*(.*?)</tr>", table.split("<tbody>")[1], re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[index] for row in rows]
+    return [re.sub(r"<[^>]+>", "", cell) for cell in cells]
+
+
+def _owner_cells(table: str) -> list[str]:
+    return _column(table, 3)
+
+
+def test_the_records_table_has_plain_headers_owner_names_and_pages_through_links(synced):
+    settings_, engine = synced
+    flow.run_days(settings_, engine, [dt.date(2026, 11, 25)], validate=False)
+    data = dashboard_data(settings_, engine)
+    client = _client(data)
+    url = f"/kr/{CYCLE}/win-rate-uk"
+    page = client.get(url).text
+    table = _records_table(page)
+    for raw in ("amount_home", "is_won", "owner_id", "contribution", "customer_id"):
+        assert raw not in table
+    assert "Amount (EUR)" in table and "Owner" in table and "Outcome" in table
+    names = set(week.owner_names(data).values())
+    owners = _owner_cells(table)
+    assert len(owners) == views.RECORDS_PER_PAGE and set(owners) <= names, owners
+    total = week.cached_kr_page(data, CYCLE, "win-rate-uk")["records"]["shown"]
+    pages = -(-total // views.RECORDS_PER_PAGE)
+    assert f"Page 1 of {pages}" in page and 'rel="prev"' not in page
+    # "Next" is a plain link (no script) to the following page; its rows are the next ones.
+    next_url = re.search(r'<a rel="next" href="([^"]+)"', page)[1].replace("&amp;", "&")
+    second = client.get(next_url).text
+    assert f"Page 2 of {pages}" in second and 'rel="prev"' in second
+    first_ids, second_ids = _column(_records_table(page), 0), _column(_records_table(second), 0)
+    assert len(second_ids) == views.RECORDS_PER_PAGE and not set(first_ids) & set(second_ids)
+    # A header link sorts by its column; sorting by owner orders the owners' names.
+    owner_link = re.search(r'<a class="sort" href="([^"]+)">Owner', page)[1].replace("&amp;", "&")
+    assert "sort=owner&order=asc" in owner_link
+    by_owner = _owner_cells(_records_table(client.get(owner_link).text))
+    assert by_owner == sorted(by_owner, key=str.lower)
+    # Unknown or broken parameters show the default page, not an error.
+    assert client.get(url + "?sort=__class__&order=sideways&page=x").text == page
+
+
+def test_the_kr_page_html_is_cached_per_sort_and_page(synced):
+    settings_, engine = synced
+    flow.run_days(settings_, engine, [dt.date(2026, 11, 25)], validate=False)
+    data = dashboard_data(settings_, engine)
+    client = _client(data)
+    url = f"/kr/{CYCLE}/win-rate-uk"
+    by_amount = client.get(url + "?sort=amount&order=desc").text
+    by_day = client.get(url).text
+    assert _records_table(by_amount) != _records_table(by_day)
+    assert client.get(url + "?sort=amount&order=desc").text == by_amount
+    assert client.get(url + "?page=2").text != by_day
+    rendered = week.cached_kr_page(data, CYCLE, "win-rate-uk")["html"]
+    assert {key[-1] for key in rendered if key != "minute"} == {
+        ("amount", "desc", 1), ("day", "desc", 1), ("day", "desc", 2)}  # fmt: skip
+
+
+RECORD = st.fixed_dictionaries(
+    {
+        "record_id": st.text("ABC123", min_size=1, max_size=4),
+        "name": st.none() | st.text(max_size=5),
+        "customer_name": st.none() | st.text("xyzXYZ", max_size=4),
+        "customer_id": st.none() | st.text("0123", max_size=3),
+        "owner": st.none() | st.sampled_from(["Ana", "bo", "Cy"]),
+        "outcome": st.none() | st.sampled_from(["won", "lost", "open (demo)"]),
+        "amount_home": st.none() | st.floats(-1e6, 1e6, allow_nan=False),
+        "day": st.dates().map(str),
+        "contribution": st.floats(0, 1, allow_nan=False),
+    }
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    records=st.lists(RECORD, max_size=80),
+    sort=st.sampled_from([c[0] for c in views.RECORD_TABLE_COLUMNS["deals"]]),
+    order=st.sampled_from(["asc", "desc"]),
+)
+def test_the_pages_of_a_sorted_drilldown_list_every_record_once_in_order(records, sort, order):
+    drill = {"records": records, "entity": "deals", "currency": "EUR"}
+    first = views.records_page(drill, sort, order, 1)
+    listed = [
+        r
+        for n in range(1, first["pages"] + 1)
+        for r in views.records_page(drill, sort, order, n)["rows"]
+    ]
+    assert sorted(map(id, listed)) == sorted(map(id, records))  # each record once
+    keys = [views._sort_value(r, sort) for r in listed]
+    present = [k for k in keys if k is not None]
+    assert keys[: len(present)] == present  # records without a value come last
+    assert present == sorted(present, reverse=order == "desc")
+    # A page past the end shows the last one.
+    assert views.records_page(drill, sort, order, 10**6)["page"] == first["pages"]

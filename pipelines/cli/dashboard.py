@@ -34,6 +34,7 @@ def dashboard_data(settings: Settings, engine: sa.Engine) -> DashboardData:
         timezone=settings.timezone,
         team_names=dict(settings.dashboard.team_names),
         public_url=settings.dashboard.public_url,
+        reporting_currency=settings.reporting_currency,
     )
 
 
