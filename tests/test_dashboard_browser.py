@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dashboard import views
 from dashboard.access import AccessPolicy
 from dashboard.app import create_app
 from dashboard.config import DashboardSettings
@@ -120,12 +121,37 @@ def test_a_kr_page_draws_its_chart(page, base_url):
 def test_the_drilldown_lists_the_records_behind_the_number(page, base_url):
     page.goto(f"{base_url}/kr/{CYCLE}/nps-uk")
     rows = page.locator("#records tbody tr")
-    summary = page.locator("#records-h + p").inner_text()
-    total = int(summary.split()[0])
-    assert total > 0 and rows.count() == total
+    total = int(page.locator("#records-summary").inner_text().split()[0])
+    assert total > 0 and rows.count() == min(total, views.RECORDS_PER_PAGE)
+    assert "responses" in page.locator("#records-numbers").inner_text()
     link = rows.first.locator("a").first
     assert link.get_attribute("href").startswith("https://crm.example.com/r/R-")
     assert link.get_attribute("rel") == "noopener noreferrer"
+
+
+def _column(page, index: int) -> list[str]:
+    return page.locator(f"#records tbody tr td:nth-child({index + 1})").all_inner_texts()
+
+
+def test_clicking_a_records_header_sorts_and_next_pages(page, base_url):
+    page.goto(f"{base_url}/kr/{CYCLE}/win-rate-uk")
+    first_page = _column(page, 0)
+    page.locator("#records thead a", has_text="Amount").click()
+    page.wait_for_url("**sort=amount**")
+    header = page.locator("#records thead th", has_text="Amount")
+    assert header.get_attribute("aria-sort") == "descending"
+    amounts = [float(a.replace(",", "")) for a in _column(page, 5) if a != "—"]
+    assert len(amounts) > 1 and amounts == sorted(amounts, reverse=True)
+    page.locator("#records thead a", has_text="Amount").click()  # again: the other way round
+    page.wait_for_url("**order=asc**")
+    ascending = [float(a.replace(",", "")) for a in _column(page, 5) if a != "—"]
+    assert ascending == sorted(ascending) and ascending[0] <= amounts[-1]
+    page.goto(f"{base_url}/kr/{CYCLE}/win-rate-uk")
+    page.get_by_role("link", name="Next →").click()
+    page.wait_for_url("**page=2**")
+    assert page.locator("#records-page").inner_text().startswith("Page 2 of")
+    assert not set(_column(page, 0)) & set(first_page)
+    assert page.errors == []  # no CSP violation, no script error
 
 
 def test_a_kr_title_with_a_script_tag_is_shown_as_text_and_runs_nothing(page, base_url):
