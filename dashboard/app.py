@@ -192,7 +192,9 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
         html = rendered.get(variant)
         if html is None:
             records = model["records"]
-            shown = views.records_page(records, *table) if records["available"] else None
+            # The print view lists every stored record on its one page.
+            per_page = len(records["records"]) if variant[0] else views.RECORDS_PER_PAGE
+            shown = views.records_page(records, *table, per_page) if records["available"] else None
             html = rendered[variant] = page(
                 request, "kr.html", d=model["detail"], r=records, t=shown, cycles=model["cycles"],
                 c=model["check_ins"], csrf_token=CSRF_PLACEHOLDER, saved=saved,

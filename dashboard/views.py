@@ -511,18 +511,21 @@ def _default_order(entity: str | None, sort: str) -> str:
     return "desc" if numeric.get(sort) or sort == "day" else "asc"
 
 
-def records_page(drill: dict, sort: str, order: str, page: int) -> dict:
-    """One page of the drill-down's records sorted by `sort` (`order`; records without a value
-    last either way), with the header links and the pager."""
+def records_page(
+    drill: dict, sort: str, order: str, page: int, per_page: int = RECORDS_PER_PAGE
+) -> dict:
+    """One page of `per_page` of the drill-down's records sorted by `sort` (`order`; records
+    without a value last either way), with the header links and the pager."""
     records = drill["records"]
     present = [r for r in records if _sort_value(r, sort) is not None]
     missing = [r for r in records if _sort_value(r, sort) is None]
     # The stored order (newest first, then by id) breaks ties: sorted() is stable.
     present.sort(key=lambda r: _sort_value(r, sort), reverse=order == "desc")
     ordered = present + missing
-    pages = max(1, math.ceil(len(ordered) / RECORDS_PER_PAGE))
+    per_page = max(1, per_page)
+    pages = max(1, math.ceil(len(ordered) / per_page))
     page = min(page, pages)
-    first = (page - 1) * RECORDS_PER_PAGE
+    first = (page - 1) * per_page
     columns = [
         {"key": key, "header": header + (f" ({drill['currency']})" if key == "amount" and
                                           drill.get("currency") else ""),
@@ -532,9 +535,9 @@ def records_page(drill: dict, sort: str, order: str, page: int) -> dict:
         for key, header, numeric in RECORD_TABLE_COLUMNS.get(drill["entity"] or "", [])
     ]  # fmt: skip
     return {
-        "rows": ordered[first : first + RECORDS_PER_PAGE], "columns": columns, "sort": sort,
+        "rows": ordered[first : first + per_page], "columns": columns, "sort": sort,
         "order": order, "page": page, "pages": pages, "first": first + 1 if ordered else 0,
-        "last": min(first + RECORDS_PER_PAGE, len(ordered)), "count": len(ordered),
+        "last": min(first + per_page, len(ordered)), "count": len(ordered),
     }  # fmt: skip
 
 

@@ -232,6 +232,9 @@ def test_the_records_table_has_plain_headers_owner_names_and_pages_through_links
     assert by_owner == sorted(by_owner, key=str.lower)
     # Unknown or broken parameters show the default page, not an error.
     assert client.get(url + "?sort=__class__&order=sideways&page=x").text == page
+    # The print view lists every record on one page.
+    printed = client.get(url + "?view=print").text
+    assert len(_column(_records_table(printed), 0)) == total and 'rel="next"' not in printed
 
 
 def test_the_kr_page_html_is_cached_per_sort_and_page(synced):
@@ -270,14 +273,17 @@ RECORD = st.fixed_dictionaries(
     records=st.lists(RECORD, max_size=80),
     sort=st.sampled_from([c[0] for c in views.RECORD_TABLE_COLUMNS["deals"]]),
     order=st.sampled_from(["asc", "desc"]),
+    per_page=st.integers(1, 30),
 )
-def test_the_pages_of_a_sorted_drilldown_list_every_record_once_in_order(records, sort, order):
+def test_the_pages_of_a_sorted_drilldown_list_every_record_once_in_order(
+    records, sort, order, per_page
+):
     drill = {"records": records, "entity": "deals", "currency": "EUR"}
-    first = views.records_page(drill, sort, order, 1)
+    first = views.records_page(drill, sort, order, 1, per_page)
     listed = [
         r
         for n in range(1, first["pages"] + 1)
-        for r in views.records_page(drill, sort, order, n)["rows"]
+        for r in views.records_page(drill, sort, order, n, per_page)["rows"]
     ]
     assert sorted(map(id, listed)) == sorted(map(id, records))  # each record once
     keys = [views._sort_value(r, sort) for r in listed]
@@ -285,4 +291,6 @@ def test_the_pages_of_a_sorted_drilldown_list_every_record_once_in_order(records
     assert keys[: len(present)] == present  # records without a value come last
     assert present == sorted(present, reverse=order == "desc")
     # A page past the end shows the last one.
-    assert views.records_page(drill, sort, order, 10**6)["page"] == first["pages"]
+    assert views.records_page(drill, sort, order, 10**6, per_page)["page"] == first["pages"]
+    assert all(len(views.records_page(drill, sort, order, n, per_page)["rows"]) == per_page
+               for n in range(1, first["pages"]))  # fmt: skip
