@@ -490,20 +490,13 @@ def parse_record_view(entity: str | None, sort: Any, order: Any, page: Any) -> t
     to the default, so the key a page is cached under only takes known values."""
     keys = [c[0] for c in RECORD_TABLE_COLUMNS.get(entity or "", [])]
     sort = sort if sort in keys else DEFAULT_RECORD_SORT[0]
-    order = (
-        order
-        if order in ("asc", "desc")
-        else (
-            DEFAULT_RECORD_SORT[1]
-            if sort == DEFAULT_RECORD_SORT[0]
-            else _default_order(entity, sort)
-        )
-    )
+    if order not in ("asc", "desc"):
+        order = _default_order(entity, sort)
     try:
         number_page = max(1, int(str(page)))
     except ValueError:
         number_page = 1
-    return sort, order, number_page  # fmt: skip
+    return sort, order, number_page
 
 
 def _default_order(entity: str | None, sort: str) -> str:
