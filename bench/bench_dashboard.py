@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -99,6 +98,16 @@ def generate(folder: Path) -> dict:
     for as_of, day in scored.groupby("window_end"):
         flow.push_day(store, as_of, day.reset_index(drop=True), kpis, run_id="bench",
                       data_synced_at=synced)  # fmt: skip
+    # The KR pages as the daily flow stores them after a run (pipelines/flow.write_kr_pages):
+    # each KR's chart basis and the records behind its number on the last day.
+    from kr_metrics import pages
+
+    charts = pages.chart_rows(definitions, settings.scoring.policy(), {"bench-year"})
+    drilldowns = [
+        pages.drilldown_row(definitions, loaded, kr, data, CYCLE_END)
+        for loaded, kr in definitions.key_results()
+    ]
+    store.write_kr_pages({"bench-year"}, charts, drilldowns, run_id="bench")
     rows = store.count_progress_rows()
     # A year of weekly check-ins, so the overview reads them as it does in production.
     from pipelines.demo_checkins import seed_demo_check_ins
@@ -121,37 +130,42 @@ def serve(folder: Path, port: int) -> None:
     data = dataclasses.replace(dashboard_data(settings, flow.open_database(settings)),
                                warm_kr_pages=True)  # fmt: skip
     app = create_app(data, AccessPolicy(open_access=True))
-    threading.Thread(target=mark_when_warm, args=(folder / WARM_MARKER,), daemon=True).start()
+    mark_when_warm(folder / WARM_MARKER)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 WARM_MARKER = "kr-pages-warm"
-WARMING_THREAD = "krpulse-warm-"  # dashboard.week.cached_kr_page names its warming threads so
 
 
 def mark_when_warm(marker: Path) -> None:
-    """Write `marker` once the background warming of KR pages (started by the first KR page
-    viewed) has finished, so the load measures a warm server, as `krpulse serve` is a while
-    after a run, not one still building pages on the same cores."""
-    while True:
-        warming = [t for t in threading.enumerate() if t.name.startswith(WARMING_THREAD)]
-        if warming:
-            started = time.perf_counter()
-            for thread in warming:
-                thread.join()
-            marker.write_text(f"{time.perf_counter() - started:.1f}")
-            return
-        time.sleep(0.05)
+    """Write `marker` (the pages built) when the background warming of KR pages, started by the
+    first KR page viewed, has finished: the load then measures a warm server, as `krpulse serve`
+    is a while after a run, not one still building pages on the same cores."""
+    from dashboard import week
+
+    warm = week.warm_kr_pages
+
+    def warm_and_mark(*args):  # noqa: ANN002, ANN202 - passes warm_kr_pages' arguments on
+        built = 0
+        try:
+            built = warm(*args)
+            return built
+        finally:
+            marker.write_text(str(built))
+
+    # cached_kr_page starts its thread with the module's warm_kr_pages, looked up at the call.
+    week.warm_kr_pages = warm_and_mark
 
 
-def wait_for_warm_kr_pages(folder: Path, timeout: float = 600.0) -> float:
-    """Seconds waited for the server's background warming of KR pages to finish."""
+def wait_for_warm_kr_pages(folder: Path, timeout: float = 600.0) -> tuple[float, int]:
+    """Seconds waited for the server's background warming of KR pages, and the pages it built."""
     started = time.perf_counter()
     while not (folder / WARM_MARKER).exists():
         if time.perf_counter() - started > timeout:
             raise SystemExit(f"the KR pages were not warm after {timeout:.0f} s")
         time.sleep(0.2)
-    return time.perf_counter() - started
+    time.sleep(0.1)  # the marker is written in one call; let it land
+    return time.perf_counter() - started, int((folder / WARM_MARKER).read_text() or 0)
 
 
 def main() -> None:
@@ -177,8 +191,8 @@ def main() -> None:
             # the background (as `krpulse serve` does after a run); wait for that, as a
             # long-running server has long finished it.
             requests.get(base + "/kr/bench-year/kr-001", timeout=60)
-            waited = wait_for_warm_kr_pages(folder)
-            print(f"KR pages built in the background; waited {waited:.1f} s", flush=True)
+            waited, built = wait_for_warm_kr_pages(folder)
+            print(f"{built} KR pages built in the background; waited {waited:.1f} s", flush=True)
             for concurrency, requests_per_page in LOADS:
                 result = subprocess.run(  # noqa: S603 - our own interpreter and script
                     [sys.executable, str(REPO / "bench" / "loadgen.py"), base,
