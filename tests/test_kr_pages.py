@@ -294,3 +294,22 @@ def test_the_pages_of_a_sorted_drilldown_list_every_record_once_in_order(
     assert views.records_page(drill, sort, order, 10**6, per_page)["page"] == first["pages"]
     assert all(len(views.records_page(drill, sort, order, n, per_page)["rows"]) == per_page
                for n in range(1, first["pages"]))  # fmt: skip
+
+
+def test_every_built_in_metric_says_its_inputs_in_words():
+    """A new metric without words fails here; ratios name their denominator, sums do not."""
+    from kr_metrics.display import NUMBER_WORDS, numbers_in_words
+    from kr_metrics.metrics import METRICS
+
+    assert set(NUMBER_WORDS) == set(METRICS)
+    for name, spec in METRICS.items():
+        assert ("{d}" in NUMBER_WORDS[name]) == (spec.combine != "sum"), name
+        text = numbers_in_words(name, 1234, 56, "EUR")
+        assert text.startswith("1,234") and ("56" in text) == (spec.combine != "sum"), text
+    assert numbers_in_words("win_rate", 12, 40) == "12 won of 40 closed deals"
+    assert numbers_in_words("win_rate", 12.5e3, 4e4, "EUR", basis="amount") == (
+        "12,500 EUR won of 40,000 EUR in closed deals"
+    )
+    # A custom metric, or a ratio without its denominator stored, says nothing rather than half.
+    assert numbers_in_words("my_custom_metric", 1, 2) is None
+    assert numbers_in_words("win_rate", 12, None) is None
