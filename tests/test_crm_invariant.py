@@ -235,6 +235,17 @@ HS_STAGES = ["open", "won", "lost"]
 HS_TEAMS = ["Sales DACH", "Sales UK&I", "Sales Nordics"]
 
 
+# Found by hypothesis: a company merged into one archived before the next sync; only the
+# archived list names the merge, and the NPS responses of the merged company were not re-read.
+MERGED_INTO_AN_ARCHIVED_COMPANY = [
+    ("filter_enter", 48, 46, 34), ("merge_deals", 44, 34, 0), ("create", 11, 48, 39),
+    ("team_move", 23, 49, 28), ("update", 25, 23, 44), ("delete", 11, 23, 50),
+    ("reassociate", 0, 0, 0), ("sync", 0, 0, 0), ("filter_exit", 0, 0, 0), ("undelete", 0, 0, 0),
+    ("stage_edit", 0, 0, 0), ("merge_companies", 7, 45, 0), ("create_company", 0, 0, 0),
+    ("delete_company", 4, 0, 0), ("create", 0, 0, 0), ("create", 0, 0, 0), ("create", 0, 0, 0),
+]  # fmt: skip
+
+
 def hubspot_portal(portal: Portal) -> None:
     portal.add_pipeline(
         "default", "Sales",
@@ -343,6 +354,7 @@ def test_hubspot_incremental_syncs_equal_a_fresh_full_sync(flavour):
         max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), phases=PHASES
     )
     @given(operations(kinds))
+    @example(MERGED_INTO_AN_ARCHIVED_COMPANY)
     def run(steps):
         portal = Portal()
         hubspot_portal(portal)

@@ -174,16 +174,11 @@ class HubSpotSource:
         api.bucket = DEALS
         stages = api.deal_stages()
 
-        merged_companies: set[str] = set()
-
-        def customers(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-            merged_companies.update(_merged_ids(raw))
-            return self._customers(raw, team_of_owner)
-
+        merged_companies: set[str] = set()  # ids merged away, their deals and NPS re-read below
         reports.append(
             self._sync_object(
                 writer, api, CUSTOMERS, COMPANIES_TYPE, self.company_properties, cursors[CUSTOMERS],
-                customers,
+                lambda raw: self._customers(raw, team_of_owner), merged_into=merged_companies,
             )
         )  # fmt: skip
         # Closed/won and labels are derived from the stage metadata: when it changed, every
@@ -452,6 +447,7 @@ class HubSpotSource:
         relist: str | None = None,
         state_update: dict | None = None,
         restage: Callable[..., pd.DataFrame] | None = None,
+        merged_into: set[str] | None = None,
     ) -> SyncReport:
         """Read what changed (everything on the first sync, or when `relist` says why), build
         canonical rows, and merge them with every way a record can leave: archived, merged
@@ -492,6 +488,8 @@ class HubSpotSource:
         merged = _merged_ids(raw)
         if archived and mergeable:
             merged |= _merged_ids(_properties_frame(archived, [MERGED_IDS]))
+        if merged_into is not None:
+            merged_into.update(merged)
         kept = set(valid[id_col].astype(str))
         if id_col in quarantined:
             kept |= set(quarantined[id_col].dropna().astype(str))
