@@ -295,8 +295,10 @@ def _open_pipeline(data, scope, anchor, basis):
     amount = _amount(deals)
     opened = scope.deals & deals["created_day"].notna().to_numpy()
     closed = opened & _false(deals, "is_closed") & deals["close_date"].notna().to_numpy()
-    # A balance: +amount on the day a deal is created, -amount on the day it closes.
-    day = pd.concat([deals.loc[opened, "created_day"], deals.loc[closed, "close_date"]])
+    # A balance: +amount on the day a deal is created, -amount on the day it closes — and never
+    # before its creation day (a deal closed before the day it was created was never open).
+    closed_day = deals.loc[closed, ["created_day", "close_date"]].max(axis=1)
+    day = pd.concat([deals.loc[opened, "created_day"], closed_day])
     num = np.concatenate([amount[opened], -amount[closed]])
     n = np.concatenate([np.ones(int(opened.sum())), -np.ones(int(closed.sum()))])
     return Events(day=day, num=num, n=n)

@@ -57,6 +57,19 @@ def check(spec, org, where, windows, basis, staging, *, with_reference=True):
         assert same(compiled.value, expected), (spec.name, compiled.value, expected)
 
 
+def test_a_deal_closed_before_its_creation_day_is_never_open_pipeline(staging):
+    """Created at 23:00 UTC on 23 Oct (24 Oct in Berlin) and closed on the 23rd: the close came
+    before the creation day, and the pipeline went to -1,450 on the 23rd (both engines)."""
+    deal = {"deal_id": "D1", "customer_id": "C0", "team": "sales-dach", "is_closed": "true",
+            "is_won": "false", "amount": 653, "currency": "EUR", "amount_home": 1450,
+            "created_at": "2026-10-23T23:00:00+00:00", "close_date": "2026-10-23",
+            "deal_type": "new_business", "is_deleted": "false"}  # fmt: skip
+    org = ([deal], [{"customer_id": "C0", "team": "sales-dach", "is_deleted": "false"}], [])
+    start = dt.date(2026, 10, 20)
+    windows = [window_for(start, dt.date(2026, 10, 30), start + dt.timedelta(days=i)) for i in range(8)]
+    check(METRICS["open_pipeline"], org, {}, windows, "count", staging)
+
+
 @pytest.mark.parametrize("metric", sorted(METRICS))
 @SETTINGS
 @given(org=orgs(), where=filters, start_offset=st.integers(0, 30), length=st.integers(1, 40),

@@ -218,9 +218,9 @@ def test_a_30_day_backfill_equals_30_single_day_runs_row_for_row(demo_project, m
     assert len(one_by_one) == 30 * 8 and one_by_one["value"].notna().any()
 
     passes = []
-    real_history = flow.evaluate_history
+    real_history = flow.compiled_history
     monkeypatch.setattr(
-        flow, "evaluate_history", lambda *a, **k: passes.append(a[2:4]) or real_history(*a, **k)
+        flow, "compiled_history", lambda *a, **k: passes.append(a[2:4]) or real_history(*a, **k)
     )
     backfill = compute(
         defs,

@@ -464,9 +464,12 @@ class Compiler:
                 sa.select(*view.c, view.c.created_day.label("day"), _ONE.label("sign")).where(
                     opened
                 ),
-                sa.select(*view.c, view.c.close_date.label("day"), (-_ONE).label("sign")).where(
-                    closed
-                ),
+                # Never before the creation day: a deal closed before it was created was never open.
+                sa.select(
+                    *view.c,
+                    sa.func.greatest(view.c.created_day, view.c.close_date).label("day"),
+                    (-_ONE).label("sign"),
+                ).where(closed),
             )
 
         return self._signed(leaf, self.family(("balance", "open_pipeline"), events, {DEALS: 2}, balance=True),
