@@ -27,6 +27,7 @@ demo: install
 
 test: install
 	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

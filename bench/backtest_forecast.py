@@ -40,8 +40,10 @@ def main() -> None:
         forecast_mape=("abs_pct_error", "mean"),
         value_so_far_mape=("naive_abs_pct_error", "mean"),
     )
-    print("| metric | forecast made on day | forecasts | mean abs. % error of the forecast | "
-          "… of today's value as the end value |\n|---|---|---|---|---|")  # fmt: skip
+    print(
+        "| metric | forecast made on day | forecasts | mean abs. % error of the forecast | "
+        "… of today's value as the end value |\n|---|---|---|---|---|"
+    )
     for (metric, day), row in table.iterrows():
         print(
             f"| {metric} | {day} | {row.forecasts} | {row.forecast_mape:.1%} | {row.value_so_far_mape:.1%} |"

@@ -40,16 +40,24 @@ def main() -> None:
         timed("sync (again, nothing changed)", lambda: flow.sync_sources(settings, engine))
         definitions = flow.load_definition_set(settings)
         data = timed("load + prepare staged data", lambda: flow.load_prepared(settings, engine))
-        timed("compute one day (8 KRs, 3 KPIs)",
-              lambda: flow.compute_day(settings, definitions, data, DEMO_AS_OF))  # fmt: skip
+        timed(
+            "compute one day (8 KRs, 3 KPIs)",
+            lambda: flow.compute_day(settings, definitions, data, DEMO_AS_OF),
+        )
         flow.validate_values(
             flow.compute_day(settings, definitions, data, DEMO_AS_OF)[0]
         )  # warm GE
-        timed("validate one day (GE, warm)",
-              lambda: flow.validate_values(flow.compute_day(settings, definitions, data, DEMO_AS_OF)[0]))  # fmt: skip
+        timed(
+            "validate one day (GE, warm)",
+            lambda: flow.validate_values(
+                flow.compute_day(settings, definitions, data, DEMO_AS_OF)[0]
+            ),
+        )
         days = flow.date_range(dt.date(2026, 10, 1), DEMO_AS_OF)
-        timed(f"run {len(days)} days (compute + GE + push)",
-              lambda: flow.run_days(settings, engine, days, definitions=definitions))  # fmt: skip
+        timed(
+            f"run {len(days)} days (compute + GE + push)",
+            lambda: flow.run_days(settings, engine, days, definitions=definitions),
+        )
 
 
 if __name__ == "__main__":

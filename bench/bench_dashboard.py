@@ -37,30 +37,44 @@ TIME_LIMIT_SECONDS = 120
 def write_definitions(folder: Path) -> None:
     """A one-year cycle: 50 objectives × 4 KRs over teams, regions and segments."""
     metrics = [
-        ("nps", 40, 60), ("win_rate", 0.28, 0.35), ("revenue_per_existing_customer", 60000, 72000),
+        ("nps", 40, 60),
+        ("win_rate", 0.28, 0.35),
+        ("revenue_per_existing_customer", 60000, 72000),
         ("average_deal_size", 15000, 18000),
-    ]  # fmt: skip
+    ]
     filters = (
         [{"team": t} for t in ("sales-dach", "sales-uk", "sales-us")]
         + [{"region": r} for r in ("DACH", "UK&I", "North America")]
         + [{"segment": s} for s in ("SMB", "Mid-Market", "Enterprise")]
         + [{}]
     )
-    lines = [f"cycle: {{key: bench-year, start: {CYCLE_START}, end: {CYCLE_END}, "
-             "timezone: Europe/Berlin}", "objectives:"]  # fmt: skip
+    lines = [
+        f"cycle: {{key: bench-year, start: {CYCLE_START}, end: {CYCLE_END}, "
+        "timezone: Europe/Berlin}",
+        "objectives:",
+    ]
     kr_number = itertools.count(1)
     for objective in range(KR_COUNT // 4):
         where = filters[objective % len(filters)]
         team = where.get("team", "sales-dach")
-        lines += [f"  - key: objective-{objective:02d}", f"    title: Objective {objective}",
-                  "    level: team", f"    team: {team}",
-                  f"    ambition: {'moonshot' if objective % 3 == 0 else 'roofshot'}",
-                  "    key_results:"]  # fmt: skip
+        lines += [
+            f"  - key: objective-{objective:02d}",
+            f"    title: Objective {objective}",
+            "    level: team",
+            f"    team: {team}",
+            f"    ambition: {'moonshot' if objective % 3 == 0 else 'roofshot'}",
+            "    key_results:",
+        ]
         for metric, baseline, target in metrics:
             n = next(kr_number)
-            lines += [f"      - key: kr-{n:03d}", f"        title: KR {n} {metric}",
-                      f"        metric: {metric}", f"        where: {json.dumps(where)}",
-                      f"        baseline: {baseline}", f"        target: {target}"]  # fmt: skip
+            lines += [
+                f"      - key: kr-{n:03d}",
+                f"        title: KR {n} {metric}",
+                f"        metric: {metric}",
+                f"        where: {json.dumps(where)}",
+                f"        baseline: {baseline}",
+                f"        target: {target}",
+            ]
     (folder / "definitions").mkdir()
     (folder / "definitions" / "bench-year.yaml").write_text("\n".join(lines) + "\n")
 
@@ -96,8 +110,9 @@ def generate(folder: Path) -> dict:
     store = OkrStore(engine)
     synced = flow.data_freshness(settings, engine)
     for as_of, day in scored.groupby("window_end"):
-        flow.push_day(store, as_of, day.reset_index(drop=True), kpis, run_id="bench",
-                      data_synced_at=synced)  # fmt: skip
+        flow.push_day(
+            store, as_of, day.reset_index(drop=True), kpis, run_id="bench", data_synced_at=synced
+        )
     # The KR pages as the daily flow stores them after a run (pipelines/flow.write_kr_pages):
     # each KR's chart basis and the records behind its number on the last day.
     from kr_metrics import pages
@@ -127,8 +142,9 @@ def serve(folder: Path, port: int) -> None:
 
     settings = load_settings(folder / "krpulse.yaml")
     # As `krpulse serve` does: a store change builds the cycle's KR pages in the background.
-    data = dataclasses.replace(dashboard_data(settings, flow.open_database(settings)),
-                               warm_kr_pages=True)  # fmt: skip
+    data = dataclasses.replace(
+        dashboard_data(settings, flow.open_database(settings)), warm_kr_pages=True
+    )
     app = create_app(data, AccessPolicy(open_access=True))
     mark_when_warm(folder / WARM_MARKER)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -172,9 +188,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         made = generate(folder)
-        print(f"store: {made['rows']:,} KR progress rows ({KR_COUNT} KRs × 365 days) and "
-              f"{made['check_ins']:,} check-ins, written in {made['seconds']:.1f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"store: {made['rows']:,} KR progress rows ({KR_COUNT} KRs × 365 days) and "
+            f"{made['check_ins']:,} check-ins, written in {made['seconds']:.1f} s",
+            flush=True,
+        )
         port = 18000 + os.getpid() % 1000
         server = subprocess.Popen(  # noqa: S603 - our own interpreter and script
             [sys.executable, __file__, "serve", str(folder), str(port)]
@@ -195,11 +213,23 @@ def main() -> None:
             print(f"{built} KR pages built in the background; waited {waited:.1f} s", flush=True)
             for concurrency, requests_per_page in LOADS:
                 result = subprocess.run(  # noqa: S603 - our own interpreter and script
-                    [sys.executable, str(REPO / "bench" / "loadgen.py"), base,
-                     "--concurrency", str(concurrency), "--requests", str(requests_per_page),
-                     "--time-limit", str(TIME_LIMIT_SECONDS), "--krs", str(KR_COUNT)],
-                    check=True, capture_output=True, text=True,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        str(REPO / "bench" / "loadgen.py"),
+                        base,
+                        "--concurrency",
+                        str(concurrency),
+                        "--requests",
+                        str(requests_per_page),
+                        "--time-limit",
+                        str(TIME_LIMIT_SECONDS),
+                        "--krs",
+                        str(KR_COUNT),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 lines = result.stdout.splitlines()
                 print("\n".join(lines if concurrency == LOADS[0][0] else lines[2:]), flush=True)
         finally:

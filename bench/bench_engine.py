@@ -45,14 +45,21 @@ def generate(scale: int = 1) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     customer_ids = np.array([f"C{i:06d}" for i in range(N_CUSTOMERS)], dtype=object)
     customer_team = rng.integers(0, len(TEAMS), N_CUSTOMERS)
-    customers = pd.DataFrame({
-        "source": "bench", "customer_id": customer_ids, "name": customer_ids,
-        "segment": np.array(SEGMENTS)[rng.integers(0, 3, N_CUSTOMERS)],
-        "region": np.array(REGIONS)[customer_team % len(REGIONS)], "industry": "Software",
-        "owner_id": "O1", "team": np.array(TEAMS)[customer_team],
-        "created_at": pd.Timestamp("2024-01-01", tz="UTC"), "last_modified_at": pd.Timestamp("2026-12-01", tz="UTC"),
-        "is_deleted": False,
-    })  # fmt: skip
+    customers = pd.DataFrame(
+        {
+            "source": "bench",
+            "customer_id": customer_ids,
+            "name": customer_ids,
+            "segment": np.array(SEGMENTS)[rng.integers(0, 3, N_CUSTOMERS)],
+            "region": np.array(REGIONS)[customer_team % len(REGIONS)],
+            "industry": "Software",
+            "owner_id": "O1",
+            "team": np.array(TEAMS)[customer_team],
+            "created_at": pd.Timestamp("2024-01-01", tz="UTC"),
+            "last_modified_at": pd.Timestamp("2026-12-01", tz="UTC"),
+            "is_deleted": False,
+        }
+    )
     owner = rng.integers(0, N_CUSTOMERS, N_DEALS)
     created = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(
         rng.integers(0, 720 * 24, N_DEALS), unit="h"
@@ -64,39 +71,72 @@ def generate(scale: int = 1) -> None:
     close = close.where(closed, pd.NaT)
     won = closed & (rng.random(N_DEALS) < 0.3)
     amount = rng.gamma(2.0, 5000.0, N_DEALS).round(2)
-    deals = pd.DataFrame({
-        "source": "bench", "deal_id": np.array([f"D{i:07d}" for i in range(N_DEALS)], dtype=object),
-        "customer_id": customer_ids[owner], "name": "deal", "owner_id": "O1",
-        "team": np.array(TEAMS)[customer_team[owner]], "pipeline": "default", "stage": "x",
-        "is_closed": closed, "is_won": won, "amount": amount, "currency": "EUR", "amount_home": amount,
-        "created_at": created, "close_date": close,
-        "deal_type": np.array(["new_business", "existing_business"])[rng.integers(0, 2, N_DEALS)],
-        "last_modified_at": created, "is_deleted": rng.random(N_DEALS) < 0.01,
-    })  # fmt: skip
-    responses = pd.DataFrame({
-        "source": "bench", "response_id": np.array([f"R{i:07d}" for i in range(N_RESPONSES)], dtype=object),
-        "customer_id": customer_ids[rng.integers(0, N_CUSTOMERS, N_RESPONSES)],
-        "score": rng.integers(0, 11, N_RESPONSES),
-        "submitted_at": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 730 * 24, N_RESPONSES), unit="h"),
-        "survey_id": "nps", "comment": None, "last_modified_at": pd.Timestamp("2026-12-01", tz="UTC"), "is_deleted": False,
-    })  # fmt: skip
+    deals = pd.DataFrame(
+        {
+            "source": "bench",
+            "deal_id": np.array([f"D{i:07d}" for i in range(N_DEALS)], dtype=object),
+            "customer_id": customer_ids[owner],
+            "name": "deal",
+            "owner_id": "O1",
+            "team": np.array(TEAMS)[customer_team[owner]],
+            "pipeline": "default",
+            "stage": "x",
+            "is_closed": closed,
+            "is_won": won,
+            "amount": amount,
+            "currency": "EUR",
+            "amount_home": amount,
+            "created_at": created,
+            "close_date": close,
+            "deal_type": np.array(["new_business", "existing_business"])[
+                rng.integers(0, 2, N_DEALS)
+            ],
+            "last_modified_at": created,
+            "is_deleted": rng.random(N_DEALS) < 0.01,
+        }
+    )
+    responses = pd.DataFrame(
+        {
+            "source": "bench",
+            "response_id": np.array([f"R{i:07d}" for i in range(N_RESPONSES)], dtype=object),
+            "customer_id": customer_ids[rng.integers(0, N_CUSTOMERS, N_RESPONSES)],
+            "score": rng.integers(0, 11, N_RESPONSES),
+            "submitted_at": pd.Timestamp("2025-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 730 * 24, N_RESPONSES), unit="h"),
+            "survey_id": "nps",
+            "comment": None,
+            "last_modified_at": pd.Timestamp("2026-12-01", tz="UTC"),
+            "is_deleted": False,
+        }
+    )
     for name, frame in (("deals", deals), ("customers", customers), ("nps_responses", responses)):
         frame.to_parquet(folder / f"{name}.parquet", index=False)
 
 
 def key_results() -> list[dict]:
     """100 KRs: four metrics × 25 scopes (teams, regions, segments, combinations)."""
-    scopes = [{}] + [{"team": t} for t in TEAMS] + [{"region": r} for r in REGIONS] + [
-        {"segment": s} for s in SEGMENTS] + [{"region": r, "segment": "Enterprise"} for r in REGIONS] + [
-        {"team": TEAMS[0], "segment": "SMB"}]  # fmt: skip
+    scopes = (
+        [{}]
+        + [{"team": t} for t in TEAMS]
+        + [{"region": r} for r in REGIONS]
+        + [{"segment": s} for s in SEGMENTS]
+        + [{"region": r, "segment": "Enterprise"} for r in REGIONS]
+        + [{"team": TEAMS[0], "segment": "SMB"}]
+    )
     assert len(scopes) == 25
-    return [{"key": f"kr-{m}-{i}", "metric": m, "where": where}
-            for m in KR_METRICS for i, where in enumerate(scopes)]  # fmt: skip
+    return [
+        {"key": f"kr-{m}-{i}", "metric": m, "where": where}
+        for m in KR_METRICS
+        for i, where in enumerate(scopes)
+    ]
 
 
 def kpis() -> list[dict]:
-    return [{"key": f"kpi-{m}-{i}", "metric": m, "where": ({"region": REGIONS[i]} if i else {})}
-            for m in KR_METRICS for i in range(5)]  # fmt: skip
+    return [
+        {"key": f"kpi-{m}-{i}", "metric": m, "where": ({"region": REGIONS[i]} if i else {})}
+        for m in KR_METRICS
+        for i in range(5)
+    ]
 
 
 def definition_set():
@@ -112,12 +152,35 @@ def definition_set():
     from kr_metrics.metrics import METRICS
 
     cycle = Cycle(key="2026-Q4", timezone="Europe/Berlin")
-    krs = [KeyResult(key=k["key"], title=k["key"], metric=k["metric"], where=k["where"], baseline=0.1, target=0.9)
-           for k in key_results()]  # fmt: skip
-    objectives = [LoadedObjective(cycle, Objective(key=f"o{i}", title="o", level="company", key_results=krs[i:i + 4]), "bench")
-                  for i in range(0, len(krs), 4)]  # fmt: skip
-    kpi_models = [Kpi(key=k["key"], title=k["key"], metric=k["metric"], where=k["where"], healthy=HealthyRange(min=0))
-                  for k in kpis()]  # fmt: skip
+    krs = [
+        KeyResult(
+            key=k["key"],
+            title=k["key"],
+            metric=k["metric"],
+            where=k["where"],
+            baseline=0.1,
+            target=0.9,
+        )
+        for k in key_results()
+    ]
+    objectives = [
+        LoadedObjective(
+            cycle,
+            Objective(key=f"o{i}", title="o", level="company", key_results=krs[i : i + 4]),
+            "bench",
+        )
+        for i in range(0, len(krs), 4)
+    ]
+    kpi_models = [
+        Kpi(
+            key=k["key"],
+            title=k["key"],
+            metric=k["metric"],
+            where=k["where"],
+            healthy=HealthyRange(min=0),
+        )
+        for k in kpis()
+    ]
     return DefinitionSet(
         cycles={"2026-Q4": cycle}, objectives=objectives, kpis=kpi_models, library=dict(METRICS)
     )
@@ -153,14 +216,18 @@ def _series(first_day: dt.date) -> list[tuple[str, str, dict, str]]:
 
 def _window_sum(column: str, window: str) -> str:
     if window == "cycle":  # cumulative from the cycle start (the spine starts at it or before)
-        return (f"SUM(CASE WHEN day >= DATE '{CYCLE_START}' THEN {column} END) "
-                "OVER (ORDER BY day ROWS UNBOUNDED PRECEDING)")  # fmt: skip
+        return (
+            f"SUM(CASE WHEN day >= DATE '{CYCLE_START}' THEN {column} END) "
+            "OVER (ORDER BY day ROWS UNBOUNDED PRECEDING)"
+        )
     return f"SUM({column}) OVER (ORDER BY day ROWS BETWEEN {ROLLING - 1} PRECEDING AND CURRENT ROW)"
 
 
 def _spine(lo: dt.date, hi: dt.date) -> str:
-    return (f"SELECT CAST(range AS DATE) AS day FROM range(DATE '{lo}', DATE '{hi}' + 1, "
-            "INTERVAL 1 DAY)")  # fmt: skip
+    return (
+        f"SELECT CAST(range AS DATE) AS day FROM range(DATE '{lo}', DATE '{hi}' + 1, "
+        "INTERVAL 1 DAY)"
+    )
 
 
 def _deal_family_sql(series, lo, hi, first_day) -> tuple[str, list]:
@@ -169,11 +236,15 @@ def _deal_family_sql(series, lo, hi, first_day) -> tuple[str, list]:
     for i, (name, metric, where, window) in enumerate(series):
         cond, cond_params = _condition(where)
         if metric == "win_rate":
-            aggregates += [f"COUNT(*) FILTER (WHERE {cond} AND is_closed) AS closed_{i}",
-                           f"COUNT(*) FILTER (WHERE {cond} AND is_closed AND is_won) AS won_{i}"]  # fmt: skip
+            aggregates += [
+                f"COUNT(*) FILTER (WHERE {cond} AND is_closed) AS closed_{i}",
+                f"COUNT(*) FILTER (WHERE {cond} AND is_closed AND is_won) AS won_{i}",
+            ]
             params += cond_params * 2
-            outputs.append(f"{_window_sum(f'won_{i}', window)} / "
-                           f"NULLIF({_window_sum(f'closed_{i}', window)}, 0) AS \"{name}\"")  # fmt: skip
+            outputs.append(
+                f"{_window_sum(f'won_{i}', window)} / "
+                f'NULLIF({_window_sum(f"closed_{i}", window)}, 0) AS "{name}"'
+            )
         else:
             aggregates.append(
                 f"COALESCE(SUM(amount_home) FILTER (WHERE {cond} AND is_won), 0) AS revenue_{i}"
@@ -198,11 +269,15 @@ def _nps_family_sql(series, lo, hi, first_day) -> tuple[str, list]:
     aggregates, outputs, params = [], [], []
     for i, (name, _, where, window) in enumerate(series):
         cond, cond_params = _condition(where)
-        aggregates += [f"SUM(net) FILTER (WHERE {cond}) AS net_{i}",
-                       f"COUNT(*) FILTER (WHERE {cond}) AS n_{i}"]  # fmt: skip
+        aggregates += [
+            f"SUM(net) FILTER (WHERE {cond}) AS net_{i}",
+            f"COUNT(*) FILTER (WHERE {cond}) AS n_{i}",
+        ]
         params += cond_params * 2
-        outputs.append(f"100.0 * {_window_sum(f'net_{i}', window)} / "
-                       f"NULLIF({_window_sum(f'n_{i}', window)}, 0) AS \"{name}\"")  # fmt: skip
+        outputs.append(
+            f"100.0 * {_window_sum(f'net_{i}', window)} / "
+            f'NULLIF({_window_sum(f"n_{i}", window)}, 0) AS "{name}"'
+        )
     sql = f"""
     WITH responses AS (
       SELECT CAST(timezone('Europe/Berlin', r.submitted_at) AS DATE) AS day,
@@ -228,14 +303,14 @@ def _existing_family_sql(series, lo, hi, first_day) -> tuple[str, list]:
             day_aggs += [
                 f"SUM(amount_home) FILTER (WHERE kind = 'deal' AND {cond} AND first_won < DATE '{CYCLE_START}') AS rev_{i}",
                 f"COUNT(*) FILTER (WHERE kind = 'customer' AND {cond} AND first_won < DATE '{CYCLE_START}') AS cust_{i}",
-            ]  # fmt: skip
+            ]
             revenue = _window_sum(f"rev_{i}", "cycle")
             customers = f"SUM(cust_{i}) OVER ()"
         else:
             day_aggs += [
                 f"SUM(rolling_amount) FILTER (WHERE kind = 'rolling' AND {cond}) AS rev_{i}",
                 f"SUM(rolling_customers) FILTER (WHERE kind = 'rolling' AND {cond}) AS cust_{i}",
-            ]  # fmt: skip
+            ]
             revenue = f"SUM(rev_{i}) OVER (ORDER BY day ROWS UNBOUNDED PRECEDING)"
             customers = f"SUM(cust_{i}) OVER (ORDER BY day ROWS UNBOUNDED PRECEDING)"
         params += cond_params * 2
@@ -283,8 +358,11 @@ def duckdb_values(con, first_day: dt.date) -> pd.DataFrame:
     one column per KR/KPI key. Three queries in all."""
     lo = min(first_day - dt.timedelta(days=ROLLING - 1), CYCLE_START)
     frames = []
-    for metrics, build in ((("win_rate", "won_revenue"), _deal_family_sql), (("nps",), _nps_family_sql),
-                           (("revenue_per_existing_customer",), _existing_family_sql)):  # fmt: skip
+    for metrics, build in (
+        (("win_rate", "won_revenue"), _deal_family_sql),
+        (("nps",), _nps_family_sql),
+        (("revenue_per_existing_customer",), _existing_family_sql),
+    ):
         family = [s for s in _series(first_day) if s[1] in metrics]
         sql, params = build(family, lo, AS_OF, first_day)
         frames.append(con.execute(sql, params).df().set_index("day"))
@@ -307,8 +385,12 @@ def run_parquet_mode(mode: str, scale: int) -> dict:
     start = time.perf_counter()
     staged = DuckDBStaged.from_parquet(data_folder(scale), timezone="Europe/Berlin")
     result = evaluate_history(definition_set(), staged, first_day, AS_OF)
-    return {"mode": f"{mode}-x{scale}", "seconds": round(time.perf_counter() - start, 2), "rows": len(result),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}  # fmt: skip
+    return {
+        "mode": f"{mode}-x{scale}",
+        "seconds": round(time.perf_counter() - start, 2),
+        "rows": len(result),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def run_mode(mode: str) -> dict:
@@ -362,8 +444,12 @@ def run_mode(mode: str) -> dict:
 
 def run_measured(mode: str) -> dict:
     """One mode in its own process under /usr/bin/time -v: its peak RSS is its own."""
-    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, mode],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, __file__, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     for line in out.stderr.splitlines():
         if "Maximum resident set size" in line:
@@ -390,8 +476,14 @@ def verify() -> None:
     from kr_metrics.sql.engine import DuckDBStaged
     from kr_metrics.sql.engine import evaluate_history as compiled_history
 
-    compiled = engine_values(compiled_history(definition_set(), DuckDBStaged(
-        deals, customers, responses, timezone="Europe/Berlin"), first_day, AS_OF))  # fmt: skip
+    compiled = engine_values(
+        compiled_history(
+            definition_set(),
+            DuckDBStaged(deals, customers, responses, timezone="Europe/Berlin"),
+            first_day,
+            AS_OF,
+        )
+    )
     data = prepare(deals, customers, responses, timezone="Europe/Berlin")
     engine = engine_values(evaluate_history(definition_set(), data, first_day, AS_OF))
     engine = engine.reindex(index=sql.index, columns=sql.columns)
@@ -453,15 +545,21 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for label, suffix in (("one as-of date", "day"), (f"{HISTORY_DAYS}-day history", "history")):
         c, d, e = (results[f"{m}-{suffix}"] for m in ("compiled", "duckdb", "engine"))
-        print(f"| {label}: time | {c['seconds']} s | {d['seconds']} s | {c['seconds'] / d['seconds']:.2f} | "
-              f"{e['seconds']} s |")  # fmt: skip
-        print(f"| {label}: peak RSS (after loading) | {c['time_v_peak_rss_mib']} MiB ({c['rss_loaded_mib']} MiB) | "
-              f"{d['time_v_peak_rss_mib']} MiB ({d['rss_loaded_mib']} MiB) | "
-              f"{c['time_v_peak_rss_mib'] / d['time_v_peak_rss_mib']:.2f} | {e['time_v_peak_rss_mib']} MiB |")  # fmt: skip
+        print(
+            f"| {label}: time | {c['seconds']} s | {d['seconds']} s | {c['seconds'] / d['seconds']:.2f} | "
+            f"{e['seconds']} s |"
+        )
+        print(
+            f"| {label}: peak RSS (after loading) | {c['time_v_peak_rss_mib']} MiB ({c['rss_loaded_mib']} MiB) | "
+            f"{d['time_v_peak_rss_mib']} MiB ({d['rss_loaded_mib']} MiB) | "
+            f"{c['time_v_peak_rss_mib'] / d['time_v_peak_rss_mib']:.2f} | {e['time_v_peak_rss_mib']} MiB |"
+        )
     if "compiled-history-x10" in results:
         x = results["compiled-history-x10"]
-        print(f"| 10 M deals, {HISTORY_DAYS}-day history (from Parquet) | {x['seconds']} s, "
-              f"{x['time_v_peak_rss_mib']} MiB peak | — | — | — |")  # fmt: skip
+        print(
+            f"| 10 M deals, {HISTORY_DAYS}-day history (from Parquet) | {x['seconds']} s, "
+            f"{x['time_v_peak_rss_mib']} MiB peak | — | — | — |"
+        )
     print(json.dumps(results), file=sys.stderr)
 
 

@@ -37,20 +37,33 @@ class SpreadPortal(Portal):
 def seed(portal: Portal, rng: random.Random) -> tuple[list[str], list[str], list[str]]:
     standard_portal(portal)
     companies = [
-        portal.add("companies", {"name": f"Company {i}", "country": "Germany",
-                                 "hubspot_owner_id": "101", "customer_segment": "SMB"})
+        portal.add(
+            "companies",
+            {
+                "name": f"Company {i}",
+                "country": "Germany",
+                "hubspot_owner_id": "101",
+                "customer_segment": "SMB",
+            },
+        )
         for i in range(COMPANIES)
-    ]  # fmt: skip
+    ]
     deals = []
     for i in range(DEALS):
         deal = portal.add(
             "deals",
-            {"dealname": f"Deal {i}", "amount": str(rng.randint(1, 50) * 500),
-             "deal_currency_code": rng.choice(["EUR", "USD"]), "amount_in_home_currency": "1000",
-             "dealstage": rng.choice(STAGES), "pipeline": "default",
-             "closedate": "2026-10-15T12:00:00Z", "hubspot_owner_id": "101",
-             "dealtype": "newbusiness"},
-        )  # fmt: skip
+            {
+                "dealname": f"Deal {i}",
+                "amount": str(rng.randint(1, 50) * 500),
+                "deal_currency_code": rng.choice(["EUR", "USD"]),
+                "amount_in_home_currency": "1000",
+                "dealstage": rng.choice(STAGES),
+                "pipeline": "default",
+                "closedate": "2026-10-15T12:00:00Z",
+                "hubspot_owner_id": "101",
+                "dealtype": "newbusiness",
+            },
+        )
         portal.associate("deals", deal, "companies", rng.choice(companies), primary=True)
         deals.append(deal)
     contacts = [portal.add("contacts", {"email": f"c{i}@example.com"}) for i in range(500)]
@@ -60,9 +73,13 @@ def seed(portal: Portal, rng: random.Random) -> tuple[list[str], list[str], list
     for _ in range(RESPONSES):
         response = portal.add(
             "feedback_submissions",
-            {"hs_survey_type": "NPS", "hs_value": str(rng.randint(0, 10)),
-             "hs_submission_timestamp": "2026-10-20T09:00:00Z", "hs_survey_id": "nps"},
-        )  # fmt: skip
+            {
+                "hs_survey_type": "NPS",
+                "hs_value": str(rng.randint(0, 10)),
+                "hs_submission_timestamp": "2026-10-20T09:00:00Z",
+                "hs_survey_id": "nps",
+            },
+        )
         portal.associate("feedback_submissions", response, "contacts", rng.choice(contacts))
         responses.append(response)
     portal.tick(3600)  # later changes fall outside the lookback of the seed
@@ -85,9 +102,12 @@ def main() -> None:
     companies, deals, responses = seed(portal, rng)
     with running(portal) as fake, tempfile.TemporaryDirectory() as tmp:
         settings = HubSpotSourceSettings(
-            name="hubspot", type="hubspot", base_url=fake.base_url, portal_currency="EUR",
+            name="hubspot",
+            type="hubspot",
+            base_url=fake.base_url,
+            portal_currency="EUR",
             company_properties={"segment": "customer_segment"},
-        )  # fmt: skip
+        )
         source = HubSpotSource("hubspot", settings, TOKEN, "Europe/Berlin")
         engine = create_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         upgrade(engine)
@@ -111,9 +131,13 @@ def main() -> None:
         for _ in range(200):
             response = portal.add(
                 "feedback_submissions",
-                {"hs_survey_type": "NPS", "hs_value": "9",
-                 "hs_submission_timestamp": "2026-11-20T09:00:00Z", "hs_survey_id": "nps"},
-            )  # fmt: skip
+                {
+                    "hs_survey_type": "NPS",
+                    "hs_value": "9",
+                    "hs_submission_timestamp": "2026-11-20T09:00:00Z",
+                    "hs_survey_id": "nps",
+                },
+            )
             portal.associate("feedback_submissions", response, "contacts", "1025")
         for deal in rng.sample(deals, 20):
             portal.archive("deals", deal)

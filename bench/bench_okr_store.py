@@ -36,24 +36,43 @@ def day_frames(day: dt.date, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             "kr": [f"kr-{i:04d}" for i in index],
             "title": "A key result",
             "team": [TEAMS[i % len(TEAMS)] for i in index],
-            "level": "team", "ambition": "roofshot", "metric": "won_revenue", "unit": "EUR",
-            "value": index * 10.0 + offset, "numerator": None, "denominator": None,
-            "sample_size": 30, "baseline": 0.0, "target": 10_000.0,
-            "progress": (index * 10.0 + offset) / 10_000, "grade": 0.5,
-            "expected_progress": offset / DAYS, "status": "on_track",
-            "definition_version": "v1", "run_id": run_id, "data_synced_at": now,
+            "level": "team",
+            "ambition": "roofshot",
+            "metric": "won_revenue",
+            "unit": "EUR",
+            "value": index * 10.0 + offset,
+            "numerator": None,
+            "denominator": None,
+            "sample_size": 30,
+            "baseline": 0.0,
+            "target": 10_000.0,
+            "progress": (index * 10.0 + offset) / 10_000,
+            "grade": 0.5,
+            "expected_progress": offset / DAYS,
+            "status": "on_track",
+            "definition_version": "v1",
+            "run_id": run_id,
+            "data_synced_at": now,
             "computed_at": now,
         }
-    )  # fmt: skip
+    )
     kpis = pd.DataFrame(
         {
-            "kpi": [f"kpi-{i:02d}" for i in range(KPIS)], "title": "A KPI",
-            "team": [TEAMS[i % len(TEAMS)] for i in range(KPIS)], "metric": "win_rate",
-            "value": 0.3, "sample_size": 40, "healthy_min": 0.2, "healthy_max": None,
-            "health": "healthy", "definition_version": "k1", "run_id": run_id,
-            "data_synced_at": now, "computed_at": now,
+            "kpi": [f"kpi-{i:02d}" for i in range(KPIS)],
+            "title": "A KPI",
+            "team": [TEAMS[i % len(TEAMS)] for i in range(KPIS)],
+            "metric": "win_rate",
+            "value": 0.3,
+            "sample_size": 40,
+            "healthy_min": 0.2,
+            "healthy_max": None,
+            "health": "healthy",
+            "definition_version": "k1",
+            "run_id": run_id,
+            "data_synced_at": now,
+            "computed_at": now,
         }
-    )  # fmt: skip
+    )
     return progress, kpis
 
 
@@ -75,12 +94,17 @@ def main(url: str) -> None:
     for day in days:
         store.write_day(day, *day_frames(day, "bench"))
     load = time.perf_counter() - start
-    print(f"{engine.dialect.name}: {DAYS} days x {KRS} KRs written in {load:.1f} s "
-          f"({load / DAYS * 1000:.0f} ms per day's push)\n")  # fmt: skip
+    print(
+        f"{engine.dialect.name}: {DAYS} days x {KRS} KRs written in {load:.1f} s "
+        f"({load / DAYS * 1000:.0f} ms per day's push)\n"
+    )
     print("| read (a year of history, 1,000 KRs) | time |\n|---|---|")
     last, mid = days[-1], days[DAYS // 2]
-    timed("write one day again (1,000 KRs + 50 KPIs, one transaction)",
-          lambda: store.write_day(last, *day_frames(last, "again")), repeat=3)  # fmt: skip
+    timed(
+        "write one day again (1,000 KRs + 50 KPIs, one transaction)",
+        lambda: store.write_day(last, *day_frames(last, "again")),
+        repeat=3,
+    )
     timed("current progress, all KRs", lambda: store.progress())
     timed("current progress of one team", lambda: store.progress(team="team-07"))
     timed("progress as of a past day", lambda: store.progress(as_of=mid))

@@ -35,10 +35,14 @@ def scale_org(folder: Path, copies: int) -> dict[str, int]:
     for name, columns in ID_COLUMNS.items():
         frame = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
         scaled = pd.concat(
-            [frame.assign(**{c: frame[c].where(frame[c] == "", frame[c] + f"-{i}") for c in columns})
-             for i in range(copies)],
+            [
+                frame.assign(
+                    **{c: frame[c].where(frame[c] == "", frame[c] + f"-{i}") for c in columns}
+                )
+                for i in range(copies)
+            ],
             ignore_index=True,
-        )  # fmt: skip
+        )
         scaled.to_csv(folder / name, index=False, lineterminator="\n")
         counts[name] = len(scaled)
     return counts
@@ -73,16 +77,28 @@ def bench(org: str, copies: int) -> None:
         day = DEMO_AS_OF.isoformat()
         if counts:
             print(f"\n{org}: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
-        timed(f"{org}: sync run (first, full)",
-              lambda: sync_job.execute_in_process(instance=instance, tags={DAY_TAG: day}))  # fmt: skip
-        timed(f"{org}: daily job = sync run + day run",
-              lambda: (sync_job.execute_in_process(instance=instance, tags={DAY_TAG: day})
-                       and daily_job.execute_in_process(instance=instance, partition_key=day)))  # fmt: skip
+        timed(
+            f"{org}: sync run (first, full)",
+            lambda: sync_job.execute_in_process(instance=instance, tags={DAY_TAG: day}),
+        )
+        timed(
+            f"{org}: daily job = sync run + day run",
+            lambda: (
+                sync_job.execute_in_process(instance=instance, tags={DAY_TAG: day})
+                and daily_job.execute_in_process(instance=instance, partition_key=day)
+            ),
+        )
         start = DEMO_AS_OF - dt.timedelta(days=89)
-        timed(f"{org}: 90-day backfill {start}..{day} (one run)",
-              lambda: daily_job.execute_in_process(instance=instance, tags={
-                  "dagster/asset_partition_range_start": start.isoformat(),
-                  "dagster/asset_partition_range_end": day}))  # fmt: skip
+        timed(
+            f"{org}: 90-day backfill {start}..{day} (one run)",
+            lambda: daily_job.execute_in_process(
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": start.isoformat(),
+                    "dagster/asset_partition_range_end": day,
+                },
+            ),
+        )
 
 
 def main() -> None:

@@ -29,20 +29,30 @@ def build_org(public_key: str) -> tuple[FakeOrg, list[str]]:
     org = FakeOrg(jwt_public_key=public_key)
     org.clock = utc(2026, 11, 1, 8)
     role = org.insert("UserRole", Name="DACH Sales")
-    owners = [org.insert("User", Name=f"Owner {n}", Email=f"o{n}@acme.example", UserRoleId=role)
-              for n in range(20)]  # fmt: skip
-    accounts = [org.insert("Account", Name=f"Account {n}", OwnerId=owners[n % 20])
-                for n in range(ACCOUNTS)]  # fmt: skip
+    owners = [
+        org.insert("User", Name=f"Owner {n}", Email=f"o{n}@acme.example", UserRoleId=role)
+        for n in range(20)
+    ]
+    accounts = [
+        org.insert("Account", Name=f"Account {n}", OwnerId=owners[n % 20]) for n in range(ACCOUNTS)
+    ]
     deals = [
         org.insert(
-            "Opportunity", Name=f"Deal {n}", AccountId=accounts[n % ACCOUNTS],
-            OwnerId=owners[n % 20], StageName="Proposal", IsClosed=False, IsWon=False,
-            Amount=1_000.0 + n, CloseDate=dt.date(2026, 12, 1), Type="New Customer",
+            "Opportunity",
+            Name=f"Deal {n}",
+            AccountId=accounts[n % ACCOUNTS],
+            OwnerId=owners[n % 20],
+            StageName="Proposal",
+            IsClosed=False,
+            IsWon=False,
+            Amount=1_000.0 + n,
+            CloseDate=dt.date(2026, 12, 1),
+            Type="New Customer",
             # spread over the weeks before, as a real org's records are
             SystemModstamp=utc(2026, 11, 1, 8) - dt.timedelta(minutes=OPPORTUNITIES - n),
         )
         for n in range(OPPORTUNITIES)
-    ]  # fmt: skip
+    ]
     return org, deals
 
 
@@ -61,13 +71,19 @@ def main() -> None:
     with FakeSalesforce(org, tls, max_lifetime=3_600) as server:
         settings = SalesforceSourceSettings.model_validate(
             {
-                "name": "sf", "type": "salesforce", "login_url": server.base_url,
-                "auth": {"method": "jwt", "username": org.username,
-                         "consumer_key_env": "SF_CONSUMER_KEY", "private_key_env": "SF_PRIVATE_KEY"},
+                "name": "sf",
+                "type": "salesforce",
+                "login_url": server.base_url,
+                "auth": {
+                    "method": "jwt",
+                    "username": org.username,
+                    "consumer_key_env": "SF_CONSUMER_KEY",
+                    "private_key_env": "SF_PRIVATE_KEY",
+                },
                 "nps": {"mode": "none"},
                 "sync": {"bulk_poll_seconds": 0.05},
             }
-        )  # fmt: skip
+        )
         source = SalesforceSource("sf", settings)
         rows = []
 
@@ -93,8 +109,10 @@ def main() -> None:
                 org.update("Opportunity", deal, Amount=2_000.0 + round_)
             run("incremental", changes)
     print(f"{OPPORTUNITIES:,} opportunities, {ACCOUNTS:,} accounts, 20 users; SQLite staging\n")
-    print("| sync | opportunities changed | deals fetched | path | deals API calls | "
-          "ceil(changed / 2,000) | API calls, whole sync | other objects + setup | wall time |")  # fmt: skip
+    print(
+        "| sync | opportunities changed | deals fetched | path | deals API calls | "
+        "ceil(changed / 2,000) | API calls, whole sync | other objects + setup | wall time |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 

@@ -56,15 +56,24 @@ def run_mode(mode: str) -> dict:
     else:
         rows = deals
     history = pd.DataFrame({"changed": [len(rows)] * 14, "deleted": [0] * 14})
-    sync = {"fetched": len(rows), "changed": len(rows), "deleted": 0, "quarantined": 0,
-            "staged_before": len(deals)}  # fmt: skip
+    sync = {
+        "fetched": len(rows),
+        "changed": len(rows),
+        "deleted": 0,
+        "quarantined": 0,
+        "staged_before": len(deals),
+    }
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     start = time.perf_counter()
     report = validate_staged_rows(
-        "deals", rows, now=SYNCED_AT, known_currencies={"EUR"}, customer_ids=customers,
+        "deals",
+        rows,
+        now=SYNCED_AT,
+        known_currencies={"EUR"},
+        customer_ids=customers,
         thresholds=DataThresholds(),
-    )  # fmt: skip
+    )
     volume = validate_sync_volume(sync, history)
     data_seconds = time.perf_counter() - start
 
@@ -117,10 +126,14 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for label, r in (("1 % of the deals changed", small), ("the full deals table", full)):
-        print(f"| {label} | {r['rows']:,} | {r['seconds']} s | {r['numbers_seconds']} s | "
-              f"{r['peak_rss_mib']} MiB ({r['rss_loaded_mib']} MiB) |")  # fmt: skip
-    print(f"| engine, same day (100 KRs + 20 KPIs) | 1,000,000 | {engine['seconds']} s "
-          f"(of which prepare {engine['setup_seconds']} s) | — | {engine['peak_rss_mib']} MiB |")  # fmt: skip
+        print(
+            f"| {label} | {r['rows']:,} | {r['seconds']} s | {r['numbers_seconds']} s | "
+            f"{r['peak_rss_mib']} MiB ({r['rss_loaded_mib']} MiB) |"
+        )
+    print(
+        f"| engine, same day (100 KRs + 20 KPIs) | 1,000,000 | {engine['seconds']} s "
+        f"(of which prepare {engine['setup_seconds']} s) | — | {engine['peak_rss_mib']} MiB |"
+    )
     print(
         f"\nGE import + context (once per process): {small['ge_import_seconds']} s", file=sys.stderr
     )

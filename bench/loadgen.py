@@ -80,7 +80,7 @@ def main() -> None:
         "overview": [f"/?cycle={args.cycle}"] * args.requests,
         "KR page": [
             f"/kr/{args.cycle}/kr-{rng.randint(1, args.krs):03d}" for _ in range(args.requests)
-        ],  # fmt: skip
+        ],
     }
     print(
         "| page | requests | concurrency | p50 | p95 | max | throughput | errors | p95 ÷ static |"
@@ -93,10 +93,12 @@ def main() -> None:
         wall = time.perf_counter() - started
         q = statistics.quantiles(latencies, n=100)
         static_p95 = static_p95 or q[94]
-        print(f"| {name} | {len(latencies)} | {args.concurrency} | {q[49] * 1000:.1f} ms | "
-              f"{q[94] * 1000:.1f} ms | {max(latencies) * 1000:.0f} ms | "
-              f"{len(latencies) / wall:.1f} req/s | {errors} | {q[94] / static_p95:.1f}× |",
-              flush=True)  # fmt: skip
+        print(
+            f"| {name} | {len(latencies)} | {args.concurrency} | {q[49] * 1000:.1f} ms | "
+            f"{q[94] * 1000:.1f} ms | {max(latencies) * 1000:.0f} ms | "
+            f"{len(latencies) / wall:.1f} req/s | {errors} | {q[94] / static_p95:.1f}× |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

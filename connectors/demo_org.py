@@ -81,40 +81,121 @@ _EXPANSIONS_PER_QUARTER = (2.7, 3.8, 5.0)  # expansion opportunities per existin
 _CYCLE_NEW = ((10, 60), (20, 90), (45, 120))
 _CYCLE_EXPANSION = ((10, 40), (15, 60), (30, 90))
 INDUSTRIES = (
-    "Manufacturing", "Logistics", "Retail", "Financial Services", "Healthcare", "Software",
-    "Professional Services", "Energy",
-)  # fmt: skip
+    "Manufacturing",
+    "Logistics",
+    "Retail",
+    "Financial Services",
+    "Healthcare",
+    "Software",
+    "Professional Services",
+    "Energy",
+)
 _NAME_PREFIXES = (
-    ("Nordwind", "Alpenblick", "Rheinfeld", "Isartal", "Bergmann", "Sonnberg", "Waldhaus",
-     "Elbtal", "Steinbach", "Kessler", "Lindner", "Brandt", "Falkenstein", "Seeberg",
-     "Hofmann", "Donau", "Mainstadt", "Schwarzwald", "Tannen", "Adler"),
-    ("Thames", "Pennine", "Harbour", "Kingsbridge", "Ashford", "Clyde", "Marlow", "Avon",
-     "Whitfield", "Greystone", "Oakridge", "Severn", "Northgate", "Brightwater", "Cotswold",
-     "Holloway", "Mersey", "Redwood", "Lancaster", "Wexford"),
-    ("Cascade", "Summit", "Pioneer", "Bluewater", "Lakeshore", "Ironwood", "Prairie", "Granite",
-     "Liberty", "Silverline", "Canyon", "Harborview", "Evergreen", "Keystone", "Sierra",
-     "Northstar", "Riverbend", "Coastal", "Frontier", "Maple"),
-)  # fmt: skip
+    (
+        "Nordwind",
+        "Alpenblick",
+        "Rheinfeld",
+        "Isartal",
+        "Bergmann",
+        "Sonnberg",
+        "Waldhaus",
+        "Elbtal",
+        "Steinbach",
+        "Kessler",
+        "Lindner",
+        "Brandt",
+        "Falkenstein",
+        "Seeberg",
+        "Hofmann",
+        "Donau",
+        "Mainstadt",
+        "Schwarzwald",
+        "Tannen",
+        "Adler",
+    ),
+    (
+        "Thames",
+        "Pennine",
+        "Harbour",
+        "Kingsbridge",
+        "Ashford",
+        "Clyde",
+        "Marlow",
+        "Avon",
+        "Whitfield",
+        "Greystone",
+        "Oakridge",
+        "Severn",
+        "Northgate",
+        "Brightwater",
+        "Cotswold",
+        "Holloway",
+        "Mersey",
+        "Redwood",
+        "Lancaster",
+        "Wexford",
+    ),
+    (
+        "Cascade",
+        "Summit",
+        "Pioneer",
+        "Bluewater",
+        "Lakeshore",
+        "Ironwood",
+        "Prairie",
+        "Granite",
+        "Liberty",
+        "Silverline",
+        "Canyon",
+        "Harborview",
+        "Evergreen",
+        "Keystone",
+        "Sierra",
+        "Northstar",
+        "Riverbend",
+        "Coastal",
+        "Frontier",
+        "Maple",
+    ),
+)
 _NAME_CORES = (
-    ("Logistik", "Maschinenbau", "Systeme", "Handel", "Technik", "Energie", "Medizintechnik",
-     "Consulting"),
-    ("Analytics", "Freight", "Retail", "Engineering", "Health", "Energy", "Software",
-     "Partners"),
-    ("Logistics", "Manufacturing", "Labs", "Foods", "Health", "Energy", "Software",
-     "Financial"),
-)  # fmt: skip
+    (
+        "Logistik",
+        "Maschinenbau",
+        "Systeme",
+        "Handel",
+        "Technik",
+        "Energie",
+        "Medizintechnik",
+        "Consulting",
+    ),
+    ("Analytics", "Freight", "Retail", "Engineering", "Health", "Energy", "Software", "Partners"),
+    ("Logistics", "Manufacturing", "Labs", "Foods", "Health", "Energy", "Software", "Financial"),
+)
 _NAME_SUFFIXES = (("GmbH", "AG", "GmbH & Co. KG"), ("Ltd", "plc", "Ltd"), ("Inc.", "LLC", "Corp."))
 _PRODUCTS_NEW = ("Platform licence", "Analytics suite", "Starter package", "Data hub")
 _PRODUCTS_EXPANSION = ("Additional seats", "Premium support", "Reporting add-on", "API access")
 _OPEN_STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation")
 _COMMENTS = (
-    ("Support takes too long to answer.", "Too expensive for what we use.",
-     "Onboarding was painful.", "Reporting is missing key features."),
-    ("Does the job.", "Good, but the UI could be faster.", "Fine overall.",
-     "Would like better integrations."),
-    ("Great product and great team!", "Our account manager is excellent.",
-     "Saves us hours every week.", "Easy to roll out across teams."),
-)  # fmt: skip
+    (
+        "Support takes too long to answer.",
+        "Too expensive for what we use.",
+        "Onboarding was painful.",
+        "Reporting is missing key features.",
+    ),
+    (
+        "Does the job.",
+        "Good, but the UI could be faster.",
+        "Fine overall.",
+        "Would like better integrations.",
+    ),
+    (
+        "Great product and great team!",
+        "Our account manager is excellent.",
+        "Saves us hours every week.",
+        "Easy to roll out across teams.",
+    ),
+)
 
 # Close dates bunch up in the last two weeks of a quarter, as in any sales team.
 _QUARTER_END_DAYS = 14
@@ -319,9 +400,14 @@ def _deals_for_period(
     close = first_win[winners]
     created = close - _cycle_days(rng, segment[winners], _CYCLE_NEW)
     new_wins = _deal_frame(
-        rng, customers, winners, close, created, np.ones(len(winners), bool),
+        rng,
+        customers,
+        winners,
+        close,
+        created,
+        np.ones(len(winners), bool),
         np.full(len(winners), "new_business"),
-    )  # fmt: skip
+    )
 
     # Expansions and renewals for customers that bought before the quarter started.
     existing = np.flatnonzero(team & (first_win < q_start))
@@ -341,9 +427,14 @@ def _deals_for_period(
     created[too_early] = _between(rng, fw[too_early] + 1, close[too_early] - 10)
     ex_won = _pick(rng, len(cust), round((win_rate + _EXISTING_EXTRA_WIN_RATE) * len(cust)))
     expansions = _deal_frame(
-        rng, customers, cust, close, created, ex_won,
+        rng,
+        customers,
+        cust,
+        close,
+        created,
+        ex_won,
         np.where(is_renewal, "renewal", "existing_business"),
-    )  # fmt: skip
+    )
 
     # Lost new-business attempts, as many as it takes to land on the period's win rate.
     wins = len(new_wins) + int(ex_won.sum())

@@ -83,8 +83,11 @@ def convert_deals(
     )
     converted = deals.assign(amount_home=amount_home)
     reason = (
-        "unknown currency " + converted.loc[unknown, "currency"].astype("string")
-        + " (no FX rate to " + home_currency + ")"
-    )  # fmt: skip
+        "unknown currency "
+        + converted.loc[unknown, "currency"].astype("string")
+        + " (no FX rate to "
+        + home_currency
+        + ")"
+    )
     rejected = converted[unknown].astype("string").assign(reason=reason)
     return converted[~unknown].reset_index(drop=True), rejected.reset_index(drop=True)

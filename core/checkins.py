@@ -142,9 +142,13 @@ def make_check_in(
     }
     who = _text(author, "author", MAX_AUTHOR_LENGTH) or "local"
     return CheckIn(
-        cycle=cycle, kr=kr, week=week_start(day), confidence=parse_confidence(confidence),
-        author=who, **notes,
-    )  # fmt: skip
+        cycle=cycle,
+        kr=kr,
+        week=week_start(day),
+        confidence=parse_confidence(confidence),
+        author=who,
+        **notes,
+    )
 
 
 @dataclass(frozen=True)

@@ -138,10 +138,12 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         html = environment.get_template(name).render(
-            request=request, user=getattr(request.state, "user", None),
-            login_enabled=policy.login_enabled, print_view=request.query_params.get("view") == "print",
+            request=request,
+            user=getattr(request.state, "user", None),
+            login_enabled=policy.login_enabled,
+            print_view=request.query_params.get("view") == "print",
             **context,
-        )  # fmt: skip
+        )
         return HTMLResponse(html, status_code=status_code)
 
     def not_found(request: Request, error: views.NotFound) -> HTMLResponse:
@@ -159,8 +161,10 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
         except views.NotFound as error:
             return not_found(request, error)
         # The model is built once per store change; so is its HTML, per way of showing it.
-        variant = (request.query_params.get("view") == "print",
-                   bool(policy.login_enabled and getattr(request.state, "user", None)))  # fmt: skip
+        variant = (
+            request.query_params.get("view") == "print",
+            bool(policy.login_enabled and getattr(request.state, "user", None)),
+        )
         rendered = model.setdefault("_html", {})
         if variant not in rendered:
             rendered[variant] = page(request, "overview.html", o=model).body
@@ -180,10 +184,15 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
         # content can contain by chance).
         saved = request.query_params.get("saved")
         params = request.query_params
-        table = views.parse_record_view(model["records"]["entity"], params.get("sort"),
-                                        params.get("order"), params.get("page"))  # fmt: skip
-        variant = (params.get("view") == "print", bool(saved),
-                   bool(policy.login_enabled and getattr(request.state, "user", None)), table)  # fmt: skip
+        table = views.parse_record_view(
+            model["records"]["entity"], params.get("sort"), params.get("order"), params.get("page")
+        )
+        variant = (
+            params.get("view") == "print",
+            bool(saved),
+            bool(policy.login_enabled and getattr(request.state, "user", None)),
+            table,
+        )
         minute = data.now().replace(second=0, microsecond=0)
         rendered = model["html"]
         if rendered.get("minute") != minute or len(rendered) > KR_PAGE_VARIANTS:
@@ -196,9 +205,16 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
             per_page = len(records["records"]) if variant[0] else views.RECORDS_PER_PAGE
             shown = views.records_page(records, *table, per_page) if records["available"] else None
             html = rendered[variant] = page(
-                request, "kr.html", d=model["detail"], r=records, t=shown, cycles=model["cycles"],
-                c=model["check_ins"], csrf_token=CSRF_PLACEHOLDER, saved=saved,
-            ).body  # fmt: skip
+                request,
+                "kr.html",
+                d=model["detail"],
+                r=records,
+                t=shown,
+                cycles=model["cycles"],
+                c=model["check_ins"],
+                csrf_token=CSRF_PLACEHOLDER,
+                saved=saved,
+            ).body
         response = HTMLResponse(html.replace(CSRF_PLACEHOLDER.encode(), token.encode()))
         return csrf.set_cookie(request, response, cookie)
 
@@ -218,8 +234,14 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
         except access.Refused as refused:
             return refused.response(request)
         if not accepted:
-            return page(request, "login.html", status_code=401, next=target,
-                        label=policy.login_prompt, failed=True)  # fmt: skip
+            return page(
+                request,
+                "login.html",
+                status_code=401,
+                next=target,
+                label=policy.login_prompt,
+                failed=True,
+            )
         response = RedirectResponse(target, status_code=303)
         policy.start_session(request, response)
         return response
@@ -258,30 +280,44 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
         """Each KR's latest progress in the cycle (optionally one team's), and the KPIs."""
         model = views.overview(data, cycle, team)
         krs = [kr for t in model["teams"] for o in t["objectives"] for kr in o["key_results"]]
-        return ProgressOut(cycle=model["cycle"], as_of=model["as_of"],
-                           key_results=[_kr_out(k) for k in krs],
-                           kpis=[_kpi_out(k) for k in model["kpis"]])  # fmt: skip
+        return ProgressOut(
+            cycle=model["cycle"],
+            as_of=model["as_of"],
+            key_results=[_kr_out(k) for k in krs],
+            kpis=[_kpi_out(k) for k in model["kpis"]],
+        )
 
-    @app.get("/api/cycles/{cycle}/key-results/{kr}", response_model=KeyResultDetailOut,
-             tags=["key results"])  # fmt: skip
+    @app.get(
+        "/api/cycles/{cycle}/key-results/{kr}",
+        response_model=KeyResultDetailOut,
+        tags=["key results"],
+    )
     @api
     def api_kr(cycle: str, kr: str):
         """A KR's definition, daily history, expected path (one value per cycle day) and forecast."""
         detail = views.kr_detail(data, cycle, kr)
         forecast = detail["forecast"]
         return KeyResultDetailOut(
-            key_result=_kr_out(detail["kr"]), objective_title=detail["objective_title"],
-            cycle_start=detail["start"], cycle_end=detail["end"],
+            key_result=_kr_out(detail["kr"]),
+            objective_title=detail["objective_title"],
+            cycle_start=detail["start"],
+            cycle_end=detail["end"],
             definition=detail["definition"],
-            history=[HistoryPoint(**{k: h[k] for k in ("as_of", "value", "status")})
-                     for h in detail["history"]],
+            history=[
+                HistoryPoint(**{k: h[k] for k in ("as_of", "value", "status")})
+                for h in detail["history"]
+            ],
             expected=detail["chart"]["expected"],
             forecast=ForecastOut(**{k: forecast[k] for k in ForecastOut.model_fields})
-            if forecast else None,
-        )  # fmt: skip
+            if forecast
+            else None,
+        )
 
-    @app.get("/api/cycles/{cycle}/key-results/{kr}/records", response_model=RecordsOut,
-             tags=["key results"])  # fmt: skip
+    @app.get(
+        "/api/cycles/{cycle}/key-results/{kr}/records",
+        response_model=RecordsOut,
+        tags=["key results"],
+    )
     @api
     def api_records(cycle: str, kr: str, limit: int = Query(1000, ge=1, le=100_000)):
         """The staged deals or responses behind the KR's latest number, with CRM links."""

@@ -57,17 +57,27 @@ class Digest:
 
         return plain(
             {
-                "week_start": self.week_start, "week_end": self.week_end, "as_of": self.as_of,
+                "week_start": self.week_start,
+                "week_end": self.week_end,
+                "as_of": self.as_of,
                 "previous_as_of": self.previous_as_of,
                 "teams": [
-                    {"cycle": t.cycle, "team": t.team, "label": t.label,
-                     "status_counts": t.status_counts, "key_results": t.key_results,
-                     "missing_check_ins": t.missing_check_ins, "moved": t.moved,
-                     "at_risk": t.at_risk, "stale": t.stale, "outlook": t.outlook}
+                    {
+                        "cycle": t.cycle,
+                        "team": t.team,
+                        "label": t.label,
+                        "status_counts": t.status_counts,
+                        "key_results": t.key_results,
+                        "missing_check_ins": t.missing_check_ins,
+                        "moved": t.moved,
+                        "at_risk": t.at_risk,
+                        "stale": t.stale,
+                        "outlook": t.outlook,
+                    }
                     for t in self.teams
                 ],
             }
-        )  # fmt: skip
+        )
 
 
 def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
@@ -164,7 +174,9 @@ def _cycle_digest(
         )
         out.append(
             TeamDigest(
-                cycle=cycle, team=team_key, label=label,
+                cycle=cycle,
+                team=team_key,
+                label=label,
                 status_counts={k: int(v) for k, v in counts.items()},
                 moved=[_item(r, "moved") for r in changed.to_dict("records")],
                 at_risk=[_item(r, "risk") for r in risky.to_dict("records")],
@@ -173,7 +185,7 @@ def _cycle_digest(
                 key_results=[lines[k] for k in rows["kr"]],
                 missing_check_ins=[lines[k] for k in rows["kr"] if lines[k]["confidence"] is None],
             )
-        )  # fmt: skip
+        )
     return sorted(out, key=lambda t: (t.team is not None, t.label))
 
 
@@ -197,31 +209,44 @@ def _kr_lines(
             else None
         )
         lines[row["kr"]] = {
-            "kr": row["kr"], "title": row["title"], "url": url,
+            "kr": row["kr"],
+            "title": row["title"],
+            "url": url,
             "owner": week.owner_text(objectives.get(row["objective"], {}).get("owner"), owners),
-            "status": row["shown_status"], "status_label": views.status_label(row["shown_status"]),
-            "value": views.number(row["value"]), "value_text": row["value_text"],
+            "status": row["shown_status"],
+            "status_label": views.status_label(row["shown_status"]),
+            "value": views.number(row["value"]),
+            "value_text": row["value_text"],
             "value_before": before,
-            "change_text": week.change_text(views.number(row["value"]), before, row["metric"],
-                                             row["unit"]),
+            "change_text": week.change_text(
+                views.number(row["value"]), before, row["metric"], row["unit"]
+            ),
             "confidence": None if check_in is None else int(check_in["confidence"]),
-            "confidence_text": None if check_in is None
+            "confidence_text": None
+            if check_in is None
             else checkins.confidence_label(int(check_in["confidence"])),
             "check_in_week": None if check_in is None else checkins.week_label(check_in["week"]),
             "progress": None if check_in is None else check_in["progress"],
             "problems": None if check_in is None else check_in["problems"],
             "next_steps": None if check_in is None else check_in["next_steps"],
-        }  # fmt: skip
+        }
     return lines
 
 
 def _item(row: dict, kind: str) -> dict:
     metric, unit = row["metric"], row["unit"]
-    item = {"kr": row["kr"], "title": row["title"], "status": row["shown_status"],
-            "value": views.number(row["value"]), "value_text": row["value_text"],
-            "target_text": row["target_text"], "progress_text": row["progress_text"],
-            "expected_text": row["expected_text"], "pace_text": row["pace_text"],
-            "status_reason": row["status_reason"]}  # fmt: skip
+    item = {
+        "kr": row["kr"],
+        "title": row["title"],
+        "status": row["shown_status"],
+        "value": views.number(row["value"]),
+        "value_text": row["value_text"],
+        "target_text": row["target_text"],
+        "progress_text": row["progress_text"],
+        "expected_text": row["expected_text"],
+        "pace_text": row["pace_text"],
+        "status_reason": row["status_reason"],
+    }
     if kind == "moved":
         item.update(
             value_before=views.number(row["value_before"]),
@@ -276,8 +301,10 @@ def render_markdown(digest: Digest) -> str:
         lines += ["", "**Key results**"]
         lines += [_markdown_line(i) for i in team.key_results]
         lines += ["", "**Missing a check-in this week**"]
-        lines += [f"- {_markdown_title(i)}{md(' · ' + i['owner']) if i['owner'] else ''}"
-                  for i in team.missing_check_ins] or ["- none: every KR was checked in"]  # fmt: skip
+        lines += [
+            f"- {_markdown_title(i)}{md(' · ' + i['owner']) if i['owner'] else ''}"
+            for i in team.missing_check_ins
+        ] or ["- none: every KR was checked in"]
         lines += ["", "**What moved**"]
         lines += [
             f"- {md(i['title'])}: {md(i['value_before_text'])} → {md(i['value_text'])} "
@@ -317,24 +344,36 @@ def _markdown_line(line: dict) -> str:
     md = escape_markdown
     owner = f" · {md(line['owner'])}" if line["owner"] else ""
     confidence = (
-        f"confidence {md(line['confidence_text'])}" if line["confidence"] is not None
+        f"confidence {md(line['confidence_text'])}"
+        if line["confidence"] is not None
         else "no check-in"
-    )  # fmt: skip
-    text = (f"- {_markdown_title(line)}{owner} · {md(line['value_text'])} "
-            f"({md(line['change_text'])} in 7 days) · {line['status_label'].lower()} · {confidence}")  # fmt: skip
-    notes = [f"_{name}:_ {md(line[key].rstrip('.'))}." for name, key in
-             (("Progress", "progress"), ("Problems", "problems"), ("Next", "next_steps"))
-             if line.get(key)]  # fmt: skip
+    )
+    text = (
+        f"- {_markdown_title(line)}{owner} · {md(line['value_text'])} "
+        f"({md(line['change_text'])} in 7 days) · {line['status_label'].lower()} · {confidence}"
+    )
+    notes = [
+        f"_{name}:_ {md(line[key].rstrip('.'))}."
+        for name, key in (
+            ("Progress", "progress"),
+            ("Problems", "problems"),
+            ("Next", "next_steps"),
+        )
+        if line.get(key)
+    ]
     return text + (f"  \n  {' '.join(notes)}" if notes else "")
 
 
 # Slack mrkdwn: only &, < and > are special (https://api.slack.com/reference/surfaces/formatting);
 # a status reads by its colour, as a coloured circle.
 STATUS_EMOJI = {
-    "on_track": ":large_green_circle:", "achieved": ":large_green_circle:",
-    "at_risk": ":large_yellow_circle:", "partially_achieved": ":large_yellow_circle:",
-    "off_track": ":red_circle:", "missed": ":red_circle:",
-}  # fmt: skip
+    "on_track": ":large_green_circle:",
+    "achieved": ":large_green_circle:",
+    "at_risk": ":large_yellow_circle:",
+    "partially_achieved": ":large_yellow_circle:",
+    "off_track": ":red_circle:",
+    "missed": ":red_circle:",
+}
 
 
 def escape_slack(text: Any) -> str:
@@ -347,8 +386,10 @@ def escape_slack(text: Any) -> str:
 def render_slack(digest: Digest) -> str:
     """The digest in Slack's mrkdwn: one line per KR with owner, change, confidence and link."""
     sl = escape_slack
-    lines = [f"*Weekly KR check-in: {digest.week_start} – {digest.week_end}*",
-             f"Numbers as of {digest.as_of}; changes against {digest.previous_as_of}."]  # fmt: skip
+    lines = [
+        f"*Weekly KR check-in: {digest.week_start} – {digest.week_end}*",
+        f"Numbers as of {digest.as_of}; changes against {digest.previous_as_of}.",
+    ]
     for team in digest.teams:
         counts = ", ".join(
             f"{n} {views.status_label(s).lower()}" for s, n in team.status_counts.items() if n
@@ -359,11 +400,14 @@ def render_slack(digest: Digest) -> str:
             emoji = STATUS_EMOJI.get(i["status"], ":white_circle:")
             owner = f" · {sl(i['owner'])}" if i["owner"] else ""
             confidence = (
-                f"confidence {sl(i['confidence_text'])}" if i["confidence"] is not None
+                f"confidence {sl(i['confidence_text'])}"
+                if i["confidence"] is not None
                 else "_no check-in this week_"
-            )  # fmt: skip
-            lines.append(f"{emoji} {title}{owner} · {sl(i['value_text'])} "
-                         f"({sl(i['change_text'])} in 7 days) · {confidence}")  # fmt: skip
+            )
+            lines.append(
+                f"{emoji} {title}{owner} · {sl(i['value_text'])} "
+                f"({sl(i['change_text'])} in 7 days) · {confidence}"
+            )
             if i.get("problems"):
                 lines.append(f"      problems: {sl(i['problems'])}")
         if team.missing_check_ins:
@@ -374,18 +418,22 @@ def render_slack(digest: Digest) -> str:
 
 def render_html(digest: Digest) -> str:
     template = templates_environment().get_template("digest.html")
-    return template.render(digest=digest, label=views.status_label, change=_change,
-                           colours=HTML_STATUS_COLOURS)  # fmt: skip
+    return template.render(
+        digest=digest, label=views.status_label, change=_change, colours=HTML_STATUS_COLOURS
+    )
 
 
 # Inline styles (mail clients drop style sheets), the dashboard's badge colours.
 HTML_STATUS_COLOURS = {
-    "on_track": "background: #dff3e6; color: #0d5b2c;", "achieved": "background: #0d5b2c; color: #fff;",
+    "on_track": "background: #dff3e6; color: #0d5b2c;",
+    "achieved": "background: #0d5b2c; color: #fff;",
     "at_risk": "background: #fff3cd; color: #5c4700;",
     "partially_achieved": "background: #fff3cd; color: #5c4700;",
-    "off_track": "background: #fde2df; color: #8f1a10;", "missed": "background: #8f1a10; color: #fff;",
-    "stale": "background: #f3e5f5; color: #5e1f6e;", "low_sample": "background: #e0f2f7; color: #0b4a5c;",
-}  # fmt: skip
+    "off_track": "background: #fde2df; color: #8f1a10;",
+    "missed": "background: #8f1a10; color: #fff;",
+    "stale": "background: #f3e5f5; color: #5e1f6e;",
+    "low_sample": "background: #e0f2f7; color: #0b4a5c;",
+}
 
 
 def post_to_webhook(url: str, digest: Digest, text: str, *, structured: bool = True) -> int:

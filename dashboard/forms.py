@@ -46,9 +46,13 @@ class CsrfGuard:
     def set_cookie(request: Request, response: Response, cookie: str | None) -> Response:
         if cookie:
             response.set_cookie(
-                CSRF_COOKIE, cookie, path="/", httponly=True, samesite="strict",
+                CSRF_COOKIE,
+                cookie,
+                path="/",
+                httponly=True,
+                samesite="strict",
                 secure=request.scope["scheme"] == "https",
-            )  # fmt: skip
+            )
         return response
 
     def check(self, request: Request, form: dict[str, list[str]]) -> None:

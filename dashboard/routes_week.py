@@ -59,11 +59,15 @@ def _save(data: views.DashboardData, request: Request, cycle: str, kr: str, fiel
     today = week.org_today(data)
     dates = views.cycle_dates(data, cycle)
     check_in = make_check_in(
-        cycle=cycle, kr=kr, day=today, today=today, author=_author(request),
+        cycle=cycle,
+        kr=kr,
+        day=today,
+        today=today,
+        author=_author(request),
         cycle_end=dates[1] if dates else None,
         confidence=fields.get("confidence"),
         **{name: fields.get(name, "") for name in NOTE_FIELDS},
-    )  # fmt: skip
+    )
     return week.check_ins(data).record(check_in, on_day=today)
 
 
@@ -71,13 +75,21 @@ def _out(cycle: str, row: dict) -> CheckInOut:
     from core.checkins import confidence_label, week_label
 
     return CheckInOut(
-        cycle=cycle, kr=row["kr"], week=row["week"], week_label=week_label(row["week"]),
-        team=row.get("team"), confidence=int(row["confidence"]),
+        cycle=cycle,
+        kr=row["kr"],
+        week=row["week"],
+        week_label=week_label(row["week"]),
+        team=row.get("team"),
+        confidence=int(row["confidence"]),
         confidence_text=confidence_label(int(row["confidence"])),
-        progress=row["progress"], problems=row["problems"], next_steps=row["next_steps"],
-        value=views.number(row.get("value")), value_as_of=row.get("value_as_of") or None,
-        author=row.get("author"), revision=int(row["revision"]),
-    )  # fmt: skip
+        progress=row["progress"],
+        problems=row["problems"],
+        next_steps=row["next_steps"],
+        value=views.number(row.get("value")),
+        value_as_of=row.get("value_as_of") or None,
+        author=row.get("author"),
+        revision=int(row["revision"]),
+    )
 
 
 async def _json_body(request: Request) -> Any:
@@ -180,8 +192,13 @@ def add_routes(
         try:
             form = await checked_form(request)
             first = {k: v[0] for k, v in form.items()}
-            item = make_retro_item(cycle=cycle, text=first.get("text"), benefit=first.get("benefit"),
-                                   effort=first.get("effort"), author=_author(request))  # fmt: skip
+            item = make_retro_item(
+                cycle=cycle,
+                text=first.get("text"),
+                benefit=first.get("benefit"),
+                effort=first.get("effort"),
+                author=_author(request),
+            )
             week.check_ins(data).add_retro_item(item)
         except Refused as refused:
             return refused.response(request)
@@ -197,9 +214,17 @@ def add_routes(
         rows = week.check_ins(data).check_ins(cycle=cycle, kr=kr, team=team)
         return [_out(cycle, r) for r in rows.to_dict("records")]
 
-    @app.post("/api/cycles/{cycle}/key-results/{kr}/check-in", response_model=CheckInOut,
-              tags=["check-ins"], openapi_extra={"requestBody": {"content": {"application/json": {
-                  "schema": CheckInIn.model_json_schema()}}, "required": True}})  # fmt: skip
+    @app.post(
+        "/api/cycles/{cycle}/key-results/{kr}/check-in",
+        response_model=CheckInOut,
+        tags=["check-ins"],
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": CheckInIn.model_json_schema()}},
+                "required": True,
+            }
+        },
+    )
     async def api_check_in(request: Request, cycle: str, kr: str):
         """Check in on a KR for this week (creates it, or edits it until the week ends).
 
@@ -216,8 +241,11 @@ def add_routes(
             raise HTTPException(status_code=422, detail=str(error)) from None
         return JSONResponse(_out(cycle, stored).model_dump(mode="json"))
 
-    @app.get("/api/cycles/{cycle}/retrospective", response_model=list[RetroItemOut],
-             tags=["retrospective"])  # fmt: skip
+    @app.get(
+        "/api/cycles/{cycle}/retrospective",
+        response_model=list[RetroItemOut],
+        tags=["retrospective"],
+    )
     def api_retro(cycle: str):
         """The cycle's retrospective items, best first; the top three quick wins marked."""
         return week.check_ins(data).retro_items(cycle)

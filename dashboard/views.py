@@ -95,10 +95,14 @@ def age_text(then: dt.datetime | None, now: dt.datetime) -> str:
 def cycles(data: DashboardData) -> list[dict]:
     frame = data.store.cycles()
     return [
-        {"cycle": r.cycle, "first_day": r.first_day, "last_day": r.last_day,
-         "key_results": int(r.key_results)}
+        {
+            "cycle": r.cycle,
+            "first_day": r.first_day,
+            "last_day": r.last_day,
+            "key_results": int(r.key_results),
+        }
         for r in frame.itertuples()
-    ]  # fmt: skip
+    ]
 
 
 def pick_cycle(data: DashboardData, cycle: str | None) -> tuple[str, list[dict]]:
@@ -159,15 +163,29 @@ def _kr_records(
         reason = row.get("status_reason") if isinstance(row.get("status_reason"), str) else None
         out.append(
             {
-                "cycle": row["cycle"], "objective": row["objective"], "kr": row["kr"],
-                "title": row["title"], "team": None if team_label(row.get("team")) == COMPANY else row["team"],
-                "level": row["level"], "ambition": row["ambition"], "metric": metric, "unit": unit,
-                "value": number(row.get("value")), "baseline": number(row.get("baseline")),
-                "target": number(row.get("target")), "progress": number(row.get("progress")),
-                "grade": grade, "expected_progress": expected, "status": row["status"],
-                "sample_size": int(row.get("sample_size") or 0), "as_of": row["as_of"],
-                "data_synced_at": synced, "stale": bool(reasons), "stale_reasons": reasons,
-                "stale_reason": row["stale_reason"] if isinstance(row.get("stale_reason"), str)
+                "cycle": row["cycle"],
+                "objective": row["objective"],
+                "kr": row["kr"],
+                "title": row["title"],
+                "team": None if team_label(row.get("team")) == COMPANY else row["team"],
+                "level": row["level"],
+                "ambition": row["ambition"],
+                "metric": metric,
+                "unit": unit,
+                "value": number(row.get("value")),
+                "baseline": number(row.get("baseline")),
+                "target": number(row.get("target")),
+                "progress": number(row.get("progress")),
+                "grade": grade,
+                "expected_progress": expected,
+                "status": row["status"],
+                "sample_size": int(row.get("sample_size") or 0),
+                "as_of": row["as_of"],
+                "data_synced_at": synced,
+                "stale": bool(reasons),
+                "stale_reasons": reasons,
+                "stale_reason": row["stale_reason"]
+                if isinstance(row.get("stale_reason"), str)
                 else None,
                 "definition_version": row.get("definition_version"),
                 "forecast_value": number(row.get("forecast_value")),
@@ -175,8 +193,11 @@ def _kr_records(
                 "margin_of_error": number(row.get("margin_of_error")),
                 "start_value": number(row.get("start_value")),
                 "expected_value": number(row.get("expected_value")),
-                "metric_kind": row.get("metric_kind"), "verdict": row.get("verdict") or None,
-                "shown_status": shown, "status_reason": reason, "uncertain": is_uncertain(reason),
+                "metric_kind": row.get("metric_kind"),
+                "verdict": row.get("verdict") or None,
+                "shown_status": shown,
+                "status_reason": reason,
+                "uncertain": is_uncertain(reason),
                 # Display strings and bar geometry, so templates hold no arithmetic.
                 "value_text": value_with_margin(row | {"unit": unit}),
                 "start_text": format_value(row.get("start_value"), metric, unit),
@@ -192,14 +213,17 @@ def _kr_records(
                 "bar_fill": round(100 * (grade or 0.0), 1),
                 "bar_expected": round(100 * min(max(expected or 0.0, 0.0), 1.0), 1),
             }
-        )  # fmt: skip
+        )
     return out
 
 
 def _stale_reasons(
-    row: dict, synced: dt.datetime | None, now: dt.datetime, stale_after: dt.timedelta,
+    row: dict,
+    synced: dt.datetime | None,
+    now: dt.datetime,
+    stale_after: dt.timedelta,
     cycle_last_day: dt.date | None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     reasons = []
     if row.get("status") == "stale" and row.get("stale_reason"):
         reasons.append(str(row["stale_reason"]))
@@ -216,8 +240,12 @@ def refresh_kr(kr: dict, data: DashboardData, cycle_last_day: dt.date | None) ->
     now = data.now()
     synced = kr["data_synced_at"]
     reasons = _stale_reasons(kr, synced, now, data.stale_after, cycle_last_day)
-    return {**kr, "stale": bool(reasons), "stale_reasons": reasons,
-            "freshness_text": age_text(synced, now)}  # fmt: skip
+    return {
+        **kr,
+        "stale": bool(reasons),
+        "stale_reasons": reasons,
+        "freshness_text": age_text(synced, now),
+    }
 
 
 def overview(data: DashboardData, cycle: str | None = None, team: str | None = None) -> dict:
@@ -230,14 +258,26 @@ def overview(data: DashboardData, cycle: str | None = None, team: str | None = N
     teams: dict[str, dict] = {}
     for kr in krs:
         label = team_label(kr["team"])
-        section = teams.setdefault(label, {"team": kr["team"], "label": label, "objectives": {},
-                                           "counts": dict.fromkeys(STATUS_ORDER, 0)})  # fmt: skip
+        section = teams.setdefault(
+            label,
+            {
+                "team": kr["team"],
+                "label": label,
+                "objectives": {},
+                "counts": dict.fromkeys(STATUS_ORDER, 0),
+            },
+        )
         objective = section["objectives"].setdefault(
             kr["objective"],
-            {"objective": kr["objective"], "ambition": kr["ambition"], "level": kr["level"],
-             "title": titles.get(kr["objective"], {}).get("title") or kr["objective"],
-             "owner": titles.get(kr["objective"], {}).get("owner"), "key_results": []},
-        )  # fmt: skip
+            {
+                "objective": kr["objective"],
+                "ambition": kr["ambition"],
+                "level": kr["level"],
+                "title": titles.get(kr["objective"], {}).get("title") or kr["objective"],
+                "owner": titles.get(kr["objective"], {}).get("owner"),
+                "key_results": [],
+            },
+        )
         objective["key_results"].append(kr)
         section["counts"][kr["shown_status"]] = section["counts"].get(kr["shown_status"], 0) + 1
     ordered = sorted(teams.values(), key=lambda s: (s["team"] is not None, s["label"]))
@@ -245,10 +285,15 @@ def overview(data: DashboardData, cycle: str | None = None, team: str | None = N
         section["objectives"] = list(section["objectives"].values())
     kpis = data.store.kpi_values(as_of=last_day, team=team)
     return {
-        "cycle": cycle, "cycles": known, "team": team, "as_of": last_day,
-        "dates": cycle_dates(data, cycle), "teams": ordered, "kpis": _kpi_records(kpis, data),
+        "cycle": cycle,
+        "cycles": known,
+        "team": team,
+        "as_of": last_day,
+        "dates": cycle_dates(data, cycle),
+        "teams": ordered,
+        "kpis": _kpi_records(kpis, data),
         "key_result_count": len(krs),
-    }  # fmt: skip
+    }
 
 
 def _kpi_records(kpis: pd.DataFrame, data: DashboardData) -> list[dict]:
@@ -259,25 +304,36 @@ def _kpi_records(kpis: pd.DataFrame, data: DashboardData) -> list[dict]:
         low, high = number(row.get("healthy_min")), number(row.get("healthy_max"))
         out.append(
             {
-                "kpi": row["kpi"], "title": row["title"], "team": row.get("team"),
-                "metric": row["metric"], "value": number(row.get("value")),
-                "healthy_min": low, "healthy_max": high, "health": row["health"],
-                "sample_size": int(row.get("sample_size") or 0), "as_of": row["as_of"],
+                "kpi": row["kpi"],
+                "title": row["title"],
+                "team": row.get("team"),
+                "metric": row["metric"],
+                "value": number(row.get("value")),
+                "healthy_min": low,
+                "healthy_max": high,
+                "health": row["health"],
+                "sample_size": int(row.get("sample_size") or 0),
+                "as_of": row["as_of"],
                 "data_synced_at": synced,
                 "value_text": format_value(row.get("value"), row["metric"]),
                 "range_text": f"{format_value(low, row['metric']) if low is not None else ''} – "
-                              f"{format_value(high, row['metric']) if high is not None else ''}",
+                f"{format_value(high, row['metric']) if high is not None else ''}",
                 "health_label": status_label(row["health"]),
                 "freshness_text": age_text(synced, now),
             }
-        )  # fmt: skip
+        )
     return out
 
 
 def kr_detail(
-    data: DashboardData, cycle: str, kr: str, *, known: list[dict] | None = None,
-    history: pd.DataFrame | None = None, pages: pd.DataFrame | None = None,
-) -> dict:  # fmt: skip
+    data: DashboardData,
+    cycle: str,
+    kr: str,
+    *,
+    known: list[dict] | None = None,
+    history: pd.DataFrame | None = None,
+    pages: pd.DataFrame | None = None,
+) -> dict:
     """One KR: its latest numbers, daily history, expected path, forecast and definition.
 
     `known` (cycles()), `history` and `pages` (the cycle's kr_charts) may be passed in when the
@@ -294,23 +350,37 @@ def kr_detail(
     end = page["cycle_end"] if page else history["as_of"].max()
     chart = _chart(data, history, latest, start, end, page)
     return {
-        "kr": latest, "cycle": cycle, "start": start, "end": end, "chart": chart,
+        "kr": latest,
+        "cycle": cycle,
+        "start": start,
+        "end": end,
+        "chart": chart,
         "objective_title": page["objective_title"] if page else latest["objective"],
         "definition": _definition(page, latest),
         "history": [
-            {"as_of": r["as_of"], "value": number(r["value"]),
-             "value_text": format_value(r["value"], latest["metric"], latest["unit"]),
-             "progress_text": format_percent(r["progress"]),
-             "expected_text": format_percent(r["expected_progress"]), "status": r["status"],
-             "status_label": status_label(r["status"])}
+            {
+                "as_of": r["as_of"],
+                "value": number(r["value"]),
+                "value_text": format_value(r["value"], latest["metric"], latest["unit"]),
+                "progress_text": format_percent(r["progress"]),
+                "expected_text": format_percent(r["expected_progress"]),
+                "status": r["status"],
+                "status_label": status_label(r["status"]),
+            }
             for r in history.to_dict("records")
         ],
         "forecast": chart["forecast_summary"],
-    }  # fmt: skip
+    }
 
 
-def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.date,
-           end: dt.date, page: dict | None) -> dict:  # fmt: skip
+def _chart(
+    data: DashboardData,
+    history: pd.DataFrame,
+    latest: dict,
+    start: dt.date,
+    end: dt.date,
+    page: dict | None,
+) -> dict:
     """Aligned daily series for the chart: value, expected path, forecast (null where none)."""
     days = pd.date_range(start, end, freq="D")
     values = (
@@ -358,9 +428,10 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
         summary = {
             "projected_value": projected,
             "projected_text": format_value(projected, latest["metric"], latest["unit"]),
-            "projected_progress": progress, "projected_progress_text": format_percent(progress),
+            "projected_progress": progress,
+            "projected_progress_text": format_percent(progress),
             "reaches_success": progress is not None and round(progress, SHOWN_DECIMALS) >= success,
-        }  # fmt: skip
+        }
 
     def series(s: pd.Series | None) -> list[float | None]:
         if s is None:
@@ -369,22 +440,33 @@ def _chart(data: DashboardData, history: pd.DataFrame, latest: dict, start: dt.d
 
     return {
         "x": [int(d.timestamp()) for d in days],
-        "value": series(values), "expected": series(expected_values),
-        "forecast": series(forecast_values), "target": target, "baseline": baseline,
-        "metric": latest["metric"], "unit": (page or {}).get("unit") or "",
+        "value": series(values),
+        "expected": series(expected_values),
+        "forecast": series(forecast_values),
+        "target": target,
+        "baseline": baseline,
+        "metric": latest["metric"],
+        "unit": (page or {}).get("unit") or "",
         "title": latest["title"],
-        "forecast_summary": summary, "start": start_at,
-    }  # fmt: skip
+        "forecast_summary": summary,
+        "start": start_at,
+    }
 
 
 def _definition(page: dict | None, latest: dict) -> dict:
     """The KR's definition as the flow stored it with its page (None: no longer defined)."""
     result = {
-        "metric": latest["metric"], "formula": (page or {}).get("formula") or "", "filters": {},
-        "window": "cycle", "baseline_text": latest["baseline_text"],
-        "target_text": latest["target_text"], "target_expression": None, "milestones": [],
-        "current": page is not None, "version": latest["definition_version"],
-    }  # fmt: skip
+        "metric": latest["metric"],
+        "formula": (page or {}).get("formula") or "",
+        "filters": {},
+        "window": "cycle",
+        "baseline_text": latest["baseline_text"],
+        "target_text": latest["target_text"],
+        "target_expression": None,
+        "milestones": [],
+        "current": page is not None,
+        "version": latest["definition_version"],
+    }
     if page is not None:
         definition = page["definition"]
         result["filters"] = dict(definition.get("where") or {})
@@ -405,10 +487,15 @@ def _definition(page: dict | None, latest: dict) -> dict:
 
 
 def drilldown(
-    data: DashboardData, cycle: str, kr: str, *, limit: int | None = None,
-    history: pd.DataFrame | None = None, owner_names: dict[str, str] | None = None,
+    data: DashboardData,
+    cycle: str,
+    kr: str,
+    *,
+    limit: int | None = None,
+    history: pd.DataFrame | None = None,
+    owner_names: dict[str, str] | None = None,
     basis: str = "count",
-) -> dict:  # fmt: skip
+) -> dict:
     """The staged records behind the KR's latest stored number, with links into their CRM, the
     owners' names (`owner_names`: ids to names) and the formula's inputs in words; every stored
     record, or the newest `limit`."""
@@ -416,12 +503,20 @@ def drilldown(
     if history.empty:
         raise NotFound(f"no key result '{kr}' in cycle '{cycle}'")
     row = history.iloc[-1]
-    empty = {"available": False, "as_of": row["as_of"], "records": [], "total": 0,
-             "shown": 0, "entity": None}  # fmt: skip
+    empty = {
+        "available": False,
+        "as_of": row["as_of"],
+        "records": [],
+        "total": 0,
+        "shown": 0,
+        "entity": None,
+    }
     stored = data.store.drilldown(cycle, kr, as_of=row["as_of"])
     if stored is None:
-        return {**empty, "reason": "no records stored for this KR yet: the next `krpulse run` "
-                "stores them"}  # fmt: skip
+        return {
+            **empty,
+            "reason": "no records stored for this KR yet: the next `krpulse run` stores them",
+        }
     if stored["reason"]:
         return {**empty, "reason": stored["reason"]}
     # The flow stored the records from the engine's own explanation of the number: the same
@@ -436,17 +531,23 @@ def drilldown(
     )
     unit = row.get("unit")
     return {
-        "available": True, "as_of": row["as_of"], "entity": stored["entity"],
-        "window_start": stored["window_start"], "window_end": stored["window_end"],
-        "total": int(stored["total"]), "shown": len(shown),
+        "available": True,
+        "as_of": row["as_of"],
+        "entity": stored["entity"],
+        "window_start": stored["window_start"],
+        "window_end": stored["window_end"],
+        "total": int(stored["total"]),
+        "shown": len(shown),
         "currency": data.reporting_currency or unit,
         "value_text": format_value(value, row["metric"], unit),
         # The stored number's own inputs (its progress row), said in words.
-        "numbers_text": numbers_in_words(row["metric"], row.get("numerator"),
-                                         row.get("denominator"), unit, basis=basis),
-        "matches_stored": matches, "sample_size": stored["sample_size"],
+        "numbers_text": numbers_in_words(
+            row["metric"], row.get("numerator"), row.get("denominator"), unit, basis=basis
+        ),
+        "matches_stored": matches,
+        "sample_size": stored["sample_size"],
         "records": _record_rows(pd.DataFrame(shown), data.record_links, owner_names or {}),
-    }  # fmt: skip
+    }
 
 
 # The drill-down table's columns per entity: (sort key, plain header, numeric). The page sorts
@@ -454,15 +555,23 @@ def drilldown(
 # inline, and the page works without any).
 RECORD_TABLE_COLUMNS = {
     "deals": [
-        ("deal", "Deal", False), ("name", "Name", False), ("customer", "Customer", False),
-        ("owner", "Owner", False), ("outcome", "Outcome", False), ("amount", "Amount", True),
-        ("day", "Counts on", False), ("adds", "Adds to the number", True),
+        ("deal", "Deal", False),
+        ("name", "Name", False),
+        ("customer", "Customer", False),
+        ("owner", "Owner", False),
+        ("outcome", "Outcome", False),
+        ("amount", "Amount", True),
+        ("day", "Counts on", False),
+        ("adds", "Adds to the number", True),
     ],
     "nps_responses": [
-        ("response", "Response", False), ("customer", "Customer", False),
-        ("score", "Score", True), ("day", "Submitted", False), ("comment", "Comment", False),
+        ("response", "Response", False),
+        ("customer", "Customer", False),
+        ("score", "Score", True),
+        ("day", "Submitted", False),
+        ("comment", "Comment", False),
     ],
-}  # fmt: skip
+}
 RECORDS_PER_PAGE = 25
 # The stored order (newest first) is the default; numbers and days sort largest/newest first.
 DEFAULT_RECORD_SORT = ("day", "desc")
@@ -480,9 +589,11 @@ def _sort_value(record: dict, key: str) -> Any:
         text = record.get(key)
         return None if not text else str(text).lower()
     return {
-        "amount": record.get("amount_home"), "adds": record.get("contribution"),
-        "score": record.get("score"), "day": record.get("day"),
-    }.get(key)  # fmt: skip
+        "amount": record.get("amount_home"),
+        "adds": record.get("contribution"),
+        "score": record.get("score"),
+        "day": record.get("day"),
+    }.get(key)
 
 
 def parse_record_view(entity: str | None, sort: Any, order: Any, page: Any) -> tuple[str, str, int]:
@@ -520,18 +631,29 @@ def records_page(
     page = min(page, pages)
     first = (page - 1) * per_page
     columns = [
-        {"key": key, "header": header + (f" ({drill['currency']})" if key == "amount" and
-                                          drill.get("currency") else ""),
-         "numeric": numeric, "sorted": order if key == sort else None,
-         "next_order": ("asc" if order == "desc" else "desc") if key == sort
-         else _default_order(drill["entity"], key)}
+        {
+            "key": key,
+            "header": header
+            + (f" ({drill['currency']})" if key == "amount" and drill.get("currency") else ""),
+            "numeric": numeric,
+            "sorted": order if key == sort else None,
+            "next_order": ("asc" if order == "desc" else "desc")
+            if key == sort
+            else _default_order(drill["entity"], key),
+        }
         for key, header, numeric in RECORD_TABLE_COLUMNS.get(drill["entity"] or "", [])
-    ]  # fmt: skip
+    ]
     return {
-        "rows": ordered[first : first + per_page], "columns": columns, "sort": sort,
-        "order": order, "page": page, "pages": pages, "first": first + 1 if ordered else 0,
-        "last": min(first + per_page, len(ordered)), "count": len(ordered),
-    }  # fmt: skip
+        "rows": ordered[first : first + per_page],
+        "columns": columns,
+        "sort": sort,
+        "order": order,
+        "page": page,
+        "pages": pages,
+        "first": first + 1 if ordered else 0,
+        "last": min(first + per_page, len(ordered)),
+        "count": len(ordered),
+    }
 
 
 def _record_rows(
@@ -548,14 +670,16 @@ def _record_rows(
             {
                 **{k: json_value(v) for k, v in record.items()},
                 "url": template.replace("{id}", quote(str(record["record_id"]), safe=""))
-                if template else None,
+                if template
+                else None,
                 "customer_url": customer_template.replace("{id}", quote(str(customer_id), safe=""))
-                if customer_template and has_customer else None,
+                if customer_template and has_customer
+                else None,
                 # The owner's name from the staged owners (`O-06` reads as the person).
                 "owner": _owner(record.get("owner_id"), owner_names),
                 "outcome": _outcome(record),
             }
-        )  # fmt: skip
+        )
     return out
 
 

@@ -72,16 +72,23 @@ def _check_in_record(row: dict, metric: str | None = None, unit: str | None = No
     week = row["week"]
     value = number(row.get("value"))
     return {
-        "week": week, "week_label": week_label(week), "week_end": week_end(week),
+        "week": week,
+        "week_label": week_label(week),
+        "week_end": week_end(week),
         "confidence": int(row["confidence"]),
         "confidence_text": confidence_label(int(row["confidence"])),
-        "progress": row.get("progress") or "", "problems": row.get("problems") or "",
-        "next_steps": row.get("next_steps") or "", "author": row.get("author"),
-        "value": value, "value_as_of": row.get("value_as_of"),
-        "value_text": format_value(value, metric, unit) if metric else (
-            "—" if value is None else f"{value:,.2f}"),
-        "revision": int(row.get("revision") or 1), "updated_at": row.get("updated_at"),
-    }  # fmt: skip
+        "progress": row.get("progress") or "",
+        "problems": row.get("problems") or "",
+        "next_steps": row.get("next_steps") or "",
+        "author": row.get("author"),
+        "value": value,
+        "value_as_of": row.get("value_as_of"),
+        "value_text": format_value(value, metric, unit)
+        if metric
+        else ("—" if value is None else f"{value:,.2f}"),
+        "revision": int(row.get("revision") or 1),
+        "updated_at": row.get("updated_at"),
+    }
 
 
 def confidence_options() -> list[dict]:
@@ -89,9 +96,11 @@ def confidence_options() -> list[dict]:
 
 
 def kr_check_in_history(
-    data: views.DashboardData, cycle: str, kr: dict,
+    data: views.DashboardData,
+    cycle: str,
+    kr: dict,
     cycle_dates: tuple[dt.date, dt.date] | None | bool = False,
-) -> dict:  # fmt: skip
+) -> dict:
     """A KR's check-in history (newest first) and its chart markers: what the store alone
     decides (`cycle_dates`: views.cycle_dates when the caller already has them)."""
     rows = check_ins(data).check_ins(cycle=cycle, kr=kr["kr"])
@@ -110,7 +119,7 @@ def kr_check_in_history(
             }
             for c in history
             if c["value_as_of"] is not None and c["value"] is not None
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -164,13 +173,16 @@ def _build_kr_page(data: views.DashboardData, cycle: str, kr: str, key: tuple) -
     definition = page["definition"].iloc[0] if not page.empty else None
     basis = (definition.get("basis") or "count") if isinstance(definition, dict) else "count"
     return {
-        "key": key, "cycles": known, "detail": detail,
-        "records": views.drilldown(data, cycle, kr, history=history, basis=basis,
-                                   owner_names=owner_names(data)),
+        "key": key,
+        "cycles": known,
+        "detail": detail,
+        "records": views.drilldown(
+            data, cycle, kr, history=history, basis=basis, owner_names=owner_names(data)
+        ),
         "check_ins": kr_check_in_history(data, cycle, detail["kr"], dates),
         "cycle_last": next((c["last_day"] for c in known if c["cycle"] == cycle), None),
         "html": {},  # the app's rendered pages of this model (dashboard/app.py)
-    }  # fmt: skip
+    }
 
 
 def warm_kr_pages(data: views.DashboardData, cycle: str, version: tuple) -> int:
@@ -228,9 +240,11 @@ def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
                     _warming.pop(next(iter(_warming)))
         if start_warming:
             threading.Thread(
-                target=warm_kr_pages, args=(data, cycle, version), daemon=True,
+                target=warm_kr_pages,
+                args=(data, cycle, version),
+                daemon=True,
                 name=f"krpulse-warm-{cycle}",
-            ).start()  # fmt: skip
+            ).start()
     detail = stored["detail"]
     return {
         **stored,
@@ -251,9 +265,12 @@ def cached_overview(data: views.DashboardData, cycle: str | None, team: str | No
     change: kept under the store's version, the definitions loaded, the page's filters and the
     minute (freshness reads "synced 3 h ago"), so a request between writes only renders."""
     key = (
-        store_version(data.store.engine), cycle, team,
-        data.now().replace(second=0, microsecond=0), id(data),
-    )  # fmt: skip
+        store_version(data.store.engine),
+        cycle,
+        team,
+        data.now().replace(second=0, microsecond=0),
+        id(data),
+    )
     with _overview_lock:
         if key in _overview_cache:
             _overview_cache.move_to_end(key)
@@ -334,8 +351,9 @@ def enrich_overview(data: views.DashboardData, model: dict) -> dict:
         # with the day a week ago it gives the change since then, in one indexed read.
         days = weekly_days(first_day, as_of)
         wanted = sorted(set(days) | {as_of - dt.timedelta(days=7)})
-        history = values_on_days(data.store.engine, cycle, wanted, team=model["team"],
-                                 with_company=True)  # fmt: skip
+        history = values_on_days(
+            data.store.engine, cycle, wanted, team=model["team"], with_company=True
+        )
     changes = (
         dict(
             zip(*weekly_changes(history, as_of)[["kr", "value_week_ago"]].T.to_numpy(), strict=True)
@@ -379,9 +397,10 @@ def _enrich_kr(kr: dict, latest: dict, changes: dict, series: dict, this_week) -
     kr["value_week_ago"] = before
     kr["change_text"] = change_text(kr["value"], before, kr["metric"], kr["unit"])
     kr["change_direction"] = (
-        "none" if before is None or kr["value"] is None or kr["value"] == before
+        "none"
+        if before is None or kr["value"] is None or kr["value"] == before
         else ("up" if kr["value"] > before else "down")
-    )  # fmt: skip
+    )
     kr["sparkline"] = sparkline(series[kr["kr"]]) if kr["kr"] in series else ""
     # The ± is the value's own margin of error (shown with the value); the forecast beside it
     # is the stored end-of-cycle projection.
@@ -420,11 +439,17 @@ def team_check_in(data: views.DashboardData, cycle: str | None, team: str | None
         kr["this_week"] = _check_in_record(current, kr["metric"], kr["unit"]) if current else None
         kr["last_week"] = _check_in_record(previous, kr["metric"], kr["unit"]) if previous else None
     return {
-        "cycle": cycle, "cycles": known, "team": team, "team_label": team_name(data, team),
-        "week_label": week_label(today), "week_end": week_end(today), "today": today,
-        "key_results": krs, "options": confidence_options(),
+        "cycle": cycle,
+        "cycles": known,
+        "team": team,
+        "team_label": team_name(data, team),
+        "week_label": week_label(today),
+        "week_end": week_end(today),
+        "today": today,
+        "key_results": krs,
+        "options": confidence_options(),
         "teams_known": _teams_known(data, cycle),
-    }  # fmt: skip
+    }
 
 
 # --- alignment -------------------------------------------------------------------------------
@@ -476,9 +501,15 @@ def _objective_node(data, key, kr, newest, titles, names) -> dict:  # noqa: ANN0
     )
     return {
         "objective": key,
-        "title": titles.get(key, {}).get("title") or (recorded["title"] if recorded is not None else key),
+        "title": titles.get(key, {}).get("title")
+        or (recorded["title"] if recorded is not None else key),
         "owner": owner_text(titles.get(key, {}).get("owner"), names),
-        "level": kr["level"], "team": kr["team"], "team_label": team_name(data, kr["team"]),
-        "ambition": kr["ambition"], "aligns_to": aligns, "label": f"{team_name(data, kr['team'])} {key}",
-        "key_results": [], "children": [],
-    }  # fmt: skip
+        "level": kr["level"],
+        "team": kr["team"],
+        "team_label": team_name(data, kr["team"]),
+        "ambition": kr["ambition"],
+        "aligns_to": aligns,
+        "label": f"{team_name(data, kr['team'])} {key}",
+        "key_results": [],
+        "children": [],
+    }

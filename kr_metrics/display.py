@@ -50,11 +50,18 @@ def format_percent(value: Any) -> str:
 
 
 STATUS_LABELS = {
-    "on_track": "On track", "at_risk": "At risk", "off_track": "Off track", "no_data": "No data",
-    "stale": "Stale", "low_sample": "Low sample", "achieved": "Achieved",
-    "partially_achieved": "Partially achieved", "missed": "Missed", "healthy": "Healthy",
+    "on_track": "On track",
+    "at_risk": "At risk",
+    "off_track": "Off track",
+    "no_data": "No data",
+    "stale": "Stale",
+    "low_sample": "Low sample",
+    "achieved": "Achieved",
+    "partially_achieved": "Partially achieved",
+    "missed": "Missed",
+    "healthy": "Healthy",
     "unhealthy": "Unhealthy",
-}  # fmt: skip
+}
 
 
 def label(status: str | None) -> str:
@@ -110,11 +117,16 @@ NUMBER_WORDS: dict[str, str] = {
     "open_pipeline": "{n} in open deals",
     "nps_responses": "{n} responses",
     "average_nps_score": "{n} points over {d} responses",
-}  # fmt: skip
+}
 _MONEY_NUMERATORS = {
-    "revenue_per_existing_customer", "won_revenue", "new_business_revenue",
-    "existing_customer_revenue", "average_deal_size", "pipeline_created", "open_pipeline",
-}  # fmt: skip
+    "revenue_per_existing_customer",
+    "won_revenue",
+    "new_business_revenue",
+    "existing_customer_revenue",
+    "average_deal_size",
+    "pipeline_created",
+    "open_pipeline",
+}
 
 
 def numbers_in_words(

@@ -162,11 +162,16 @@ def metrics_markdown() -> str:
     parts = [INTRO]
     parts.append("| metric | kind | unit | valid range | null when |\n|---|---|---|---|---|")
     for spec in METRICS.values():
-        parts.append(f"| [`{spec.name}`](#{spec.name}) | {spec.kind} | {spec.unit} | {_range(spec)} | "
-                     f"{'no data (see edge cases)' if spec.nullable else 'never'} |")  # fmt: skip
+        parts.append(
+            f"| [`{spec.name}`](#{spec.name}) | {spec.kind} | {spec.unit} | {_range(spec)} | "
+            f"{'no data (see edge cases)' if spec.nullable else 'never'} |"
+        )
     for spec in METRICS.values():
-        window = ("a balance at the end of the as-of day (ignores the window start)"
-                  if spec.point_in_time else "the KR's window (cycle to date, or rolling)")  # fmt: skip
+        window = (
+            "a balance at the end of the as-of day (ignores the window start)"
+            if spec.point_in_time
+            else "the KR's window (cycle to date, or rolling)"
+        )
         parts.append(
             f"\n### {spec.name}\n\n"
             f"- **Formula:** {spec.formula}\n"

@@ -28,11 +28,35 @@ from kr_metrics.metrics import (
 from kr_metrics.scoring import key_result_kind, start_value
 
 VALUE_COLUMNS = [
-    "as_of", "kind", "cycle", "objective", "key", "title", "team", "level", "ambition", "metric",
-    "value", "numerator", "denominator", "sample_size", "baseline", "target", "unit",
-    "healthy_min", "healthy_max", "cycle_start", "cycle_end", "window_start", "window_end",
-    "milestones", "margin_of_error", "definition_version", "start_value", "metric_kind",
-]  # fmt: skip
+    "as_of",
+    "kind",
+    "cycle",
+    "objective",
+    "key",
+    "title",
+    "team",
+    "level",
+    "ambition",
+    "metric",
+    "value",
+    "numerator",
+    "denominator",
+    "sample_size",
+    "baseline",
+    "target",
+    "unit",
+    "healthy_min",
+    "healthy_max",
+    "cycle_start",
+    "cycle_end",
+    "window_start",
+    "window_end",
+    "milestones",
+    "margin_of_error",
+    "definition_version",
+    "start_value",
+    "metric_kind",
+]
 
 
 def prepare(
@@ -106,16 +130,18 @@ def _day_index(days: pd.Series, origin: np.datetime64) -> np.ndarray:
     return np.where(undated, np.iinfo(np.int64).min // 2, index.astype(np.int64))
 
 
-def _cumulative(weights: np.ndarray | None, idx: np.ndarray, inside: np.ndarray, before: np.ndarray,
-                length: int) -> tuple[np.ndarray, float]:  # fmt: skip
+def _cumulative(
+    weights: np.ndarray | None, idx: np.ndarray, inside: np.ndarray, before: np.ndarray, length: int
+) -> tuple[np.ndarray, float]:
     """Cumulative daily sums (with a leading 0) and the total dated before the range."""
     w = np.ones(len(idx)) if weights is None else np.asarray(weights, dtype="float64")
     daily = np.bincount(idx[inside], weights=w[inside], minlength=length)
     return np.concatenate([[0.0], np.cumsum(daily)]), float(w[before].sum())
 
 
-def _additive_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows: Sequence[Window],
-                     basis: str) -> Series:  # fmt: skip
+def _additive_series(
+    spec: MetricSpec, data: PreparedData, scope: Scope, windows: Sequence[Window], basis: str
+) -> Series:
     """Sum dated events over each window with one cumulative sum per anchor (cycle start)."""
     n_windows = len(windows)
     value = np.full(n_windows, np.nan)
@@ -170,8 +196,9 @@ def _additive_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows
     return Series(value, numerator, denominator, sample)
 
 
-def _reduced_series(spec: MetricSpec, data: PreparedData, scope: Scope, windows: Sequence[Window],
-                    basis: str) -> Series:  # fmt: skip
+def _reduced_series(
+    spec: MetricSpec, data: PreparedData, scope: Scope, windows: Sequence[Window], basis: str
+) -> Series:
     """min / max / count_distinct cannot be summed across days: reduce each window's events."""
     events = spec.events(data, scope, windows[0].cycle_start, basis)
     days = events.day.to_numpy(dtype="datetime64[ns]")
@@ -215,14 +242,23 @@ class PandasBackend:
         return _additive_series(spec, self.data, scope, windows, basis)
 
 
-def series_of(spec: MetricSpec, library: dict[str, MetricSpec], backend, scope, windows: Sequence[Window],
-              *, basis: str = "count") -> Series:  # fmt: skip
+def series_of(
+    spec: MetricSpec,
+    library: dict[str, MetricSpec],
+    backend,
+    scope,
+    windows: Sequence[Window],
+    *,
+    basis: str = "count",
+) -> Series:
     """`spec` over each window, for one scope: ratios and derived metrics from their inputs."""
     if spec.filters:
         scope = backend.narrow(scope, spec.filters)
     if spec.combine in ("metric_ratio", "derived"):
-        inputs = {name: series_of(library[name], library, backend, scope, windows, basis=basis)
-                  for name in spec.inputs}  # fmt: skip
+        inputs = {
+            name: series_of(library[name], library, backend, scope, windows, basis=basis)
+            for name in spec.inputs
+        }
         return combine_inputs(spec, inputs, len(windows))
     return backend.leaf(spec, scope, windows, basis)
 
@@ -240,14 +276,28 @@ def combine_inputs(spec: MetricSpec, inputs: dict[str, Series], n_windows: int) 
     return Series(value, value.copy(), np.full(n_windows, np.nan), sample)
 
 
-def metric_series(spec: MetricSpec, library: dict[str, MetricSpec], data: PreparedData, scope: Scope,
-                  windows: Sequence[Window], *, basis: str = "count") -> Series:  # fmt: skip
+def metric_series(
+    spec: MetricSpec,
+    library: dict[str, MetricSpec],
+    data: PreparedData,
+    scope: Scope,
+    windows: Sequence[Window],
+    *,
+    basis: str = "count",
+) -> Series:
     """`spec` over each window, for one scope: the single computation both modes share."""
     return series_of(spec, library, PandasBackend(data), scope, windows, basis=basis)
 
 
-def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], data: PreparedData,
-                        scope: Scope, windows: Sequence[Window], *, basis: str = "count") -> list[MetricResult]:  # fmt: skip
+def metric_over_windows(
+    spec: MetricSpec,
+    library: dict[str, MetricSpec],
+    data: PreparedData,
+    scope: Scope,
+    windows: Sequence[Window],
+    *,
+    basis: str = "count",
+) -> list[MetricResult]:
     series = metric_series(spec, library, data, scope, windows, basis=basis)
     return [
         MetricResult(
@@ -255,7 +305,7 @@ def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], data: 
             optional_float(series.numerator[i]),
             optional_float(series.denominator[i]),
             int(series.sample[i]),
-        )  # fmt: skip
+        )
         for i in range(len(windows))
     ]
 
@@ -324,34 +374,83 @@ def evaluate_with(
         target = kr.target_for(baseline)
         kind = key_result_kind(spec.kind, rolling=window_days(kr.window) is not None)
         version = definition_version(cycle, objective.model_copy(update={"key_results": [kr]}))
-        frames.append(pd.DataFrame({
-            "as_of": days, "kind": "kr", "cycle": cycle.key, "objective": objective.key, "key": kr.key,
-            "title": kr.title, "team": objective.team or _team_filter(kr.where),
-            "level": objective.level.value, "ambition": objective.ambition.value, "metric": kr.metric,
-            "value": series.value, "numerator": series.numerator, "denominator": series.denominator,
-            "sample_size": series.sample, "baseline": baseline, "target": target, "unit": kr.unit,
-            "healthy_min": np.nan, "healthy_max": np.nan, "cycle_start": cycle.start, "cycle_end": cycle.end,
-            "window_start": [w.start for w in windows], "window_end": [w.end for w in windows],
-            "milestones": json.dumps([[m.date.isoformat(), m.target] for m in kr.milestones]) if kr.milestones else None,
-            "margin_of_error": margin, "definition_version": version,
-            "start_value": start_value(kind, baseline, kr.start), "metric_kind": kind,
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "as_of": days,
+                    "kind": "kr",
+                    "cycle": cycle.key,
+                    "objective": objective.key,
+                    "key": kr.key,
+                    "title": kr.title,
+                    "team": objective.team or _team_filter(kr.where),
+                    "level": objective.level.value,
+                    "ambition": objective.ambition.value,
+                    "metric": kr.metric,
+                    "value": series.value,
+                    "numerator": series.numerator,
+                    "denominator": series.denominator,
+                    "sample_size": series.sample,
+                    "baseline": baseline,
+                    "target": target,
+                    "unit": kr.unit,
+                    "healthy_min": np.nan,
+                    "healthy_max": np.nan,
+                    "cycle_start": cycle.start,
+                    "cycle_end": cycle.end,
+                    "window_start": [w.start for w in windows],
+                    "window_end": [w.end for w in windows],
+                    "milestones": json.dumps(
+                        [[m.date.isoformat(), m.target] for m in kr.milestones]
+                    )
+                    if kr.milestones
+                    else None,
+                    "margin_of_error": margin,
+                    "definition_version": version,
+                    "start_value": start_value(kind, baseline, kr.start),
+                    "metric_kind": kind,
+                }
+            )
+        )
     kpi_days = [d for d in all_days if kpis_from is None or d >= kpis_from]
     for kpi in definitions.kpis if kpi_days else ():
         spec = library[kpi.metric]
         windows = [rolling_window(window_days(kpi.window) or 90, day) for day in kpi_days]
         series = series_of(spec, library, backend, scope(kpi.where), windows, basis=kpi.basis)
-        frames.append(pd.DataFrame({
-            "as_of": kpi_days, "kind": "kpi", "cycle": None, "objective": None, "key": kpi.key,
-            "title": kpi.title, "team": kpi.team, "level": None, "ambition": None, "metric": kpi.metric,
-            "value": series.value, "numerator": series.numerator, "denominator": series.denominator,
-            "sample_size": series.sample, "baseline": np.nan, "target": np.nan, "unit": None,
-            "healthy_min": kpi.healthy.min, "healthy_max": kpi.healthy.max, "cycle_start": None,
-            "cycle_end": None, "window_start": [w.start for w in windows],
-            "window_end": [w.end for w in windows], "milestones": None,
-            "margin_of_error": _margin(kpi.metric, kpi.basis, series, backend, scope(kpi.where), windows),
-            "definition_version": definition_version(kpi),
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "as_of": kpi_days,
+                    "kind": "kpi",
+                    "cycle": None,
+                    "objective": None,
+                    "key": kpi.key,
+                    "title": kpi.title,
+                    "team": kpi.team,
+                    "level": None,
+                    "ambition": None,
+                    "metric": kpi.metric,
+                    "value": series.value,
+                    "numerator": series.numerator,
+                    "denominator": series.denominator,
+                    "sample_size": series.sample,
+                    "baseline": np.nan,
+                    "target": np.nan,
+                    "unit": None,
+                    "healthy_min": kpi.healthy.min,
+                    "healthy_max": kpi.healthy.max,
+                    "cycle_start": None,
+                    "cycle_end": None,
+                    "window_start": [w.start for w in windows],
+                    "window_end": [w.end for w in windows],
+                    "milestones": None,
+                    "margin_of_error": _margin(
+                        kpi.metric, kpi.basis, series, backend, scope(kpi.where), windows
+                    ),
+                    "definition_version": definition_version(kpi),
+                }
+            )
+        )
     frames = [f for f in frames if not f.empty]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VALUE_COLUMNS)
     frame = frame.reindex(columns=VALUE_COLUMNS)
@@ -375,8 +474,9 @@ def evaluate(definitions: DefinitionSet, data: PreparedData, as_of: dt.date) -> 
     return evaluate_history(definitions, data, as_of, as_of)
 
 
-def _margin(metric: str, basis: str, series: Series, backend, scope,
-            windows: Sequence[Window]) -> np.ndarray:  # fmt: skip
+def _margin(
+    metric: str, basis: str, series: Series, backend, scope, windows: Sequence[Window]
+) -> np.ndarray:
     if metric == "nps":
         shares = series_of(NPS_SHARES, METRICS, backend, scope, windows)
         return margin_of_error(
@@ -404,14 +504,18 @@ def _baseline_with(kr: KeyResult, cycle, spec: MetricSpec, library, backend, sco
         return float(kr.baseline)
     previous_start, previous_end = cycle.previous()
     rolling = window_days(kr.window)
-    window = (rolling_window(rolling, previous_end) if rolling
-              else Window(previous_start, previous_end, previous_start))  # fmt: skip
+    window = (
+        rolling_window(rolling, previous_end)
+        if rolling
+        else Window(previous_start, previous_end, previous_start)
+    )
     value = series_of(spec, library, backend, scope, [window], basis=kr.basis).value[0]
     return optional_float(value)
 
 
-def explain_key_result(definitions: DefinitionSet, loaded, kr: KeyResult, data: PreparedData,
-                       as_of: dt.date) -> dict:  # fmt: skip
+def explain_key_result(
+    definitions: DefinitionSet, loaded, kr: KeyResult, data: PreparedData, as_of: dt.date
+) -> dict:
     """Everything `krpulse definitions explain` shows: formula inputs and the records behind them."""
     from kr_metrics.explain import records_behind
 
@@ -431,8 +535,16 @@ def explain_key_result(definitions: DefinitionSet, loaded, kr: KeyResult, data: 
             behind.records["contribution"].abs().sort_values(ascending=False, kind="stable").index
         )
     return {
-        "cycle": cycle.key, "kr": kr.key, "metric": kr.metric, "formula": spec.formula,
-        "filters": dict(kr.where), "window_start": window.start, "window_end": window.end,
-        "value": result.value, "numerator": result.numerator, "denominator": result.denominator,
-        "sample_size": result.sample_size, "records": records,
-    }  # fmt: skip
+        "cycle": cycle.key,
+        "kr": kr.key,
+        "metric": kr.metric,
+        "formula": spec.formula,
+        "filters": dict(kr.where),
+        "window_start": window.start,
+        "window_end": window.end,
+        "value": result.value,
+        "numerator": result.numerator,
+        "denominator": result.denominator,
+        "sample_size": result.sample_size,
+        "records": records,
+    }

@@ -13,14 +13,31 @@ from kr_metrics.metrics import MetricSpec, PreparedData, Scope, Window
 # Record columns worth showing next to each contribution, per entity (when the frame has them).
 RECORD_COLUMNS = {
     "deals": [
-        "source", "deal_id", "name", "customer_id", "owner_id", "team", "stage", "deal_type",
-        "is_won", "amount", "currency", "amount_home", "close_date",
+        "source",
+        "deal_id",
+        "name",
+        "customer_id",
+        "owner_id",
+        "team",
+        "stage",
+        "deal_type",
+        "is_won",
+        "amount",
+        "currency",
+        "amount_home",
+        "close_date",
     ],
     "nps_responses": [
-        "source", "response_id", "customer_id", "team", "score", "survey_id", "comment",
+        "source",
+        "response_id",
+        "customer_id",
+        "team",
+        "score",
+        "survey_id",
+        "comment",
         "submitted_at",
     ],
-}  # fmt: skip
+}
 EXPLAINED_COLUMNS = ["entity", "record_id", "day", "contribution", "weight", "customer_name"]
 
 
@@ -83,9 +100,11 @@ def records_behind(
     )[inside]
     # One row per record: a balance metric has two events per deal (opened, closed).
     per_record = contributions.groupby("row", sort=False).agg(
-        day=("day", "max"), contribution=("contribution", "sum"), weight=("weight", "sum"),
+        day=("day", "max"),
+        contribution=("contribution", "sum"),
+        weight=("weight", "sum"),
         n=("n", "sum"),
-    )  # fmt: skip
+    )
     per_record = per_record[per_record["n"] != 0]
 
     numerator = float(per_record["contribution"].sum())

@@ -130,7 +130,7 @@ def _cycle_rate(
                 "wtr": w * t * rate,
                 "wrr": w * rate * rate,
                 "k": (w > 0).astype(float),
-            }  # fmt: skip
+            }
         )
         .rolling(PACE_DAYS, min_periods=1)
         .sum()
@@ -212,9 +212,17 @@ def backtest(definitions, data, cycles, checkpoints=(30, 45, 60)) -> pd.DataFram
             as_of = cycle.start + dt.timedelta(days=day - 1)
             made = history[history["as_of"] == as_of].set_index("key")
             for key, row in made.iterrows():  # a handful of KRs per checkpoint
-                rows.append({"cycle": cycle.key, "kr": key, "metric": row["metric"], "day": day,
-                             "forecast": row["forecast_value"], "naive": row["value"],
-                             "actual": actual.get(key, np.nan)})  # fmt: skip
+                rows.append(
+                    {
+                        "cycle": cycle.key,
+                        "kr": key,
+                        "metric": row["metric"],
+                        "day": day,
+                        "forecast": row["forecast_value"],
+                        "naive": row["value"],
+                        "actual": actual.get(key, np.nan),
+                    }
+                )
     result = pd.DataFrame(rows)
     result["error"] = result["forecast"] - result["actual"]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -110,49 +110,85 @@ def build_library(
     by_name = {m.name: m for m in custom}
     for metric in custom:
         if metric.name in METRICS:
-            problems.append(Problem(*at(metric.name), f"custom metric '{metric.name}' has the name of a "
-                                    "built-in metric; choose another name", code="shadows-builtin"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at(metric.name),
+                    f"custom metric '{metric.name}' has the name of a "
+                    "built-in metric; choose another name",
+                    code="shadows-builtin",
+                )
+            )
             continue
         if isinstance(metric, SimpleMetric):
             columns = _columns(metric.entity)
             date = metric.date or DEFAULT_DATE[metric.entity]
             if metric.expr and metric.expr not in columns:
-                problems.append(Problem(*at(metric.name, "expr"), f"metric '{metric.name}': '{metric.expr}' is not "
-                                        f"a column of {metric.entity}; columns: {', '.join(sorted(columns))}",
-                                        code="bad-column"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        *at(metric.name, "expr"),
+                        f"metric '{metric.name}': '{metric.expr}' is not "
+                        f"a column of {metric.entity}; columns: {', '.join(sorted(columns))}",
+                        code="bad-column",
+                    )
+                )
                 continue
             if (
                 metric.expr
                 and metric.agg in ("sum", "average", "min", "max")
                 and columns[metric.expr] not in NUMERIC_KINDS
             ):
-                problems.append(Problem(*at(metric.name, "expr"), f"metric '{metric.name}': agg '{metric.agg}' "
-                                        f"needs a numeric column, '{metric.expr}' is {columns[metric.expr]}",
-                                        code="bad-column"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        *at(metric.name, "expr"),
+                        f"metric '{metric.name}': agg '{metric.agg}' "
+                        f"needs a numeric column, '{metric.expr}' is {columns[metric.expr]}",
+                        code="bad-column",
+                    )
+                )
                 continue
             if date not in DATE_COLUMNS[metric.entity]:
-                problems.append(Problem(*at(metric.name), f"metric '{metric.name}': date '{date}' is not one of "
-                                        f"{', '.join(sorted(DATE_COLUMNS[metric.entity]))}", code="bad-column"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        *at(metric.name),
+                        f"metric '{metric.name}': date '{date}' is not one of "
+                        f"{', '.join(sorted(DATE_COLUMNS[metric.entity]))}",
+                        code="bad-column",
+                    )
+                )
                 continue
             bad = [c for c in metric.filter if c not in columns]
             if bad:
-                problems.append(Problem(*at(metric.name, "filter"), f"metric '{metric.name}': filter on unknown "
-                                        f"column(s) {', '.join(bad)}", code="bad-filter"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        *at(metric.name, "filter"),
+                        f"metric '{metric.name}': filter on unknown column(s) {', '.join(bad)}",
+                        code="bad-filter",
+                    )
+                )
                 continue
             additive = metric.agg in ("sum", "count", "average")
             low, high = metric.min, metric.max
             if low is None and high is None:
                 low, high = _RANGES.get(metric.unit, (None, None))
             library[metric.name] = MetricSpec(
-                name=metric.name, description=metric.description or f"{metric.agg} of {metric.expr or 'rows'}",
-                unit=metric.unit, entity=metric.entity, valid_range=(low, high),
-                nullable=metric.agg != "sum" and metric.agg != "count", combine="ratio" if metric.agg == "average" else "sum",
-                events=_simple_events(metric), reduce=None if additive else metric.agg,
+                name=metric.name,
+                description=metric.description or f"{metric.agg} of {metric.expr or 'rows'}",
+                unit=metric.unit,
+                entity=metric.entity,
+                valid_range=(low, high),
+                nullable=metric.agg != "sum" and metric.agg != "count",
+                combine="ratio" if metric.agg == "average" else "sum",
+                events=_simple_events(metric),
+                reduce=None if additive else metric.agg,
                 formula=f"{metric.agg}({metric.expr or '*'}) of {metric.entity} dated by {date} in the window"
                 + (f", where {dict(metric.filter)}" if metric.filter else ""),
-                custom=True, filters=dict(metric.filter), kind=derived_kind(metric, library),
-                agg=metric.agg, expr=metric.expr, date=date,
-            )  # fmt: skip
+                custom=True,
+                filters=dict(metric.filter),
+                kind=derived_kind(metric, library),
+                agg=metric.agg,
+                expr=metric.expr,
+                date=date,
+            )
 
     # ratio and derived metrics, in dependency order; cycles and unknown inputs are errors.
     pending = [m for m in custom if not isinstance(m, SimpleMetric) and m.name not in METRICS]
@@ -166,15 +202,22 @@ def build_library(
                 if isinstance(metric, DerivedMetric)
                 else ("numerator" if metric.numerator in missing else "denominator")
             )
-            problems.append(Problem(*at(metric.name, field), f"metric '{metric.name}' uses unknown metric(s) "
-                                    f"{', '.join(missing)}", code="unknown-metric"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at(metric.name, field),
+                    f"metric '{metric.name}' uses unknown metric(s) {', '.join(missing)}",
+                    code="unknown-metric",
+                )
+            )
             broken.add(metric.name)
         elif isinstance(metric, DerivedMetric):
             try:
                 trees[metric.name] = parse(metric.expr, set(metric.metrics))
                 if division := divides_by_zero(trees[metric.name]):
-                    raise ExpressionError(f"'{division}' divides by zero, so the metric never has "
-                                          "a value; divide by a metric or a number other than 0")  # fmt: skip
+                    raise ExpressionError(
+                        f"'{division}' divides by zero, so the metric never has "
+                        "a value; divide by a metric or a number other than 0"
+                    )
             except ExpressionError as exc:
                 problems.append(
                     Problem(
@@ -193,15 +236,27 @@ def build_library(
             formula = f"{inputs[0]} ÷ {inputs[1]}" if ratio else metric.expr
             entities = {library[i].entity for i in inputs}
             library[metric.name] = MetricSpec(
-                name=metric.name, description=metric.description or formula, unit=metric.unit,
+                name=metric.name,
+                description=metric.description or formula,
+                unit=metric.unit,
                 entity=entities.pop() if len(entities) == 1 else "deals",
-                valid_range=(metric.min, metric.max), nullable=True,
-                combine="metric_ratio" if ratio else "derived", formula=formula, custom=True,
-                inputs=inputs, expression=trees.get(metric.name),
+                valid_range=(metric.min, metric.max),
+                nullable=True,
+                combine="metric_ratio" if ratio else "derived",
+                formula=formula,
+                custom=True,
+                inputs=inputs,
+                expression=trees.get(metric.name),
                 kind=derived_kind(metric, library, trees.get(metric.name)),
-            )  # fmt: skip
+            )
         waiting = [m for m in waiting if m not in ready]
     for metric in waiting:  # what is left can only wait for itself, or for a broken metric
-        problems.append(Problem(*at(metric.name), f"metric '{metric.name}' depends on itself through "
-                                "other metrics (a cycle) or on a metric with errors", code="metric-cycle"))  # fmt: skip
+        problems.append(
+            Problem(
+                *at(metric.name),
+                f"metric '{metric.name}' depends on itself through "
+                "other metrics (a cycle) or on a metric with errors",
+                code="metric-cycle",
+            )
+        )
     return library, problems

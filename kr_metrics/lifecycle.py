@@ -67,29 +67,41 @@ def review(
             rows = history[history["kr"] == kr.key]
             review_row = _kr_review(kr, rows, objective.ambition.value, middle, policy, changes)
             krs.append(review_row | _kr_check_ins(kr.key, check_ins))
-        objectives.append({
-            "objective": objective.key, "title": objective.title, "level": objective.level.value,
-            "team": objective.team, "ambition": objective.ambition.value, "owner": objective.owner,
-            "key_results": krs,
-            "average_grade": _mean([k["final_grade"] for k in krs]),
-        })  # fmt: skip
+        objectives.append(
+            {
+                "objective": objective.key,
+                "title": objective.title,
+                "level": objective.level.value,
+                "team": objective.team,
+                "ambition": objective.ambition.value,
+                "owner": objective.owner,
+                "key_results": krs,
+                "average_grade": _mean([k["final_grade"] for k in krs]),
+            }
+        )
     errors = [k["forecast_error_pct"] for o in objectives for k in o["key_results"]]
     verdicts = [k["verdict"] for o in objectives for k in o["key_results"] if k["verdict"]]
     return {
-        "cycle": cycle.key, "start": cycle.start.isoformat(), "end": cycle.end.isoformat(),
-        "final": is_closed(cycle, today, policy), "grace_days": policy.grace_days,
+        "cycle": cycle.key,
+        "start": cycle.start.isoformat(),
+        "end": cycle.end.isoformat(),
+        "final": is_closed(cycle, today, policy),
+        "grace_days": policy.grace_days,
         "objectives": objectives,
         "summary": {
             "key_results": sum(len(o["key_results"]) for o in objectives),
-            ACHIEVED: verdicts.count(ACHIEVED), PARTIALLY_ACHIEVED: verdicts.count(PARTIALLY_ACHIEVED),
+            ACHIEVED: verdicts.count(ACHIEVED),
+            PARTIALLY_ACHIEVED: verdicts.count(PARTIALLY_ACHIEVED),
             MISSED: verdicts.count(MISSED),
-            "never_moved": [k["kr"] for o in objectives for k in o["key_results"] if k["never_moved"]],
+            "never_moved": [
+                k["kr"] for o in objectives for k in o["key_results"] if k["never_moved"]
+            ],
             "forecast_error_pct_mid_cycle": _mean(errors),
         },
         "kpis": _kpi_review(kpi_history, cycle),
         "retrospective": list(retrospective or []),
         "quick_wins": [i["text"] for i in retrospective or [] if i.get("quick_win")],
-    }  # fmt: skip
+    }
 
 
 def _mean(values: list) -> float | None:
@@ -97,14 +109,34 @@ def _mean(values: list) -> float | None:
     return float(np.mean(numbers)) if numbers else None
 
 
-def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: ScoringPolicy,
-               changes: pd.DataFrame | None) -> dict[str, Any]:  # fmt: skip
+def _kr_review(
+    kr,
+    rows: pd.DataFrame,
+    ambition: str,
+    middle: dt.date,
+    policy: ScoringPolicy,
+    changes: pd.DataFrame | None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"kr": kr.key, "title": kr.title, "metric": kr.metric, "unit": kr.unit}
     if rows.empty:
-        return out | {"final_value": None, "final_grade": None, "verdict": None, "baseline": None,
-                      "target": None, "start": None, "first_value": None, "mid_value": None, "low": None, "high": None,
-                      "never_moved": True, "forecast_mid_cycle": None, "forecast_error_pct": None,
-                      "days": 0, "last_day": None, "target_changes": []}  # fmt: skip
+        return out | {
+            "final_value": None,
+            "final_grade": None,
+            "verdict": None,
+            "baseline": None,
+            "target": None,
+            "start": None,
+            "first_value": None,
+            "mid_value": None,
+            "low": None,
+            "high": None,
+            "never_moved": True,
+            "forecast_mid_cycle": None,
+            "forecast_error_pct": None,
+            "days": 0,
+            "last_day": None,
+            "target_changes": [],
+        }
     last = rows.iloc[-1]
     valued = rows[rows["value"].notna()]
     mid = rows[rows["as_of"] <= middle].tail(1)
@@ -114,8 +146,11 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
         if "forecast_value" in rows and len(mid)
         else None
     )
-    error = (abs(forecast - final_value) / abs(final_value)
-             if forecast is not None and final_value not in (None, 0.0) else None)  # fmt: skip
+    error = (
+        abs(forecast - final_value) / abs(final_value)
+        if forecast is not None and final_value not in (None, 0.0)
+        else None
+    )
     grades = rows["grade"].fillna(0.0)
     never_moved = bool(valued.empty or valued["value"].nunique() == 1 or (grades <= 0).all())
     kr_changes = []
@@ -123,18 +158,24 @@ def _kr_review(kr, rows: pd.DataFrame, ambition: str, middle: dt.date, policy: S
         mine = changes[changes["kr"] == kr.key]
         kr_changes = json.loads(mine.to_json(orient="records", date_format="iso"))
     return out | {
-        "baseline": optional_float(last["baseline"]), "target": optional_float(last["target"]),
-        "final_value": final_value, "final_grade": optional_float(last["grade"]),
+        "baseline": optional_float(last["baseline"]),
+        "target": optional_float(last["target"]),
+        "final_value": final_value,
+        "final_grade": optional_float(last["grade"]),
         "verdict": verdict(optional_float(last["grade"]), ambition, policy),
         "start": optional_float(last.get("start_value")),
         "first_value": optional_float(valued["value"].iloc[0]) if len(valued) else None,
         "mid_value": optional_float(mid["value"].iloc[0]) if len(mid) else None,
         "low": optional_float(valued["value"].min()) if len(valued) else None,
         "high": optional_float(valued["value"].max()) if len(valued) else None,
-        "never_moved": never_moved, "forecast_mid_cycle": forecast, "forecast_error_pct": error,
-        "days": int(len(rows)), "last_day": last["as_of"].isoformat(), "status": last.get("status"),
+        "never_moved": never_moved,
+        "forecast_mid_cycle": forecast,
+        "forecast_error_pct": error,
+        "days": int(len(rows)),
+        "last_day": last["as_of"].isoformat(),
+        "status": last.get("status"),
         "target_changes": kr_changes,
-    }  # fmt: skip
+    }
 
 
 def _kr_check_ins(kr: str, check_ins: pd.DataFrame | None) -> dict[str, Any]:
@@ -143,12 +184,18 @@ def _kr_check_ins(kr: str, check_ins: pd.DataFrame | None) -> dict[str, Any]:
         return {"check_ins": [], "last_notes": None}
     mine = check_ins[check_ins["kr"] == kr].sort_values("week")
     rows = [
-        {"week": week_label(r["week"]), "confidence": int(r["confidence"]),
-         "confidence_text": confidence_label(int(r["confidence"])), "value": optional_float(r["value"]),
-         "progress": r["progress"] or "", "problems": r["problems"] or "",
-         "next_steps": r["next_steps"] or "", "author": r["author"]}
+        {
+            "week": week_label(r["week"]),
+            "confidence": int(r["confidence"]),
+            "confidence_text": confidence_label(int(r["confidence"])),
+            "value": optional_float(r["value"]),
+            "progress": r["progress"] or "",
+            "problems": r["problems"] or "",
+            "next_steps": r["next_steps"] or "",
+            "author": r["author"],
+        }
         for r in mine.to_dict("records")
-    ]  # fmt: skip
+    ]
     with_notes = [r for r in rows if r["progress"] or r["problems"] or r["next_steps"]]
     return {"check_ins": rows, "last_notes": with_notes[-1] if with_notes else None}
 
@@ -164,15 +211,20 @@ def _kpi_review(kpi_history: pd.DataFrame, cycle: Cycle) -> list[dict[str, Any]]
     out = []
     for kpi, rows in frame.groupby("kpi", sort=True):  # one group per KPI
         valued = rows[rows["value"].notna()]
-        out.append({
-            "kpi": kpi, "title": rows["title"].iloc[-1], "team": rows["team"].iloc[-1],
-            "metric": rows["metric"].iloc[-1],
-            "start_value": optional_float(valued["value"].iloc[0]) if len(valued) else None,
-            "end_value": optional_float(valued["value"].iloc[-1]) if len(valued) else None,
-            "low": optional_float(valued["value"].min()) if len(valued) else None,
-            "high": optional_float(valued["value"].max()) if len(valued) else None,
-            "unhealthy_days": int((rows["health"] == "unhealthy").sum()), "days": int(len(rows)),
-        })  # fmt: skip
+        out.append(
+            {
+                "kpi": kpi,
+                "title": rows["title"].iloc[-1],
+                "team": rows["team"].iloc[-1],
+                "metric": rows["metric"].iloc[-1],
+                "start_value": optional_float(valued["value"].iloc[0]) if len(valued) else None,
+                "end_value": optional_float(valued["value"].iloc[-1]) if len(valued) else None,
+                "low": optional_float(valued["value"].min()) if len(valued) else None,
+                "high": optional_float(valued["value"].max()) if len(valued) else None,
+                "unhealthy_days": int((rows["health"] == "unhealthy").sum()),
+                "days": int(len(rows)),
+            }
+        )
     return out
 
 
@@ -196,20 +248,28 @@ _pct = format_percent
 def review_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Review of {report['cycle']} ({report['start']} – {report['end']})", ""]
     if not report["final"]:
-        lines += [f"> Provisional: the cycle is not closed yet (it closes {report['grace_days']} days "
-                  "after its end, once late CRM updates are in).", ""]  # fmt: skip
+        lines += [
+            f"> Provisional: the cycle is not closed yet (it closes {report['grace_days']} days "
+            "after its end, once late CRM updates are in).",
+            "",
+        ]
     s = report["summary"]
-    lines += [f"{s['key_results']} key results: {s[ACHIEVED]} achieved, {s[PARTIALLY_ACHIEVED]} partially "
-              f"achieved, {s[MISSED]} missed. Mid-cycle forecast error: {_pct(s['forecast_error_pct_mid_cycle'])}.",
-              ""]  # fmt: skip
+    lines += [
+        f"{s['key_results']} key results: {s[ACHIEVED]} achieved, {s[PARTIALLY_ACHIEVED]} partially "
+        f"achieved, {s[MISSED]} missed. Mid-cycle forecast error: {_pct(s['forecast_error_pct_mid_cycle'])}.",
+        "",
+    ]
     if s["never_moved"]:
         lines += [f"Never moved: {', '.join(s['never_moved'])}.", ""]
     for objective in report["objectives"]:
         who = objective["team"] or "company"
-        lines += [f"## {objective['title']} ({who}, {objective['ambition']})",
-                  f"Average grade {_pct(objective['average_grade'])}.", "",
-                  "| KR | baseline | start | target | first day | middle | end | grade | verdict | forecast at mid-cycle |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"## {objective['title']} ({who}, {objective['ambition']})",
+            f"Average grade {_pct(objective['average_grade'])}.",
+            "",
+            "| KR | baseline | start | target | first day | middle | end | grade | verdict | forecast at mid-cycle |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for kr in objective["key_results"]:
             m = kr["metric"]
             flag = " (never moved)" if kr["never_moved"] else ""
@@ -220,9 +280,11 @@ def review_markdown(report: dict[str, Any]) -> str:
                 f"{_fmt(kr['forecast_mid_cycle'], m)} (off by {_pct(kr['forecast_error_pct'])}) |"
             )
             for change in kr["target_changes"]:
-                lines.append(f"|  ↳ changed on {change.get('effective_from', '?')}: target "
-                             f"{change.get('old_target')} → {change.get('new_target')}, baseline "
-                             f"{change.get('old_baseline')} → {change.get('new_baseline')} | | | | | | | | | |")  # fmt: skip
+                lines.append(
+                    f"|  ↳ changed on {change.get('effective_from', '?')}: target "
+                    f"{change.get('old_target')} → {change.get('new_target')}, baseline "
+                    f"{change.get('old_baseline')} → {change.get('new_baseline')} | | | | | | | | | |"
+                )
         lines.append("")
     lines += _check_in_lines(report)
     lines += _retrospective_lines(report)
@@ -234,8 +296,10 @@ def review_markdown(report: dict[str, Any]) -> str:
         ]
         for kpi in report["kpis"]:
             m = kpi["metric"]
-            lines.append(f"| {kpi['title']} | {_fmt(kpi['start_value'], m)} | {_fmt(kpi['end_value'], m)} | "
-                         f"{_fmt(kpi['low'], m)} | {_fmt(kpi['high'], m)} | {kpi['unhealthy_days']} of {kpi['days']} |")  # fmt: skip
+            lines.append(
+                f"| {kpi['title']} | {_fmt(kpi['start_value'], m)} | {_fmt(kpi['end_value'], m)} | "
+                f"{_fmt(kpi['low'], m)} | {_fmt(kpi['high'], m)} | {kpi['unhealthy_days']} of {kpi['days']} |"
+            )
     else:
         lines.append("No KPI values stored for this period.")
     return "\n".join(lines) + "\n"
@@ -278,13 +342,18 @@ def _retrospective_lines(report: dict[str, Any]) -> list[str]:
     items = report.get("retrospective") or []
     lines = ["## Retrospective", ""]
     if not items:
-        return lines + [f"No retrospective recorded yet: `krpulse retro {report['cycle']} --add ...` "
-                        "or the dashboard's /retro page.", ""]  # fmt: skip
+        return lines + [
+            f"No retrospective recorded yet: `krpulse retro {report['cycle']} --add ...` "
+            "or the dashboard's /retro page.",
+            "",
+        ]
     lines += ["Quick wins for the next cycle:", ""]
     lines += [f"{n}. {_md(text)}" for n, text in enumerate(report["quick_wins"], 1)] or ["- none"]
     lines += ["", "| item | benefit | effort | quick win |", "|---|---|---|---|"]
-    lines += [f"| {_md(i['text'])} | {i['benefit']} | {i['effort']} | {'★' if i['quick_win'] else ''} |"
-              for i in items]  # fmt: skip
+    lines += [
+        f"| {_md(i['text'])} | {i['benefit']} | {i['effort']} | {'★' if i['quick_win'] else ''} |"
+        for i in items
+    ]
     return lines + [""]
 
 
@@ -298,10 +367,12 @@ def review_html(report: dict[str, Any]) -> str:
         .render(review_markdown(report))
     )
     title = html.escape(f"Review of {report['cycle']}")
-    return (f"<!doctype html><html lang=en><meta charset=utf-8><title>{title}</title>"
-            "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}"
-            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25rem .5rem}"
-            "blockquote{color:#555}</style>" + body + "</html>\n")  # fmt: skip
+    return (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{title}</title>"
+        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25rem .5rem}"
+        "blockquote{color:#555}</style>" + body + "</html>\n"
+    )
 
 
 # --- roll-over ---------------------------------------------------------------------------------
@@ -321,8 +392,13 @@ def next_cycle(cycle: Cycle, key: str) -> Cycle:
         )
 
 
-def rollover(definitions: DefinitionSet, current: str, following: str, actuals: dict[str, float | None],
-             source_files: list[Path]) -> dict[Path, str]:  # fmt: skip
+def rollover(
+    definitions: DefinitionSet,
+    current: str,
+    following: str,
+    actuals: dict[str, float | None],
+    source_files: list[Path],
+) -> dict[Path, str]:
     """Next cycle's definition files: same objectives and KRs, baselines = final actuals, targets empty.
 
     Returns {path: text}; nothing is written here. Comments in the source files are kept, and

@@ -69,12 +69,23 @@ def lint_definitions(definitions: DefinitionSet) -> list[Problem]:
     for kpi in definitions.kpis:
         _lint_filters(kpi.where, ("kpi", kpi.key), definitions, kpi.metric, report)
         if kpi.team and not any(c in kpi.where for c in TEAM_COLUMNS):
-            report(("kpi", kpi.key), f"KPI '{kpi.key}' is team {kpi.team}'s but has no `team` in "
-                   "`where:`, so it watches every team's records; add `where: {team: "
-                   f"{kpi.team}}}`", "warning", "team-scope")  # fmt: skip
+            report(
+                ("kpi", kpi.key),
+                f"KPI '{kpi.key}' is team {kpi.team}'s but has no `team` in "
+                "`where:`, so it watches every team's records; add `where: {team: "
+                f"{kpi.team}}}`",
+                "warning",
+                "team-scope",
+            )
     for metric in definitions.custom_metrics:
-        _lint_filters(getattr(metric, "filter", {}), ("metric", metric.name), None, None, report,
-                      field="filter")  # fmt: skip
+        _lint_filters(
+            getattr(metric, "filter", {}),
+            ("metric", metric.name),
+            None,
+            None,
+            report,
+            field="filter",
+        )
     _lint_objectives(definitions, report)
     _lint_alignment(definitions, report)
     problems.extend(_overlapping_key_results(definitions, at))
@@ -108,14 +119,23 @@ def _lint_key_result(loaded, kr: KeyResult, kr_key, definitions, report: Report)
         baseline = (
             "" if kr.baseline_is_computed else f" (its baseline is {float(kr.baseline):,.2f})"
         )
-        report((*kr_key, "target"), f"KR '{kr.key}' has no target yet{baseline}: set `target:` to an "
-               "absolute number or a change like +20%", "error", "missing-target")  # fmt: skip
+        report(
+            (*kr_key, "target"),
+            f"KR '{kr.key}' has no target yet{baseline}: set `target:` to an "
+            "absolute number or a change like +20%",
+            "error",
+            "missing-target",
+        )
         return
     if _relative_on_nonpositive(kr):
         return  # the only thing to say about such a target: _lint_numbers says it
     if not kr.baseline_is_computed and kr.target_value == float(kr.baseline):
-        report((*kr_key, "target"), f"target equals baseline for KR '{kr.key}'; a KR must move",
-               "error", "target-equals-baseline")  # fmt: skip
+        report(
+            (*kr_key, "target"),
+            f"target equals baseline for KR '{kr.key}'; a KR must move",
+            "error",
+            "target-equals-baseline",
+        )
     baseline = None if kr.baseline_is_computed else float(kr.baseline)
     target = kr.target_value
     spec = definitions.library.get(kr.metric)
@@ -125,24 +145,48 @@ def _lint_key_result(loaded, kr: KeyResult, kr_key, definitions, report: Report)
         and {baseline, target} <= {0.0, 1.0}
         and (spec is None or spec.unit != "ratio")
     ):
-        report((*kr_key, "target"), f"KR '{kr.key}' goes from {baseline:g} to {target:g}: a binary "
-               "(done / not done) KR; measure the outcome it should bring instead", "warning", "binary")  # fmt: skip
+        report(
+            (*kr_key, "target"),
+            f"KR '{kr.key}' goes from {baseline:g} to {target:g}: a binary "
+            "(done / not done) KR; measure the outcome it should bring instead",
+            "warning",
+            "binary",
+        )
     elif _BINARY_WORDS.search(kr.title) and target in (1.0, None) and baseline in (0.0, None):
-        report(kr_key, f"KR '{kr.key}' reads like a task ('{kr.title}'); a KR measures an outcome",
-               "warning", "binary")  # fmt: skip
+        report(
+            kr_key,
+            f"KR '{kr.key}' reads like a task ('{kr.title}'); a KR measures an outcome",
+            "warning",
+            "binary",
+        )
     if _MAINTAIN_WORDS.search(kr.title):
-        report(kr_key, f"KR '{kr.key}' reads like keeping a level ('{kr.title}'); that is a health "
-               "metric: define it as a KPI under `kpis:` instead", "warning", "maintain")  # fmt: skip
+        report(
+            kr_key,
+            f"KR '{kr.key}' reads like keeping a level ('{kr.title}'); that is a health "
+            "metric: define it as a KPI under `kpis:` instead",
+            "warning",
+            "maintain",
+        )
     if spec is not None and target is not None:
         low, high = spec.valid_range
         if (low is not None and target < low) or (high is not None and target > high):
-            report((*kr_key, "target"), f"target {target:g} of KR '{kr.key}' is outside what "
-                   f"{kr.metric} can reach ({low if low is not None else '-∞'} .. "
-                   f"{high if high is not None else '∞'})", "error", "unreachable-target")  # fmt: skip
+            report(
+                (*kr_key, "target"),
+                f"target {target:g} of KR '{kr.key}' is outside what "
+                f"{kr.metric} can reach ({low if low is not None else '-∞'} .. "
+                f"{high if high is not None else '∞'})",
+                "error",
+                "unreachable-target",
+            )
     start = start_of(kr, definitions)
     if kr.start is not None and start is not None and target == start:
-        report((*kr_key, "start"), f"KR '{kr.key}' starts at {start:g} and targets {target:g}: "
-               "progress cannot move; set `start:` to where the KR begins", "error", "target-equals-start")  # fmt: skip
+        report(
+            (*kr_key, "start"),
+            f"KR '{kr.key}' starts at {start:g} and targets {target:g}: "
+            "progress cannot move; set `start:` to where the KR begins",
+            "error",
+            "target-equals-start",
+        )
 
 
 def _relative_on_nonpositive(kr: KeyResult) -> bool:
@@ -153,21 +197,35 @@ def _lint_numbers(kr: KeyResult, kr_key, report: Report) -> None:
     """Relative targets need a positive baseline; a huge jump is more likely a typo."""
     baseline = None if kr.baseline_is_computed else float(kr.baseline)
     if _relative_on_nonpositive(kr):
-        report((*kr_key, "target"), f"KR '{kr.key}': a relative target ({kr.target.strip()}) of "
-               f"baseline {baseline:g} is {kr.target_value:g}, which says nothing; a change in % "
-               "needs a positive baseline: write an absolute target such as `target: 5000`",
-               "error", "relative-target-baseline")  # fmt: skip
+        report(
+            (*kr_key, "target"),
+            f"KR '{kr.key}': a relative target ({kr.target.strip()}) of "
+            f"baseline {baseline:g} is {kr.target_value:g}, which says nothing; a change in % "
+            "needs a positive baseline: write an absolute target such as `target: 5000`",
+            "error",
+            "relative-target-baseline",
+        )
         return
     target = kr.target_value
     if target is None:
         return
     if abs(target) > LARGEST_NUMBER:
-        report((*kr_key, "target"), f"KR '{kr.key}': target {kr.target} of baseline {baseline:g} is "
-               f"{target:.3g}, absurdly large; check the percentage", "error", "absurd-target")  # fmt: skip
+        report(
+            (*kr_key, "target"),
+            f"KR '{kr.key}': target {kr.target} of baseline {baseline:g} is "
+            f"{target:.3g}, absurdly large; check the percentage",
+            "error",
+            "absurd-target",
+        )
     elif baseline and abs(target) >= SUSPICIOUS_FACTOR * abs(baseline):
-        report((*kr_key, "target"), f"KR '{kr.key}': target {target:g} is {abs(target / baseline):,.0f}× "
-               f"the baseline {baseline:g}; check for an extra zero or a percentage written as a "
-               "whole number", "warning", "target-magnitude")  # fmt: skip
+        report(
+            (*kr_key, "target"),
+            f"KR '{kr.key}': target {target:g} is {abs(target / baseline):,.0f}× "
+            f"the baseline {baseline:g}; check for an extra zero or a percentage written as a "
+            "whole number",
+            "warning",
+            "target-magnitude",
+        )
 
 
 def _lint_milestones(kr: KeyResult, kr_key, start: float | None, report: Report) -> None:
@@ -181,15 +239,30 @@ def _lint_milestones(kr: KeyResult, kr_key, start: float | None, report: Report)
         value, key = milestone.target, (*kr_key, "milestones", str(i))
         label = f"milestone {milestone.date} ({value:g}) of KR '{kr.key}'"
         if (value - start) * direction < 0:
-            report(key, f"{label} lies on the wrong side of the start {start:g}: the KR runs from "
-                   f"{start:g} to {target:g}; set the milestone between them", "warning", "milestone")  # fmt: skip
+            report(
+                key,
+                f"{label} lies on the wrong side of the start {start:g}: the KR runs from "
+                f"{start:g} to {target:g}; set the milestone between them",
+                "warning",
+                "milestone",
+            )
         elif (value - target) * direction > 0:
-            report(key, f"{label} lies beyond the target {target:g}: the KR runs from {start:g} to "
-                   f"{target:g}; raise the target or lower the milestone", "warning", "milestone")  # fmt: skip
+            report(
+                key,
+                f"{label} lies beyond the target {target:g}: the KR runs from {start:g} to "
+                f"{target:g}; raise the target or lower the milestone",
+                "warning",
+                "milestone",
+            )
         elif previous is not None and (value - previous.target) * direction < 0:
-            report(key, f"{label} goes backwards from {previous.target:g} on {previous.date}: the "
-                   f"expected path runs from {start:g} to {target:g} and must not turn back; "
-                   "fix the order of the values", "error", "milestone-backwards")  # fmt: skip
+            report(
+                key,
+                f"{label} goes backwards from {previous.target:g} on {previous.date}: the "
+                f"expected path runs from {start:g} to {target:g} and must not turn back; "
+                "fix the order of the values",
+                "error",
+                "milestone-backwards",
+            )
         else:
             previous = milestone
 
@@ -197,35 +270,62 @@ def _lint_milestones(kr: KeyResult, kr_key, start: float | None, report: Report)
 def _lint_window(loaded: LoadedObjective, kr: KeyResult, kr_key, report: Report) -> None:
     days = window_days(kr.window)
     if days and days > loaded.cycle.days:
-        report((*kr_key, "window"), f"KR '{kr.key}' uses {kr.window}, longer than cycle "
-               f"{loaded.cycle.key} ({loaded.cycle.days} days): most of its number comes from "
-               f"before the cycle, so the cycle's work barely moves it; use rolling_{loaded.cycle.days}d "
-               "or shorter, or `window: cycle`", "warning", "window-longer-than-cycle")  # fmt: skip
+        report(
+            (*kr_key, "window"),
+            f"KR '{kr.key}' uses {kr.window}, longer than cycle "
+            f"{loaded.cycle.key} ({loaded.cycle.days} days): most of its number comes from "
+            f"before the cycle, so the cycle's work barely moves it; use rolling_{loaded.cycle.days}d "
+            "or shorter, or `window: cycle`",
+            "warning",
+            "window-longer-than-cycle",
+        )
 
 
-def _lint_filters(where: dict, key, definitions: DefinitionSet | None, metric: str | None,
-                  report: Report, field: str = "where") -> None:  # fmt: skip
+def _lint_filters(
+    where: dict,
+    key,
+    definitions: DefinitionSet | None,
+    metric: str | None,
+    report: Report,
+    field: str = "where",
+) -> None:
     """Filters that match nothing (an empty list, or the metric's own filter contradicted)."""
     for column, condition in where.items():
         values, negated = _values(condition)
         if not values and not negated:
-            report((*key, field, column), f"{field}: {column}: [] matches no record, so the number "
-                   f"would always be 0 or missing; list at least one {column} or remove the line",
-                   "error", "empty-filter")  # fmt: skip
+            report(
+                (*key, field, column),
+                f"{field}: {column}: [] matches no record, so the number "
+                f"would always be 0 or missing; list at least one {column} or remove the line",
+                "error",
+                "empty-filter",
+            )
         elif not values:
-            report((*key, field, column), f"{field}: {column}: {{not: []}} excludes nothing; "
-                   "remove the line or list what to exclude", "warning", "empty-filter")  # fmt: skip
+            report(
+                (*key, field, column),
+                f"{field}: {column}: {{not: []}} excludes nothing; "
+                "remove the line or list what to exclude",
+                "warning",
+                "empty-filter",
+            )
     spec = definitions.library.get(metric) if definitions and metric else None
     if spec is not None and spec.filters and not scopes_overlap(spec.filters, where):
         clash = sorted(spec.filters.keys() & where.keys())
         column = clash[0] if clash else next(iter(where), "")
-        report((*key, field, column), f"{field}: {column}: {_describe_condition(where.get(column))} "
-               f"contradicts metric '{metric}''s own filter {column}: "
-               f"{_describe_condition(spec.filters.get(column))}: no record can match both; "
-               "change the filter or use another metric", "error", "contradictory-filter")  # fmt: skip
+        report(
+            (*key, field, column),
+            f"{field}: {column}: {_describe_condition(where.get(column))} "
+            f"contradicts metric '{metric}''s own filter {column}: "
+            f"{_describe_condition(spec.filters.get(column))}: no record can match both; "
+            "change the filter or use another metric",
+            "error",
+            "contradictory-filter",
+        )
 
 
-def _lint_team_scope(loaded: LoadedObjective, kr: KeyResult, kr_key, definitions, report: Report) -> None:  # fmt: skip
+def _lint_team_scope(
+    loaded: LoadedObjective, kr: KeyResult, kr_key, definitions, report: Report
+) -> None:
     """A team objective's KRs count the team's records only when `where:` says so (the engine
     filters by `where:` alone; the objective's `team:` labels the KR, it does not filter it)."""
     objective = loaded.objective
@@ -235,19 +335,31 @@ def _lint_team_scope(loaded: LoadedObjective, kr: KeyResult, kr_key, definitions
     if not scoped:
         spec = definitions.library.get(kr.metric)
         records = RECORDS.get(spec.entity, "records") if spec else "records"
-        counted = (f"every team's {records} that match {_describe_where(kr.where)}" if kr.where
-                   else f"the whole company's {records}")  # fmt: skip
-        report((*kr_key, "where") if kr.where else kr_key,
-               f"KR '{kr.key}' belongs to team {objective.team}'s objective '{objective.key}' but has "
-               f"no `team` in `where:`, so its number counts {counted}; add `team: {objective.team}` "
-               "to its `where:`", "warning", "team-scope")  # fmt: skip
+        counted = (
+            f"every team's {records} that match {_describe_where(kr.where)}"
+            if kr.where
+            else f"the whole company's {records}"
+        )
+        report(
+            (*kr_key, "where") if kr.where else kr_key,
+            f"KR '{kr.key}' belongs to team {objective.team}'s objective '{objective.key}' but has "
+            f"no `team` in `where:`, so its number counts {counted}; add `team: {objective.team}` "
+            "to its `where:`",
+            "warning",
+            "team-scope",
+        )
         return
     team = kr.where.get("team", kr.where.get("customer_team"))
     if isinstance(team, str) and team != objective.team:
         column = "team" if "team" in kr.where else "customer_team"
-        report((*kr_key, "where", column), f"KR '{kr.key}' filters on {column} {team}, but its "
-               f"objective '{objective.key}' belongs to team {objective.team}; filter on "
-               f"{objective.team} or move the KR to {team}'s objective", "warning", "team-scope")  # fmt: skip
+        report(
+            (*kr_key, "where", column),
+            f"KR '{kr.key}' filters on {column} {team}, but its "
+            f"objective '{objective.key}' belongs to team {objective.team}; filter on "
+            f"{objective.team} or move the KR to {team}'s objective",
+            "warning",
+            "team-scope",
+        )
 
 
 # --- objectives ---------------------------------------------------------------------------------
@@ -260,17 +372,31 @@ def _lint_objectives(definitions: DefinitionSet, report: Report) -> None:
         okey = ("objective", f"{loaded.cycle.key}/{objective.key}")
         count = len(objective.key_results)
         if count < MIN_KRS or count > MAX_KRS:
-            report((*okey, "key_results"),
-                   f"objective '{objective.key}' has {count} key result(s); the method asks for "
-                   f"{MIN_KRS} to {MAX_KRS} per objective", "warning", "kr-count")  # fmt: skip
+            report(
+                (*okey, "key_results"),
+                f"objective '{objective.key}' has {count} key result(s); the method asks for "
+                f"{MIN_KRS} to {MAX_KRS} per objective",
+                "warning",
+                "kr-count",
+            )
         if objective.level is not Level.company and not objective.aligns_to:
-            report(okey, f"{objective.level.value} objective '{objective.key}' is aligned to nothing; "
-                   "set `aligns_to:` to the company objective it serves", "warning", "unaligned")  # fmt: skip
+            report(
+                okey,
+                f"{objective.level.value} objective '{objective.key}' is aligned to nothing; "
+                "set `aligns_to:` to the company objective it serves",
+                "warning",
+                "unaligned",
+            )
         if number := _QUANTITY.search(objective.title):
-            report((*okey, "title"), f"objective '{objective.key}' has a number in its title "
-                   f"('{number.group(0).strip()}' in '{objective.title}'); an objective says what "
-                   "to achieve in words, its key results carry the numbers: move the number into "
-                   "a KR's target", "warning", "quantitative-objective")  # fmt: skip
+            report(
+                (*okey, "title"),
+                f"objective '{objective.key}' has a number in its title "
+                f"('{number.group(0).strip()}' in '{objective.title}'); an objective says what "
+                "to achieve in words, its key results carry the numbers: move the number into "
+                "a KR's target",
+                "warning",
+                "quantitative-objective",
+            )
         if objective.team:
             objectives_by_team[(loaded.cycle.key, objective.team)].append(loaded)
 
@@ -278,16 +404,26 @@ def _lint_objectives(definitions: DefinitionSet, report: Report) -> None:
         first = objectives[0]
         okey = ("objective", f"{cycle_key}/{first.objective.key}")
         earlier = [
-            lo for lo in definitions.objectives
+            lo
+            for lo in definitions.objectives
             if lo.objective.team == team and lo.cycle.start < first.cycle.start
-        ]  # fmt: skip
+        ]
         if len(objectives) > MAX_OBJECTIVES_PER_TEAM:
-            report(okey, f"team '{team}' has {len(objectives)} objectives in cycle {cycle_key}; "
-                   f"keep it to {MAX_OBJECTIVES_PER_TEAM} at most", "warning", "too-many-objectives")  # fmt: skip
+            report(
+                okey,
+                f"team '{team}' has {len(objectives)} objectives in cycle {cycle_key}; "
+                f"keep it to {MAX_OBJECTIVES_PER_TEAM} at most",
+                "warning",
+                "too-many-objectives",
+            )
         elif not earlier and len(objectives) > MAX_OBJECTIVES_FIRST_CYCLE:
-            report(okey, f"team '{team}' starts with {len(objectives)} objectives in its first cycle "
-                   f"{cycle_key}; at most {MAX_OBJECTIVES_FIRST_CYCLE} are advised when starting",
-                   "warning", "first-cycle")  # fmt: skip
+            report(
+                okey,
+                f"team '{team}' starts with {len(objectives)} objectives in its first cycle "
+                f"{cycle_key}; at most {MAX_OBJECTIVES_FIRST_CYCLE} are advised when starting",
+                "warning",
+                "first-cycle",
+            )
 
 
 def _lint_alignment(definitions: DefinitionSet, report: Report) -> None:
@@ -304,9 +440,14 @@ def _lint_alignment(definitions: DefinitionSet, report: Report) -> None:
         if chain[-1] == objective.key and len(chain) > 1:
             if objective.key not in in_loop:
                 in_loop.update(chain)
-                report(okey, f"objectives {' → '.join(chain)} align to each other in a loop; "
-                       "alignment runs from team objectives up to a company objective: remove "
-                       "one of these `aligns_to:`", "error", "alignment-loop")  # fmt: skip
+                report(
+                    okey,
+                    f"objectives {' → '.join(chain)} align to each other in a loop; "
+                    "alignment runs from team objectives up to a company objective: remove "
+                    "one of these `aligns_to:`",
+                    "error",
+                    "alignment-loop",
+                )
             continue
         _lint_alignment_direction(loaded, parent, okey, report)
 
@@ -314,17 +455,26 @@ def _lint_alignment(definitions: DefinitionSet, report: Report) -> None:
 def _lint_alignment_direction(loaded, parent, okey, report: Report) -> None:
     objective, target = loaded.objective, parent.objective
     if LEVEL_RANK[target.level] > LEVEL_RANK[objective.level]:
-        report(okey, f"{objective.level.value} objective '{objective.key}' aligns_to "
-               f"{target.level.value} objective '{target.key}'"
-               + (f" of team {target.team}" if target.team else "")
-               + f": alignment runs upward; remove `aligns_to:` here and set `aligns_to: "
-               f"{objective.key}` on '{target.key}' instead", "error", "alignment-direction")  # fmt: skip
+        report(
+            okey,
+            f"{objective.level.value} objective '{objective.key}' aligns_to "
+            f"{target.level.value} objective '{target.key}'"
+            + (f" of team {target.team}" if target.team else "")
+            + f": alignment runs upward; remove `aligns_to:` here and set `aligns_to: "
+            f"{objective.key}` on '{target.key}' instead",
+            "error",
+            "alignment-direction",
+        )
     elif objective.team and target.team and objective.team != target.team:
         above = f" ('{target.aligns_to}')" if target.aligns_to else ""
-        report(okey, f"{objective.level.value} objective '{objective.key}' of team {objective.team} "
-               f"aligns_to '{target.key}' of another team ({target.team}); a team's objectives "
-               f"align to the company objective they serve{above}, not to another team's",
-               "warning", "alignment-other-team")  # fmt: skip
+        report(
+            okey,
+            f"{objective.level.value} objective '{objective.key}' of team {objective.team} "
+            f"aligns_to '{target.key}' of another team ({target.team}); a team's objectives "
+            f"align to the company objective they serve{above}, not to another team's",
+            "warning",
+            "alignment-other-team",
+        )
 
 
 def _objectives_of(definitions: DefinitionSet, cycle: str) -> dict[str, LoadedObjective]:
@@ -405,13 +555,17 @@ def _overlap_message(definitions, lo_a, a: KeyResult, lo_b, b: KeyResult) -> str
     scopes = f"'{a.key}': {_describe_where(a.where)}; '{b.key}': {_describe_where(b.where)}"
     if lo_a.objective.team == lo_b.objective.team:
         owner = _owner(lo_a)
-        return (f"KRs '{a.key}' and '{b.key}' of {owner} both measure {a.metric} over overlapping "
-                f"records ({scopes}), so the same {records} move both and {owner} counts them "
-                "twice; give them disjoint `where:` filters or keep one of them")  # fmt: skip
-    return (f"KR '{a.key}' of {_owner(lo_a)} and KR '{b.key}' of {_owner(lo_b)} both measure "
-            f"{a.metric} over overlapping records ({scopes}), so both would count the same "
-            f"{records}; give each its own team filter (`where: {{team: ...}}`) or align one "
-            "objective to the other")  # fmt: skip
+        return (
+            f"KRs '{a.key}' and '{b.key}' of {owner} both measure {a.metric} over overlapping "
+            f"records ({scopes}), so the same {records} move both and {owner} counts them "
+            "twice; give them disjoint `where:` filters or keep one of them"
+        )
+    return (
+        f"KR '{a.key}' of {_owner(lo_a)} and KR '{b.key}' of {_owner(lo_b)} both measure "
+        f"{a.metric} over overlapping records ({scopes}), so both would count the same "
+        f"{records}; give each its own team filter (`where: {{team: ...}}`) or align one "
+        "objective to the other"
+    )
 
 
 def _overlapping_key_results(definitions: DefinitionSet, at) -> list[Problem]:
@@ -423,9 +577,14 @@ def _overlapping_key_results(definitions: DefinitionSet, at) -> list[Problem]:
         if _aligned(definitions, lo_a, lo_b):
             continue
         if scopes_overlap(a.where, b.where):
-            problems.append(Problem(
-                *at("kr", f"{lo_a.cycle.key}/{a.key}", "where"),
-                _overlap_message(definitions, lo_a, a, lo_b, b), "warning", "overlap"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at("kr", f"{lo_a.cycle.key}/{a.key}", "where"),
+                    _overlap_message(definitions, lo_a, a, lo_b, b),
+                    "warning",
+                    "overlap",
+                )
+            )
     return problems
 
 
@@ -436,14 +595,27 @@ def _kpi_conflicts(definitions: DefinitionSet, at) -> list[Problem]:
             continue
         kr_key = ("kr", f"{loaded.cycle.key}/{kr.key}")
         if _same_filters(kr.where, kpi.where) and kr.window == kpi.window:
-            problems.append(Problem(*at(*kr_key), f"KR '{kr.key}' measures exactly what KPI '{kpi.key}' "
-                                    "watches; a KR should move something for one cycle, a KPI watches "
-                                    "health — drop one or narrow the KR", "warning", "kr-is-kpi"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at(*kr_key),
+                    f"KR '{kr.key}' measures exactly what KPI '{kpi.key}' "
+                    "watches; a KR should move something for one cycle, a KPI watches "
+                    "health — drop one or narrow the KR",
+                    "warning",
+                    "kr-is-kpi",
+                )
+            )
         elif scopes_overlap(kr.where, kpi.where) and _outside_healthy(kr, kpi):
-            problems.append(Problem(*at(*kr_key, "target"),
-                                    f"KR '{kr.key}' targets {kr.target_value:g}, outside the healthy range "
-                                    f"of KPI '{kpi.key}' ({_range(kpi)}) over overlapping records: "
-                                    "the KR would push a standing KPI out of health", "warning", "kr-vs-kpi"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at(*kr_key, "target"),
+                    f"KR '{kr.key}' targets {kr.target_value:g}, outside the healthy range "
+                    f"of KPI '{kpi.key}' ({_range(kpi)}) over overlapping records: "
+                    "the KR would push a standing KPI out of health",
+                    "warning",
+                    "kr-vs-kpi",
+                )
+            )
     return problems
 
 
@@ -503,9 +675,14 @@ def _unknown_filter_values(definitions: DefinitionSet, data: PreparedData) -> li
             if not entities:
                 continue
             for value in sorted(_values(condition)[0] - known):
-                problems.append(Problem(*located(definitions, (*key, "where", column)),
-                                        _unknown_value_message(column, value, known, entities),
-                                        "warning", "unknown-filter-value"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        *located(definitions, (*key, "where", column)),
+                        _unknown_value_message(column, value, known, entities),
+                        "warning",
+                        "unknown-filter-value",
+                    )
+                )
     return problems
 
 
@@ -516,8 +693,10 @@ def _unknown_value_message(column: str, value: str, known: set[str], entities: l
     shown = ", ".join(listed[:12]) + (f" and {len(listed) - 12} more" if len(listed) > 12 else "")
     close = difflib.get_close_matches(value, listed, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
-    return (f"where: {column}: {value} — no staged {nouns} has {column} '{value}'; known values: "
-            f"{shown or 'none'}{hint}")  # fmt: skip
+    return (
+        f"where: {column}: {value} — no staged {nouns} has {column} '{value}'; known values: "
+        f"{shown or 'none'}{hint}"
+    )
 
 
 def _relative_targets_on_data(definitions: DefinitionSet, data: PreparedData) -> list[Problem]:
@@ -535,10 +714,14 @@ def _relative_targets_on_data(definitions: DefinitionSet, data: PreparedData) ->
         scope = scope_for(data, kr.where)
         baseline = _baseline(kr, loaded.cycle, spec, definitions.library, data, scope)
         if baseline is not None and baseline <= 0:
-            problems.append(Problem(
-                *located(definitions, ("kr", f"{loaded.cycle.key}/{kr.key}", "target")),
-                f"KR '{kr.key}': its previous_cycle baseline is {baseline:g}, so the relative "
-                f"target {kr.target.strip()} is {kr.target_for(baseline):g} and says nothing; "
-                "write an absolute target such as `target: 5000`", "warning",
-                "relative-target-baseline"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *located(definitions, ("kr", f"{loaded.cycle.key}/{kr.key}", "target")),
+                    f"KR '{kr.key}': its previous_cycle baseline is {baseline:g}, so the relative "
+                    f"target {kr.target.strip()} is {kr.target_for(baseline):g} and says nothing; "
+                    "write an absolute target such as `target: 5000`",
+                    "warning",
+                    "relative-target-baseline",
+                )
+            )
     return problems

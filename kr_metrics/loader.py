@@ -47,8 +47,15 @@ def _read_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        return None, [Problem(display, line, "the file is not UTF-8 text: save it as UTF-8 "
-                              "(in Excel or an editor: 'Save as… UTF-8')", code="encoding")]  # fmt: skip
+        return None, [
+            Problem(
+                display,
+                line,
+                "the file is not UTF-8 text: save it as UTF-8 "
+                "(in Excel or an editor: 'Save as… UTF-8')",
+                code="encoding",
+            )
+        ]
     try:
         return yaml.load(text), []
     except MarkedYAMLError as exc:
@@ -60,8 +67,14 @@ def _read_yaml(path: Path, display: str) -> tuple[Any, list[Problem]]:
     except YAMLError as exc:  # no mark in some ruamel versions: point at the top of the file
         return None, [Problem(display, 1, f"invalid YAML: {exc}", code="yaml")]
     except RecursionError:
-        return None, [Problem(display, 1, "invalid YAML: the file nests lists or blocks too "
-                              "deeply to be a definitions file", code="yaml")]  # fmt: skip
+        return None, [
+            Problem(
+                display,
+                1,
+                "invalid YAML: the file nests lists or blocks too deeply to be a definitions file",
+                code="yaml",
+            )
+        ]
 
 
 def _parse_file(path: Path, display: str) -> tuple[DefinitionsFile | None, Any, list[Problem]]:
@@ -72,16 +85,28 @@ def _parse_file(path: Path, display: str) -> tuple[DefinitionsFile | None, Any, 
         return None, None, [Problem(display, 1, "file is empty", "warning", code="empty")]
     if not isinstance(data, CommentedMap):
         line = data.lc.line + 1 if hasattr(data, "lc") else 1
-        message = ("expected a block of `cycle:`, `objectives:`, `kpis:` or `metrics:` at the top "
-                   f"of the file, found {plain_errors.describe_value(data)}")  # fmt: skip
+        message = (
+            "expected a block of `cycle:`, `objectives:`, `kpis:` or `metrics:` at the top "
+            f"of the file, found {plain_errors.describe_value(data)}"
+        )
         return None, None, [Problem(display, line, message, code="shape")]
     try:
         return DefinitionsFile.model_validate(data), data, []
     except ValidationError as exc:
         return None, data, _validation_problems(exc, data, display)
     except RecursionError:
-        return None, data, [Problem(display, 1, "the file nests lists or blocks too deeply to "
-                                    "be a definitions file", code="shape")]  # fmt: skip
+        return (
+            None,
+            data,
+            [
+                Problem(
+                    display,
+                    1,
+                    "the file nests lists or blocks too deeply to be a definitions file",
+                    code="shape",
+                )
+            ],
+        )
 
 
 def _validation_problems(exc: ValidationError, data: Any, display: str) -> list[Problem]:
@@ -131,8 +156,13 @@ def _shape_problem(err: dict[str, Any], data: Any, display: str) -> Problem:
         if kind == "union_tag_invalid"
         else "missing required key 'type'"
     )
-    return _problem_at(data, metric_type, display, f"{message}: a metric's `type` is simple, "
-                       "ratio or derived", kind)  # fmt: skip
+    return _problem_at(
+        data,
+        metric_type,
+        display,
+        f"{message}: a metric's `type` is simple, ratio or derived",
+        kind,
+    )
 
 
 def definition_files(path: Path) -> list[Path]:
@@ -162,10 +192,15 @@ class _Collector:
     ) -> bool:
         existing = self.result.locations.get((kind, key))
         if existing is not None:
-            self.problems.append(Problem(
-                display, line,
-                f"duplicate {kind} key '{key}' (also defined at {existing.file}:{existing.line}); "
-                "every key must be unique: rename one", code="duplicate"))  # fmt: skip
+            self.problems.append(
+                Problem(
+                    display,
+                    line,
+                    f"duplicate {kind} key '{key}' (also defined at {existing.file}:{existing.line}); "
+                    "every key must be unique: rename one",
+                    code="duplicate",
+                )
+            )
             return False
         self.result.locations[(kind, key)] = Location(display, line)
         for name, sub_line in sub:
@@ -175,9 +210,16 @@ class _Collector:
     def add_file(self, display: str, parsed: DefinitionsFile, raw: Any) -> None:
         for i, metric in enumerate(parsed.metrics):
             loc = ("metrics", i)
-            self.claim("metric", metric.name, display, line_of(raw, (*loc, "name")),
-                       *[(f, line_of(raw, (*loc, f))) for f in ("expr", "filter", "numerator",
-                                                                "denominator", "metrics", "type")])  # fmt: skip
+            self.claim(
+                "metric",
+                metric.name,
+                display,
+                line_of(raw, (*loc, "name")),
+                *[
+                    (f, line_of(raw, (*loc, f)))
+                    for f in ("expr", "filter", "numerator", "denominator", "metrics", "type")
+                ],
+            )
             self.result.custom_metrics.append(metric)
         cycle = self._add_cycle(display, parsed.cycle, raw) if parsed.cycle else None
         for i, objective in enumerate(parsed.objectives):
@@ -185,8 +227,16 @@ class _Collector:
             self._add_objective(display, cycle, objective, ("objectives", i), raw)
         for i, kpi in enumerate(parsed.kpis):
             loc = ("kpis", i)
-            self.claim("kpi", kpi.key, display, line_of(raw, (*loc, "key")),
-                       *[(f, line_of(raw, (*loc, f))) for f in ("metric", "where", "healthy", "basis", "window")])  # fmt: skip
+            self.claim(
+                "kpi",
+                kpi.key,
+                display,
+                line_of(raw, (*loc, "key")),
+                *[
+                    (f, line_of(raw, (*loc, f)))
+                    for f in ("metric", "where", "healthy", "basis", "window")
+                ],
+            )
             for column in kpi.where:
                 self.result.locations[("kpi", kpi.key, "where", column)] = Location(
                     display, line_of(raw, (*loc, "where", column))
@@ -202,11 +252,15 @@ class _Collector:
         existing = self.result.cycles.get(cycle.key)
         if existing is not None and existing != cycle:
             where = self.result.locations[("cycle", cycle.key)]
-            self.problems.append(Problem(
-                display, line_of(raw, ("cycle",)),
-                f"cycle '{cycle.key}' is defined differently at {where.file}:{where.line} "
-                f"({existing.start} .. {existing.end}, {existing.timezone}); make both the same",
-                code="cycle-conflict"))  # fmt: skip
+            self.problems.append(
+                Problem(
+                    display,
+                    line_of(raw, ("cycle",)),
+                    f"cycle '{cycle.key}' is defined differently at {where.file}:{where.line} "
+                    f"({existing.start} .. {existing.end}, {existing.timezone}); make both the same",
+                    code="cycle-conflict",
+                )
+            )
             return existing
         self.result.cycles[cycle.key] = cycle
         self.result.locations.setdefault(
@@ -218,14 +272,35 @@ class _Collector:
 
     def _add_objective(self, display: str, cycle: Cycle, objective, loc: tuple, raw: Any) -> None:
         okey = f"{cycle.key}/{objective.key}"
-        self.claim("objective", okey, display, line_of(raw, (*loc, "key")),
-                   *[(f, line_of(raw, (*loc, f))) for f in ("aligns_to", "key_results", "title", "team")])  # fmt: skip
+        self.claim(
+            "objective",
+            okey,
+            display,
+            line_of(raw, (*loc, "key")),
+            *[(f, line_of(raw, (*loc, f))) for f in ("aligns_to", "key_results", "title", "team")],
+        )
         for j, kr in enumerate(objective.key_results):
             kr_loc = (*loc, "key_results", j)
             kr_key = f"{cycle.key}/{kr.key}"
-            self.claim("kr", kr_key, display, line_of(raw, (*kr_loc, "key")),
-                       *[(f, line_of(raw, (*kr_loc, f))) for f in
-                         ("metric", "where", "baseline", "target", "start", "basis", "window", "milestones")])  # fmt: skip
+            self.claim(
+                "kr",
+                kr_key,
+                display,
+                line_of(raw, (*kr_loc, "key")),
+                *[
+                    (f, line_of(raw, (*kr_loc, f)))
+                    for f in (
+                        "metric",
+                        "where",
+                        "baseline",
+                        "target",
+                        "start",
+                        "basis",
+                        "window",
+                        "milestones",
+                    )
+                ],
+            )
             for column in kr.where:
                 self.result.locations[("kr", kr_key, "where", column)] = Location(
                     display, line_of(raw, (*kr_loc, "where", column))
@@ -249,19 +324,27 @@ def _cycle_problems(
             ("end", cycle.end, implied[1]),
         ):
             if given != meant:
-                problems.append(Problem(
-                    display, at[field] or at["key"],
-                    f"cycle key {cycle.key} stands for {implied[0]} .. {implied[1]}, but `{field}:` "
-                    f"is {given}; fix the date, rename the cycle after its dates, or use a key that "
-                    "is not a calendar quarter or month (e.g. FY27-Q1) when the dates are right",
-                    code="cycle-key-dates"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        display,
+                        at[field] or at["key"],
+                        f"cycle key {cycle.key} stands for {implied[0]} .. {implied[1]}, but `{field}:` "
+                        f"is {given}; fix the date, rename the cycle after its dates, or use a key that "
+                        "is not a calendar quarter or month (e.g. FY27-Q1) when the dates are right",
+                        code="cycle-key-dates",
+                    )
+                )
     if timezone and cycle.timezone and cycle.timezone != timezone:
-        problems.append(Problem(
-            display, at["timezone"] or at["key"],
-            f"cycle {cycle.key} sets timezone {cycle.timezone}, but krpulse.yaml reports in "
-            f"{timezone} and every day is cut in that timezone; remove `timezone:` from the cycle "
-            "(it inherits krpulse.yaml's) or change `timezone:` in krpulse.yaml",
-            code="cycle-timezone"))  # fmt: skip
+        problems.append(
+            Problem(
+                display,
+                at["timezone"] or at["key"],
+                f"cycle {cycle.key} sets timezone {cycle.timezone}, but krpulse.yaml reports in "
+                f"{timezone} and every day is cut in that timezone; remove `timezone:` from the cycle "
+                "(it inherits krpulse.yaml's) or change `timezone:` in krpulse.yaml",
+                code="cycle-timezone",
+            )
+        )
     return problems
 
 
@@ -330,18 +413,33 @@ def _check_references(result: DefinitionSet) -> list[Problem]:
     def check(kind: str, key: str, metric: str, where: dict, basis: str) -> None:
         if metric not in library:
             known = ", ".join(sorted(library))
-            problems.append(Problem(*at(kind, key, "metric"),
-                                    f"unknown metric '{metric}'; known metrics: {known}", code="unknown-metric"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at(kind, key, "metric"),
+                    f"unknown metric '{metric}'; known metrics: {known}",
+                    code="unknown-metric",
+                )
+            )
             return
         allowed = library[metric].filter_columns
         for column in where:
             if column not in allowed:
-                problems.append(Problem(*at(kind, key, "where", column),
-                                        f"metric '{metric}' cannot be filtered by '{column}'; "
-                                        f"filter columns: {', '.join(sorted(allowed))}", code="bad-filter"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        *at(kind, key, "where", column),
+                        f"metric '{metric}' cannot be filtered by '{column}'; "
+                        f"filter columns: {', '.join(sorted(allowed))}",
+                        code="bad-filter",
+                    )
+                )
         if basis == "amount" and metric != "win_rate":
-            problems.append(Problem(*at(kind, key, "basis"),
-                                    f"`basis: amount` only applies to win_rate, not '{metric}'", code="bad-basis"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at(kind, key, "basis"),
+                    f"`basis: amount` only applies to win_rate, not '{metric}'",
+                    code="bad-basis",
+                )
+            )
 
     for loaded, kr in result.key_results():
         key = f"{loaded.cycle.key}/{kr.key}"
@@ -350,20 +448,34 @@ def _check_references(result: DefinitionSet) -> list[Problem]:
             continue  # pragma: no cover - model guarantees a target
         for milestone in kr.milestones:
             if not loaded.cycle.contains(milestone.date):
-                problems.append(Problem(*at("kr", key, "milestones"),
-                                        f"milestone {milestone.date} of KR '{kr.key}' lies outside cycle "
-                                        f"{loaded.cycle.key} ({loaded.cycle.start} .. {loaded.cycle.end})",
-                                        code="milestone-outside"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        *at("kr", key, "milestones"),
+                        f"milestone {milestone.date} of KR '{kr.key}' lies outside cycle "
+                        f"{loaded.cycle.key} ({loaded.cycle.start} .. {loaded.cycle.end})",
+                        code="milestone-outside",
+                    )
+                )
     for kpi in result.kpis:
         check("kpi", kpi.key, kpi.metric, kpi.where, kpi.basis)
     for loaded in result.objectives:
         target = loaded.objective.aligns_to
         okey = f"{loaded.cycle.key}/{loaded.objective.key}"
         if target and ("objective", f"{loaded.cycle.key}/{target}") not in result.locations:
-            problems.append(Problem(*at("objective", okey, "aligns_to"),
-                                    f"objective '{loaded.objective.key}' aligns_to '{target}', which is "
-                                    f"not an objective of cycle {loaded.cycle.key}", code="bad-alignment"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at("objective", okey, "aligns_to"),
+                    f"objective '{loaded.objective.key}' aligns_to '{target}', which is "
+                    f"not an objective of cycle {loaded.cycle.key}",
+                    code="bad-alignment",
+                )
+            )
         elif target == loaded.objective.key:
-            problems.append(Problem(*at("objective", okey, "aligns_to"),
-                                    f"objective '{target}' cannot align to itself", code="bad-alignment"))  # fmt: skip
+            problems.append(
+                Problem(
+                    *at("objective", okey, "aligns_to"),
+                    f"objective '{target}' cannot align to itself",
+                    code="bad-alignment",
+                )
+            )
     return problems

@@ -26,9 +26,23 @@ CUSTOMER_FILTER_COLUMNS = frozenset(
     {"segment", "region", "industry", "team", "owner_id", "customer_id", "source"}
 )
 DEAL_FILTER_COLUMNS = frozenset(
-    {"team", "owner_id", "pipeline", "stage", "currency", "deal_type", "customer_id", "source",
-     "segment", "region", "industry", "is_won", "is_closed", "customer_team"}
-)  # fmt: skip
+    {
+        "team",
+        "owner_id",
+        "pipeline",
+        "stage",
+        "currency",
+        "deal_type",
+        "customer_id",
+        "source",
+        "segment",
+        "region",
+        "industry",
+        "is_won",
+        "is_closed",
+        "customer_team",
+    }
+)
 NPS_FILTER_COLUMNS = frozenset({"survey_id", *CUSTOMER_FILTER_COLUMNS})
 FILTER_COLUMNS = {
     DEALS: DEAL_FILTER_COLUMNS,
@@ -74,8 +88,12 @@ class Scope:
         return getattr(self, entity)
 
     def __and__(self, other: Scope) -> Scope:
-        return Scope(self.deals & other.deals, self.customers & other.customers,
-                     self.nps_responses & other.nps_responses, self.deal_only & other.deal_only)  # fmt: skip
+        return Scope(
+            self.deals & other.deals,
+            self.customers & other.customers,
+            self.nps_responses & other.nps_responses,
+            self.deal_only & other.deal_only,
+        )
 
 
 @dataclass(frozen=True)
@@ -200,8 +218,10 @@ def existing_customers(data: PreparedData, anchor: dt.date) -> tuple[np.ndarray,
         )
         lookup = np.zeros(n_codes + 1, dtype=bool)  # last slot stands for "no customer" (-1)
         lookup[deal_codes[won_before & (deal_codes >= 0)]] = True
-        data.cache[cache_key] = (lookup[deal_codes] & (deal_codes >= 0),
-                                 lookup[customer_codes] & (customer_codes >= 0))  # fmt: skip
+        data.cache[cache_key] = (
+            lookup[deal_codes] & (deal_codes >= 0),
+            lookup[customer_codes] & (customer_codes >= 0),
+        )
     return data.cache[cache_key]
 
 
@@ -274,8 +294,11 @@ def _new_customers(data, scope, anchor, basis):
 
 def _average_deal_size(data, scope, anchor, basis):
     rows = _won(data, scope)
-    return Events(day=data.deals.loc[rows, "close_date"], num=_amount(data.deals)[rows],
-                  den=np.ones(int(rows.sum())))  # fmt: skip
+    return Events(
+        day=data.deals.loc[rows, "close_date"],
+        num=_amount(data.deals)[rows],
+        den=np.ones(int(rows.sum())),
+    )
 
 
 def _sales_cycle_days(data, scope, anchor, basis):
@@ -341,8 +364,11 @@ def _nps_promoters(data, scope, anchor, basis):
     responses = data.nps_responses
     score = responses["score"].to_numpy(dtype="float64", na_value=np.nan)
     rows = scope.nps_responses & ~np.isnan(score)
-    return Events(day=responses.loc[rows, "submitted_day"], num=(score >= 9)[rows].astype(float),
-                  den=(score <= 6)[rows].astype(float))  # fmt: skip
+    return Events(
+        day=responses.loc[rows, "submitted_day"],
+        num=(score >= 9)[rows].astype(float),
+        den=(score <= 6)[rows].astype(float),
+    )
 
 
 _NONE_IS_ZERO = "No matching deals gives 0, not null: an empty sum is a real zero."
@@ -353,64 +379,203 @@ def _spec(name, unit, entity, valid_range, nullable, combine, events, formula, e
     # sums and balances (open pipeline) are levels.
     accumulates = combine in ("sum", "per_constant") and not kw.get("point_in_time")
     return MetricSpec(
-        name=name, description=formula, unit=unit, entity=entity, valid_range=valid_range,
-        nullable=nullable, combine=combine, events=events, formula=formula, edge_cases=edge_cases,
-        kind=ACCUMULATING if accumulates else LEVEL, **kw,
-    )  # fmt: skip
+        name=name,
+        description=formula,
+        unit=unit,
+        entity=entity,
+        valid_range=valid_range,
+        nullable=nullable,
+        combine=combine,
+        events=events,
+        formula=formula,
+        edge_cases=edge_cases,
+        kind=ACCUMULATING if accumulates else LEVEL,
+        **kw,
+    )
 
 
 BUILT_IN_METRICS: tuple[MetricSpec, ...] = (
-    _spec("revenue_per_existing_customer", "currency", DEALS, (0.0, None), True, "per_constant",
-          _revenue_per_existing_customer,
-          "Σ amount_home of won deals closed in the window whose customer is an existing customer "
-          "÷ number of existing customers matching the filters. Existing customer: a won deal "
-          "closed before the window's cycle start.",
-          "No existing customers → null (flagged), never 0. Existing customers without revenue "
-          "in the window → 0.", anchored=True),
-    _spec("nps", "score", NPS_RESPONSES, (-100.0, 100.0), True, "ratio", _nps,
-          "100 × (promoters 9–10 − detractors 0–6) ÷ responses submitted in the window.",
-          "No responses → null. The sample size is reported with every value.", scale=100.0),
-    _spec("win_rate", "ratio", DEALS, (0.0, 1.0), True, "ratio", _win_rate,
-          "won ÷ (won + lost) of deals closed in the window; by count, or by amount_home with "
-          "`basis: amount`.", "No closed deals → null."),
-    _spec("won_revenue", "currency", DEALS, (0.0, None), False, "sum", _won_revenue,
-          "Σ amount_home of won deals closed in the window.", _NONE_IS_ZERO),
-    _spec("new_business_revenue", "currency", DEALS, (0.0, None), False, "sum",
-          _new_business_revenue, "Σ amount_home of won deals of type new_business closed in the "
-          "window.", _NONE_IS_ZERO + " Deals without a deal_type are not new business."),
-    _spec("existing_customer_revenue", "currency", DEALS, (0.0, None), False, "sum",
-          _existing_customer_revenue, "Σ amount_home of won deals closed in the window from "
-          "existing customers (won deal before the cycle start).", _NONE_IS_ZERO, anchored=True),
-    _spec("won_deals", "count", DEALS, (0.0, None), False, "sum", _won_deals,
-          "Number of won deals closed in the window.", _NONE_IS_ZERO),
-    _spec("new_customers", "count", DEALS, (0.0, None), False, "sum", _new_customers,
-          "Number of customers whose first won deal ever closed in the window (filters apply "
-          "to that first deal).", "None → 0."),
-    _spec("average_deal_size", "currency", DEALS, (0.0, None), True, "ratio", _average_deal_size,
-          "Σ amount_home ÷ number of won deals closed in the window.", "No won deals → null."),
-    _spec("sales_cycle_days", "days", DEALS, (0.0, None), True, "ratio", _sales_cycle_days,
-          "Average days from creation (reporting-timezone day) to close of won deals closed in "
-          "the window.", "No won deals → null."),
-    _spec("pipeline_created", "currency", DEALS, (0.0, None), False, "sum", _pipeline_created,
-          "Σ amount_home of deals created in the window (any outcome).", _NONE_IS_ZERO),
-    _spec("open_pipeline", "currency", DEALS, (0.0, None), False, "sum", _open_pipeline,
-          "Σ amount_home of deals open at the end of the as-of day: created on or before it and "
-          "not closed by then. A balance, not a window sum.", "No open deals → 0.",
-          point_in_time=True),
-    _spec("nps_responses", "count", NPS_RESPONSES, (0.0, None), False, "sum", _nps_responses,
-          "Number of NPS responses submitted in the window.", "None → 0."),
-    _spec("average_nps_score", "score", NPS_RESPONSES, (0.0, 10.0), True, "ratio",
-          _average_nps_score, "Mean score (0–10) of responses submitted in the window.",
-          "No responses → null."),
-)  # fmt: skip
+    _spec(
+        "revenue_per_existing_customer",
+        "currency",
+        DEALS,
+        (0.0, None),
+        True,
+        "per_constant",
+        _revenue_per_existing_customer,
+        "Σ amount_home of won deals closed in the window whose customer is an existing customer "
+        "÷ number of existing customers matching the filters. Existing customer: a won deal "
+        "closed before the window's cycle start.",
+        "No existing customers → null (flagged), never 0. Existing customers without revenue "
+        "in the window → 0.",
+        anchored=True,
+    ),
+    _spec(
+        "nps",
+        "score",
+        NPS_RESPONSES,
+        (-100.0, 100.0),
+        True,
+        "ratio",
+        _nps,
+        "100 × (promoters 9–10 − detractors 0–6) ÷ responses submitted in the window.",
+        "No responses → null. The sample size is reported with every value.",
+        scale=100.0,
+    ),
+    _spec(
+        "win_rate",
+        "ratio",
+        DEALS,
+        (0.0, 1.0),
+        True,
+        "ratio",
+        _win_rate,
+        "won ÷ (won + lost) of deals closed in the window; by count, or by amount_home with "
+        "`basis: amount`.",
+        "No closed deals → null.",
+    ),
+    _spec(
+        "won_revenue",
+        "currency",
+        DEALS,
+        (0.0, None),
+        False,
+        "sum",
+        _won_revenue,
+        "Σ amount_home of won deals closed in the window.",
+        _NONE_IS_ZERO,
+    ),
+    _spec(
+        "new_business_revenue",
+        "currency",
+        DEALS,
+        (0.0, None),
+        False,
+        "sum",
+        _new_business_revenue,
+        "Σ amount_home of won deals of type new_business closed in the window.",
+        _NONE_IS_ZERO + " Deals without a deal_type are not new business.",
+    ),
+    _spec(
+        "existing_customer_revenue",
+        "currency",
+        DEALS,
+        (0.0, None),
+        False,
+        "sum",
+        _existing_customer_revenue,
+        "Σ amount_home of won deals closed in the window from "
+        "existing customers (won deal before the cycle start).",
+        _NONE_IS_ZERO,
+        anchored=True,
+    ),
+    _spec(
+        "won_deals",
+        "count",
+        DEALS,
+        (0.0, None),
+        False,
+        "sum",
+        _won_deals,
+        "Number of won deals closed in the window.",
+        _NONE_IS_ZERO,
+    ),
+    _spec(
+        "new_customers",
+        "count",
+        DEALS,
+        (0.0, None),
+        False,
+        "sum",
+        _new_customers,
+        "Number of customers whose first won deal ever closed in the window (filters apply "
+        "to that first deal).",
+        "None → 0.",
+    ),
+    _spec(
+        "average_deal_size",
+        "currency",
+        DEALS,
+        (0.0, None),
+        True,
+        "ratio",
+        _average_deal_size,
+        "Σ amount_home ÷ number of won deals closed in the window.",
+        "No won deals → null.",
+    ),
+    _spec(
+        "sales_cycle_days",
+        "days",
+        DEALS,
+        (0.0, None),
+        True,
+        "ratio",
+        _sales_cycle_days,
+        "Average days from creation (reporting-timezone day) to close of won deals closed in "
+        "the window.",
+        "No won deals → null.",
+    ),
+    _spec(
+        "pipeline_created",
+        "currency",
+        DEALS,
+        (0.0, None),
+        False,
+        "sum",
+        _pipeline_created,
+        "Σ amount_home of deals created in the window (any outcome).",
+        _NONE_IS_ZERO,
+    ),
+    _spec(
+        "open_pipeline",
+        "currency",
+        DEALS,
+        (0.0, None),
+        False,
+        "sum",
+        _open_pipeline,
+        "Σ amount_home of deals open at the end of the as-of day: created on or before it and "
+        "not closed by then. A balance, not a window sum.",
+        "No open deals → 0.",
+        point_in_time=True,
+    ),
+    _spec(
+        "nps_responses",
+        "count",
+        NPS_RESPONSES,
+        (0.0, None),
+        False,
+        "sum",
+        _nps_responses,
+        "Number of NPS responses submitted in the window.",
+        "None → 0.",
+    ),
+    _spec(
+        "average_nps_score",
+        "score",
+        NPS_RESPONSES,
+        (0.0, 10.0),
+        True,
+        "ratio",
+        _average_nps_score,
+        "Mean score (0–10) of responses submitted in the window.",
+        "No responses → null.",
+    ),
+)
 
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in BUILT_IN_METRICS}
 
 # Not a metric anyone can name: promoters (num) and detractors (den) for NPS's margin of error.
 NPS_SHARES = MetricSpec(
-    name="_nps_shares", description="", unit="count", entity=NPS_RESPONSES, valid_range=(None, None),
-    nullable=False, combine="ratio", events=_nps_promoters,  # ratio keeps both sums
-)  # fmt: skip
+    name="_nps_shares",
+    description="",
+    unit="count",
+    entity=NPS_RESPONSES,
+    valid_range=(None, None),
+    nullable=False,
+    combine="ratio",
+    events=_nps_promoters,  # ratio keeps both sums
+)
 Z_95 = 1.96
 
 
@@ -462,5 +627,9 @@ def scope_for(data: PreparedData, where: dict) -> Scope:
         return keep
 
     deal_only = [c for c in where if c not in CUSTOMER_FILTER_COLUMNS and c != "customer_team"]
-    return Scope(mask(DEALS, where), mask(CUSTOMERS, where), mask(NPS_RESPONSES, where),
-                 mask(DEALS, deal_only))  # fmt: skip
+    return Scope(
+        mask(DEALS, where),
+        mask(CUSTOMERS, where),
+        mask(NPS_RESPONSES, where),
+        mask(DEALS, deal_only),
+    )

@@ -61,9 +61,19 @@ def drilldown_row(
 ) -> dict:
     """The records behind the KR's number on `as_of`, from the engine's own explanation: the
     same window, filters and events as the number, so the two cannot disagree."""
-    row = {"cycle": loaded.cycle.key, "kr": kr.key, "as_of": as_of, "entity": None,
-           "window_start": None, "window_end": None, "value": None, "sample_size": None,
-           "total": 0, "reason": None, "records": []}  # fmt: skip
+    row = {
+        "cycle": loaded.cycle.key,
+        "kr": kr.key,
+        "as_of": as_of,
+        "entity": None,
+        "window_start": None,
+        "window_end": None,
+        "value": None,
+        "sample_size": None,
+        "total": 0,
+        "reason": None,
+        "records": [],
+    }
     spec = (definitions.library or METRICS).get(kr.metric)
     if spec is None or spec.events is None or spec.reduce:
         return {**row, "reason": f"metric '{kr.metric}' has no record-level breakdown"}

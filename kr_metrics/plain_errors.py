@@ -39,35 +39,65 @@ TOO_SHORT = {
 _DUPLICATE = re.compile(r'found duplicate key "(.*)" with value "(.*)" \(original value: "(.*)"\)')
 _YAML_HINTS = (
     ("'\\t'", "a tab character: YAML indents with spaces only; replace the tab with spaces"),
-    ("expected <block end>", "this line is indented differently from the lines of its block: "
-     "indent every key of a block by the same number of spaces"),
-    ("did not find expected key", "this line is indented differently from the lines of its "
-     "block: indent every key of a block by the same number of spaces"),
-    ("did not find expected '-'", "a list item without its '- ': start every item of a list "
-     "with '- ' at the same indentation"),
-    ("expected <block mapping start>", "the indentation does not line up: keys of the same block "
-     "start in the same column"),
-    ("mapping values are not allowed", "a ':' where a value was expected: put text that contains "
-     "': ' in quotes, or check this line's indentation"),
-    ("could not find expected ':'", "a key without its ':', or a quote that is never closed: "
-     "write `key: value`"),
+    (
+        "expected <block end>",
+        "this line is indented differently from the lines of its block: "
+        "indent every key of a block by the same number of spaces",
+    ),
+    (
+        "did not find expected key",
+        "this line is indented differently from the lines of its "
+        "block: indent every key of a block by the same number of spaces",
+    ),
+    (
+        "did not find expected '-'",
+        "a list item without its '- ': start every item of a list "
+        "with '- ' at the same indentation",
+    ),
+    (
+        "expected <block mapping start>",
+        "the indentation does not line up: keys of the same block start in the same column",
+    ),
+    (
+        "mapping values are not allowed",
+        "a ':' where a value was expected: put text that contains "
+        "': ' in quotes, or check this line's indentation",
+    ),
+    (
+        "could not find expected ':'",
+        "a key without its ':', or a quote that is never closed: write `key: value`",
+    ),
     ("found unexpected end of stream", "a quote that is opened but never closed: close it"),
-    ("expected ',' or ']'", "a [list] written on one line is not closed or misses a comma: "
-     "check its brackets"),
-    ("expected ',' or '}'", "a {mapping} written on one line is not closed or misses a comma: "
-     "check its braces"),
-    ("found undefined alias", "a value that starts with '*' is read as a YAML alias: put the "
-     "value in quotes"),
-    ("found undefined tag handle", "a value that starts with '!' is read as a YAML tag: put the "
-     "value in quotes"),
-    ("cannot start any token", "this character cannot start a value in YAML: put the value in "
-     "quotes"),
-    ("unknown escape character", "an unknown escape (\\) in double quotes: use single quotes, "
-     "or write \\\\ for a backslash"),
+    (
+        "expected ',' or ']'",
+        "a [list] written on one line is not closed or misses a comma: check its brackets",
+    ),
+    (
+        "expected ',' or '}'",
+        "a {mapping} written on one line is not closed or misses a comma: check its braces",
+    ),
+    (
+        "found undefined alias",
+        "a value that starts with '*' is read as a YAML alias: put the value in quotes",
+    ),
+    (
+        "found undefined tag handle",
+        "a value that starts with '!' is read as a YAML tag: put the value in quotes",
+    ),
+    (
+        "cannot start any token",
+        "this character cannot start a value in YAML: put the value in quotes",
+    ),
+    (
+        "unknown escape character",
+        "an unknown escape (\\) in double quotes: use single quotes, or write \\\\ for a backslash",
+    ),
     ("found unhashable key", "a key that is a list or a mapping: keys are plain names"),
-    ("expected a single document", "a second document ('---') in one file: keep one document "
-     "per file"),
-)  # fmt: skip
+    (
+        "expected a single document",
+        "a second document ('---') in one file: keep one document per file",
+    ),
+)
 
 
 class DefinitionsConstructor(RoundTripConstructor):
@@ -112,8 +142,10 @@ def yaml_problem(exc: MarkedYAMLError) -> tuple[int | None, str]:
         return line, problem
     if match := _DUPLICATE.search(problem):
         key, value, original = match.groups()
-        return line, (f"invalid YAML: key '{key}' appears twice in the same block ('{original}' "
-                      f"and '{value}'); keep one")  # fmt: skip
+        return line, (
+            f"invalid YAML: key '{key}' appears twice in the same block ('{original}' "
+            f"and '{value}'); keep one"
+        )
     for needle, hint in _YAML_HINTS:
         if needle in problem:
             return line, f"invalid YAML: {hint}"
@@ -128,8 +160,10 @@ def reader_problem(exc: ReaderError, text: str) -> tuple[int, str]:
         exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
     )
     name = unicodedata.name(chr(character), "a control character")
-    return line, (f"invalid YAML: the character U+{character:04X} ({name}) is not allowed in YAML "
-                  "text; delete it (it often comes with copy and paste)")  # fmt: skip
+    return line, (
+        f"invalid YAML: the character U+{character:04X} ({name}) is not allowed in YAML "
+        "text; delete it (it often comes with copy and paste)"
+    )
 
 
 # --- pydantic ------------------------------------------------------------------------------------
@@ -183,10 +217,11 @@ def describe_value(value: Any) -> str:
 def visible(text: str, limit: int = 60) -> str:
     """Invisible and odd characters spelled out, so `nps\u200b` does not look like `nps`."""
     out = "".join(
-        ch if ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Zs") or ch == " "
+        ch
+        if ch.isprintable() and unicodedata.category(ch) not in ("Cf", "Zs") or ch == " "
         else f"<U+{ord(ch):04X}>"
         for ch in text
-    )  # fmt: skip
+    )
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
@@ -221,9 +256,16 @@ def pydantic_message(errors: list[dict[str, Any]], path: tuple[Any, ...]) -> str
 
 
 def _union_form(errors: list[dict[str, Any]]) -> str:
-    words = {"float_type": "a number", "float_parsing": "a number", "string_type": "text",
-             "int_type": "a whole number", "bool_type": "true or false", "list_type": "a list",
-             "dict_type": "a block of `name: value` lines", "literal_error": "one of the listed words"}  # fmt: skip
+    words = {
+        "float_type": "a number",
+        "float_parsing": "a number",
+        "string_type": "text",
+        "int_type": "a whole number",
+        "bool_type": "true or false",
+        "list_type": "a list",
+        "dict_type": "a block of `name: value` lines",
+        "literal_error": "one of the listed words",
+    }
     forms = list(dict.fromkeys(words.get(e["type"], e["msg"]) for e in errors))
     return " or ".join(forms)
 
@@ -246,13 +288,17 @@ def _single_message(error: dict[str, Any], path: tuple[Any, ...], field: str) ->
     scalar = error.get("input")
     if kind == "string_type" and isinstance(scalar, int | float | bool | dt.date):
         quoted = str(scalar).lower() if isinstance(scalar, bool) else str(scalar)
-        return (f"`{field}` is {shown}, which YAML reads as a number, date or yes/no rather than "
-                f"text; put it in quotes: '{quoted}'")  # fmt: skip
+        return (
+            f"`{field}` is {shown}, which YAML reads as a number, date or yes/no rather than "
+            f"text; put it in quotes: '{quoted}'"
+        )
     if kind == "string_type" and form:
         return f"`{field}` is {shown}; write {form}"
     if kind == "string_type":
-        return (f"`{field}` is {shown}, not text; write text (in quotes when it looks like a "
-                "number, a date or yes/no, e.g. '2026')")  # fmt: skip
+        return (
+            f"`{field}` is {shown}, not text; write text (in quotes when it looks like a "
+            "number, a date or yes/no, e.g. '2026')"
+        )
     if kind == "string_pattern_mismatch":
         return f"`{field}` {shown} is not a valid {field}: write {form or 'plain text'}"
     if kind == "string_too_long":
@@ -272,8 +318,13 @@ def _single_message(error: dict[str, Any], path: tuple[Any, ...], field: str) ->
 
 def context_of(data: Any, path: tuple[Any, ...]) -> str:
     """The thing a field belongs to, as its author calls it: key result 'nps', cycle, ..."""
-    names = {"objectives": "objective", "key_results": "key result", "kpis": "KPI",
-             "metrics": "metric", "milestones": "milestone"}  # fmt: skip
+    names = {
+        "objectives": "objective",
+        "key_results": "key result",
+        "kpis": "KPI",
+        "metrics": "metric",
+        "milestones": "milestone",
+    }
     context, node = "", data
     for i, part in enumerate(path[:-1]):
         try:
@@ -285,8 +336,11 @@ def context_of(data: Any, path: tuple[Any, ...]) -> str:
         elif isinstance(part, int) and i > 0 and path[i - 1] in names:
             label = node.get("key", node.get("name")) if isinstance(node, dict) else None
             noun = names[path[i - 1]]
-            here = (f"{noun} '{visible(str(label))}'" if isinstance(label, str | int)
-                    else f"{noun} #{part + 1}")  # fmt: skip
+            here = (
+                f"{noun} '{visible(str(label))}'"
+                if isinstance(label, str | int)
+                else f"{noun} #{part + 1}"
+            )
             context = f"{context}, {here}" if noun == "milestone" and context else here
     return context
 

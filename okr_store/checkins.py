@@ -55,17 +55,20 @@ class CheckInStore:
         with write_transaction(self.engine, lock_key=lock) as conn:
             measured = conn.execute(
                 sa.select(progress.c.value, progress.c.as_of, progress.c.team)
-                .where(progress.c.cycle == check_in.cycle, progress.c.kr == check_in.kr,
-                       progress.c.as_of <= on_day)
+                .where(
+                    progress.c.cycle == check_in.cycle,
+                    progress.c.kr == check_in.kr,
+                    progress.c.as_of <= on_day,
+                )
                 .order_by(progress.c.as_of.desc())
                 .limit(1)
-            ).first()  # fmt: skip
+            ).first()
             if measured is None:
                 known = conn.execute(
-                    sa.select(progress.c.kr).where(
-                        progress.c.cycle == check_in.cycle, progress.c.kr == check_in.kr
-                    ).limit(1)
-                ).first()  # fmt: skip
+                    sa.select(progress.c.kr)
+                    .where(progress.c.cycle == check_in.cycle, progress.c.kr == check_in.kr)
+                    .limit(1)
+                ).first()
                 if known is None:
                     raise CheckInError(
                         f"no key result '{check_in.kr}' in cycle '{check_in.cycle}' in the OKR store"
@@ -73,23 +76,38 @@ class CheckInStore:
             value = None if measured is None else measured.value
             value_as_of = None if measured is None else measured.as_of
             team = None if measured is None else measured.team
-            notes = {"confidence": check_in.confidence, "progress": check_in.progress,
-                     "problems": check_in.problems, "next_steps": check_in.next_steps,
-                     "value": value, "value_as_of": value_as_of, "author": check_in.author}  # fmt: skip
+            notes = {
+                "confidence": check_in.confidence,
+                "progress": check_in.progress,
+                "problems": check_in.problems,
+                "next_steps": check_in.next_steps,
+                "value": value,
+                "value_as_of": value_as_of,
+                "author": check_in.author,
+            }
             existing = conn.execute(
                 sa.select(table.c.id, table.c.revision).where(
-                    table.c.cycle == check_in.cycle, table.c.kr == check_in.kr,
+                    table.c.cycle == check_in.cycle,
+                    table.c.kr == check_in.kr,
                     table.c.week == check_in.week,
                 )
-            ).first()  # fmt: skip
+            ).first()
             if existing is None:
                 revision = 1
                 check_in_id = conn.execute(
-                    sa.insert(table).values(
-                        cycle=check_in.cycle, kr=check_in.kr, week=check_in.week, team=team,
-                        revision=revision, created_at=now, updated_at=now, **notes,
-                    ).returning(table.c.id)
-                ).scalar_one()  # fmt: skip
+                    sa.insert(table)
+                    .values(
+                        cycle=check_in.cycle,
+                        kr=check_in.kr,
+                        week=check_in.week,
+                        team=team,
+                        revision=revision,
+                        created_at=now,
+                        updated_at=now,
+                        **notes,
+                    )
+                    .returning(table.c.id)
+                ).scalar_one()
             else:
                 check_in_id, revision = existing.id, existing.revision + 1
                 conn.execute(
@@ -102,9 +120,16 @@ class CheckInStore:
                     check_in_id=check_in_id, revision=revision, recorded_at=now, **notes
                 )
             )
-        return {"id": check_in_id, "cycle": check_in.cycle, "kr": check_in.kr,
-                "week": check_in.week, "team": team, "revision": revision,
-                "updated_at": now, **notes}  # fmt: skip
+        return {
+            "id": check_in_id,
+            "cycle": check_in.cycle,
+            "kr": check_in.kr,
+            "week": check_in.week,
+            "team": team,
+            "revision": revision,
+            "updated_at": now,
+            **notes,
+        }
 
     def check_ins(
         self,
@@ -165,10 +190,16 @@ class CheckInStore:
         with write_transaction(self.engine) as conn:
             return conn.execute(
                 sa.insert(table)
-                .values(cycle=item.cycle, text=item.text, benefit=item.benefit,
-                        effort=item.effort, author=item.author, recorded_at=now or _now())
+                .values(
+                    cycle=item.cycle,
+                    text=item.text,
+                    benefit=item.benefit,
+                    effort=item.effort,
+                    author=item.author,
+                    recorded_at=now or _now(),
+                )
                 .returning(table.c.id)
-            ).scalar_one()  # fmt: skip
+            ).scalar_one()
 
     def retro_items(self, cycle: str) -> list[dict]:
         """The cycle's retrospective items, best first, the top quick wins marked."""

@@ -34,9 +34,15 @@ RUNNING, SUCCEEDED, PARTIAL, FAILED = "running", "succeeded", "partial", "failed
 REAP_AFTER = dt.timedelta(hours=2)
 _DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end", "cycle_start", "cycle_end")
 _TIMESTAMP_COLUMNS = (
-    "data_synced_at", "computed_at", "recorded_at", "started_at", "finished_at",
-    "last_pushed_at", "last_attempt_at", "heartbeat_at",
-)  # fmt: skip
+    "data_synced_at",
+    "computed_at",
+    "recorded_at",
+    "started_at",
+    "finished_at",
+    "last_pushed_at",
+    "last_attempt_at",
+    "heartbeat_at",
+)
 
 
 def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
@@ -193,18 +199,27 @@ class OkrStore:
             without_history = same_day[
                 ~pd.MultiIndex.from_frame(same_day[["cycle", "kr"]]).isin(carried_keys)
             ].assign(
-                value=None, numerator=None, denominator=None, progress=None, grade=None,
+                value=None,
+                numerator=None,
+                denominator=None,
+                progress=None,
+                grade=None,
                 sample_size=0,
-            )  # fmt: skip
+            )
             frames = [f for f in (carried, without_history) if len(f)]
             if not frames:
                 return []
             stale = pd.concat(frames, ignore_index=True).sort_values(["cycle", "kr"])
             # The carried value's own status reason and verdict belonged to its day, not this.
             stale = stale.assign(
-                as_of=as_of, status=STALE, stale_reason=reason, status_reason=None, verdict=None,
-                run_id=run_id, computed_at=_now(),
-            )  # fmt: skip
+                as_of=as_of,
+                status=STALE,
+                stale_reason=reason,
+                status_reason=None,
+                verdict=None,
+                run_id=run_id,
+                computed_at=_now(),
+            )
             upsert(conn, table, _rows(stale, KR_PROGRESS_COLUMNS))
             self._record_run_day(conn, as_of, STALE, stale, pd.DataFrame(columns=["run_id"]))
         return list(zip(stale["cycle"], stale["kr"], strict=True))
@@ -291,10 +306,19 @@ class OkrStore:
         reaping the runs a killed process left `running` (see reap_abandoned_runs)."""
         self.reap_abandoned_runs()
         now = _now()
-        row = {"run_id": run_id, "origin": origin, "status": RUNNING, "started_at": now,
-               "finished_at": None, "days_requested": days_requested,
-               "data_synced_at": data_synced_at, "message": None, "pid": os.getpid(),
-               "host": socket.gethostname(), "heartbeat_at": now}  # fmt: skip
+        row = {
+            "run_id": run_id,
+            "origin": origin,
+            "status": RUNNING,
+            "started_at": now,
+            "finished_at": None,
+            "days_requested": days_requested,
+            "data_synced_at": data_synced_at,
+            "message": None,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "heartbeat_at": now,
+        }
         with write_transaction(self.engine) as conn:
             upsert(conn, Run.__table__, [row])
 
@@ -352,9 +376,17 @@ class OkrStore:
             if updated.rowcount == 0:
                 conn.execute(
                     sa.insert(table),
-                    [{"run_id": run_id, "origin": origin, "status": status, "started_at": now,
-                      "finished_at": now, "message": message}],
-                )  # fmt: skip
+                    [
+                        {
+                            "run_id": run_id,
+                            "origin": origin,
+                            "status": status,
+                            "started_at": now,
+                            "finished_at": now,
+                            "message": message,
+                        }
+                    ],
+                )
 
     def _record_versions(self, progress: pd.DataFrame, kpis: pd.DataFrame) -> None:
         """Insert the KR and KPI definition versions these rows were computed with, if new.
@@ -393,17 +425,27 @@ class OkrStore:
     ) -> None:
         """Audit, inside the day's transaction: which run wrote the day, from which definition
         versions, with which data freshness."""
-        columns = ["run_id", "version_key", "definition_version", "kr_rows", "kpi_rows",
-                   "data_synced_at"]  # fmt: skip
+        columns = [
+            "run_id",
+            "version_key",
+            "definition_version",
+            "kr_rows",
+            "kpi_rows",
+            "data_synced_at",
+        ]
         parts = []
         if len(progress):
-            parts.append(progress.assign(
-                version_key=progress["cycle"] + "/" + progress["kr"], kr_rows=1, kpi_rows=0
-            ).reindex(columns=columns))  # fmt: skip
+            parts.append(
+                progress.assign(
+                    version_key=progress["cycle"] + "/" + progress["kr"], kr_rows=1, kpi_rows=0
+                ).reindex(columns=columns)
+            )
         if len(kpis):
-            parts.append(kpis.assign(
-                version_key="kpi:" + kpis["kpi"], kr_rows=0, kpi_rows=1
-            ).reindex(columns=columns))  # fmt: skip
+            parts.append(
+                kpis.assign(version_key="kpi:" + kpis["kpi"], kr_rows=0, kpi_rows=1).reindex(
+                    columns=columns
+                )
+            )
         if not parts:
             return
         both = pd.concat(parts, ignore_index=True)
@@ -421,8 +463,12 @@ class OkrStore:
             definition_versions=versions, as_of=as_of, action=action, recorded_at=now
         ).reset_index()
         runs = days[["run_id"]].assign(origin="unknown", status=RUNNING, started_at=now)
-        upsert(conn, Run.__table__, _rows(runs, [c.name for c in Run.__table__.columns]),
-               on_conflict="nothing")  # fmt: skip
+        upsert(
+            conn,
+            Run.__table__,
+            _rows(runs, [c.name for c in Run.__table__.columns]),
+            on_conflict="nothing",
+        )
         upsert(conn, RunDay.__table__, _rows(days, [c.name for c in RunDay.__table__.columns]))
 
     def record_push(
@@ -430,9 +476,18 @@ class OkrStore:
     ) -> None:
         """The tool `sink` now holds `value` (of day `as_of`) for the KR: failures cleared."""
         now = _now()
-        row = {"sink": sink, "cycle": cycle, "kr": kr, "target_id": target_id,
-               "last_pushed_value": value, "last_pushed_as_of": as_of, "last_pushed_at": now,
-               "last_attempt_at": now, "failures": 0, "last_error": None}  # fmt: skip
+        row = {
+            "sink": sink,
+            "cycle": cycle,
+            "kr": kr,
+            "target_id": target_id,
+            "last_pushed_value": value,
+            "last_pushed_as_of": as_of,
+            "last_pushed_at": now,
+            "last_attempt_at": now,
+            "failures": 0,
+            "last_error": None,
+        }
         with write_transaction(self.engine) as conn:
             upsert(conn, PushState.__table__, [row])
 
@@ -460,9 +515,18 @@ class OkrStore:
             if updated.rowcount == 0:
                 conn.execute(
                     sa.insert(table),
-                    [{"sink": sink, "cycle": cycle, "kr": kr, "target_id": target_id,
-                      "last_attempt_at": now, "failures": 1, "last_error": error}],
-                )  # fmt: skip
+                    [
+                        {
+                            "sink": sink,
+                            "cycle": cycle,
+                            "kr": kr,
+                            "target_id": target_id,
+                            "last_attempt_at": now,
+                            "failures": 1,
+                            "last_error": error,
+                        }
+                    ],
+                )
 
     # --- Reading ------------------------------------------------------------------------------
 
@@ -560,8 +624,12 @@ class OkrStore:
 
     def definitions(self, kind: str) -> pd.DataFrame:
         """Recorded definition versions: kind is cycles, objectives, key_results or kpis."""
-        models = {"cycles": CycleDefinition, "objectives": ObjectiveDefinition,
-                  "key_results": KeyResultDefinition, "kpis": KpiDefinition}  # fmt: skip
+        models = {
+            "cycles": CycleDefinition,
+            "objectives": ObjectiveDefinition,
+            "key_results": KeyResultDefinition,
+            "kpis": KpiDefinition,
+        }
         table = models[kind].__table__
         with self.engine.connect() as conn:
             return _read(conn, sa.select(table).order_by(*table.primary_key.columns))
@@ -687,14 +755,26 @@ class OkrStore:
         cannot drift from the rows. `effective_from` is that first day.
         """
         rows = self.cycle_history(cycle, kr=kr)
-        columns = ["cycle", "kr", "effective_from", "old_version", "new_version", "old_baseline",
-                   "new_baseline", "old_target", "new_target", "old_definition", "new_definition"]  # fmt: skip
+        columns = [
+            "cycle",
+            "kr",
+            "effective_from",
+            "old_version",
+            "new_version",
+            "old_baseline",
+            "new_baseline",
+            "old_target",
+            "new_target",
+            "old_definition",
+            "new_definition",
+        ]
         if rows.empty:
             return pd.DataFrame(columns=columns)
         first_days = (
-            rows.groupby(["kr", "definition_version"], as_index=False)["as_of"].min()
+            rows.groupby(["kr", "definition_version"], as_index=False)["as_of"]
+            .min()
             .sort_values(["kr", "as_of"])
-        )  # fmt: skip
+        )
         table = KeyResultDefinition.__table__
         with self.engine.connect() as conn:
             versions = _read(conn, sa.select(table).where(table.c.cycle == cycle))
@@ -713,14 +793,19 @@ class OkrStore:
                     if (key, new["definition_version"]) in versions.index
                     else None
                 )
-                changes.append({
-                    "cycle": cycle, "kr": key, "effective_from": new["as_of"],
-                    "old_version": old["definition_version"], "new_version": new["definition_version"],
-                    "old_baseline": None if before is None else before["baseline"],
-                    "new_baseline": None if after is None else after["baseline"],
-                    "old_target": None if before is None else before["target"],
-                    "new_target": None if after is None else after["target"],
-                    "old_definition": None if before is None else before["definition"],
-                    "new_definition": None if after is None else after["definition"],
-                })  # fmt: skip
+                changes.append(
+                    {
+                        "cycle": cycle,
+                        "kr": key,
+                        "effective_from": new["as_of"],
+                        "old_version": old["definition_version"],
+                        "new_version": new["definition_version"],
+                        "old_baseline": None if before is None else before["baseline"],
+                        "new_baseline": None if after is None else after["baseline"],
+                        "old_target": None if before is None else before["target"],
+                        "new_target": None if after is None else after["target"],
+                        "old_definition": None if before is None else before["definition"],
+                        "new_definition": None if after is None else after["definition"],
+                    }
+                )
         return pd.DataFrame(changes, columns=columns)

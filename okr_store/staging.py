@@ -373,9 +373,15 @@ def merge_snapshot(
     if "is_deleted" in existing.columns:
         staged_before = int((~existing["is_deleted"].fillna(False).astype(bool)).sum())
     sync_id = _start_sync(
-        conn, source, table, fetched=len(snapshot) + len(quarantined), changed=len(changed),
-        deleted=len(deleted), quarantined=len(quarantined), staged_before=staged_before,
-    )  # fmt: skip
+        conn,
+        source,
+        table,
+        fetched=len(snapshot) + len(quarantined),
+        changed=len(changed),
+        deleted=len(deleted),
+        quarantined=len(quarantined),
+        staged_before=staged_before,
+    )
     upsert(conn, sa_table, _records(changed, table, sync_id) + _records(deleted, table, sync_id))
 
     first_seen = _quarantined_by(conn, source, table)
@@ -431,11 +437,15 @@ def merge_changes(
     if "is_deleted" in changed.columns and not changed.empty:
         deleted_count += int(changed["is_deleted"].fillna(False).sum())
     sync_id = _start_sync(
-        conn, source, table,
+        conn,
+        source,
+        table,
         fetched=fetched if fetched is not None else len(changed) + len(quarantined),
-        changed=len(changed), deleted=deleted_count, quarantined=len(quarantined),
+        changed=len(changed),
+        deleted=deleted_count,
+        quarantined=len(quarantined),
         staged_before=_count_staged(conn, table, source),
-    )  # fmt: skip
+    )
     rows = _records(changed, table, sync_id)
     if deleted_ids and id_col:
         known = set(changed[id_col]) if not changed.empty else set()
@@ -539,16 +549,18 @@ def _insert_quarantine(
     rows = []
     for rec in records:
         record = json.dumps({k: v for k, v in rec.items() if k != "reason"}, default=str)
-        rows.append({
-            "source": source,
-            "table_name": table,
-            "record_id": rec.get(id_col) if id_col else None,
-            "reason": rec["reason"],
-            "record": record,
-            "quarantined_at": now,
-            "sync_id": first_seen.get((record, rec["reason"]), sync_id),
-            "shadowed_sync_id": shadowed.get(str(rec.get(id_col))) if id_col else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "source": source,
+                "table_name": table,
+                "record_id": rec.get(id_col) if id_col else None,
+                "reason": rec["reason"],
+                "record": record,
+                "quarantined_at": now,
+                "sync_id": first_seen.get((record, rec["reason"]), sync_id),
+                "shadowed_sync_id": shadowed.get(str(rec.get(id_col))) if id_col else None,
+            }
+        )
     conn.execute(sa.insert(quarantine_table), rows)
 
 
@@ -611,11 +623,14 @@ def write_state(conn: sa.Connection, source: str, table: str, state: dict) -> No
             sa.insert(sync_state_table),
             [
                 {
-                    "source": source, "object": table, "cursor": None,
-                    "last_synced_at": dt.datetime.now(dt.UTC), "state": text,
+                    "source": source,
+                    "object": table,
+                    "cursor": None,
+                    "last_synced_at": dt.datetime.now(dt.UTC),
+                    "state": text,
                 }
             ],
-        )  # fmt: skip
+        )
     else:
         conn.execute(
             sa.update(sync_state_table)
@@ -811,27 +826,44 @@ def staged_state(
         ).scalar_one()
     )
     in_quarantine = [q.c.source == source, q.c.table_name == table]
-    quarantined_now = int(conn.execute(
-        sa.select(sa.func.count()).where(*in_quarantine)
-    ).scalar_one())  # fmt: skip
+    quarantined_now = int(
+        conn.execute(sa.select(sa.func.count()).where(*in_quarantine)).scalar_one()
+    )
     syncs = pd.read_sql(
-        sa.select(history.c.id, history.c.fetched, history.c.staged_before, history.c.changed,
-                  history.c.deleted)
-        .where(history.c.source == source, history.c.object == table, history.c.id > since,
-               history.c.id <= until)
+        sa.select(
+            history.c.id,
+            history.c.fetched,
+            history.c.staged_before,
+            history.c.changed,
+            history.c.deleted,
+        )
+        .where(
+            history.c.source == source,
+            history.c.object == table,
+            history.c.id > since,
+            history.c.id <= until,
+        )
         .order_by(history.c.id),
         conn,
-    )  # fmt: skip
-    still_deleted = dict(conn.execute(
-        sa.select(sa_table.c[SYNC_ID], sa.func.count())
-        .where(*scoped, deleted, sa_table.c[SYNC_ID] > since)
-        .group_by(sa_table.c[SYNC_ID])
-    ).all()) if "is_deleted" in sa_table.c else {}  # fmt: skip
-    still_quarantined = dict(conn.execute(
-        sa.select(q.c.sync_id, sa.func.count())
-        .where(*in_quarantine, q.c.sync_id > since)
-        .group_by(q.c.sync_id)
-    ).all())  # fmt: skip
+    )
+    still_deleted = (
+        dict(
+            conn.execute(
+                sa.select(sa_table.c[SYNC_ID], sa.func.count())
+                .where(*scoped, deleted, sa_table.c[SYNC_ID] > since)
+                .group_by(sa_table.c[SYNC_ID])
+            ).all()
+        )
+        if "is_deleted" in sa_table.c
+        else {}
+    )
+    still_quarantined = dict(
+        conn.execute(
+            sa.select(q.c.sync_id, sa.func.count())
+            .where(*in_quarantine, q.c.sync_id > since)
+            .group_by(q.c.sync_id)
+        ).all()
+    )
     syncs["still_deleted"] = syncs["id"].map(still_deleted).fillna(0).astype(int)
     syncs["still_quarantined"] = syncs["id"].map(still_quarantined).fillna(0).astype(int)
     return {
@@ -853,19 +885,27 @@ def accept_sync(
     now = dt.datetime.now(dt.UTC)
     conn.execute(
         sa.insert(gate_acceptances_table).values(
-            sync_id=sync_id, source=row["source"], object=row["object"], accepted_by=accepted_by,
-            reason=reason, accepted_at=now, report=json.dumps(report, default=str) if report else None,
+            sync_id=sync_id,
+            source=row["source"],
+            object=row["object"],
+            accepted_by=accepted_by,
+            reason=reason,
+            accepted_at=now,
+            report=json.dumps(report, default=str) if report else None,
         )
-    )  # fmt: skip
+    )
     conn.execute(
         sa.update(history).where(history.c.id == sync_id).values(validation_status=ACCEPTED)
     )
     conn.execute(
         sa.update(history)
-        .where(history.c.source == row["source"], history.c.object == row["object"],
-               history.c.id > sync_id)
+        .where(
+            history.c.source == row["source"],
+            history.c.object == row["object"],
+            history.c.id > sync_id,
+        )
         .values(validation_status=None, validated_at=None, validation_report=None)
-    )  # fmt: skip
+    )
 
 
 def read_sync(conn: sa.Connection | sa.Engine, sync_id: int) -> dict | None:

@@ -12,9 +12,13 @@ from okr_store.models import CheckInRevision, KrChart, KrProgress, RetroItemRow,
 
 
 def values_on_days(
-    engine: sa.Engine, cycle: str, days: Iterable[dt.date], *, team: str | None = None,
+    engine: sa.Engine,
+    cycle: str,
+    days: Iterable[dt.date],
+    *,
+    team: str | None = None,
     with_company: bool = False,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """(kr, as_of, value) of `cycle` on exactly `days`, by KR and day.
 
     A handful of days per KR, read through the (cycle, kr, as_of) index, instead of the whole

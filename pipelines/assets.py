@@ -272,7 +272,7 @@ def build_daily_assets(
                 blocking=True,
                 description="The same Great Expectations gate, on the day's KPI values.",
             ),
-        ],  # fmt: skip
+        ],
         partitions_def=partitions,
         backfill_policy=SINGLE_RUN,
         can_subset=False,
@@ -284,9 +284,13 @@ def build_daily_assets(
         settings = krpulse.settings()
         days = partition_days(context)
         results = flow.run_days(
-            settings, krpulse.engine(), days, run_id=context.run_id, origin="dagster",
+            settings,
+            krpulse.engine(),
+            days,
+            run_id=context.run_id,
+            origin="dagster",
             publish=False,
-        )  # fmt: skip
+        )
         yield from daily_outputs(context, days, results)
 
     return kr_progress
@@ -374,13 +378,17 @@ def gate_check_result(asset: str, kind: str, results: list[flow.DayResult]) -> d
                 if kinds and kind not in kinds:
                     continue
                 mine = ExpectationFailure(
-                    failure.expectation, failure.column, failure.unexpected_count,
+                    failure.expectation,
+                    failure.column,
+                    failure.unexpected_count,
                     [e for e in failure.examples if e.get("kind", kind) == kind],
-                    failure.severity, failure.rule,
-                )  # fmt: skip
+                    failure.severity,
+                    failure.rule,
+                )
                 # Every day shares the syncs' reports: each failure is shown once.
-                failures.setdefault((report.suite, failure.expectation, failure.rule),
-                                    (report.suite, mine))  # fmt: skip
+                failures.setdefault(
+                    (report.suite, failure.expectation, failure.rule), (report.suite, mine)
+                )
     reports = [
         ValidationReport(suite, success=False, evaluated_rows=0, failures=[failure])
         for suite, failure in failures.values()

@@ -53,7 +53,9 @@ def _block(
         return 0
     definitions = flow.load_definition_set(settings)
     frozen = flow.frozen_cycles(settings, definitions, store)
-    marked = gate.mark_blocked(store, definitions, days, reason, context.run.run_id, frozen_cycles=frozen)  # fmt: skip
+    marked = gate.mark_blocked(
+        store, definitions, days, reason, context.run.run_id, frozen_cycles=frozen
+    )
     context.log.warning(f"validation gate blocked {days[0]}..{days[-1]}: {marked} KR rows stale")
     return marked
 

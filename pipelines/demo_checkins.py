@@ -130,14 +130,18 @@ def seed_demo_check_ins(engine, cycles: list[str], today: dt.date, *, seed: int 
                     continue
                 status = row["status"]
                 made = make_check_in(
-                    cycle=cycle, kr=row["kr"], day=day, today=day,
+                    cycle=cycle,
+                    kr=row["kr"],
+                    day=day,
+                    today=day,
                     confidence=_confidence(row),
                     progress=_progress_note(row, previous_rows.get(row["kr"])),
                     problems=_problems(pick, row["metric"], status),
                     next_steps=_next_steps(row["metric"], status),
-                    author=DEMO_LEADS.get(None if pd.isna(row.get("team")) else row["team"],
-                                          "Head of Sales"),
-                )  # fmt: skip
+                    author=DEMO_LEADS.get(
+                        None if pd.isna(row.get("team")) else row["team"], "Head of Sales"
+                    ),
+                )
                 at = dt.datetime.combine(day, dt.time(9, 30), dt.UTC)
                 check_ins.record(made, on_day=day, now=at)
                 written += 1
@@ -164,7 +168,8 @@ def seed_demo_retro(engine, cycle: str) -> int:  # noqa: ANN001
         return 0
     for text, benefit, effort in DEMO_RETRO:
         store.add_retro_item(
-            make_retro_item(cycle=cycle, text=text, benefit=benefit, effort=effort,
-                            author="Head of Sales")
-        )  # fmt: skip
+            make_retro_item(
+                cycle=cycle, text=text, benefit=benefit, effort=effort, author="Head of Sales"
+            )
+        )
     return len(DEMO_RETRO)

@@ -13,28 +13,55 @@ from okr_store.db import SQLITE_BUSY_TIMEOUT_SECONDS, DatabaseVanishedError
 
 # (words in the driver's message, what it means and what to do). First match wins.
 _DATABASE_FAULTS = (
-    (("database is locked", "database table is locked"),
-     "is locked by another process (a run, a sync or a migration) for longer than {timeout:g} s: "
-     "try again when it has finished"),
-    (("readonly database", "read-only transaction", "read only transaction",
-      "recovery is in progress"),
-     "is read-only: krpulse writes to it. Check the file's and its folder's permissions, or that "
-     "database_url points at the primary, not a replica"),
-    (("unable to open database file",),
-     "cannot be opened: check that its folder exists and is writable"),
-    (("password authentication failed", "authentication failed", "no pg_hba.conf entry"),
-     "rejected the credentials: check the user and password in database_url (or "
-     "KRPULSE_DATABASE_URL)"),
-    (("does not exist",),
-     "does not exist on the server: create it, or fix the database name in database_url"),
-    (("no such table", "undefinedtable", "relation "),
-     "has no krpulse tables (was it deleted or replaced?): run `krpulse db upgrade`"),
-    (("connection refused", "could not connect", "timeout expired", "connection timed out",
-      "name or service not known", "could not translate host name", "server closed the connection",
-      "terminating connection", "connection is closed", "no route to host"),
-     "cannot be reached: is the server running, and is database_url (or KRPULSE_DATABASE_URL) "
-     "right?"),
-)  # fmt: skip
+    (
+        ("database is locked", "database table is locked"),
+        "is locked by another process (a run, a sync or a migration) for longer than {timeout:g} s: "
+        "try again when it has finished",
+    ),
+    (
+        (
+            "readonly database",
+            "read-only transaction",
+            "read only transaction",
+            "recovery is in progress",
+        ),
+        "is read-only: krpulse writes to it. Check the file's and its folder's permissions, or that "
+        "database_url points at the primary, not a replica",
+    ),
+    (
+        ("unable to open database file",),
+        "cannot be opened: check that its folder exists and is writable",
+    ),
+    (
+        ("password authentication failed", "authentication failed", "no pg_hba.conf entry"),
+        "rejected the credentials: check the user and password in database_url (or "
+        "KRPULSE_DATABASE_URL)",
+    ),
+    (
+        ("does not exist",),
+        "does not exist on the server: create it, or fix the database name in database_url",
+    ),
+    (
+        ("no such table", "undefinedtable", "relation "),
+        "has no krpulse tables (was it deleted or replaced?): run `krpulse db upgrade`",
+    ),
+    (
+        (
+            "connection refused",
+            "could not connect",
+            "timeout expired",
+            "connection timed out",
+            "name or service not known",
+            "could not translate host name",
+            "server closed the connection",
+            "terminating connection",
+            "connection is closed",
+            "no route to host",
+        ),
+        "cannot be reached: is the server running, and is database_url (or KRPULSE_DATABASE_URL) "
+        "right?",
+    ),
+)
 
 
 def shown_url(url: str | None) -> str:

@@ -326,8 +326,15 @@ def run_days(
                 reports=verdict.reports,
                 failing_sources=failing_by_day.get(as_of, []),
             )
-            write_day(store, definitions, result, deps, run_id=run_id, data_synced_at=synced_at,
-                      frozen_cycles=frozen)  # fmt: skip
+            write_day(
+                store,
+                definitions,
+                result,
+                deps,
+                run_id=run_id,
+                data_synced_at=synced_at,
+                frozen_cycles=frozen,
+            )
             results.append(result)
             store.heartbeat(run_id)
             if progress_callback:
@@ -377,9 +384,13 @@ def write_day(
     if result.blocked:
         # Nothing of the day is pushed: its KRs keep their last good value, as stale.
         result.marked_stale = gate.mark_blocked(
-            store, definitions, [as_of], result.stale_reason or "blocked", run_id,
+            store,
+            definitions,
+            [as_of],
+            result.stale_reason or "blocked",
+            run_id,
             frozen_cycles=frozen_cycles,
-        )  # fmt: skip
+        )
         return
     kpis = result.kpis
     failing = result.failing_sources
@@ -387,8 +398,15 @@ def write_day(
         # A KPI has no stale status: one computed from partial data is left out that day.
         gone = source_health.depending_on(deps, failing, "kpi")
         kpis = kpis[~kpis["kpi"].isin(gone["key"])].reset_index(drop=True)
-    push_day(store, as_of, result.progress, kpis, run_id=run_id, data_synced_at=data_synced_at,
-             frozen_cycles=frozen_cycles)  # fmt: skip
+    push_day(
+        store,
+        as_of,
+        result.progress,
+        kpis,
+        run_id=run_id,
+        data_synced_at=data_synced_at,
+        frozen_cycles=frozen_cycles,
+    )
     if failing:
         keys = source_health.depending_on(deps, failing, "kr")
         keys = keys[~keys["cycle"].isin(frozen_cycles)]
@@ -462,22 +480,32 @@ def okr_tool_sinks(settings: Settings) -> list[Sink]:
     sinks: list[Sink] = []
     if config.perdoo:
         sinks.append(
-            PerdooSink(dict(config.perdoo.key_results), url=config.perdoo.url,
-                       token=secret(config.perdoo.token_env, "perdoo.token_env"))
-        )  # fmt: skip
+            PerdooSink(
+                dict(config.perdoo.key_results),
+                url=config.perdoo.url,
+                token=secret(config.perdoo.token_env, "perdoo.token_env"),
+            )
+        )
     if config.weekdone:
         targets = {
             ref: f"{t.objective}/{t.result}" for ref, t in config.weekdone.key_results.items()
         }
         sinks.append(
-            WeekdoneSink(targets, url=config.weekdone.url,
-                         token=secret(config.weekdone.token_env, "weekdone.token_env"))
-        )  # fmt: skip
+            WeekdoneSink(
+                targets,
+                url=config.weekdone.url,
+                token=secret(config.weekdone.token_env, "weekdone.token_env"),
+            )
+        )
     for hook in config.webhooks:
         sinks.append(
-            WebhookSink(hook.name, dict(hook.key_results), url=hook.url,
-                        secret=secret(hook.secret_env, f"webhooks.{hook.name}.secret_env"))
-        )  # fmt: skip
+            WebhookSink(
+                hook.name,
+                dict(hook.key_results),
+                url=hook.url,
+                secret=secret(hook.secret_env, f"webhooks.{hook.name}.secret_env"),
+            )
+        )
     return sinks
 
 
@@ -497,8 +525,13 @@ def push_to_okr_tools(settings: Settings, store: OkrStore) -> list[PushOutcome]:
     )
     for outcome in outcomes:
         if outcome.outcome == PUSH_FAILED:
-            log.warning("push to %s failed for %s/%s: %s", outcome.sink, outcome.cycle,
-                        outcome.kr, outcome.error)  # fmt: skip
+            log.warning(
+                "push to %s failed for %s/%s: %s",
+                outcome.sink,
+                outcome.cycle,
+                outcome.kr,
+                outcome.error,
+            )
     return outcomes
 
 

@@ -72,17 +72,28 @@ def validate_sync(
             # Without staged FX rates the CRM converts itself: then only the code is checked.
             currencies = fx | {settings.reporting_currency} if fx else None
             customers = staged_ids(conn, CUSTOMERS, source=source)
-    state = {**state, "source": source, "object": table, "sync_id": sync_id,
-             "baseline_sync_id": baseline}  # fmt: skip
+    state = {
+        **state,
+        "source": source,
+        "object": table,
+        "sync_id": sync_id,
+        "baseline_sync_id": baseline,
+    }
     report = combine(
         suite,
         [
-            validate_staged_rows(table, rows, suite=suite, now=sync["synced_at"],
-                                 known_currencies=currencies, customer_ids=customers,
-                                 thresholds=thresholds),
+            validate_staged_rows(
+                table,
+                rows,
+                suite=suite,
+                now=sync["synced_at"],
+                known_currencies=currencies,
+                customer_ids=customers,
+                thresholds=thresholds,
+            ),
             validate_staged_state(state, history, suite=suite, thresholds=thresholds),
         ],
-    )  # fmt: skip
+    )
     with engine.begin() as conn:
         record_validation(conn, sync_id, report.status, report.as_dict())
     return report
@@ -117,7 +128,7 @@ def data_gate(
                 sync["synced_at"],
                 report,
                 accepted=accepted.get(sync_id),
-            )  # fmt: skip
+            )
         )
     return verdicts
 
@@ -165,8 +176,13 @@ def accept_sync(
             f"({report.status}): there is nothing to accept"
         )
     with engine.begin() as conn:
-        accept(conn, sync_id, accepted_by=accepted_by.strip(), reason=reason.strip(),
-               report=report.as_dict())  # fmt: skip
+        accept(
+            conn,
+            sync_id,
+            accepted_by=accepted_by.strip(),
+            reason=reason.strip(),
+            report=report.as_dict(),
+        )
     return report
 
 
@@ -195,10 +211,17 @@ def previous_values(store: OkrStore, as_of: dt.date) -> pd.DataFrame:
     kpis = store.kpi_values(as_of=day_before)
     frames = [
         pd.DataFrame(
-            {"kind": "kr", "cycle": krs.get("cycle"), "key": krs.get("kr"), "value": krs.get("value")}
+            {
+                "kind": "kr",
+                "cycle": krs.get("cycle"),
+                "key": krs.get("kr"),
+                "value": krs.get("value"),
+            }
         ),
-        pd.DataFrame({"kind": "kpi", "cycle": None, "key": kpis.get("kpi"), "value": kpis.get("value")}),
-    ]  # fmt: skip
+        pd.DataFrame(
+            {"kind": "kpi", "cycle": None, "key": kpis.get("kpi"), "value": kpis.get("value")}
+        ),
+    ]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["kind", "cycle", "key", "value"])

@@ -68,9 +68,13 @@ def post_webhook(url: str, payload: dict, policy: RetryPolicy | None = None) -> 
     """POST the payload with the sinks' retry helper; the URL (a secret) never appears in errors."""
     with requests.Session() as session:
         response = send(
-            session, "POST", url, policy=policy or RetryPolicy(attempts=3, initial_wait=1.0),
-            what="failure notification webhook", json=payload,
-        )  # fmt: skip
+            session,
+            "POST",
+            url,
+            policy=policy or RetryPolicy(attempts=3, initial_wait=1.0),
+            what="failure notification webhook",
+            json=payload,
+        )
     return response.status_code
 
 

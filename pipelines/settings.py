@@ -68,8 +68,14 @@ class ScoringSettings(_Settings):
     )
 
     def policy(self) -> ScoringPolicy:
-        return ScoringPolicy(self.moonshot_success, self.at_risk_gap, self.off_track_gap, self.min_sample,
-                             self.grace_days, self.partial_grade)  # fmt: skip
+        return ScoringPolicy(
+            self.moonshot_success,
+            self.at_risk_gap,
+            self.off_track_gap,
+            self.min_sample,
+            self.grace_days,
+            self.partial_grade,
+        )
 
 
 # "cycle/kr", e.g. "2026-Q4/nps-company": KR keys are unique within a cycle, not across cycles.

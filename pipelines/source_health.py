@@ -35,9 +35,14 @@ def source_states(settings: Settings, engine: sa.Engine) -> pd.DataFrame:
         failed_at, error = failures.get(source.name, (None, ""))
         failing = failed_at is not None and (last_success is None or failed_at > last_success)
         rows.append(
-            {"source": source.name, "type": source.type, "status": "failing" if failing else "ok",
-             "reason": (error or "sync failed") if failing else "", "last_synced_at": last_success}
-        )  # fmt: skip
+            {
+                "source": source.name,
+                "type": source.type,
+                "status": "failing" if failing else "ok",
+                "reason": (error or "sync failed") if failing else "",
+                "last_synced_at": last_success,
+            }
+        )
     return pd.DataFrame(rows, columns=STATE_COLUMNS)
 
 

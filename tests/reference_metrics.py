@@ -38,8 +38,17 @@ def _matches(record: dict, where: dict) -> bool:
     return True
 
 
-def reference(metric: str, deals: pd.DataFrame, customers: pd.DataFrame, responses: pd.DataFrame,
-              start: dt.date, end: dt.date, anchor: dt.date, where: dict, basis: str = "count"):  # fmt: skip
+def reference(
+    metric: str,
+    deals: pd.DataFrame,
+    customers: pd.DataFrame,
+    responses: pd.DataFrame,
+    start: dt.date,
+    end: dt.date,
+    anchor: dt.date,
+    where: dict,
+    basis: str = "count",
+):
     live_customers = [c for c in _records(customers) if not c["is_deleted"]]
     by_key = {(c["source"], c["customer_id"]): c for c in live_customers}
     deal_rows = []
@@ -47,8 +56,13 @@ def reference(metric: str, deals: pd.DataFrame, customers: pd.DataFrame, respons
         if d["is_deleted"]:
             continue
         customer = by_key.get((d["source"], d["customer_id"]), {})
-        d = dict(d, segment=customer.get("segment"), region=customer.get("region"),
-                 industry=customer.get("industry"), customer_team=customer.get("team"))  # fmt: skip
+        d = dict(
+            d,
+            segment=customer.get("segment"),
+            region=customer.get("region"),
+            industry=customer.get("industry"),
+            customer_team=customer.get("team"),
+        )
         d["close"] = _day(d["close_date"])
         d["created"] = _local_day(d["created_at"])
         deal_rows.append(d)
@@ -57,8 +71,14 @@ def reference(metric: str, deals: pd.DataFrame, customers: pd.DataFrame, respons
         if r["is_deleted"]:
             continue
         customer = by_key.get((r["source"], r["customer_id"]), {})
-        r = dict(r, segment=customer.get("segment"), region=customer.get("region"),
-                 industry=customer.get("industry"), team=customer.get("team"), owner_id=customer.get("owner_id"))  # fmt: skip
+        r = dict(
+            r,
+            segment=customer.get("segment"),
+            region=customer.get("region"),
+            industry=customer.get("industry"),
+            team=customer.get("team"),
+            owner_id=customer.get("owner_id"),
+        )
         r["day"] = _local_day(r["submitted_at"])
         response_rows.append(r)
 
@@ -81,18 +101,28 @@ def reference(metric: str, deals: pd.DataFrame, customers: pd.DataFrame, respons
             if in_window(d["close"]) and d["deal_type"] == "new_business"
         )
     if metric == "existing_customer_revenue":
-        return sum(amount(d) for d in scoped_won
-                   if in_window(d["close"]) and (d["source"], d["customer_id"]) in existing)  # fmt: skip
+        return sum(
+            amount(d)
+            for d in scoped_won
+            if in_window(d["close"]) and (d["source"], d["customer_id"]) in existing
+        )
     if metric == "revenue_per_existing_customer":
         # One fixed set of customers above and below the line: live, staged, existing customers
         # chosen by their own attributes; their won deals narrowed by deal-only filters.
         customer_where = {("team" if k == "customer_team" else k): v for k, v in where.items()}
-        chosen = {(c["source"], c["customer_id"]) for c in live_customers
-                  if (c["source"], c["customer_id"]) in existing and _matches(c, customer_where)}  # fmt: skip
+        chosen = {
+            (c["source"], c["customer_id"])
+            for c in live_customers
+            if (c["source"], c["customer_id"]) in existing and _matches(c, customer_where)
+        }
         deal_where = {k: v for k, v in where.items() if k in DEAL_ONLY_COLUMNS}
-        revenue = sum(amount(d) for d in won
-                      if in_window(d["close"]) and (d["source"], d["customer_id"]) in chosen
-                      and _matches(d, deal_where))  # fmt: skip
+        revenue = sum(
+            amount(d)
+            for d in won
+            if in_window(d["close"])
+            and (d["source"], d["customer_id"]) in chosen
+            and _matches(d, deal_where)
+        )
         return None if not chosen else revenue / len(chosen)
     if metric == "won_deals":
         return sum(1 for d in scoped_won if in_window(d["close"]))
@@ -116,9 +146,14 @@ def reference(metric: str, deals: pd.DataFrame, customers: pd.DataFrame, respons
     if metric == "pipeline_created":
         return sum(amount(d) for d in deal_rows if _matches(d, where) and in_window(d["created"]))
     if metric == "open_pipeline":
-        return sum(amount(d) for d in deal_rows
-                   if _matches(d, where) and d["created"] is not None and d["created"] <= end
-                   and not (d["is_closed"] and d["close"] is not None and d["close"] <= end))  # fmt: skip
+        return sum(
+            amount(d)
+            for d in deal_rows
+            if _matches(d, where)
+            and d["created"] is not None
+            and d["created"] <= end
+            and not (d["is_closed"] and d["close"] is not None and d["close"] <= end)
+        )
     if metric == "win_rate":
         closed = [
             d for d in deal_rows if _matches(d, where) and d["is_closed"] and in_window(d["close"])

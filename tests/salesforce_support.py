@@ -86,46 +86,95 @@ def populate_acme(org: FakeOrg) -> dict[str, str]:
         ("gamma", "Gamma Ltd", "ben", "UK&I", "SMB"),
     ):
         ids[key] = org.insert(
-            "Account", Name=name, OwnerId=ids[owner], Region__c=region, Segment__c=segment,
+            "Account",
+            Name=name,
+            OwnerId=ids[owner],
+            Region__c=region,
+            Segment__c=segment,
             Industry="Manufacturing",
-        )  # fmt: skip
+        )
     deals = (
         # key, account, owner, closed, won, amount, close date, type
         ("o1", "alpha", "anna", True, True, 10_000.0, dt.date(2026, 6, 10), "New Customer"),
         ("o2", "beta", "anna", True, True, 5_000.0, dt.date(2026, 7, 1), "New Customer"),
         ("o3", "gamma", "ben", True, True, 4_000.0, dt.date(2026, 8, 1), "New Customer"),
-        ("o4", "alpha", "anna", True, True, 12_000.0, dt.date(2026, 10, 15), "Existing Customer - Upgrade"),
+        (
+            "o4",
+            "alpha",
+            "anna",
+            True,
+            True,
+            12_000.0,
+            dt.date(2026, 10, 15),
+            "Existing Customer - Upgrade",
+        ),
         ("o5", "beta", "anna", True, False, 3_000.0, dt.date(2026, 10, 20), "Renewal"),
         ("o6", "gamma", "ben", True, True, 6_000.0, dt.date(2026, 11, 1), "Renewal"),
-        ("o7", "alpha", "anna", False, False, 7_000.0, dt.date(2026, 12, 15), "Existing Customer - Upgrade"),
-        ("o8", "beta", "anna", True, True, 9_000.0, dt.date(2026, 11, 10), "Existing Customer - Upgrade"),
-    )  # fmt: skip
+        (
+            "o7",
+            "alpha",
+            "anna",
+            False,
+            False,
+            7_000.0,
+            dt.date(2026, 12, 15),
+            "Existing Customer - Upgrade",
+        ),
+        (
+            "o8",
+            "beta",
+            "anna",
+            True,
+            True,
+            9_000.0,
+            dt.date(2026, 11, 10),
+            "Existing Customer - Upgrade",
+        ),
+    )
     for minute, (key, account, owner, closed, won, amount, close, kind) in enumerate(deals):
         ids[key] = org.insert(
-            "Opportunity", Name=key.upper(), AccountId=ids[account], OwnerId=ids[owner],
+            "Opportunity",
+            Name=key.upper(),
+            AccountId=ids[account],
+            OwnerId=ids[owner],
             StageName="Closed Won" if won else ("Closed Lost" if closed else "Proposal"),
-            IsClosed=closed, IsWon=won, Amount=amount, CloseDate=close, Type=kind,
-            CreatedDate=utc(2026, 1, 5, 9), SystemModstamp=utc(2026, 11, 14, 8, minute),
-        )  # fmt: skip
+            IsClosed=closed,
+            IsWon=won,
+            Amount=amount,
+            CloseDate=close,
+            Type=kind,
+            CreatedDate=utc(2026, 1, 5, 9),
+            SystemModstamp=utc(2026, 11, 14, 8, minute),
+        )
     question = org.insert("SurveyQuestion", Name="How likely ...?", QuestionType="NPS")
     other = org.insert("SurveyQuestion", Name="What could we improve?", QuestionType="FreeText")
     answers = (("alpha", 10, 2), ("gamma", 9, 3), ("beta", 7, 4), ("alpha", 3, 5))
     for n, (account, score, day) in enumerate(answers):
         invitation = org.insert("SurveyInvitation", Name=f"inv-{n}")
         response = org.insert(
-            "SurveyResponse", Status="Completed", CompletionDateTime=utc(2026, 11, day, 12),
+            "SurveyResponse",
+            Status="Completed",
+            CompletionDateTime=utc(2026, 11, day, 12),
             InvitationId=invitation,
-        )  # fmt: skip
+        )
         # Alternate where the account hangs: on the invitation or on the response.
         parent = invitation if n % 2 == 0 else response
         org.insert(
             "SurveySubject", ParentId=parent, SubjectId=ids[account], SubjectEntityType="Account"
         )
         ids[f"nps{n}"] = org.insert(
-            "SurveyQuestionResponse", NumberValue=score, QuestionId=question, ResponseId=response,
+            "SurveyQuestionResponse",
+            NumberValue=score,
+            QuestionId=question,
+            ResponseId=response,
             InvitationId=invitation,
-        )  # fmt: skip
-        org.insert("SurveyQuestionResponse", NumberValue=None, QuestionId=other, ResponseId=response,
-                   InvitationId=invitation)  # fmt: skip
+        )
+        org.insert(
+            "SurveyQuestionResponse",
+            NumberValue=None,
+            QuestionId=other,
+            ResponseId=response,
+            InvitationId=invitation,
+        )
     org.clock = None
     return ids

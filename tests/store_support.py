@@ -27,27 +27,57 @@ def kr_rows(
     return pd.DataFrame(
         [
             {
-                "cycle": CYCLE, "objective": "grow", "kr": kr, "title": f"KR {kr}", "team": team,
-                "level": "team", "ambition": "roofshot", "metric": "nps", "unit": None,
-                "value": value, "numerator": None, "denominator": None, "sample_size": 10,
-                "baseline": 50.0, "target": 70.0, "progress": (value - 50) / 20,
-                "grade": min(max((value - 50) / 20, 0.0), 1.0), "expected_progress": 0.4,
-                "status": "on_track", "definition_version": version, "run_id": run_id,
-                "data_synced_at": SYNCED, "computed_at": now,
+                "cycle": CYCLE,
+                "objective": "grow",
+                "kr": kr,
+                "title": f"KR {kr}",
+                "team": team,
+                "level": "team",
+                "ambition": "roofshot",
+                "metric": "nps",
+                "unit": None,
+                "value": value,
+                "numerator": None,
+                "denominator": None,
+                "sample_size": 10,
+                "baseline": 50.0,
+                "target": 70.0,
+                "progress": (value - 50) / 20,
+                "grade": min(max((value - 50) / 20, 0.0), 1.0),
+                "expected_progress": 0.4,
+                "status": "on_track",
+                "definition_version": version,
+                "run_id": run_id,
+                "data_synced_at": SYNCED,
+                "computed_at": now,
             }
             for kr in krs
         ]
-    )  # fmt: skip
+    )
 
 
 def kpi_rows(value: float, *, run_id: str = "run-1", kpis: tuple[str, ...] = ("win-rate",)):
     now = dt.datetime.now(dt.UTC)
     return pd.DataFrame(
-        [{"kpi": kpi, "title": kpi, "team": None, "metric": "win_rate", "value": value,
-          "sample_size": 40, "healthy_min": 0.2, "healthy_max": None, "health": "healthy",
-          "definition_version": "k1", "run_id": run_id, "data_synced_at": SYNCED,
-          "computed_at": now} for kpi in kpis]
-    )  # fmt: skip
+        [
+            {
+                "kpi": kpi,
+                "title": kpi,
+                "team": None,
+                "metric": "win_rate",
+                "value": value,
+                "sample_size": 40,
+                "healthy_min": 0.2,
+                "healthy_max": None,
+                "health": "healthy",
+                "definition_version": "k1",
+                "run_id": run_id,
+                "data_synced_at": SYNCED,
+                "computed_at": now,
+            }
+            for kpi in kpis
+        ]
+    )
 
 
 def worker_value(worker: int, day: dt.date) -> float:

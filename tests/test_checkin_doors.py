@@ -60,7 +60,7 @@ def test_the_kr_page_form_checks_in_and_the_overview_shows_the_confidence(client
             "progress": "Kiel <b>won</b>",
             "problems": "",
             "next_steps": "Review the lost deals",
-        },  # fmt: skip
+        },
     )
     assert saved.status_code == 303 and saved.headers["location"].endswith("saved=1#check-ins")
     stored = CheckInStore(demo[1]).check_ins(cycle=CYCLE, kr="win-rate-dach").iloc[0]
@@ -80,8 +80,12 @@ def test_a_post_without_the_form_token_or_from_another_site_is_refused(client):
     token = _token(page.text)
     fields = {"confidence": "4", "progress": "forged"}
     assert client.post(f"/kr/{CYCLE}/nps-uk/check-in", data=fields).status_code == 403
-    assert client.post(f"/kr/{CYCLE}/nps-uk/check-in",
-                       data=fields | {"csrf_token": "0" * 64}).status_code == 403  # fmt: skip
+    assert (
+        client.post(
+            f"/kr/{CYCLE}/nps-uk/check-in", data=fields | {"csrf_token": "0" * 64}
+        ).status_code
+        == 403
+    )
     cross_site = client.post(
         f"/kr/{CYCLE}/nps-uk/check-in",
         data=fields | {"csrf_token": token},
@@ -90,8 +94,12 @@ def test_a_post_without_the_form_token_or_from_another_site_is_refused(client):
     assert cross_site.status_code == 403
     # Another browser (no cookie) with a token copied from this page gets nowhere either.
     stranger = TestClient(client.app, base_url=LOCAL, follow_redirects=False)
-    assert stranger.post(f"/kr/{CYCLE}/nps-uk/check-in",
-                         data=fields | {"csrf_token": token}).status_code == 403  # fmt: skip
+    assert (
+        stranger.post(
+            f"/kr/{CYCLE}/nps-uk/check-in", data=fields | {"csrf_token": token}
+        ).status_code
+        == 403
+    )
 
 
 def test_the_team_form_checks_in_every_kr_given_a_confidence(client, demo):
@@ -102,8 +110,11 @@ def test_the_team_form_checks_in_every_kr_given_a_confidence(client, demo):
     form = [("csrf_token", _token(page.text)), ("cycle", CYCLE), ("team", "sales-uk")]
     form += [("kr", "nps-uk"), ("confidence:nps-uk", "5"), ("progress:nps-uk", "9 promoters")]
     form += [("kr", "win-rate-uk"), ("confidence:win-rate-uk", "")]
-    saved = client.post("/check-in", content=_encode(form),
-                        headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    saved = client.post(
+        "/check-in",
+        content=_encode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert saved.status_code == 303 and "saved=1" in saved.headers["location"]
     stored = CheckInStore(demo[1]).check_ins(cycle=CYCLE, team="sales-uk")
     assert list(stored["kr"]) == ["nps-uk"] and stored.iloc[0]["progress"] == "9 promoters"
@@ -127,15 +138,21 @@ def test_the_json_api_checks_in_edits_and_lists(client):
     assert client.post(url, json={"confidence": 9}).status_code == 422
     # A form-encoded (cross-site-able) body is not accepted by the JSON API.
     assert client.post(url, data={"confidence": "3"}).status_code == 415
-    assert client.post(url, json={"confidence": 3},
-                       headers={"Origin": "https://evil.example"}).status_code == 403  # fmt: skip
+    assert (
+        client.post(
+            url, json={"confidence": 3}, headers={"Origin": "https://evil.example"}
+        ).status_code
+        == 403
+    )
 
 
 def test_the_alignment_view_draws_team_objectives_under_the_company_one(client):
     html = client.get(f"/alignment?cycle={CYCLE}").text
     company = html.index("Grow with the customers who already trust us")
-    for team_objective in ("Win more of the deals we work on in DACH",
-                           "Turn UK&amp;I customers into promoters"):  # fmt: skip
+    for team_objective in (
+        "Win more of the deals we work on in DACH",
+        "Turn UK&amp;I customers into promoters",
+    ):
         assert html.index(team_objective) > company
     assert html.count('class="align-node level-team"') == 3
     assert "average grade" in html
@@ -155,8 +172,10 @@ def test_the_retrospective_form_ranks_items_and_marks_quick_wins(client):
     page = client.get(f"/retro/{CYCLE}")
     token = _token(page.text)
     for text, benefit, effort in [("Check in on Mondays", 4, 1), ("New CRM", 5, 5)]:
-        answer = client.post(f"/retro/{CYCLE}", data={"csrf_token": token, "text": text,
-                                                      "benefit": benefit, "effort": effort})  # fmt: skip
+        answer = client.post(
+            f"/retro/{CYCLE}",
+            data={"csrf_token": token, "text": text, "benefit": benefit, "effort": effort},
+        )
         assert answer.status_code == 303
     items = client.get(f"/api/cycles/{CYCLE}/retrospective").json()
     assert [(i["text"], i["quick_win"]) for i in items] == [
@@ -171,8 +190,21 @@ def test_the_cli_checks_in_and_lists(demo, monkeypatch):
     config = ["--config", str(project / "krpulse.yaml")]
     # The CLI's today is the organisation's today: here the demo's (a week of 2026-Q4).
     monkeypatch.setattr("pipelines.settings.Settings.today", lambda self: DEMO_NOW.date())
-    result = runner.invoke(cli, [*config, "checkin", CYCLE, "win-rate-us", "--confidence", "4",
-                                 "--progress", "Pipeline review done", "--author", "sam"])  # fmt: skip
+    result = runner.invoke(
+        cli,
+        [
+            *config,
+            "checkin",
+            CYCLE,
+            "win-rate-us",
+            "--confidence",
+            "4",
+            "--progress",
+            "Pipeline review done",
+            "--author",
+            "sam",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Checked in: 2026-Q4 win-rate-us" in result.output and "4 · likely" in result.output
     again = runner.invoke(cli, [*config, "checkin", CYCLE, "win-rate-us", "--confidence", "3"])
@@ -181,8 +213,10 @@ def test_the_cli_checks_in_and_lists(demo, monkeypatch):
     assert bad.exit_code == 1 and "1 (very unlikely)" in bad.output
     listed = runner.invoke(cli, [*config, "checkin", CYCLE, "--team", "sales-us"])
     assert "win-rate-us  confidence 3 · 50/50" in listed.output
-    retro = runner.invoke(cli, [*config, "retro", CYCLE, "--add", "Shorter meeting",
-                                "--benefit", "3", "--effort", "1"])  # fmt: skip
+    retro = runner.invoke(
+        cli,
+        [*config, "retro", CYCLE, "--add", "Shorter meeting", "--benefit", "3", "--effort", "1"],
+    )
     assert retro.exit_code == 0 and "★ benefit 3 · effort 1  Shorter meeting" in retro.output
 
 
@@ -216,15 +250,24 @@ def test_the_overview_is_built_once_per_store_change(demo):
     assert week.cached_overview(data, CYCLE, "sales-us") is first
     CheckInStore(demo[1]).record(
         make_check_in(
-            cycle=CYCLE, kr="revenue-per-existing-customer-us", day=DEMO_NOW.date(), today=DEMO_NOW.date(),
-            confidence=1, author="test",
+            cycle=CYCLE,
+            kr="revenue-per-existing-customer-us",
+            day=DEMO_NOW.date(),
+            today=DEMO_NOW.date(),
+            confidence=1,
+            author="test",
         ),
         on_day=DEMO_NOW.date(),
-    )  # fmt: skip
+    )
     again = week.cached_overview(data, CYCLE, "sales-us")
     assert again is not first
-    row = next(k for t in again["teams"] for o in t["objectives"] for k in o["key_results"]
-               if k["kr"] == "revenue-per-existing-customer-us")  # fmt: skip
+    row = next(
+        k
+        for t in again["teams"]
+        for o in t["objectives"]
+        for k in o["key_results"]
+        if k["kr"] == "revenue-per-existing-customer-us"
+    )
     assert row["check_in"]["confidence"] == 1 and row["checked_in"]
 
 
@@ -234,9 +277,12 @@ def test_checking_in_follows_the_dashboards_access_control(demo, monkeypatch):
     token = "a-long-shared-token-for-check-ins"  # noqa: S105 - a test-only token
     monkeypatch.setenv("KRPULSE_TEST_CHECKIN_TOKEN", token)
     settings = DashboardSettings.model_validate(
-        {"host": "0.0.0.0", "allowed_hosts": ["okr.example.com"],  # noqa: S104 - never bound
-         "auth": {"token_env": "KRPULSE_TEST_CHECKIN_TOKEN"}}
-    )  # fmt: skip
+        {
+            "host": "0.0.0.0",  # noqa: S104 - never bound
+            "allowed_hosts": ["okr.example.com"],
+            "auth": {"token_env": "KRPULSE_TEST_CHECKIN_TOKEN"},
+        }
+    )
     app = create_app(demo[2], AccessPolicy.from_settings(settings))
     client = TestClient(app, base_url="http://okr.example.com", follow_redirects=False)
     url = f"/api/cycles/{CYCLE}/key-results/nps-company/check-in"
@@ -245,8 +291,12 @@ def test_checking_in_follows_the_dashboards_access_control(demo, monkeypatch):
         client.post(f"/kr/{CYCLE}/nps-company/check-in", data={"confidence": "4"}).status_code
         == 303
     )
-    assert "/login" in client.post(f"/kr/{CYCLE}/nps-company/check-in",
-                                   data={"confidence": "4"}).headers["location"]  # fmt: skip
+    assert (
+        "/login"
+        in client.post(f"/kr/{CYCLE}/nps-company/check-in", data={"confidence": "4"}).headers[
+            "location"
+        ]
+    )
     answer = client.post(url, json={"confidence": 4}, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200 and answer.json()["author"] == "token"
 
@@ -262,8 +312,9 @@ def test_owner_ids_read_as_the_crm_owners_names(demo):
 
 def test_after_the_cycles_last_week_the_kr_page_takes_no_check_ins(demo):
     later = dataclasses.replace(demo[2], now=lambda: dt.datetime(2027, 1, 11, 9, tzinfo=dt.UTC))
-    client = TestClient(create_app(later, AccessPolicy(open_access=True)), base_url=LOCAL,
-                        follow_redirects=False)  # fmt: skip
+    client = TestClient(
+        create_app(later, AccessPolicy(open_access=True)), base_url=LOCAL, follow_redirects=False
+    )
     page = client.get(f"/kr/{CYCLE}/nps-uk").text
     assert 'id="check-ins-closed"' in page and 'id="check-in-form"' not in page
     answer = client.post(f"/api/cycles/{CYCLE}/key-results/nps-uk/check-in", json={"confidence": 3})

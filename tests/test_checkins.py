@@ -35,8 +35,13 @@ def _store_with_values(engine) -> CheckInStore:
 
 
 def _check_in(day=WEDNESDAY, today=WEDNESDAY, **fields):
-    values = {"confidence": 4, "progress": "two renewals signed", "problems": "",
-              "next_steps": "call the three detractors", "author": "anna"} | fields  # fmt: skip
+    values = {
+        "confidence": 4,
+        "progress": "two renewals signed",
+        "problems": "",
+        "next_steps": "call the three detractors",
+        "author": "anna",
+    } | fields
     return make_check_in(cycle=CYCLE, kr="nps", day=day, today=today, **values)
 
 
@@ -124,8 +129,9 @@ def test_a_week_is_editable_exactly_from_its_monday_to_its_sunday(day, offset):
 )
 def test_any_text_on_the_scale_is_kept_as_written_minus_outer_whitespace(confidence, notes):
     notes = [n.replace("\x00", "") for n in notes]
-    made = _check_in(confidence=confidence, progress=notes[0], problems=notes[1],
-                     next_steps=notes[2])  # fmt: skip
+    made = _check_in(
+        confidence=confidence, progress=notes[0], problems=notes[1], next_steps=notes[2]
+    )
     assert made.confidence == confidence
     assert made.progress == notes[0].replace("\r\n", "\n").strip()
 
@@ -218,10 +224,20 @@ def test_the_store_version_changes_with_every_write_the_overview_shows(engine):
     versions.append(store_version(engine))
     # The flow stores the KR pages (charts, drill-downs) after the day's rows: a page cached
     # between the two writes must not outlive the second, nor a rewrite of the same pages.
-    chart = {"cycle": CYCLE, "kr": "nps", "objective": "o", "objective_title": "O",
-             "objective_owner": None, "cycle_start": dt.date(2026, 10, 1),
-             "cycle_end": dt.date(2026, 12, 31), "success_grade": 1.0, "unit": None,
-             "formula": None, "definition": {}, "expected_path": []}  # fmt: skip
+    chart = {
+        "cycle": CYCLE,
+        "kr": "nps",
+        "objective": "o",
+        "objective_title": "O",
+        "objective_owner": None,
+        "cycle_start": dt.date(2026, 10, 1),
+        "cycle_end": dt.date(2026, 12, 31),
+        "success_grade": 1.0,
+        "unit": None,
+        "formula": None,
+        "definition": {},
+        "expected_path": [],
+    }
     for _ in range(2):
         OkrStore(engine).write_kr_pages([CYCLE], [chart], [], run_id="pages")
         versions.append(store_version(engine))

@@ -9,8 +9,21 @@ from click.testing import CliRunner
 
 from pipelines.cli import cli
 
-KR_KEYS = {"cycle", "objective", "kr", "title", "team", "metric", "value", "baseline", "target",
-           "progress", "grade", "expected_progress", "status"}  # fmt: skip
+KR_KEYS = {
+    "cycle",
+    "objective",
+    "kr",
+    "title",
+    "team",
+    "metric",
+    "value",
+    "baseline",
+    "target",
+    "progress",
+    "grade",
+    "expected_progress",
+    "status",
+}
 KPI_KEYS = {"kpi", "title", "team", "metric", "value", "health"}
 
 

@@ -24,8 +24,11 @@ from kr_metrics.metrics import METRICS, scope_for
 from kr_metrics.sql.engine import evaluate_history as compiled_history
 from kr_metrics.sql.engine import metric_over_windows
 
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                    HealthCheck.function_scoped_fixture])  # fmt: skip
+SETTINGS = settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def same(a, b) -> bool:
@@ -52,30 +55,62 @@ def check(spec, org, where, windows, basis, staging, *, with_reference=True):
             oracle,
         )
     if with_reference:
-        expected = [as_float(reference(spec.name, deals, customers, responses, w.start, w.end, w.cycle_start, where, basis))
-                    for w in windows]  # fmt: skip
+        expected = [
+            as_float(
+                reference(
+                    spec.name,
+                    deals,
+                    customers,
+                    responses,
+                    w.start,
+                    w.end,
+                    w.cycle_start,
+                    where,
+                    basis,
+                )
+            )
+            for w in windows
+        ]
         assert same(compiled.value, expected), (spec.name, compiled.value, expected)
 
 
 def test_a_deal_closed_before_its_creation_day_is_never_open_pipeline(staging):
     """Created at 23:00 UTC on 23 Oct (24 Oct in Berlin) and closed on the 23rd: the close came
     before the creation day, and the pipeline went to -1,450 on the 23rd (both engines)."""
-    deal = {"deal_id": "D1", "customer_id": "C0", "team": "sales-dach", "is_closed": "true",
-            "is_won": "false", "amount": 653, "currency": "EUR", "amount_home": 1450,
-            "created_at": "2026-10-23T23:00:00+00:00", "close_date": "2026-10-23",
-            "deal_type": "new_business", "is_deleted": "false"}  # fmt: skip
+    deal = {
+        "deal_id": "D1",
+        "customer_id": "C0",
+        "team": "sales-dach",
+        "is_closed": "true",
+        "is_won": "false",
+        "amount": 653,
+        "currency": "EUR",
+        "amount_home": 1450,
+        "created_at": "2026-10-23T23:00:00+00:00",
+        "close_date": "2026-10-23",
+        "deal_type": "new_business",
+        "is_deleted": "false",
+    }
     org = ([deal], [{"customer_id": "C0", "team": "sales-dach", "is_deleted": "false"}], [])
     start = dt.date(2026, 10, 20)
-    windows = [window_for(start, dt.date(2026, 10, 30), start + dt.timedelta(days=i)) for i in range(8)]
+    windows = [
+        window_for(start, dt.date(2026, 10, 30), start + dt.timedelta(days=i)) for i in range(8)
+    ]
     check(METRICS["open_pipeline"], org, {}, windows, "count", staging)
 
 
 @pytest.mark.parametrize("metric", sorted(METRICS))
 @SETTINGS
-@given(org=orgs(), where=filters, start_offset=st.integers(0, 30), length=st.integers(1, 40),
-       basis=st.sampled_from(["count", "amount"]))  # fmt: skip
-def test_every_metric_over_cycle_windows_equals_reference_and_pandas(staging, metric, org, where, start_offset,
-                                                                     length, basis):  # fmt: skip
+@given(
+    org=orgs(),
+    where=filters,
+    start_offset=st.integers(0, 30),
+    length=st.integers(1, 40),
+    basis=st.sampled_from(["count", "amount"]),
+)
+def test_every_metric_over_cycle_windows_equals_reference_and_pandas(
+    staging, metric, org, where, start_offset, length, basis
+):
     start = ORIGIN.date() + dt.timedelta(days=start_offset)
     cycle_end = start + dt.timedelta(days=length)
     windows = [
@@ -131,9 +166,18 @@ KRS
 kpis:
 KPIS
 """
-METRIC_CHOICES = sorted(METRICS) + ["enterprise_revenue", "deals_created", "mean_amount", "biggest_deal",
-                                    "smallest_score", "distinct_scores", "promoter_count", "expansion_share",
-                                    "new_business_gap", "revenue_per_deal"]  # fmt: skip
+METRIC_CHOICES = sorted(METRICS) + [
+    "enterprise_revenue",
+    "deals_created",
+    "mean_amount",
+    "biggest_deal",
+    "smallest_score",
+    "distinct_scores",
+    "promoter_count",
+    "expansion_share",
+    "new_business_gap",
+    "revenue_per_deal",
+]
 
 
 def _flow(value) -> str:
@@ -145,26 +189,37 @@ def _flow(value) -> str:
 
 
 key_results = st.lists(
-    st.fixed_dictionaries({
-        "metric": st.sampled_from(METRIC_CHOICES),
-        "where": filters,
-        "window": st.sampled_from(["cycle", "cycle", "rolling_7d", "rolling_20d"]),
-        "baseline": st.sampled_from(["previous_cycle", 0.1]),
-    }),
-    min_size=1, max_size=6,
-)  # fmt: skip
+    st.fixed_dictionaries(
+        {
+            "metric": st.sampled_from(METRIC_CHOICES),
+            "where": filters,
+            "window": st.sampled_from(["cycle", "cycle", "rolling_7d", "rolling_20d"]),
+            "baseline": st.sampled_from(["previous_cycle", 0.1]),
+        }
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 def definitions_for(krs, cycle_start, cycle_end, folder: Path):
     lines, kpis = [], []
     for i, kr in enumerate(krs):
         where = kr["where"]
-        lines.append(f"      - {{key: kr{i}, title: KR {i}, metric: {kr['metric']}, where: {_flow(where)}, "
-                     f"window: {kr['window']}, baseline: {kr['baseline']}, target: 0.5}}")  # fmt: skip
-        kpis.append(f"  - {{key: kpi{i}, title: KPI {i}, metric: {kr['metric']}, where: {_flow(where)}, "
-                    f"window: rolling_{10 + i}d, healthy: {{min: 0}}}}")  # fmt: skip
-    text = (CUSTOM.replace("START", cycle_start.isoformat()).replace("END", cycle_end.isoformat())
-            .replace("KRS", "\n".join(lines)).replace("KPIS", "\n".join(kpis)))  # fmt: skip
+        lines.append(
+            f"      - {{key: kr{i}, title: KR {i}, metric: {kr['metric']}, where: {_flow(where)}, "
+            f"window: {kr['window']}, baseline: {kr['baseline']}, target: 0.5}}"
+        )
+        kpis.append(
+            f"  - {{key: kpi{i}, title: KPI {i}, metric: {kr['metric']}, where: {_flow(where)}, "
+            f"window: rolling_{10 + i}d, healthy: {{min: 0}}}}"
+        )
+    text = (
+        CUSTOM.replace("START", cycle_start.isoformat())
+        .replace("END", cycle_end.isoformat())
+        .replace("KRS", "\n".join(lines))
+        .replace("KPIS", "\n".join(kpis))
+    )
     (folder / "defs.yaml").write_text(textwrap.dedent(text))
     return load_definitions(folder)
 
@@ -182,8 +237,13 @@ NUMBERS = [
 
 
 @SETTINGS
-@given(org=orgs(), krs=key_results, start_offset=st.integers(10, 40), length=st.integers(5, 30),
-       span=st.integers(0, 12))  # fmt: skip
+@given(
+    org=orgs(),
+    krs=key_results,
+    start_offset=st.integers(10, 40),
+    length=st.integers(5, 30),
+    span=st.integers(0, 12),
+)
 def test_whole_definition_sets_equal_the_pandas_engine(
     staging, org, krs, start_offset, length, span
 ):
@@ -200,8 +260,9 @@ def test_whole_definition_sets_equal_the_pandas_engine(
             assume(False)
     deals, customers, responses = frames(org)
     first, last = cycle_start + dt.timedelta(days=2), cycle_start + dt.timedelta(days=2 + span)
-    expected = evaluate_history(definitions, prepare(deals, customers, responses, timezone="Europe/Berlin"),
-                                first, last)  # fmt: skip
+    expected = evaluate_history(
+        definitions, prepare(deals, customers, responses, timezone="Europe/Berlin"), first, last
+    )
     actual = compiled_history(definitions, staging(deals, customers, responses), first, last)
     key = ["as_of", "kind", "key"]
     expected = expected.sort_values(key).reset_index(drop=True)
@@ -220,8 +281,13 @@ DRILLABLE = sorted(m for m in METRICS if m != "open_pipeline")
 
 @pytest.mark.parametrize("metric", DRILLABLE)
 @SETTINGS
-@given(org=orgs(), where=filters, start_offset=st.integers(0, 30), length=st.integers(0, 40),
-       basis=st.sampled_from(["count", "amount"]))  # fmt: skip
+@given(
+    org=orgs(),
+    where=filters,
+    start_offset=st.integers(0, 30),
+    length=st.integers(0, 40),
+    basis=st.sampled_from(["count", "amount"]),
+)
 def test_the_records_behind_a_number_add_up_to_it(
     staging, metric, org, where, start_offset, length, basis
 ):

@@ -76,10 +76,18 @@ def test_an_org_with_feedback_management_reads_it_by_default(salesforce, engine)
 )
 def test_the_jwt_audience_follows_the_login_url(login_url, audience):
     settings = SalesforceSourceSettings.model_validate(
-        {"name": "sf", "type": "salesforce", "login_url": login_url,
-         "auth": {"method": "jwt", "username": "u@acme.example", "consumer_key_env": "K",
-                  "private_key_env": "P"}}
-    )  # fmt: skip
+        {
+            "name": "sf",
+            "type": "salesforce",
+            "login_url": login_url,
+            "auth": {
+                "method": "jwt",
+                "username": "u@acme.example",
+                "consumer_key_env": "K",
+                "private_key_env": "P",
+            },
+        }
+    )
     assert settings.audience == audience
 
 
@@ -95,9 +103,14 @@ def test_a_jwt_login_at_a_login_url_asserts_that_url_as_its_audience(salesforce,
 )
 def test_client_credentials_need_the_my_domain_url(url):
     config = {
-        "name": "sf", "type": "salesforce",
-        "auth": {"method": "client_credentials", "consumer_key_env": "K", "consumer_secret_env": "S"},
-    }  # fmt: skip
+        "name": "sf",
+        "type": "salesforce",
+        "auth": {
+            "method": "client_credentials",
+            "consumer_key_env": "K",
+            "consumer_secret_env": "S",
+        },
+    }
     if url:
         config["login_url"] = url
     with pytest.raises(ValueError, match="My Domain"):

@@ -79,9 +79,21 @@ def operations(draw, kinds: list[str]) -> list[tuple[str, int, int, int]]:
 # -- Salesforce ------------------------------------------------------------------------------
 
 SF_KINDS = [
-    "create", "create", "update", "delete", "undelete", "merge", "reassociate", "team_move",
-    "role_rename", "filter_exit", "filter_enter", "create_account", "delete_account", "sync",
-]  # fmt: skip
+    "create",
+    "create",
+    "update",
+    "delete",
+    "undelete",
+    "merge",
+    "reassociate",
+    "team_move",
+    "role_rename",
+    "filter_exit",
+    "filter_enter",
+    "create_account",
+    "delete_account",
+    "sync",
+]
 SF_STAGES = [("Proposal", False, False), ("Closed Won", True, True), ("Closed Lost", True, False)]
 SF_TYPES = ["New Customer", "Renewal", "Existing Customer - Upgrade"]
 SF_TEAM_MAP = {"DACH Sales": "sales-dach", "UK Sales": "sales-uk", "Nordics": "sales-nordics"}
@@ -90,13 +102,23 @@ SF_TEAM_MAP = {"DACH Sales": "sales-dach", "UK Sales": "sales-uk", "Nordics": "s
 # Found by a longer hunt: a deal left deals.where and was deleted before the next sync, so
 # neither the filtered queryAll nor the (then live-only) id query of changed records saw it.
 DELETED_OUTSIDE_THE_FILTER = [
-    ("create", 4, 1, 44), ("filter_exit", 26, 27, 43), ("create_account", 48, 9, 14),
-    ("undelete", 43, 16, 26), ("delete", 16, 13, 1), ("delete_account", 34, 41, 6),
-    ("update", 16, 19, 44), ("team_move", 8, 13, 30), ("merge", 35, 8, 15),
-    ("role_rename", 39, 49, 12), ("filter_enter", 30, 33, 46), ("sync", 40, 25, 2),
-    ("reassociate", 32, 21, 8), ("create_account", 0, 6, 20), ("filter_enter", 16, 42, 49),
+    ("create", 4, 1, 44),
+    ("filter_exit", 26, 27, 43),
+    ("create_account", 48, 9, 14),
+    ("undelete", 43, 16, 26),
+    ("delete", 16, 13, 1),
+    ("delete_account", 34, 41, 6),
+    ("update", 16, 19, 44),
+    ("team_move", 8, 13, 30),
+    ("merge", 35, 8, 15),
+    ("role_rename", 39, 49, 12),
+    ("filter_enter", 30, 33, 46),
+    ("sync", 40, 25, 2),
+    ("reassociate", 32, 21, 8),
+    ("create_account", 0, 6, 20),
+    ("filter_enter", 16, 42, 49),
     ("create_account", 2, 31, 42),
-]  # fmt: skip
+]
 
 
 def salesforce_org(org) -> None:
@@ -121,11 +143,18 @@ def sf_create(org, a: int, b: int, c: int, n: int) -> None:
     users = list(org.records["User"])
     stage_name, closed, won = SF_STAGES[c % 3]
     org.insert(
-        "Opportunity", Name=f"Deal {n}", AccountId=_pick(accounts, a), OwnerId=_pick(users, b),
-        StageName=stage_name, IsClosed=closed, IsWon=won, Amount=float(1_000 + 250 * c),
-        CloseDate=dt.date(2026, 10, 1) + dt.timedelta(days=c), Type=SF_TYPES[n % 3],
+        "Opportunity",
+        Name=f"Deal {n}",
+        AccountId=_pick(accounts, a),
+        OwnerId=_pick(users, b),
+        StageName=stage_name,
+        IsClosed=closed,
+        IsWon=won,
+        Amount=float(1_000 + 250 * c),
+        CloseDate=dt.date(2026, 10, 1) + dt.timedelta(days=c),
+        Type=SF_TYPES[n % 3],
         CreatedDate=org.clock,
-    )  # fmt: skip
+    )
 
 
 def sf_apply(org, kind: str, a: int, b: int, c: int) -> None:
@@ -139,8 +168,14 @@ def sf_apply(org, kind: str, a: int, b: int, c: int) -> None:
         sf_create(org, a, b, c, len(deals))
     elif kind == "update" and deal:
         stage_name, closed, won = SF_STAGES[c % 3]
-        org.update("Opportunity", deal, Amount=float(500 + 100 * b), StageName=stage_name,
-                   IsClosed=closed, IsWon=won)  # fmt: skip
+        org.update(
+            "Opportunity",
+            deal,
+            Amount=float(500 + 100 * b),
+            StageName=stage_name,
+            IsClosed=closed,
+            IsWon=won,
+        )
     elif kind == "delete" and deal:
         org.delete("Opportunity", deal)
     elif kind == "undelete" and gone:
@@ -227,10 +262,22 @@ def test_salesforce_incremental_syncs_equal_a_fresh_full_sync(salesforce, flavou
 # -- HubSpot ---------------------------------------------------------------------------------
 
 HS_KINDS = [
-    "create", "create", "update", "delete", "undelete", "merge_deals", "merge_companies",
-    "reassociate", "team_move", "stage_edit", "filter_exit", "filter_enter", "create_company",
-    "delete_company", "sync",
-]  # fmt: skip
+    "create",
+    "create",
+    "update",
+    "delete",
+    "undelete",
+    "merge_deals",
+    "merge_companies",
+    "reassociate",
+    "team_move",
+    "stage_edit",
+    "filter_exit",
+    "filter_enter",
+    "create_company",
+    "delete_company",
+    "sync",
+]
 HS_STAGES = ["open", "won", "lost"]
 HS_TEAMS = ["Sales DACH", "Sales UK&I", "Sales Nordics"]
 
@@ -238,19 +285,32 @@ HS_TEAMS = ["Sales DACH", "Sales UK&I", "Sales Nordics"]
 # Found by hypothesis: a company merged into one archived before the next sync; only the
 # archived list names the merge, and the NPS responses of the merged company were not re-read.
 MERGED_INTO_AN_ARCHIVED_COMPANY = [
-    ("filter_enter", 48, 46, 34), ("merge_deals", 44, 34, 0), ("create", 11, 48, 39),
-    ("team_move", 23, 49, 28), ("update", 25, 23, 44), ("delete", 11, 23, 50),
-    ("reassociate", 0, 0, 0), ("sync", 0, 0, 0), ("filter_exit", 0, 0, 0), ("undelete", 0, 0, 0),
-    ("stage_edit", 0, 0, 0), ("merge_companies", 7, 45, 0), ("create_company", 0, 0, 0),
-    ("delete_company", 4, 0, 0), ("create", 0, 0, 0), ("create", 0, 0, 0), ("create", 0, 0, 0),
-]  # fmt: skip
+    ("filter_enter", 48, 46, 34),
+    ("merge_deals", 44, 34, 0),
+    ("create", 11, 48, 39),
+    ("team_move", 23, 49, 28),
+    ("update", 25, 23, 44),
+    ("delete", 11, 23, 50),
+    ("reassociate", 0, 0, 0),
+    ("sync", 0, 0, 0),
+    ("filter_exit", 0, 0, 0),
+    ("undelete", 0, 0, 0),
+    ("stage_edit", 0, 0, 0),
+    ("merge_companies", 7, 45, 0),
+    ("create_company", 0, 0, 0),
+    ("delete_company", 4, 0, 0),
+    ("create", 0, 0, 0),
+    ("create", 0, 0, 0),
+    ("create", 0, 0, 0),
+]
 
 
 def hubspot_portal(portal: Portal) -> None:
     portal.add_pipeline(
-        "default", "Sales",
+        "default",
+        "Sales",
         [("open", "Open", False, 0.5), ("won", "Won", True, 1.0), ("lost", "Lost", True, 0.0)],
-    )  # fmt: skip
+    )
     for n in range(3):
         portal.add_owner(str(101 + n), f"Owner{n}", "X", f"o{n}@acme.example", [HS_TEAMS[n % 2]])
     companies = [
@@ -264,9 +324,13 @@ def hubspot_portal(portal: Portal) -> None:
         portal.associate("contacts", contact, "companies", company, primary=True)
         feedback = portal.add(
             "feedback_submissions",
-            {"hs_survey_type": "NPS", "hs_value": str(5 + n), "hs_survey_id": "nps",
-             "hs_submission_timestamp": "2026-10-05T09:00:00Z"},
-        )  # fmt: skip
+            {
+                "hs_survey_type": "NPS",
+                "hs_value": str(5 + n),
+                "hs_survey_id": "nps",
+                "hs_submission_timestamp": "2026-10-05T09:00:00Z",
+            },
+        )
         portal.associate("feedback_submissions", feedback, "contacts", contact)
     portal.tick(3600)
 
@@ -278,11 +342,17 @@ def _live(portal: Portal, object_type: str) -> list[str]:
 def hs_create(portal: Portal, a: int, b: int, c: int, n: int) -> None:
     deal = portal.add(
         "deals",
-        {"dealname": f"Deal {n}", "amount": str(1_000 + 250 * c), "deal_currency_code": "EUR",
-         "dealstage": HS_STAGES[c % 3], "pipeline": "default",
-         "closedate": f"2026-10-{1 + c % 28:02d}T12:00:00Z", "hubspot_owner_id": str(101 + b % 3),
-         "dealtype": "newbusiness"},
-    )  # fmt: skip
+        {
+            "dealname": f"Deal {n}",
+            "amount": str(1_000 + 250 * c),
+            "deal_currency_code": "EUR",
+            "dealstage": HS_STAGES[c % 3],
+            "pipeline": "default",
+            "closedate": f"2026-10-{1 + c % 28:02d}T12:00:00Z",
+            "hubspot_owner_id": str(101 + b % 3),
+            "dealtype": "newbusiness",
+        },
+    )
     companies = _live(portal, "companies")
     if companies:
         portal.associate("deals", deal, "companies", _pick(companies, a), primary=True)
@@ -336,13 +406,22 @@ def hs_apply(portal: Portal, kind: str, a: int, b: int, c: int) -> None:
 
 def hs_source(fake, portal: Portal, reconcile: dict) -> HubSpotSource:
     config = HubSpotSourceSettings(
-        name="hubspot", type="hubspot", base_url=fake.base_url, portal_currency="EUR",
-        backoff_seconds=0.01, lookback_minutes=1, reconcile=reconcile,
-    )  # fmt: skip
+        name="hubspot",
+        type="hubspot",
+        base_url=fake.base_url,
+        portal_currency="EUR",
+        backoff_seconds=0.01,
+        lookback_minutes=1,
+        reconcile=reconcile,
+    )
     return HubSpotSource(
-        "hubspot", config, "pat-eu1-fake-token", "Europe/Berlin", sleep=lambda _: None,
+        "hubspot",
+        config,
+        "pat-eu1-fake-token",
+        "Europe/Berlin",
+        sleep=lambda _: None,
         clock=lambda: portal.now,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("flavour", ["cursor", "sweep"])

@@ -75,8 +75,13 @@ def test_api_progress_is_the_store_latest_day_with_json_numbers(open_client, dem
 
 def test_openapi_describes_the_json_api(open_client):
     spec = open_client.get("/api/openapi.json").json()
-    assert {"/api/cycles", "/api/cycles/{cycle}/progress", "/api/cycles/{cycle}/key-results/{kr}",
-            "/api/cycles/{cycle}/key-results/{kr}/records", "/api/digest"} <= set(spec["paths"])  # fmt: skip
+    assert {
+        "/api/cycles",
+        "/api/cycles/{cycle}/progress",
+        "/api/cycles/{cycle}/key-results/{kr}",
+        "/api/cycles/{cycle}/key-results/{kr}/records",
+        "/api/digest",
+    } <= set(spec["paths"])
     assert open_client.get("/docs").status_code == 404  # the CDN-backed docs page is off
 
 
@@ -110,8 +115,12 @@ def test_drilldown_lists_the_deals_behind_the_number_with_crm_links(open_client)
 
 
 def test_every_response_carries_strict_security_headers(open_client, token_client):
-    for response in (open_client.get("/"), open_client.get("/static/app.css"),
-                     token_client.get("/api/cycles"), open_client.get("/kr/x/y")):  # fmt: skip
+    for response in (
+        open_client.get("/"),
+        open_client.get("/static/app.css"),
+        token_client.get("/api/cycles"),
+        open_client.get("/kr/x/y"),
+    ):
         for name, value in SECURITY_HEADERS.items():
             assert response.headers[name] == value
     csp = SECURITY_HEADERS["Content-Security-Policy"]
@@ -156,13 +165,19 @@ def test_without_credentials_nothing_but_the_login_form_is_served(token_client):
 def test_a_bearer_token_or_a_login_session_opens_the_data(token_client):
     ok = token_client.get("/api/cycles", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200 and ok.json()[0]["cycle"] == CYCLE
-    failed = token_client.post("/login", content="secret=wrong&next=/",
-                               headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    failed = token_client.post(
+        "/login",
+        content="secret=wrong&next=/",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert failed.status_code == 401 and "krpulse_session" not in failed.headers.get(
         "set-cookie", ""
     )
-    login = token_client.post("/login", content=f"secret={TOKEN}&next=//evil.example",
-                              headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    login = token_client.post(
+        "/login",
+        content=f"secret={TOKEN}&next=//evil.example",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert login.status_code == 303 and login.headers["location"] == "/"
     cookie = login.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -180,7 +195,7 @@ def test_a_proxy_user_header_is_believed_only_from_a_trusted_proxy(demo):
                 "proxy_user_header": "X-Forwarded-User",
                 "trusted_proxies": ["10.0.0.0/8"],
             },
-        }  # fmt: skip
+        }
     )
     app = create_app(demo[2], AccessPolicy.from_settings(settings))
     header = {"X-Forwarded-User": "lead@example.com"}
@@ -194,8 +209,11 @@ def test_a_proxy_user_header_is_believed_only_from_a_trusted_proxy(demo):
 def test_a_dns_rebinding_page_cannot_read_the_open_loopback_dashboard(open_client):
     """attacker.example resolves to 127.0.0.1 for a page the team lead opened: same origin for
     the browser, so only the Host header tells; every route answers it with a 400."""
-    for path in ("/", f"/api/cycles/{CYCLE}/progress",
-                 f"/api/cycles/{CYCLE}/key-results/win-rate-uk/records"):  # fmt: skip
+    for path in (
+        "/",
+        f"/api/cycles/{CYCLE}/progress",
+        f"/api/cycles/{CYCLE}/key-results/win-rate-uk/records",
+    ):
         response = open_client.get(path, headers={"Host": "attacker.example:8000"})
         assert response.status_code == 400 and "nps" not in response.text.lower()
         assert "win-rate" not in response.text and "allowed_hosts" in response.text

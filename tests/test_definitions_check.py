@@ -131,15 +131,28 @@ TEAM_OBJECTIVE = """\
 
 
 def staged(deals=(), customers=()):
-    return prepare(canonical(DEALS, list(deals)), canonical(CUSTOMERS, list(customers)),
-                   canonical(NPS_RESPONSES, []), timezone="Europe/Berlin")  # fmt: skip
+    return prepare(
+        canonical(DEALS, list(deals)),
+        canonical(CUSTOMERS, list(customers)),
+        canonical(NPS_RESPONSES, []),
+        timezone="Europe/Berlin",
+    )
 
 
 def deal(deal_id, customer, team="sales-dach", won=None, close=None, amount=1000.0):
-    return {"deal_id": deal_id, "customer_id": customer, "team": team,
-            "is_closed": str(won is not None).lower(), "is_won": str(bool(won)).lower(),
-            "amount": amount, "currency": "EUR", "amount_home": amount,
-            "created_at": "2025-01-01T00:00:00Z", "close_date": close, "is_deleted": "false"}  # fmt: skip
+    return {
+        "deal_id": deal_id,
+        "customer_id": customer,
+        "team": team,
+        "is_closed": str(won is not None).lower(),
+        "is_won": str(bool(won)).lower(),
+        "amount": amount,
+        "currency": "EUR",
+        "amount_home": amount,
+        "created_at": "2025-01-01T00:00:00Z",
+        "close_date": close,
+        "is_deleted": "false",
+    }
 
 
 def customer(customer_id, region):
@@ -169,8 +182,9 @@ def test_a_relative_target_on_a_previous_cycle_of_zero_is_a_warning_at_run_time(
     path = write(tmp_path, GOOD + TEAM_OBJECTIVE)
     definitions = load_definitions(path)
     # Customer A is existing (won before Q3) but bought nothing in Q3: the baseline is 0.
-    data = staged(deals=[deal("d1", "A", won=True, close="2026-01-15")],
-                  customers=[customer("A", "DACH")])  # fmt: skip
+    data = staged(
+        deals=[deal("d1", "A", won=True, close="2026-01-15")], customers=[customer("A", "DACH")]
+    )
     warnings = [str(p) for p in check_against_data(definitions, data)]
     assert (
         f"{path}:34: warning: KR 'rev-dach': its previous_cycle baseline is 0, so the relative "
@@ -187,8 +201,12 @@ def demo_cli(demo_project):
 
     assert invoke("sync").exit_code == 0
     q4 = demo_project / "definitions" / "2026-Q4.yaml"
-    q4.write_text(q4.read_text().replace("where: {team: sales-dach}\n        baseline: 0.30",
-                                         "where: {team: sales-dach, region: DACHH}\n        baseline: 0.30"))  # fmt: skip
+    q4.write_text(
+        q4.read_text().replace(
+            "where: {team: sales-dach}\n        baseline: 0.30",
+            "where: {team: sales-dach, region: DACHH}\n        baseline: 0.30",
+        )
+    )
     return invoke, q4
 
 

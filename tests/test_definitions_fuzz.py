@@ -17,16 +17,82 @@ from pipelines.cli import cli
 DEMO = {path.name: path.read_text() for path in sorted((REPO / "definitions").glob("*.yaml"))}
 # Values that YAML, pydantic or the lint have tripped over, or could: dates that do not exist,
 # numbers too big for a float, YAML syntax in a value, invisible and control characters.
-NASTY = st.sampled_from([
-    "2026-02-30", "2026-13-01", "2026-00-10", "0000-00-00", "9999-12-31", "2026-10-01T25:00:00",
-    ".nan", ".inf", "-.inf", "1e400", "-1e400", "9" * 400, "0", "-1", "1e15", "1e16", "0.0",
-    "+20%", "+0%", "-100%", "+1e9%", "previous_cycle", "[]", "{}", "[", "{", "]", "}", "'", '"',
-    "~", "null", "yes", "no", "&a", "*a", "!!int x", "!!float y", "!!binary zz", "!!timestamp q",
-    "!foo bar", "@x", "`x", "%x", "|", ">", "- x", "? x", ": x", "{not: []}", "{not: [DACH]}",
-    "[DACH, DACH]", "{region: []}", "{a: {b: {c: [1, [2, [3]]]}}}", "rolling_0d", "rolling_9999d",
-    "rolling_1d", "Mars/Olympus", "UTC", "America/New_York", "\u200b", "\ufeff", "ß", "𝟘", "\x07",
-    "\t", "\x00", "\x85", "\u2028", "won_revenue / 0", "<<: *a", "{<<: {a: 1}}",
-])  # fmt: skip
+NASTY = st.sampled_from(
+    [
+        "2026-02-30",
+        "2026-13-01",
+        "2026-00-10",
+        "0000-00-00",
+        "9999-12-31",
+        "2026-10-01T25:00:00",
+        ".nan",
+        ".inf",
+        "-.inf",
+        "1e400",
+        "-1e400",
+        "9" * 400,
+        "0",
+        "-1",
+        "1e15",
+        "1e16",
+        "0.0",
+        "+20%",
+        "+0%",
+        "-100%",
+        "+1e9%",
+        "previous_cycle",
+        "[]",
+        "{}",
+        "[",
+        "{",
+        "]",
+        "}",
+        "'",
+        '"',
+        "~",
+        "null",
+        "yes",
+        "no",
+        "&a",
+        "*a",
+        "!!int x",
+        "!!float y",
+        "!!binary zz",
+        "!!timestamp q",
+        "!foo bar",
+        "@x",
+        "`x",
+        "%x",
+        "|",
+        ">",
+        "- x",
+        "? x",
+        ": x",
+        "{not: []}",
+        "{not: [DACH]}",
+        "[DACH, DACH]",
+        "{region: []}",
+        "{a: {b: {c: [1, [2, [3]]]}}}",
+        "rolling_0d",
+        "rolling_9999d",
+        "rolling_1d",
+        "Mars/Olympus",
+        "UTC",
+        "America/New_York",
+        "\u200b",
+        "\ufeff",
+        "ß",
+        "𝟘",
+        "\x07",
+        "\t",
+        "\x00",
+        "\x85",
+        "\u2028",
+        "won_revenue / 0",
+        "<<: *a",
+        "{<<: {a: 1}}",
+    ]
+)
 VALUES = st.one_of(
     NASTY,
     st.integers(min_value=-(10**30), max_value=10**30).map(str),
@@ -40,8 +106,12 @@ PROBLEM_LINE = re.compile(r"^(?P<file>[^\n]+?\.yaml):(?P<line>\d+): (error|warni
 def _mutate(text: str, data: st.DataObject) -> str:
     lines = text.split("\n")
     i = data.draw(st.integers(0, len(lines) - 1), label="line")
-    kind = data.draw(st.sampled_from(["value", "delete", "duplicate", "indent", "tab", "insert",
-                                      "truncate", "swap"]), label="mutation")  # fmt: skip
+    kind = data.draw(
+        st.sampled_from(
+            ["value", "delete", "duplicate", "indent", "tab", "insert", "truncate", "swap"]
+        ),
+        label="mutation",
+    )
     line = lines[i]
     if kind == "value" and ":" in line:
         key = line.split(":", 1)[0]
@@ -76,8 +146,11 @@ def project(tmp_path_factory) -> tuple[Path, Path]:
 
 # One mutated demo file per example, checked on its own (a folder of all four files finds the
 # same problems and costs four times as much: the YAML parser is most of the time).
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_definitions_check_never_tracebacks_and_names_file_and_line(project, data):
     folder, config = project

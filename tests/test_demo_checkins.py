@@ -42,8 +42,9 @@ def test_confidence_follows_the_stored_status_and_the_notes_quote_the_numbers(se
     engine, _ = seeded
     rows = CheckInStore(engine).check_ins(cycle=CYCLE)
     progress = OkrStore(engine).cycle_history(CYCLE)
-    merged = rows.merge(progress, left_on=["kr", "value_as_of"], right_on=["kr", "as_of"],
-                        suffixes=("", "_stored"))  # fmt: skip
+    merged = rows.merge(
+        progress, left_on=["kr", "value_as_of"], right_on=["kr", "as_of"], suffixes=("", "_stored")
+    )
     assert len(merged) == len(rows)
     on_track = merged[merged["status"] == "on_track"]["confidence"]
     off_track = merged[merged["status"] == "off_track"]["confidence"]

@@ -214,9 +214,15 @@ class Deployment:
 
 
 TIMELINE_EVENTS = {
-    "PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "STEP_START", "STEP_SUCCESS",
-    "STEP_FAILURE", "PIPELINE_SUCCESS", "PIPELINE_FAILURE",
-}  # fmt: skip
+    "PIPELINE_ENQUEUED",
+    "PIPELINE_STARTING",
+    "PIPELINE_START",
+    "STEP_START",
+    "STEP_SUCCESS",
+    "STEP_FAILURE",
+    "PIPELINE_SUCCESS",
+    "PIPELINE_FAILURE",
+}
 CAPTURED_LOG_SUFFIXES = {".out", ".err", ".complete"}
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -379,17 +385,34 @@ def deployment(tmp_path_factory, demo_data) -> Iterator[Deployment]:
         bin_dir = Path(sys.executable).parent
         commands = {
             "code-server": [
-                sys.executable, "-m", "dagster", "api", "grpc",
-                "--module-name", "pipelines.definitions", "--host", "127.0.0.1",
-                "--port", str(grpc_port), "--location-name", LOCATION,
+                sys.executable,
+                "-m",
+                "dagster",
+                "api",
+                "grpc",
+                "--module-name",
+                "pipelines.definitions",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(grpc_port),
+                "--location-name",
+                LOCATION,
                 "--use-python-environment-entry-point",
             ],
             "webserver": [
-                sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1",
-                "-p", str(web_port), "-w", str(workspace),
+                sys.executable,
+                "-m",
+                "dagster_webserver",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(web_port),
+                "-w",
+                str(workspace),
             ],
             "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
-        }  # fmt: skip
+        }
         # The test's own view of the instance (runs, backfills, heartbeats): the same database.
         (homes["observer"] / "dagster.yaml").write_text(
             f"storage:\n  postgres:\n    postgres_url: '{dagster_pg_url}'\n"

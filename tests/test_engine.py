@@ -33,11 +33,15 @@ def test_history_mode_equals_day_by_day_evaluation(demo):
     definitions = load_definitions(REPO / "definitions")
     start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 25)
     history = evaluate_history(definitions, demo, start, end)
-    days = pd.concat([evaluate(definitions, demo, start + dt.timedelta(days=i)) for i in range(56)],
-                     ignore_index=True)  # fmt: skip
+    days = pd.concat(
+        [evaluate(definitions, demo, start + dt.timedelta(days=i)) for i in range(56)],
+        ignore_index=True,
+    )
     key = ["as_of", "kind", "key"]
-    pd.testing.assert_frame_equal(history.sort_values(key).reset_index(drop=True),
-                                  days.sort_values(key).reset_index(drop=True))  # fmt: skip
+    pd.testing.assert_frame_equal(
+        history.sort_values(key).reset_index(drop=True),
+        days.sort_values(key).reset_index(drop=True),
+    )
     assert len(history) == 56 * (8 + 3)
 
 
@@ -72,8 +76,11 @@ def test_custom_simple_ratio_and_derived_metrics(demo, tmp_path):
         """,
     )
     values = evaluate(definitions, demo, dt.date(2026, 11, 25)).set_index("key")["value"]
-    won = demo.deals[demo.deals["is_won"].fillna(False) & (demo.deals["close_date"] >= "2026-10-01")
-                     & (demo.deals["close_date"] <= "2026-11-25")]  # fmt: skip
+    won = demo.deals[
+        demo.deals["is_won"].fillna(False)
+        & (demo.deals["close_date"] >= "2026-10-01")
+        & (demo.deals["close_date"] <= "2026-11-25")
+    ]
     assert values["ent"] == pytest.approx(
         won.loc[won["segment"] == "Enterprise", "amount_home"].sum()
     )
@@ -106,8 +113,11 @@ def test_counts_of_a_text_column_count_its_values_not_zero(demo, tmp_path):
               - {key: won, title: Won deals, metric: won_with_customer, baseline: 1, target: 2}
         """,
     )
-    won = demo.deals[demo.deals["is_won"].fillna(False) & (demo.deals["close_date"] >= "2026-10-01")
-                     & (demo.deals["close_date"] <= "2026-11-25")]  # fmt: skip
+    won = demo.deals[
+        demo.deals["is_won"].fillna(False)
+        & (demo.deals["close_date"] >= "2026-10-01")
+        & (demo.deals["close_date"] <= "2026-11-25")
+    ]
     for computed in (evaluate, compiled_evaluate):
         data = demo if computed is evaluate else DuckDBStaged.from_prepared(demo)
         values = computed(definitions, data, dt.date(2026, 11, 25)).set_index("key")["value"]

@@ -25,33 +25,48 @@ ORIGIN = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
 def orgs(draw):
     n_customers = draw(st.integers(1, 6))
     customers = [
-        {"customer_id": f"C{i}", "segment": draw(st.sampled_from(SEGMENTS)),
-         "region": draw(st.sampled_from(REGIONS)), "team": draw(st.sampled_from(TEAMS)),
-         "is_deleted": str(draw(st.booleans()) and draw(st.booleans())).lower()}
+        {
+            "customer_id": f"C{i}",
+            "segment": draw(st.sampled_from(SEGMENTS)),
+            "region": draw(st.sampled_from(REGIONS)),
+            "team": draw(st.sampled_from(TEAMS)),
+            "is_deleted": str(draw(st.booleans()) and draw(st.booleans())).lower(),
+        }
         for i in range(n_customers)
-    ]  # fmt: skip
+    ]
     deals = []
     for i in range(draw(st.integers(0, 25))):
         created = ORIGIN + dt.timedelta(hours=draw(st.integers(0, 24 * 60)))
         closed = draw(st.booleans())
         close = (created + dt.timedelta(days=draw(st.integers(0, 40)))).date() if closed else None
-        deals.append({
-            "deal_id": f"D{i:03d}", "customer_id": f"C{draw(st.integers(0, n_customers))}",
-            "team": draw(st.sampled_from(TEAMS)), "is_closed": str(closed).lower(),
-            "is_won": str(closed and draw(st.booleans())).lower(),
-            "amount": draw(st.integers(0, 5000)), "currency": "EUR",
-            "amount_home": draw(st.integers(0, 5000)), "created_at": created.isoformat(),
-            "close_date": close.isoformat() if close else None,
-            "deal_type": draw(st.sampled_from(["new_business", "existing_business", None])),
-            "is_deleted": str(draw(st.integers(0, 9)) == 0).lower(),
-        })  # fmt: skip
+        deals.append(
+            {
+                "deal_id": f"D{i:03d}",
+                "customer_id": f"C{draw(st.integers(0, n_customers))}",
+                "team": draw(st.sampled_from(TEAMS)),
+                "is_closed": str(closed).lower(),
+                "is_won": str(closed and draw(st.booleans())).lower(),
+                "amount": draw(st.integers(0, 5000)),
+                "currency": "EUR",
+                "amount_home": draw(st.integers(0, 5000)),
+                "created_at": created.isoformat(),
+                "close_date": close.isoformat() if close else None,
+                "deal_type": draw(st.sampled_from(["new_business", "existing_business", None])),
+                "is_deleted": str(draw(st.integers(0, 9)) == 0).lower(),
+            }
+        )
     responses = [
-        {"response_id": f"R{i}", "customer_id": f"C{draw(st.integers(0, n_customers))}",
-         "score": draw(st.integers(0, 10)),
-         "submitted_at": (ORIGIN + dt.timedelta(minutes=draw(st.integers(0, 60 * 24 * 80)))).isoformat(),
-         "is_deleted": str(draw(st.integers(0, 9)) == 0).lower()}
+        {
+            "response_id": f"R{i}",
+            "customer_id": f"C{draw(st.integers(0, n_customers))}",
+            "score": draw(st.integers(0, 10)),
+            "submitted_at": (
+                ORIGIN + dt.timedelta(minutes=draw(st.integers(0, 60 * 24 * 80)))
+            ).isoformat(),
+            "is_deleted": str(draw(st.integers(0, 9)) == 0).lower(),
+        }
         for i in range(draw(st.integers(0, 20)))
-    ]  # fmt: skip
+    ]
     return deals, customers, responses
 
 
@@ -83,8 +98,13 @@ def close(a, b):
 
 @pytest.mark.parametrize("metric", sorted(METRICS))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(org=orgs(), where=filters, start_offset=st.integers(0, 30), length=st.integers(1, 40),
-       basis=st.sampled_from(["count", "amount"]))  # fmt: skip
+@given(
+    org=orgs(),
+    where=filters,
+    start_offset=st.integers(0, 30),
+    length=st.integers(1, 40),
+    basis=st.sampled_from(["count", "amount"]),
+)
 def test_engine_equals_the_reference(metric, org, where, start_offset, length, basis):
     deals, customers, responses = frames(org)
     data = prepare(deals, customers, responses, timezone="Europe/Berlin")
@@ -116,6 +136,14 @@ def test_rolling_windows_with_moving_anchor_equal_the_reference(org, where, roll
     spec = METRICS["revenue_per_existing_customer"]
     results = metric_over_windows(spec, METRICS, data, scope_for(data, where), windows)
     for window, result in zip(windows, results, strict=True):
-        expected = reference(spec.name, deals, customers, responses, window.start, window.end,
-                             window.cycle_start, where)  # fmt: skip
+        expected = reference(
+            spec.name,
+            deals,
+            customers,
+            responses,
+            window.start,
+            window.end,
+            window.cycle_start,
+            where,
+        )
         assert close(result.value, expected)

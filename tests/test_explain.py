@@ -58,34 +58,80 @@ def _tiny_org():
             {"customer_id": "C2", "name": "New Face Ltd", "team": "t"},
         ],
     )
-    deal = {"currency": "EUR", "is_closed": True, "created_at": "2026-01-01T00:00:00Z",
-            "team": "t"}  # fmt: skip
+    deal = {"currency": "EUR", "is_closed": True, "created_at": "2026-01-01T00:00:00Z", "team": "t"}
     deals = canonical(
         DEALS,
         [
-            {**deal, "deal_id": "D0", "customer_id": "C1", "is_won": True, "amount": 100,
-             "amount_home": 100, "close_date": "2026-09-15"},
-            {**deal, "deal_id": "D1", "customer_id": "C1", "is_won": True, "amount": 300,
-             "amount_home": 300, "close_date": "2026-10-10"},
-            {**deal, "deal_id": "D2", "customer_id": "C2", "is_won": True, "amount": 900,
-             "amount_home": 900, "close_date": "2026-10-11"},
-            {**deal, "deal_id": "D3", "customer_id": "C1", "is_won": False, "amount": 50,
-             "amount_home": 50, "close_date": "2026-10-12"},
-            {**deal, "deal_id": "D4", "customer_id": "C1", "is_won": True, "amount": 70,
-             "amount_home": 70, "close_date": "2026-12-01"},
+            {
+                **deal,
+                "deal_id": "D0",
+                "customer_id": "C1",
+                "is_won": True,
+                "amount": 100,
+                "amount_home": 100,
+                "close_date": "2026-09-15",
+            },
+            {
+                **deal,
+                "deal_id": "D1",
+                "customer_id": "C1",
+                "is_won": True,
+                "amount": 300,
+                "amount_home": 300,
+                "close_date": "2026-10-10",
+            },
+            {
+                **deal,
+                "deal_id": "D2",
+                "customer_id": "C2",
+                "is_won": True,
+                "amount": 900,
+                "amount_home": 900,
+                "close_date": "2026-10-11",
+            },
+            {
+                **deal,
+                "deal_id": "D3",
+                "customer_id": "C1",
+                "is_won": False,
+                "amount": 50,
+                "amount_home": 50,
+                "close_date": "2026-10-12",
+            },
+            {
+                **deal,
+                "deal_id": "D4",
+                "customer_id": "C1",
+                "is_won": True,
+                "amount": 70,
+                "amount_home": 70,
+                "close_date": "2026-12-01",
+            },
         ],
-    )  # fmt: skip
+    )
     responses = canonical(
         NPS_RESPONSES,
         [
-            {"response_id": "R1", "customer_id": "C1", "score": 10,
-             "submitted_at": "2026-10-02T10:00:00Z"},
-            {"response_id": "R2", "customer_id": "C2", "score": 3,
-             "submitted_at": "2026-10-03T10:00:00Z"},
-            {"response_id": "R3", "customer_id": "C2", "score": 8,
-             "submitted_at": "2026-09-30T10:00:00Z"},
+            {
+                "response_id": "R1",
+                "customer_id": "C1",
+                "score": 10,
+                "submitted_at": "2026-10-02T10:00:00Z",
+            },
+            {
+                "response_id": "R2",
+                "customer_id": "C2",
+                "score": 3,
+                "submitted_at": "2026-10-03T10:00:00Z",
+            },
+            {
+                "response_id": "R3",
+                "customer_id": "C2",
+                "score": 8,
+                "submitted_at": "2026-09-30T10:00:00Z",
+            },
         ],
-    )  # fmt: skip
+    )
     return prepare(deals, customers, responses, timezone="Europe/Berlin")
 
 

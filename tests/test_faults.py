@@ -96,17 +96,27 @@ GOOD_SCORES = [("R-1", "9"), ("R-2", "3"), ("R-3", "10")]
 # Each bad edit of a record that is staged and good: (table, id, deals, scores, reason).
 BAD_EDITS = {
     "currency without a rate": (
-        DEALS, "D-2", [*GOOD_DEALS[:1], deal_line("D-2", currency="GBP"), *GOOD_DEALS[2:]],
-        GOOD_SCORES, "no FX rate",
+        DEALS,
+        "D-2",
+        [*GOOD_DEALS[:1], deal_line("D-2", currency="GBP"), *GOOD_DEALS[2:]],
+        GOOD_SCORES,
+        "no FX rate",
     ),
     "duplicate id": (
-        DEALS, "D-3", [*GOOD_DEALS, deal_line("D-3", amount=99.0)], GOOD_SCORES, "duplicate deal_id",
+        DEALS,
+        "D-3",
+        [*GOOD_DEALS, deal_line("D-3", amount=99.0)],
+        GOOD_SCORES,
+        "duplicate deal_id",
     ),
     "NPS score 11": (
-        NPS_RESPONSES, "R-2", GOOD_DEALS, [("R-1", "9"), ("R-2", "11"), ("R-3", "10")],
+        NPS_RESPONSES,
+        "R-2",
+        GOOD_DEALS,
+        [("R-1", "9"), ("R-2", "11"), ("R-3", "10")],
         "score outside 0..10",
     ),
-}  # fmt: skip
+}
 
 
 def live_rows(engine: sa.Engine, table: str) -> pd.DataFrame:
@@ -166,8 +176,13 @@ def test_any_mix_of_quarantined_updates_leaves_their_staged_rows_as_they_were(en
             sa.delete(STAGING_TABLES[DEALS]).where(STAGING_TABLES[DEALS].c.source == source)
         )
         conn.execute(sa.delete(quarantine_table).where(quarantine_table.c.source == source))
-        merge_snapshot(conn, DEALS, first.valid.assign(amount_home=1000.0), source=source,
-                       quarantined=first.quarantined)  # fmt: skip
+        merge_snapshot(
+            conn,
+            DEALS,
+            first.valid.assign(amount_home=1000.0),
+            source=source,
+            quarantined=first.quarantined,
+        )
     before = read_staged(engine, DEALS, sources=[source]).set_index("deal_id")
 
     next_lines = []
@@ -185,8 +200,13 @@ def test_any_mix_of_quarantined_updates_leaves_their_staged_rows_as_they_were(en
     )
     second = conform(raw, DEALS, source=source)
     with engine.begin() as conn:
-        report = merge_snapshot(conn, DEALS, second.valid.assign(amount_home=second.valid["amount"]),
-                                source=source, quarantined=second.quarantined)  # fmt: skip
+        report = merge_snapshot(
+            conn,
+            DEALS,
+            second.valid.assign(amount_home=second.valid["amount"]),
+            source=source,
+            quarantined=second.quarantined,
+        )
     after = read_staged(engine, DEALS, sources=[source]).set_index("deal_id")
 
     for i, fate in enumerate(fates):
@@ -299,8 +319,16 @@ def test_an_operator_accepts_a_failed_sync_explicitly_and_it_is_audited(demo):
     )
     assert refused.exit_code == 1 and "nothing to accept" in refused.output
 
-    accepted = krpulse(demo, "validate", "--accept", sync_id, "--by", "Dana (sales ops)",
-                       "--why", "Half the pipeline was archived in the CRM on purpose")  # fmt: skip
+    accepted = krpulse(
+        demo,
+        "validate",
+        "--accept",
+        sync_id,
+        "--by",
+        "Dana (sales ops)",
+        "--why",
+        "Half the pipeline was archived in the CRM on purpose",
+    )
     assert accepted.exit_code == 0, accepted.output
     result = krpulse(demo, "run", "--as-of", DAY.isoformat())
     assert result.exit_code == 0, result.output
@@ -324,8 +352,9 @@ def dagster_daily_run(project: Path, day: dt.date = DAY):
 
     defs = build_definitions(str(project / "krpulse.yaml"))
     partitions = defs.resolve_assets_def(KR_VALUES).partitions_def
-    job = dg.define_asset_job("faults_job", selection=dg.AssetSelection.all(),
-                              partitions_def=partitions)  # fmt: skip
+    job = dg.define_asset_job(
+        "faults_job", selection=dg.AssetSelection.all(), partitions_def=partitions
+    )
     job_def = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
     return job_def.execute_in_process(
         partition_key=day.isoformat(), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
@@ -592,10 +621,18 @@ def test_a_run_killed_with_sigkill_is_reaped_and_shown_failed(demo, tmp_path):
 
     marker = tmp_path / "day-one-done"
     child = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-        [sys.executable, "-c", HANGING_RUN, str(demo / "krpulse.yaml"), str(marker),
-         "2026-11-21", "2026-11-23"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            HANGING_RUN,
+            str(demo / "krpulse.yaml"),
+            str(marker),
+            "2026-11-21",
+            "2026-11-23",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 300
         while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
@@ -652,8 +689,16 @@ def test_dagster_pushes_again_once_the_sync_is_accepted(demo):
     krpulse(demo, "sync")
     listed = json.loads(krpulse(demo, "validate", "--source", "demo", "--format", "json").output)
     [failed] = [s for s in listed["suites"] if s["status"] == "failed"]
-    accepted = krpulse(demo, "validate", "--accept", str(failed["sync_id"]), "--by", "Dana",
-                       "--why", "archived on purpose")  # fmt: skip
+    accepted = krpulse(
+        demo,
+        "validate",
+        "--accept",
+        str(failed["sync_id"]),
+        "--by",
+        "Dana",
+        "--why",
+        "archived on purpose",
+    )
     assert accepted.exit_code == 0, accepted.output
     result = dagster_daily_run(demo, DAY + dt.timedelta(days=1))
     [check] = [
@@ -677,8 +722,7 @@ def test_a_high_quarantine_share_stays_blocked_after_an_empty_incremental_sync(d
     none = pd.DataFrame(columns=["reason"])
     for changed, quarantined in ((staged_deals.head(10), bad), (staged_deals.iloc[0:0], none)):
         with engine.begin() as conn:
-            merge_changes(conn, DEALS, changed, source="demo", quarantined=quarantined,
-                          cursor=None)  # fmt: skip
+            merge_changes(conn, DEALS, changed, source="demo", quarantined=quarantined, cursor=None)
         result = krpulse(demo, "run", "--as-of", DAY.isoformat())
         assert result.exit_code == 1, result.output
         assert "quarantined share" in result.output

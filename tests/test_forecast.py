@@ -15,13 +15,23 @@ START, END = dt.date(2026, 10, 1), dt.date(2026, 12, 30)  # 91 days
 
 def series(metric, values, numerator=None, denominator=None, days=40, window_start=START):
     as_of = [START + dt.timedelta(days=i) for i in range(days)]
-    return pd.DataFrame({
-        "as_of": as_of, "kind": "kr", "cycle": "c", "key": metric, "metric": metric,
-        "value": values, "numerator": numerator if numerator is not None else values,
-        "denominator": denominator if denominator is not None else np.nan,
-        "baseline": 0.0, "target": 1.0, "cycle_start": START, "cycle_end": END,
-        "window_start": window_start,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "as_of": as_of,
+            "kind": "kr",
+            "cycle": "c",
+            "key": metric,
+            "metric": metric,
+            "value": values,
+            "numerator": numerator if numerator is not None else values,
+            "denominator": denominator if denominator is not None else np.nan,
+            "baseline": 0.0,
+            "target": 1.0,
+            "cycle_start": START,
+            "cycle_end": END,
+            "window_start": window_start,
+        }
+    )
 
 
 def test_cumulative_metric_projects_its_recent_pace():

@@ -100,8 +100,11 @@ def test_closed_and_won_come_from_stage_metadata_not_names(engine, fake, portal)
     deals = read_staged(engine, DEALS).set_index("deal_id")
     signed = deals.loc[ids["D-before-3"]]
     assert (signed["stage"], signed["pipeline"], signed["is_closed"], signed["is_won"]) == (
-        "Signed", "Renewals", True, True
-    )  # fmt: skip
+        "Signed",
+        "Renewals",
+        True,
+        True,
+    )
     gone = deals.loc[ids["D-lost-c4-gbp"]]
     assert (gone["is_closed"], gone["is_won"]) == (True, False)
     assert deals.loc[ids["D-open-c1"], "is_closed"] == False  # noqa: E712
@@ -135,13 +138,17 @@ def test_owners_and_their_teams(engine, fake):
     sync(make_source(fake)[0], engine)
     owners = read_staged(engine, OWNERS).set_index("owner_id")
     assert owners.loc["101", ["name", "email", "team"]].tolist() == [
-        "Anna Schmidt", "anna@example.com", "sales-dach"
-    ]  # fmt: skip
+        "Anna Schmidt",
+        "anna@example.com",
+        "sales-dach",
+    ]
     assert owners.loc["102", "team"] == "sales-uk"  # the primary team, mapped by krpulse.yaml
     customers = read_staged(engine, CUSTOMERS).set_index("name")
     assert customers.loc["Crown Ltd", ["region", "segment", "team"]].tolist() == [
-        "United Kingdom", "SMB", "sales-uk"
-    ]  # fmt: skip
+        "United Kingdom",
+        "SMB",
+        "sales-uk",
+    ]
 
 
 def test_incremental_sync_searches_only_what_changed(engine, fake, portal):
@@ -222,11 +229,18 @@ def test_a_search_window_of_more_than_10000_changed_deals_restarts_on_object_id(
     for i in range(10_050):
         deal = hub.add(
             "deals",
-            {"dealname": f"bulk {i}", "amount": "100", "deal_currency_code": "EUR",
-             "amount_in_home_currency": "100", "dealstage": "closedwon", "pipeline": "default",
-             "closedate": "2026-10-10T10:00:00Z", "hubspot_owner_id": "101",
-             "dealtype": "newbusiness"},
-        )  # fmt: skip
+            {
+                "dealname": f"bulk {i}",
+                "amount": "100",
+                "deal_currency_code": "EUR",
+                "amount_in_home_currency": "100",
+                "dealstage": "closedwon",
+                "pipeline": "default",
+                "closedate": "2026-10-10T10:00:00Z",
+                "hubspot_owner_id": "101",
+                "dealtype": "newbusiness",
+            },
+        )
         hub.associate("deals", deal, "companies", ids["C2"], primary=True)
     hub.requests.clear()
 
@@ -245,8 +259,15 @@ def test_a_429_storm_in_the_middle_of_a_search_is_waited_out(engine, fake, porta
     source, waits = make_source(fake, lookback_minutes=0)
     sync(source, engine)
     for i in range(450):  # three search pages
-        hub.add("deals", {"dealname": f"new {i}", "dealstage": "appointmentscheduled",
-                          "pipeline": "default", "deal_currency_code": "EUR"})  # fmt: skip
+        hub.add(
+            "deals",
+            {
+                "dealname": f"new {i}",
+                "dealstage": "appointmentscheduled",
+                "pipeline": "default",
+                "deal_currency_code": "EUR",
+            },
+        )
     hub.faults.append(
         rate_limit("TEN_SECONDLY_ROLLING", path="deals/search", method="POST", skip=1, times=4)
     )

@@ -116,9 +116,16 @@ def test_the_kr_page_is_cached_until_a_check_in_or_a_new_run_day(tmp_path, demo_
     assert "as of <strong>2026-11-24</strong>" in page and "No check-ins yet." in page
     tokens = {_token(page), _token(bob.get(url).text)}
     assert len(tokens) == 2 and CSRF_PLACEHOLDER not in page
-    saved = alice.post(f"{url}/check-in", data={
-        "csrf_token": _token(page), "confidence": "4", "progress": "Two <i>big</i> wins",
-        "problems": "", "next_steps": ""})  # fmt: skip
+    saved = alice.post(
+        f"{url}/check-in",
+        data={
+            "csrf_token": _token(page),
+            "confidence": "4",
+            "progress": "Two <i>big</i> wins",
+            "problems": "",
+            "next_steps": "",
+        },
+    )
     assert saved.status_code == 303
     after = alice.get(url + "?saved=1").text
     assert "Check-in saved." in after and "Two &lt;i&gt;big&lt;/i&gt; wins" in after
@@ -250,7 +257,10 @@ def test_the_kr_page_html_is_cached_per_sort_and_page(synced):
     assert client.get(url + "?page=2").text != by_day
     rendered = week.cached_kr_page(data, CYCLE, "win-rate-uk")["html"]
     assert {key[-1] for key in rendered if key != "minute"} == {
-        ("amount", "desc", 1), ("day", "desc", 1), ("day", "desc", 2)}  # fmt: skip
+        ("amount", "desc", 1),
+        ("day", "desc", 1),
+        ("day", "desc", 2),
+    }
 
 
 RECORD = st.fixed_dictionaries(
@@ -292,8 +302,10 @@ def test_the_pages_of_a_sorted_drilldown_list_every_record_once_in_order(
     assert present == sorted(present, reverse=order == "desc")
     # A page past the end shows the last one.
     assert views.records_page(drill, sort, order, 10**6, per_page)["page"] == first["pages"]
-    assert all(len(views.records_page(drill, sort, order, n, per_page)["rows"]) == per_page
-               for n in range(1, first["pages"]))  # fmt: skip
+    assert all(
+        len(views.records_page(drill, sort, order, n, per_page)["rows"]) == per_page
+        for n in range(1, first["pages"])
+    )
 
 
 def test_every_built_in_metric_says_its_inputs_in_words():

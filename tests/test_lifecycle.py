@@ -78,8 +78,9 @@ def demo_run(q3_computed, tmp_path):
 
 def test_review_of_a_closed_demo_cycle_matches_the_stored_progress(demo_run):
     project, store = demo_run
-    result = CliRunner().invoke(cli, ["--config", str(project / "krpulse.yaml"), "review", "2026-Q3",
-                                      "--format", "json"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["--config", str(project / "krpulse.yaml"), "review", "2026-Q3", "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     stored = store.latest_cycle_progress("2026-Q3").set_index("kr")
@@ -110,8 +111,9 @@ def test_review_of_a_closed_demo_cycle_matches_the_stored_progress(demo_run):
 
 def test_review_html_escapes_titles(demo_run):
     project, _ = demo_run
-    result = CliRunner().invoke(cli, ["--config", str(project / "krpulse.yaml"), "review", "2026-Q3",
-                                      "--format", "html"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["--config", str(project / "krpulse.yaml"), "review", "2026-Q3", "--format", "html"]
+    )
     assert result.exit_code == 0 and result.output.startswith("<!doctype html>")
     assert "<script" not in result.output
 
@@ -180,8 +182,21 @@ def test_a_target_change_mid_cycle_keeps_history_and_is_recorded(demo_project):
     assert change["effective_from"] == dt.date(2026, 10, 21)
     assert (change["old_target"], change["new_target"]) == (70, 65)
     assert change["old_baseline"] == change["new_baseline"] == 50
-    report = json.loads(CliRunner().invoke(cli, ["--config", str(demo_project / "krpulse.yaml"), "review",
-                                                 "2026-Q4", "--format", "json"]).output)  # fmt: skip
+    report = json.loads(
+        CliRunner()
+        .invoke(
+            cli,
+            [
+                "--config",
+                str(demo_project / "krpulse.yaml"),
+                "review",
+                "2026-Q4",
+                "--format",
+                "json",
+            ],
+        )
+        .output
+    )
     nps = next(
         k for o in report["objectives"] for k in o["key_results"] if k["kr"] == "nps-company"
     )
@@ -199,10 +214,17 @@ def test_review_and_new_cycle_show_check_ins_notes_and_the_retrospectives_quick_
     last_day = dt.date(2026, 9, 30)
     hostile = "<script>alert(1)</script> | [x](javascript:alert(1))"
     CheckInStore(store.engine).record(
-        make_check_in(cycle="2026-Q3", kr="nps-uk", day=last_day, today=last_day, confidence=1,
-                      problems=hostile, author="Olivia Hughes"),
+        make_check_in(
+            cycle="2026-Q3",
+            kr="nps-uk",
+            day=last_day,
+            today=last_day,
+            confidence=1,
+            problems=hostile,
+            author="Olivia Hughes",
+        ),
         on_day=last_day,
-    )  # fmt: skip
+    )
     runner = CliRunner()
     config = ["--config", str(project / "krpulse.yaml")]
     report = json.loads(

@@ -21,21 +21,37 @@ def deal(
 ):
     closed = won is not None
     return {
-        "deal_id": deal_id, "customer_id": customer, "team": team,
-        "is_closed": str(closed).lower(), "is_won": str(bool(won)).lower(),
-        "amount": amount, "currency": "EUR", "amount_home": amount,
-        "created_at": "2025-01-01T00:00:00Z", "close_date": close, "is_deleted": str(deleted).lower(),
-    }  # fmt: skip
+        "deal_id": deal_id,
+        "customer_id": customer,
+        "team": team,
+        "is_closed": str(closed).lower(),
+        "is_won": str(bool(won)).lower(),
+        "amount": amount,
+        "currency": "EUR",
+        "amount_home": amount,
+        "created_at": "2025-01-01T00:00:00Z",
+        "close_date": close,
+        "is_deleted": str(deleted).lower(),
+    }
 
 
 def customer(customer_id, region="DACH", segment="SMB", team="sales-dach", deleted=False):
-    return {"customer_id": customer_id, "region": region, "segment": segment, "team": team,
-            "is_deleted": str(deleted).lower()}  # fmt: skip
+    return {
+        "customer_id": customer_id,
+        "region": region,
+        "segment": segment,
+        "team": team,
+        "is_deleted": str(deleted).lower(),
+    }
 
 
 def response(response_id, score, submitted_at, customer_id="A"):
-    return {"response_id": response_id, "customer_id": customer_id, "score": score,
-            "submitted_at": submitted_at}  # fmt: skip
+    return {
+        "response_id": response_id,
+        "customer_id": customer_id,
+        "score": score,
+        "submitted_at": submitted_at,
+    }
 
 
 def compute(metric, deals=(), customers=(), responses=(), where=None, as_of=AS_OF):
@@ -76,8 +92,11 @@ def test_revenue_per_existing_customer_divides_existing_revenue_by_existing_cust
 
 
 def test_revenue_per_existing_customer_applies_filters_to_deals_and_customers():
-    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
-             deal("d2", "B", won=True, close="2026-10-06", amount=300)]  # fmt: skip
+    deals = [
+        *HISTORY,
+        deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+        deal("d2", "B", won=True, close="2026-10-06", amount=300),
+    ]
     result = compute(
         "revenue_per_existing_customer", deals, CUSTOMERS_ABC, where={"region": "UK&I"}
     )
@@ -87,17 +106,23 @@ def test_revenue_per_existing_customer_applies_filters_to_deals_and_customers():
 def test_revenue_per_existing_customer_counts_the_same_customers_above_and_below_the_line():
     # Two existing customers, B deleted in the CRM: its revenue must not stay in the numerator
     # while B leaves the denominator (that read 9,000 + 1,000 = 10,000 per customer).
-    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
-             deal("d2", "B", won=True, close="2026-10-06", amount=9000)]  # fmt: skip
+    deals = [
+        *HISTORY,
+        deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+        deal("d2", "B", won=True, close="2026-10-06", amount=9000),
+    ]
     customers = [customer("A"), customer("B", deleted=True), customer("C")]
     result = compute("revenue_per_existing_customer", deals, customers)
     assert (result.numerator, result.denominator, result.value) == (1000, 1, 1000)
 
 
 def test_revenue_per_existing_customer_ignores_deals_of_customers_not_staged():
-    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
-             deal("h9", "Z", won=True, close="2026-01-05"),  # Z existing, but never staged
-             deal("d2", "Z", won=True, close="2026-10-06", amount=9000)]  # fmt: skip
+    deals = [
+        *HISTORY,
+        deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+        deal("h9", "Z", won=True, close="2026-01-05"),  # Z existing, but never staged
+        deal("d2", "Z", won=True, close="2026-10-06", amount=9000),
+    ]
     result = compute("revenue_per_existing_customer", deals, CUSTOMERS_ABC)
     assert (result.numerator, result.denominator) == (1000, 2)
 
@@ -105,8 +130,11 @@ def test_revenue_per_existing_customer_ignores_deals_of_customers_not_staged():
 def test_revenue_per_existing_customer_selects_customers_by_the_customers_team():
     # A belongs to sales-dach; a deal of A booked by a sales-uk rep is still A's revenue.
     customers = [customer("A", team="sales-dach"), customer("B", team="sales-uk")]
-    deals = [*HISTORY[:2], deal("d1", "A", won=True, close="2026-10-05", amount=1000, team="sales-uk"),
-             deal("d2", "B", won=True, close="2026-10-06", amount=300, team="sales-uk")]  # fmt: skip
+    deals = [
+        *HISTORY[:2],
+        deal("d1", "A", won=True, close="2026-10-05", amount=1000, team="sales-uk"),
+        deal("d2", "B", won=True, close="2026-10-06", amount=300, team="sales-uk"),
+    ]
     dach = compute("revenue_per_existing_customer", deals, customers, where={"team": "sales-dach"})
     uk = compute("revenue_per_existing_customer", deals, customers, where={"team": "sales-uk"})
     assert (dach.numerator, dach.denominator) == (1000, 1)
@@ -114,8 +142,11 @@ def test_revenue_per_existing_customer_selects_customers_by_the_customers_team()
 
 
 def test_revenue_per_existing_customer_narrows_deals_by_deal_only_filters():
-    deals = [*HISTORY, deal("d1", "A", won=True, close="2026-10-05", amount=1000),
-             {**deal("d2", "A", won=True, close="2026-10-06", amount=300), "pipeline": "renewals"}]  # fmt: skip
+    deals = [
+        *HISTORY,
+        deal("d1", "A", won=True, close="2026-10-05", amount=1000),
+        {**deal("d2", "A", won=True, close="2026-10-06", amount=300), "pipeline": "renewals"},
+    ]
     result = compute(
         "revenue_per_existing_customer", deals, CUSTOMERS_ABC, where={"pipeline": "renewals"}
     )
@@ -180,8 +211,10 @@ def test_win_rate_counts_won_over_closed_in_window():
 
 
 def test_win_rate_filters_by_deal_team():
-    deals = [deal("w1", "A", won=True, close="2026-10-02", team="sales-uk"),
-             deal("l1", "A", won=False, close="2026-10-03", team="sales-dach")]  # fmt: skip
+    deals = [
+        deal("w1", "A", won=True, close="2026-10-02", team="sales-uk"),
+        deal("l1", "A", won=False, close="2026-10-03", team="sales-dach"),
+    ]
     assert compute("win_rate", deals, CUSTOMERS_ABC, where={"team": "sales-uk"}).value == 1.0
 
 
@@ -234,20 +267,34 @@ def test_win_rate_by_amount():
     result = compute("win_rate", LIBRARY_DEALS, CUSTOMERS_ABC)
     by_amount = metric_value(
         METRICS["win_rate"],
-        prepare(canonical(DEALS, LIBRARY_DEALS), canonical(CUSTOMERS, CUSTOMERS_ABC),
-                canonical(NPS_RESPONSES, []), timezone="Europe/Berlin"),
-        window_for(CYCLE_START, CYCLE_END, AS_OF), scope_for(prepare(
-            canonical(DEALS, LIBRARY_DEALS), canonical(CUSTOMERS, CUSTOMERS_ABC),
-            canonical(NPS_RESPONSES, []), timezone="Europe/Berlin"), {}),
+        prepare(
+            canonical(DEALS, LIBRARY_DEALS),
+            canonical(CUSTOMERS, CUSTOMERS_ABC),
+            canonical(NPS_RESPONSES, []),
+            timezone="Europe/Berlin",
+        ),
+        window_for(CYCLE_START, CYCLE_END, AS_OF),
+        scope_for(
+            prepare(
+                canonical(DEALS, LIBRARY_DEALS),
+                canonical(CUSTOMERS, CUSTOMERS_ABC),
+                canonical(NPS_RESPONSES, []),
+                timezone="Europe/Berlin",
+            ),
+            {},
+        ),
         basis="amount",
-    )  # fmt: skip
+    )
     assert result.value == pytest.approx(0.75)
     assert by_amount.value == pytest.approx(2200 / 2900)
 
 
 def test_open_pipeline_is_a_balance_at_the_as_of_day():
-    deals = [deal("o1", "A", amount=100) | {"created_at": "2026-06-01T10:00:00Z"},
-             deal("w1", "A", won=True, close="2026-11-20", amount=50) | {"created_at": "2026-06-01T10:00:00Z"}]  # fmt: skip
+    deals = [
+        deal("o1", "A", amount=100) | {"created_at": "2026-06-01T10:00:00Z"},
+        deal("w1", "A", won=True, close="2026-11-20", amount=50)
+        | {"created_at": "2026-06-01T10:00:00Z"},
+    ]
     # On 15 Nov w1 is still open (it closes on the 20th), although it was created long ago.
     assert compute("open_pipeline", deals, CUSTOMERS_ABC).value == 150.0
     assert (
@@ -264,9 +311,11 @@ def test_response_metrics():
 
 
 def test_filters_accept_lists_and_negation():
-    deals = [deal("w1", "A", won=True, close="2026-10-02", team="sales-uk"),
-             deal("w2", "A", won=True, close="2026-10-02", team="sales-us"),
-             deal("w3", "A", won=True, close="2026-10-02", team="sales-dach")]  # fmt: skip
+    deals = [
+        deal("w1", "A", won=True, close="2026-10-02", team="sales-uk"),
+        deal("w2", "A", won=True, close="2026-10-02", team="sales-us"),
+        deal("w3", "A", won=True, close="2026-10-02", team="sales-dach"),
+    ]
     assert (
         compute("won_deals", deals, CUSTOMERS_ABC, where={"team": ["sales-uk", "sales-us"]}).value
         == 2

@@ -52,14 +52,35 @@ def _foundation_rows(conn: sa.Connection) -> None:
             " :value, 10, 50, 70, 0.5, 0.5, 0.4, 'on_track', :version, :run, :synced, :now)"
         ),
         [
-            {"kr": "nps", "as_of": dt.date(2026, 11, 1), "value": 60.0, "version": "a1",
-             "run": "cli-aaa", "synced": NOW, "now": NOW},
-            {"kr": "nps", "as_of": dt.date(2026, 11, 2), "value": 61.0, "version": "a2",
-             "run": "cli-bbb", "synced": NOW, "now": NOW},
-            {"kr": "rev", "as_of": dt.date(2026, 11, 2), "value": 9.0, "version": "b1",
-             "run": "cli-bbb", "synced": NOW, "now": NOW},
+            {
+                "kr": "nps",
+                "as_of": dt.date(2026, 11, 1),
+                "value": 60.0,
+                "version": "a1",
+                "run": "cli-aaa",
+                "synced": NOW,
+                "now": NOW,
+            },
+            {
+                "kr": "nps",
+                "as_of": dt.date(2026, 11, 2),
+                "value": 61.0,
+                "version": "a2",
+                "run": "cli-bbb",
+                "synced": NOW,
+                "now": NOW,
+            },
+            {
+                "kr": "rev",
+                "as_of": dt.date(2026, 11, 2),
+                "value": 9.0,
+                "version": "b1",
+                "run": "cli-bbb",
+                "synced": NOW,
+                "now": NOW,
+            },
         ],
-    )  # fmt: skip
+    )
     conn.execute(
         sa.text(
             "INSERT INTO kpi_values (kpi, as_of, title, metric, value, sample_size, health,"
@@ -99,8 +120,10 @@ def test_upgrading_from_the_previous_revision_keeps_the_data_and_backfills_the_a
     }
     versions = store.definitions("key_results")
     assert sorted(zip(versions["kr"], versions["definition_version"], strict=True)) == [
-        ("nps", "a1"), ("nps", "a2"), ("rev", "b1")
-    ]  # fmt: skip
+        ("nps", "a1"),
+        ("nps", "a2"),
+        ("rev", "b1"),
+    ]
     # The migrated store keeps working: a new day writes and reads as usual.
     assert store.progress()["value"].tolist() == [61.0, 9.0]
 

@@ -205,19 +205,38 @@ def test_a_failing_source_makes_days_stale_from_its_last_good_sync_on_in_local_t
     states = pd.DataFrame(
         [
             # Never synced: no day of it is complete.
-            {"source": "new-org", "type": "salesforce", "status": "failing", "reason": "401",
-             "last_synced_at": None},
+            {
+                "source": "new-org",
+                "type": "salesforce",
+                "status": "failing",
+                "reason": "401",
+                "last_synced_at": None,
+            },
             # Last good sync 00:30 on the 21st in Berlin (23:30 UTC on the 20th).
-            {"source": "sf-us", "type": "salesforce", "status": "failing", "reason": "timeout",
-             "last_synced_at": dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC)},
-            {"source": "hubspot", "type": "hubspot", "status": "ok", "reason": "",
-             "last_synced_at": dt.datetime(2026, 11, 22, 5, 0, tzinfo=dt.UTC)},
+            {
+                "source": "sf-us",
+                "type": "salesforce",
+                "status": "failing",
+                "reason": "timeout",
+                "last_synced_at": dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC),
+            },
+            {
+                "source": "hubspot",
+                "type": "hubspot",
+                "status": "ok",
+                "reason": "",
+                "last_synced_at": dt.datetime(2026, 11, 22, 5, 0, tzinfo=dt.UTC),
+            },
         ]
-    )  # fmt: skip
+    )
     counts = pd.DataFrame(
-        {"source": ["new-org", "sf-us", "hubspot"], "deals": [0, 8, 8], "customers": [0, 3, 4],
-         "nps_responses": [0, 4, 4]}
-    )  # fmt: skip
+        {
+            "source": ["new-org", "sf-us", "hubspot"],
+            "deals": [0, 8, 8],
+            "customers": [0, 3, 4],
+            "nps_responses": [0, 4, 4],
+        }
+    )
     days = [dt.date(2026, 11, 20), dt.date(2026, 11, 21), dt.date(2026, 11, 22)]
     staged = source_health.staged_sources_frame(states, counts, days, "Europe/Berlin")
     assert source_health.failing_sources_by_day(staged) == {

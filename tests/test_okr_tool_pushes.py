@@ -69,8 +69,11 @@ def webhook(tools) -> WebhookSink:
     )
 
 
-SINKS = {"perdoo": (perdoo, "/perdoo"), "weekdone": (weekdone, "/weekdone"),
-         "webhook": (webhook, "/hooks")}  # fmt: skip
+SINKS = {
+    "perdoo": (perdoo, "/perdoo"),
+    "weekdone": (weekdone, "/weekdone"),
+    "webhook": (webhook, "/hooks"),
+}
 
 
 def tool_values(tools, kind: str) -> dict[str, float]:
@@ -83,10 +86,18 @@ def tool_values(tools, kind: str) -> dict[str, float]:
 
 def store_rows(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(
-            sa.select(KrProgress.kr, KrProgress.as_of, KrProgress.value, KrProgress.status,
-                      KrProgress.run_id).order_by(KrProgress.kr, KrProgress.as_of)
-        )]  # fmt: skip
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.select(
+                    KrProgress.kr,
+                    KrProgress.as_of,
+                    KrProgress.value,
+                    KrProgress.status,
+                    KrProgress.run_id,
+                ).order_by(KrProgress.kr, KrProgress.as_of)
+            )
+        ]
 
 
 @pytest.mark.parametrize("kind", SINKS)
@@ -97,9 +108,11 @@ def test_a_push_lands_and_an_unchanged_value_makes_no_call(engine, tools, kind):
 
     outcomes = push_current_progress(store, [make(tools)], policy=FAST)
     assert [o.outcome for o in outcomes] == [PUSHED, PUSHED]
-    expected = {"perdoo": {"pd-nps": 60.0, "pd-rev": 60.0},
-                "weekdone": {"11/21": 50.0, "11/22": 50.0},  # grade 0.5 as a percentage
-                "webhook": {"ext-nps": 60.0, "ext-rev": 60.0}}[kind]  # fmt: skip
+    expected = {
+        "perdoo": {"pd-nps": 60.0, "pd-rev": 60.0},
+        "weekdone": {"11/21": 50.0, "11/22": 50.0},  # grade 0.5 as a percentage
+        "webhook": {"ext-nps": 60.0, "ext-rev": 60.0},
+    }[kind]
     assert tool_values(tools, kind) == expected
     calls = tools.calls(prefix)
     assert calls == 2
@@ -107,8 +120,9 @@ def test_a_push_lands_and_an_unchanged_value_makes_no_call(engine, tools, kind):
     # Rerunning the day with the same numbers: nothing to send.
     store.write_day(DAY, kr_rows(60.0, run_id="run-2"), kpi_rows(0.3))
     assert [o.outcome for o in push_current_progress(store, [make(tools)], policy=FAST)] == [
-        UNCHANGED, UNCHANGED
-    ]  # fmt: skip
+        UNCHANGED,
+        UNCHANGED,
+    ]
     assert tools.calls(prefix) == calls
 
     # A new day moves one KR: only that one is sent.
@@ -160,13 +174,17 @@ def test_transient_errors_are_retried_within_the_run_honouring_retry_after(engin
 def test_perdoo_graphql_errors_are_failures_even_with_http_200(engine, tools):
     store = OkrStore(engine)
     store.write_day(DAY, kr_rows(60.0), kpi_rows(0.3))
-    sink = PerdooSink({"2026-Q4/nps": "pd-unknown"}, token=PERDOO_TOKEN,
-                      url=f"{tools.base_url}/perdoo/graphql/")  # fmt: skip
+    sink = PerdooSink(
+        {"2026-Q4/nps": "pd-unknown"}, token=PERDOO_TOKEN, url=f"{tools.base_url}/perdoo/graphql/"
+    )
     (outcome,) = push_current_progress(store, [sink], policy=FAST)
     assert outcome.outcome == FAILED and "Key result not found" in outcome.error
     assert tools.calls("/perdoo") == 1  # a rejected mutation is not retried within the run
-    wrong_token = PerdooSink({"2026-Q4/nps": "pd-nps"}, token="nope",  # noqa: S106
-                             url=f"{tools.base_url}/perdoo/graphql/")  # fmt: skip
+    wrong_token = PerdooSink(
+        {"2026-Q4/nps": "pd-nps"},
+        token="nope",  # noqa: S106
+        url=f"{tools.base_url}/perdoo/graphql/",
+    )
     (outcome,) = push_current_progress(store, [wrong_token], policy=FAST)
     assert outcome.outcome == FAILED and "HTTP 401" in outcome.error
 
@@ -174,8 +192,9 @@ def test_perdoo_graphql_errors_are_failures_even_with_http_200(engine, tools):
 def test_weekdone_errors_in_the_body_are_failures_and_the_token_is_never_in_them(engine, tools):
     store = OkrStore(engine)
     store.write_day(DAY, kr_rows(60.0), kpi_rows(0.3))
-    sink = WeekdoneSink({"2026-Q4/nps": "11/99"}, token=WEEKDONE_TOKEN,
-                        url=f"{tools.base_url}/weekdone")  # fmt: skip
+    sink = WeekdoneSink(
+        {"2026-Q4/nps": "11/99"}, token=WEEKDONE_TOKEN, url=f"{tools.base_url}/weekdone"
+    )
     (outcome,) = push_current_progress(store, [sink], policy=FAST)
     assert outcome.outcome == FAILED and "Key result not found" in outcome.error
     down = WeekdoneSink({"2026-Q4/nps": "11/21"}, token=WEEKDONE_TOKEN, url="http://127.0.0.1:9")
@@ -244,8 +263,9 @@ def test_krpulse_run_pushes_after_the_store_committed_and_push_retries(demo_proj
         assert result.exit_code == 0, result.output
         pushed = json.loads(krpulse("push", "--format", "json").output)["pushes"]
         assert {p["sink"]: p["outcome"] for p in pushed} == {
-            "weekdone": UNCHANGED, "webhook:bridge": FAILED
-        }  # fmt: skip
+            "weekdone": UNCHANGED,
+            "webhook:bridge": FAILED,
+        }
         assert krpulse("push").exit_code == 1
 
         fake.heal()

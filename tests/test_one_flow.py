@@ -92,8 +92,14 @@ def _template(root: Path, demo_data: Path, case: str) -> Path:
         deals = read_staged(engine, DEALS, sources=["extra"]).head(3)
         deals.loc[0, "amount"] = -500.0
         with engine.begin() as conn:
-            merge_changes(conn, DEALS, deals, source="extra", cursor=None,
-                          quarantined=pd.DataFrame(columns=["reason"]))  # fmt: skip
+            merge_changes(
+                conn,
+                DEALS,
+                deals,
+                source="extra",
+                cursor=None,
+                quarantined=pd.DataFrame(columns=["reason"]),
+            )
     engine.dispose()
     return root
 

@@ -63,8 +63,10 @@ def test_the_daily_job_materialises_a_day_on_demo_data(defs, demo_project):
     assert progress["value"].notna().all()
     assert set(progress["status"]) <= {"on_track", "at_risk", "off_track"}
     assert store.kpi_values(as_of=dt.date(2026, 11, 20))["kpi"].tolist() == [
-        "nps-90d", "revenue-per-existing-customer-90d", "win-rate-90d"
-    ]  # fmt: skip
+        "nps-90d",
+        "revenue-per-existing-customer-90d",
+        "win-rate-90d",
+    ]
     assert progress["run_id"].unique().tolist() == [result.run_id]
 
     # Rerunning the day replaces its rows: still exactly one per KR.

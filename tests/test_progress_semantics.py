@@ -50,14 +50,29 @@ def whole_cycle(kind: str, pace: float, *, days: int = 92, ambition: str = "roof
         denominator = 10.0 * elapsed
         numerator, sample = value * denominator, denominator
     as_of = [START + dt.timedelta(days=i) for i in range(days)]
-    frame = pd.DataFrame({
-        "as_of": as_of, "kind": "kr", "cycle": "c", "key": f"{kind}-kr", "metric": metric,
-        "value": value, "numerator": numerator, "denominator": denominator,
-        "sample_size": sample, "baseline": baseline, "target": target,
-        "start_value": start_value(kind, baseline, None), "metric_kind": kind,
-        "ambition": ambition, "cycle_start": START, "cycle_end": end, "window_start": START,
-        "window_end": as_of, "margin_of_error": np.nan,
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "as_of": as_of,
+            "kind": "kr",
+            "cycle": "c",
+            "key": f"{kind}-kr",
+            "metric": metric,
+            "value": value,
+            "numerator": numerator,
+            "denominator": denominator,
+            "sample_size": sample,
+            "baseline": baseline,
+            "target": target,
+            "start_value": start_value(kind, baseline, None),
+            "metric_kind": kind,
+            "ambition": ambition,
+            "cycle_start": START,
+            "cycle_end": end,
+            "window_start": START,
+            "window_end": as_of,
+            "margin_of_error": np.nan,
+        }
+    )
     return score_key_results(add_forecasts(frame), POLICY)
 
 
@@ -166,7 +181,10 @@ def demo_days(tmp_path_factory, demo_data):
     flow.sync_sources(settings, engine)
     definitions = flow.load_definition_set(settings)
     data = flow.load_prepared(settings, engine)
-    days = [dt.date(2026, 7, 1) + dt.timedelta(days=i) for i in range((DEMO_AS_OF - dt.date(2026, 7, 1)).days + 1)]  # fmt: skip
+    days = [
+        dt.date(2026, 7, 1) + dt.timedelta(days=i)
+        for i in range((DEMO_AS_OF - dt.date(2026, 7, 1)).days + 1)
+    ]
     computed = flow.compute_days(settings, definitions, data, days)
     return pd.concat([progress for _, progress, _ in computed.values()], ignore_index=True)
 

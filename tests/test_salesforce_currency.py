@@ -31,11 +31,19 @@ def sync(server, engine, name="sf", **overrides):
 
 def opportunity(org, owner, account, *, currency, close, closed=True, created=None):
     return org.insert(
-        "Opportunity", Name=f"{currency} {close}", AccountId=account, OwnerId=owner,
-        StageName="Closed Won" if closed else "Proposal", IsClosed=closed, IsWon=closed,
-        Amount=1_000.0, CloseDate=close, Type="New Business", CurrencyIsoCode=currency,
+        "Opportunity",
+        Name=f"{currency} {close}",
+        AccountId=account,
+        OwnerId=owner,
+        StageName="Closed Won" if closed else "Proposal",
+        IsClosed=closed,
+        IsWon=closed,
+        Amount=1_000.0,
+        CloseDate=close,
+        Type="New Business",
+        CurrencyIsoCode=currency,
         CreatedDate=created or utc(2026, 1, 2),
-    )  # fmt: skip
+    )
 
 
 def just_switched_on(org, rates: dict[str, float]) -> None:
@@ -44,9 +52,12 @@ def just_switched_on(org, rates: dict[str, float]) -> None:
     org.set_rates(rates)
     for iso, rate in rates.items():
         org.insert(
-            "DatedConversionRate", IsoCode=iso, ConversionRate=rate, StartDate=FIRST_DAY,
+            "DatedConversionRate",
+            IsoCode=iso,
+            ConversionRate=rate,
+            StartDate=FIRST_DAY,
             NextStartDate=LAST_DAY,
-        )  # fmt: skip
+        )
 
 
 def test_an_org_that_just_switched_on_advanced_currency_management_converts_every_deal(
@@ -80,9 +91,14 @@ def test_an_open_deal_converts_at_its_close_dates_rate_as_salesforce_does(salesf
     owner = org.insert("User", Name="Cy", Email="cy@acme.example")
     account = org.insert("Account", Name="Multi plc", OwnerId=owner)
     open_deal = opportunity(
-        org, owner, account, currency="GBP", close=dt.date(2026, 12, 15), closed=False,
+        org,
+        owner,
+        account,
+        currency="GBP",
+        close=dt.date(2026, 12, 15),
+        closed=False,
         created=utc(2026, 3, 1),
-    )  # fmt: skip
+    )
     reports = sync(server, engine)
     assert reports[DEALS].details["open_deals_rate"] == "close_date"
     deals = read_staged(engine, DEALS).set_index("deal_id")
@@ -137,8 +153,14 @@ def dated_rates(draw):
             if end is not None and end <= start:
                 continue
             rate = draw(st.sampled_from([0.5, 0.8, 1.0, 1.25, 150.0]))
-            rows.append({"IsoCode": iso, "ConversionRate": rate, "StartDate": start.isoformat(),
-                         "NextStartDate": end.isoformat() if end else None})  # fmt: skip
+            rows.append(
+                {
+                    "IsoCode": iso,
+                    "ConversionRate": rate,
+                    "StartDate": start.isoformat(),
+                    "NextStartDate": end.isoformat() if end else None,
+                }
+            )
     return pd.DataFrame(rows, columns=["IsoCode", "ConversionRate", "StartDate", "NextStartDate"])
 
 
@@ -168,8 +190,10 @@ def test_the_restated_rate_of_every_day_is_the_quotient_of_that_days_rates(rates
                 else (_rate_on(rates, home, day))
             )
             text = day.isoformat()
-            held = periods[(periods["valid_from"] <= text)
-                           & (periods["valid_to"].isna() | (periods["valid_to"] > text))]  # fmt: skip
+            held = periods[
+                (periods["valid_from"] <= text)
+                & (periods["valid_to"].isna() | (periods["valid_to"] > text))
+            ]
             if own is None or home_rate is None:
                 assert held.empty, (iso, day)
             else:

@@ -101,9 +101,10 @@ def test_krpulse_sync_then_run_yields_the_hand_computed_kr_values(project):
     assert values["nps-dach"] == pytest.approx(0.0)
 
     # An incremental run after a deletion moves the numbers, and costs few calls.
-    server.org.delete("Opportunity", next(
-        r["Id"] for r in server.org.records["Opportunity"].values() if r["Name"] == "O8"
-    ))  # fmt: skip
+    server.org.delete(
+        "Opportunity",
+        next(r["Id"] for r in server.org.records["Opportunity"].values() if r["Name"] == "O8"),
+    )
     synced = json.loads(krpulse("sync", "--format", "json"))["sync"]
     assert {r["object"]: r["deleted"] for r in synced}["deals"] == 1
     report = json.loads(krpulse("run", "--as-of", "2026-11-15", "--format", "json"))

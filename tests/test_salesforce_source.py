@@ -46,8 +46,10 @@ def test_full_sync_maps_opportunities_accounts_users_and_survey_answers(salesfor
     assert deals.loc[ids["o6"], "team"] == "sales-uk"
     customers = staged(engine, CUSTOMERS)
     assert customers.loc[ids["gamma"], ["region", "segment", "team"]].tolist() == [
-        "UK&I", "SMB", "sales-uk",
-    ]  # fmt: skip
+        "UK&I",
+        "SMB",
+        "sales-uk",
+    ]
     owners = staged(engine, OWNERS)
     assert owners.loc[ids["anna"], "team"] == "sales-dach"
     nps = staged(engine, NPS_RESPONSES)
@@ -68,9 +70,17 @@ def test_incremental_sync_fetches_only_what_changed_and_deletes_via_query_all(sa
     org.clock = utc(2026, 11, 14, 12, 0, 0)
     org.update("Opportunity", ids["o7"], IsClosed=True, IsWon=True, StageName="Closed Won")
     new = org.insert(
-        "Opportunity", Name="O9", AccountId=ids["gamma"], OwnerId=ids["ben"], StageName="Proposal",
-        IsClosed=False, IsWon=False, Amount=1.0, CloseDate=dt.date(2026, 12, 1), Type="Renewal",
-    )  # fmt: skip
+        "Opportunity",
+        Name="O9",
+        AccountId=ids["gamma"],
+        OwnerId=ids["ben"],
+        StageName="Proposal",
+        IsClosed=False,
+        IsWon=False,
+        Amount=1.0,
+        CloseDate=dt.date(2026, 12, 1),
+        Type="Renewal",
+    )
     org.delete("Opportunity", ids["o8"])
     before = len(org.requests)
     reports = sync(server, engine, sync={"lookback_seconds": 60})
@@ -94,7 +104,9 @@ def test_a_record_modified_in_the_cursors_second_is_not_missed(salesforce, engin
     org.update("Opportunity", ids["o1"], SystemModstamp=utc(2026, 11, 14, 9, 0, 0, 700_000))
     sync(server, engine, sync={"lookback_seconds": 0})
     # A transaction that started earlier commits after our query, stamped in the same second.
-    org.update("Opportunity", ids["o2"], Amount=5_500.0, SystemModstamp=utc(2026, 11, 14, 9, 0, 0, 200_000))  # fmt: skip
+    org.update(
+        "Opportunity", ids["o2"], Amount=5_500.0, SystemModstamp=utc(2026, 11, 14, 9, 0, 0, 200_000)
+    )
     reports = sync(server, engine, sync={"lookback_seconds": 0})
     assert reports[DEALS].changed == 1
     assert staged(engine, DEALS).loc[ids["o2"], "amount"] == 5_500
@@ -109,9 +121,11 @@ def test_a_deleted_opportunity_disappears_from_the_kr_numbers(salesforce, engine
 
     def numbers():
         data = prepare(
-            read_staged(engine, DEALS), read_staged(engine, CUSTOMERS),
-            read_staged(engine, NPS_RESPONSES), timezone="Europe/Berlin",
-        )  # fmt: skip
+            read_staged(engine, DEALS),
+            read_staged(engine, CUSTOMERS),
+            read_staged(engine, NPS_RESPONSES),
+            timezone="Europe/Berlin",
+        )
         window = window_for(cycle_start, dt.date(2026, 12, 31), as_of)
         scope = scope_for(data, {})
         return (
@@ -133,10 +147,17 @@ def test_session_expiry_in_the_middle_of_pagination_reauthenticates_once(salesfo
     org.clock = utc(2026, 11, 14, 9)
     for n in range(4_500):
         org.insert(
-            "Opportunity", Name=f"Bulk {n}", AccountId=ids["alpha"], OwnerId=ids["anna"],
-            StageName="Proposal", IsClosed=False, IsWon=False, Amount=100.0,
-            CloseDate=dt.date(2026, 12, 1), Type="Renewal",
-        )  # fmt: skip
+            "Opportunity",
+            Name=f"Bulk {n}",
+            AccountId=ids["alpha"],
+            OwnerId=ids["anna"],
+            StageName="Proposal",
+            IsClosed=False,
+            IsWon=False,
+            Amount=100.0,
+            CloseDate=dt.date(2026, 12, 1),
+            Type="Renewal",
+        )
     sync(server, engine)
     org.clock = utc(2026, 11, 20, 10)
     for record in list(org.records["Opportunity"].values())[:4_300]:
@@ -285,10 +306,19 @@ def test_multi_currency_deals_convert_with_the_dated_rate_of_their_close_date(sa
         ("yen", "JPY", dt.date(2026, 8, 1)),
     ):
         ids[key] = org.insert(
-            "Opportunity", Name=key, AccountId=account, OwnerId=owner, StageName="Closed Won",
-            IsClosed=True, IsWon=True, Amount=1_000.0, CloseDate=close, Type="New Business",
-            CurrencyIsoCode=currency, CreatedDate=utc(2026, 1, 2),
-        )  # fmt: skip
+            "Opportunity",
+            Name=key,
+            AccountId=account,
+            OwnerId=owner,
+            StageName="Closed Won",
+            IsClosed=True,
+            IsWon=True,
+            Amount=1_000.0,
+            CloseDate=close,
+            Type="New Business",
+            CurrencyIsoCode=currency,
+            CreatedDate=utc(2026, 1, 2),
+        )
     reports = sync(server, engine)
     assert reports[FX_RATES].details["rates_from"] == "DatedConversionRate"
     assert reports[FX_RATES].details["corporate_currency"] == "USD"
@@ -300,8 +330,11 @@ def test_multi_currency_deals_convert_with_the_dated_rate_of_their_close_date(sa
     assert deals.loc[ids["gbp_march"], "currency"] == "GBP"
     assert reports[DEALS].quarantine_reasons == {"unknown currency JPY (no FX rate to EUR)": 1}
     # finance corrects the August EUR rate: staged deals are converted again
-    rate = next(r for r in org.records["DatedConversionRate"].values()
-                if r["IsoCode"] == "EUR" and r["StartDate"] == dt.date(2026, 7, 1))  # fmt: skip
+    rate = next(
+        r
+        for r in org.records["DatedConversionRate"].values()
+        if r["IsoCode"] == "EUR" and r["StartDate"] == dt.date(2026, 7, 1)
+    )
     org.update("DatedConversionRate", rate["Id"], ConversionRate=0.825)
     reports = sync(server, engine)
     assert reports[DEALS].details["reconverted_after_rate_change"] == 2
@@ -310,9 +343,13 @@ def test_multi_currency_deals_convert_with_the_dated_rate_of_their_close_date(sa
 
 def test_standard_rates_hold_from_the_start_when_the_org_has_no_dated_rates():
     rates = pd.DataFrame(
-        {"IsoCode": ["USD", "EUR", "GBP"], "ConversionRate": [1.0, 0.9, 0.75],
-         "StartDate": pd.Timestamp("1970-01-01"), "NextStartDate": pd.NaT}
-    )  # fmt: skip
+        {
+            "IsoCode": ["USD", "EUR", "GBP"],
+            "ConversionRate": [1.0, 0.9, 0.75],
+            "StartDate": pd.Timestamp("1970-01-01"),
+            "NextStartDate": pd.NaT,
+        }
+    )
     fx = rates_to_home(rates, "EUR", "USD").set_index("currency")
     assert fx.loc["GBP", "rate_to_home"] == pytest.approx(1.2)
     assert fx.loc["USD", "rate_to_home"] == pytest.approx(0.9)
@@ -325,27 +362,47 @@ def test_a_custom_nps_object_is_read_through_its_field_map(salesforce, engine):
     org = server.org
     org.define(
         "NPS_Response__c",
-        {"Score__c": "double", "Account__c": "reference", "Submitted_At__c": "datetime",
-         "Survey_Name__c": "string", "Comment__c": "textarea"},
-    )  # fmt: skip
+        {
+            "Score__c": "double",
+            "Account__c": "reference",
+            "Submitted_At__c": "datetime",
+            "Survey_Name__c": "string",
+            "Comment__c": "textarea",
+        },
+    )
     good = org.insert(
-        "NPS_Response__c", Score__c=9.0, Account__c=ids["beta"], Survey_Name__c="Q4 relationship",
-        Submitted_At__c=utc(2026, 11, 3, 15), Comment__c="Great onboarding",
-    )  # fmt: skip
-    bad = org.insert("NPS_Response__c", Score__c=11.0, Account__c=ids["beta"],
-                     Submitted_At__c=utc(2026, 11, 3, 15))  # fmt: skip
+        "NPS_Response__c",
+        Score__c=9.0,
+        Account__c=ids["beta"],
+        Survey_Name__c="Q4 relationship",
+        Submitted_At__c=utc(2026, 11, 3, 15),
+        Comment__c="Great onboarding",
+    )
+    bad = org.insert(
+        "NPS_Response__c",
+        Score__c=11.0,
+        Account__c=ids["beta"],
+        Submitted_At__c=utc(2026, 11, 3, 15),
+    )
     nps = {
         "mode": "custom_object",
         "object": "NPS_Response__c",
-        "fields": {"score": "Score__c", "customer_id": "Account__c",
-                   "submitted_at": "Submitted_At__c", "survey_id": "Survey_Name__c",
-                   "comment": "Comment__c"},
-    }  # fmt: skip
+        "fields": {
+            "score": "Score__c",
+            "customer_id": "Account__c",
+            "submitted_at": "Submitted_At__c",
+            "survey_id": "Survey_Name__c",
+            "comment": "Comment__c",
+        },
+    }
     reports = sync(server, engine, nps=nps)
     rows = staged(engine, NPS_RESPONSES)
     assert rows.loc[good, ["customer_id", "score", "survey_id", "comment"]].tolist() == [
-        ids["beta"], 9, "Q4 relationship", "Great onboarding",
-    ]  # fmt: skip
+        ids["beta"],
+        9,
+        "Q4 relationship",
+        "Great onboarding",
+    ]
     assert bad not in rows.index
     assert reports[NPS_RESPONSES].quarantine_reasons == {"score outside 0..10": 1}
     with pytest.raises(SourceError, match="nps.fields.comment names field Nope__c"):
@@ -361,7 +418,9 @@ def test_a_malicious_configured_filter_value_stays_a_string_literal(salesforce, 
     sent = [q for _, _, q in server.org.requests if "FROM+Opportunity" in q]
     assert all("Closed+Won%5C%27+OR+Name+%21%3D+%5C%27" in q for q in sent)  # \' escaped
     reports = sync(server, engine, deals={"where": {"StageName": ["Closed Won", "Proposal"]}})
-    assert set(staged(engine, DEALS).index) == {ids[k] for k in ("o1", "o2", "o3", "o4", "o6", "o7", "o8")}  # fmt: skip
+    assert set(staged(engine, DEALS).index) == {
+        ids[k] for k in ("o1", "o2", "o3", "o4", "o6", "o7", "o8")
+    }
     with pytest.raises(ValueError, match="is not a Salesforce API name"):
         settings_for(server, deals={"where": {"StageName) OR (Name": "x"}})
 
@@ -379,8 +438,12 @@ def test_jwt_client_credentials_and_legacy_password_logins_reach_the_org(
     sync(server, engine, auth=client_credentials)
     monkeypatch.setenv("SF_PASSWORD", "pw")
     monkeypatch.setenv("SF_TOKEN", "tok")
-    password = {"method": "password", "username": server.org.username,
-                "password_env": "SF_PASSWORD", "security_token_env": "SF_TOKEN"}  # fmt: skip
+    password = {
+        "method": "password",
+        "username": server.org.username,
+        "password_env": "SF_PASSWORD",
+        "security_token_env": "SF_TOKEN",
+    }
     with pytest.warns(LegacyLoginWarning, match="retiring"):
         sync(server, engine, auth=password)
     assert server.org.logins == 2

@@ -12,10 +12,16 @@ from kr_metrics.scoring import ScoringPolicy, kpi_health, score_key_results
 
 def kr(value, baseline=50.0, target=70.0, ambition="roofshot", as_of=dt.date(2026, 11, 15)):
     return {
-        "value": value, "baseline": baseline, "target": target, "ambition": ambition,
-        "cycle_start": dt.date(2026, 10, 1), "cycle_end": dt.date(2026, 12, 31), "window_end": as_of,
-        "metric": "nps", "sample_size": 100,
-    }  # fmt: skip
+        "value": value,
+        "baseline": baseline,
+        "target": target,
+        "ambition": ambition,
+        "cycle_start": dt.date(2026, 10, 1),
+        "cycle_end": dt.date(2026, 12, 31),
+        "window_end": as_of,
+        "metric": "nps",
+        "sample_size": 100,
+    }
 
 
 def score(*rows, policy=ScoringPolicy()):

@@ -27,24 +27,55 @@ def progress_rows(value: float, krs=("rev", "nps")) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "cycle": "2026-Q4", "objective": "grow", "kr": kr, "title": kr, "team": "sales-dach",
-                "level": "team", "ambition": "roofshot", "metric": "nps", "unit": None,
-                "value": value, "numerator": None, "denominator": None, "sample_size": 10,
-                "baseline": 50.0, "target": 70.0, "progress": (value - 50) / 20, "grade": 0.5,
-                "expected_progress": 0.4, "status": "on_track", "definition_version": "v1",
-                "run_id": "run-1", "data_synced_at": NOW, "computed_at": NOW,
+                "cycle": "2026-Q4",
+                "objective": "grow",
+                "kr": kr,
+                "title": kr,
+                "team": "sales-dach",
+                "level": "team",
+                "ambition": "roofshot",
+                "metric": "nps",
+                "unit": None,
+                "value": value,
+                "numerator": None,
+                "denominator": None,
+                "sample_size": 10,
+                "baseline": 50.0,
+                "target": 70.0,
+                "progress": (value - 50) / 20,
+                "grade": 0.5,
+                "expected_progress": 0.4,
+                "status": "on_track",
+                "definition_version": "v1",
+                "run_id": "run-1",
+                "data_synced_at": NOW,
+                "computed_at": NOW,
             }
             for kr in krs
         ]
-    )  # fmt: skip
+    )
 
 
 def kpi_rows(value: float) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"kpi": "win-rate", "title": "Win rate", "team": None, "metric": "win_rate", "value": value,
-          "sample_size": 40, "healthy_min": 0.2, "healthy_max": None, "health": "healthy",
-          "definition_version": "k1", "run_id": "run-1", "data_synced_at": NOW, "computed_at": NOW}]
-    )  # fmt: skip
+        [
+            {
+                "kpi": "win-rate",
+                "title": "Win rate",
+                "team": None,
+                "metric": "win_rate",
+                "value": value,
+                "sample_size": 40,
+                "healthy_min": 0.2,
+                "healthy_max": None,
+                "health": "healthy",
+                "definition_version": "k1",
+                "run_id": "run-1",
+                "data_synced_at": NOW,
+                "computed_at": NOW,
+            }
+        ]
+    )
 
 
 def count(engine, model) -> int:
@@ -145,14 +176,19 @@ def test_each_day_written_is_audited_with_its_run_definition_versions_and_freshn
     assert days["as_of"].tolist() == [DAY, DAY + dt.timedelta(days=1)]
     assert days["kr_rows"].tolist() == [2, 2] and days["kpi_rows"].tolist() == [1, 1]
     assert days.iloc[1]["definition_versions"] == {
-        "2026-Q4/nps": "v2", "2026-Q4/rev": "v2", "kpi:win-rate": "k1"
-    }  # fmt: skip
+        "2026-Q4/nps": "v2",
+        "2026-Q4/rev": "v2",
+        "kpi:win-rate": "k1",
+    }
     assert (days["data_synced_at"] == SYNCED).all()
     # Every definition version a row was computed with is kept, old ones too.
     versions = store.definitions("key_results")
     assert sorted(zip(versions["kr"], versions["definition_version"], strict=True)) == [
-        ("nps", "v1"), ("nps", "v2"), ("rev", "v1"), ("rev", "v2")
-    ]  # fmt: skip
+        ("nps", "v1"),
+        ("nps", "v2"),
+        ("rev", "v1"),
+        ("rev", "v2"),
+    ]
     assert count(engine, KpiDefinition) == 1 and count(engine, KeyResultDefinition) == 4
     assert count(engine, RunDay) == 2
 

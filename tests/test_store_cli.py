@@ -33,8 +33,17 @@ def test_export_writes_progress_and_kpi_history_as_csv_and_parquet(krpulse, tmp_
     assert {"value", "status", "definition_version", "run_id", "data_synced_at"} <= set(progress)
     assert "kr" not in kpis and str(progress["computed_at"].dt.tz) == "UTC"
 
-    result = krpulse("export", "--format", "csv", "--output", str(tmp_path / "csv"),
-                     "--from", "2026-11-02", "--team", "sales-uk")  # fmt: skip
+    result = krpulse(
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        str(tmp_path / "csv"),
+        "--from",
+        "2026-11-02",
+        "--team",
+        "sales-uk",
+    )
     assert result.exit_code == 0, result.output
     csv = pd.read_csv(tmp_path / "csv" / "kr_progress.csv")
     assert set(csv["kr"]) == {"nps-uk", "win-rate-uk"}

@@ -194,9 +194,13 @@ def test_loading_the_dagster_definitions_and_starting_the_cli_do_not_import_grea
     )
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False,
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=300,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "GE_LOADED []" in result.stdout
 
@@ -210,13 +214,21 @@ def deals(**changes) -> pd.DataFrame:
     frame = canonical(
         "deals",
         [
-            {"deal_id": f"D-{i}", "customer_id": "C-1", "is_closed": "true", "is_won": "true",
-             "amount": "1000", "currency": "EUR", "amount_home": "1000",
-             "created_at": "2026-10-01T10:00:00Z", "close_date": "2026-11-02"}
+            {
+                "deal_id": f"D-{i}",
+                "customer_id": "C-1",
+                "is_closed": "true",
+                "is_won": "true",
+                "amount": "1000",
+                "currency": "EUR",
+                "amount_home": "1000",
+                "created_at": "2026-10-01T10:00:00Z",
+                "close_date": "2026-11-02",
+            }
             for i in range(4)
         ],
         source="crm",
-    )  # fmt: skip
+    )
     for column, value in changes.items():
         frame[column] = frame[column].astype(object)
         frame.loc[0, column] = value
@@ -226,10 +238,17 @@ def deals(**changes) -> pd.DataFrame:
 def responses(**changes) -> pd.DataFrame:
     frame = canonical(
         "nps_responses",
-        [{"response_id": f"R-{i}", "customer_id": "C-1", "score": "9",
-          "submitted_at": "2026-11-20T10:00:00Z"} for i in range(3)],
+        [
+            {
+                "response_id": f"R-{i}",
+                "customer_id": "C-1",
+                "score": "9",
+                "submitted_at": "2026-11-20T10:00:00Z",
+            }
+            for i in range(3)
+        ],
         source="crm",
-    )  # fmt: skip
+    )
     for column, value in changes.items():
         frame[column] = frame[column].astype(object)
         frame.loc[0, column] = value
@@ -254,15 +273,33 @@ def check_deals(frame: pd.DataFrame) -> ValidationReport:
         (deals(currency="CHF"), "currencies known", ERROR),
         (deals(amount_home=None), "currencies convertible", ERROR),
         (deals(close_date=pd.Timestamp("1970-01-01")), "close dates plausible", ERROR),
-        (deals(close_date=pd.Timestamp("2045-01-01"), is_closed=False, is_won=False),
-         "close dates plausible", ERROR),
-        (deals(close_date=pd.Timestamp("2026-12-24")), "closed deals not closed in the future", ERROR),
+        (
+            deals(close_date=pd.Timestamp("2045-01-01"), is_closed=False, is_won=False),
+            "close dates plausible",
+            ERROR,
+        ),
+        (
+            deals(close_date=pd.Timestamp("2026-12-24")),
+            "closed deals not closed in the future",
+            ERROR,
+        ),
         (deals(customer_id="C-404"), "deals point at customers that exist", WARNING),
     ],
-    ids=["no id", "duplicate id", "negative amount", "infinite amount", "infinite home amount",
-         "currency not a code", "currency without FX rate", "not converted", "close date decades ago",
-         "expected close decades ahead", "closed in the future", "missing customer"],
-)  # fmt: skip
+    ids=[
+        "no id",
+        "duplicate id",
+        "negative amount",
+        "infinite amount",
+        "infinite home amount",
+        "currency not a code",
+        "currency without FX rate",
+        "not converted",
+        "close date decades ago",
+        "expected close decades ahead",
+        "closed in the future",
+        "missing customer",
+    ],
+)
 def test_each_bad_deal_fails_its_rule_with_its_severity(frame, rule, severity):
     report = check_deals(frame)
     # A currency that is no code at all is also not among the known ones: two failures, one rule.
@@ -290,12 +327,18 @@ def test_deleted_rows_are_checked_for_their_ids_only():
     [
         (responses(score=11), "NPS scores integers 0–10"),
         (responses(score=None), "NPS scores integers 0–10"),
-        (responses(submitted_at=pd.Timestamp("2026-11-27T10:00", tz="UTC")), "submission times plausible"),
-        (responses(submitted_at=pd.Timestamp("1980-01-01", tz="UTC")), "submission times plausible"),
+        (
+            responses(submitted_at=pd.Timestamp("2026-11-27T10:00", tz="UTC")),
+            "submission times plausible",
+        ),
+        (
+            responses(submitted_at=pd.Timestamp("1980-01-01", tz="UTC")),
+            "submission times plausible",
+        ),
         (responses(response_id=None), "ids present"),
     ],
     ids=["score 11", "no score", "a day ahead", "decades ago", "no id"],
-)  # fmt: skip
+)
 def test_each_bad_nps_response_blocks(frame, rule):
     failure = only_failure(validate_staged_rows("nps_responses", frame, now=NOW))
     assert (failure.rule, failure.severity) == (rule, ERROR)
@@ -347,9 +390,14 @@ def test_a_jump_against_the_published_value_warns_by_default():
     failure = only_failure(report)
     assert failure.severity == WARNING and not report.blocked
     assert failure.examples == [
-        {"key": "kr_win_rate", "metric": "win_rate", "value": 0.95, "previous_value": 0.3,
-         "daily_change": 0.65}
-    ]  # fmt: skip
+        {
+            "key": "kr_win_rate",
+            "metric": "win_rate",
+            "value": 0.95,
+            "previous_value": 0.3,
+            "daily_change": 0.65,
+        }
+    ]
     # The pipeline went from 1.0M to 1.25M: 20 % of the larger value, under the 50 % limit.
 
 
@@ -365,10 +413,15 @@ def test_a_jump_is_an_error_when_its_metric_says_so():
 
 def test_changes_inside_a_backfill_range_are_judged_day_by_day():
     values = pd.DataFrame(
-        {"as_of": pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03"] * 1).date,
-         "kind": "kr", "cycle": "2026-Q4", "key": "nps-uk", "metric": "nps",
-         "value": [40.0, 45.0, -80.0]}
-    )  # fmt: skip
+        {
+            "as_of": pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03"] * 1).date,
+            "kind": "kr",
+            "cycle": "2026-Q4",
+            "key": "nps-uk",
+            "metric": "nps",
+            "value": [40.0, 45.0, -80.0],
+        }
+    )
     report = validate_metric_values(values, RANGES)
     failure = only_failure(report)
     assert failure.severity == WARNING

@@ -82,8 +82,15 @@ def stage(
     if quarantined is None:
         quarantined = pd.DataFrame(columns=["reason"])
     with flow.open_database(settings).begin() as conn:
-        merge_changes(conn, table, changed, source="demo", quarantined=quarantined, cursor=None,
-                      deleted_ids=deleted_ids)  # fmt: skip
+        merge_changes(
+            conn,
+            table,
+            changed,
+            source="demo",
+            quarantined=quarantined,
+            cursor=None,
+            deleted_ids=deleted_ids,
+        )
 
 
 def run_day(settings: Settings) -> flow.DayResult:
@@ -144,17 +151,21 @@ DATA_ERRORS = {
     "unknown currency": (_deal_with(currency="XYZ"), "currencies known"),
     "amount not convertible": (_deal_with(amount_home=math.nan), "currencies convertible"),
     "close date decades off": (
-        _deal_with(close_date=pd.Timestamp("1961-04-12")), "close dates plausible"
+        _deal_with(close_date=pd.Timestamp("1961-04-12")),
+        "close dates plausible",
     ),
     "closed deal closing in the future": (
-        _deal_with(is_closed=True, close_date=(NOW + pd.Timedelta(days=60)).tz_localize(None).normalize()),
+        _deal_with(
+            is_closed=True, close_date=(NOW + pd.Timedelta(days=60)).tz_localize(None).normalize()
+        ),
         "closed deals not closed in the future",
     ),
     "NPS response submitted in the future": (
-        _response_with(submitted_at=NOW + pd.Timedelta(days=10)), "submission times plausible"
+        _response_with(submitted_at=NOW + pd.Timedelta(days=10)),
+        "submission times plausible",
     ),
     "NPS score 11": (_response_with(score=11), "NPS scores integers 0–10"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("mode", list(DATA_ERRORS))
@@ -247,10 +258,11 @@ NUMBER_ERRORS = {
     "NPS outside -100..100": (_set("nps", 140.0), "nps outside -100..100"),
     "infinite value": (_set("win_rate", math.inf), "infinite value"),
     "null where the metric never lacks one": (
-        _set("nps", math.nan, as_metric="won_deals"), "no value where the metric never lacks one"
+        _set("nps", math.nan, as_metric="won_deals"),
+        "no value where the metric never lacks one",
     ),
     "win rate above 1": (_set("win_rate", 1.2), "win_rate outside 0..1"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("mode", list(NUMBER_ERRORS))
@@ -356,9 +368,10 @@ def dagster_run(project: Path, *, with_sync: bool = True) -> dg.ExecuteInProcess
     job = dg.define_asset_job("gate_test_job", selection=selection, partitions_def=partitions)
     job_def = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
     return job_def.execute_in_process(
-        partition_key=DAY.isoformat(), instance=dg.DagsterInstance.ephemeral(),
+        partition_key=DAY.isoformat(),
+        instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
-    )  # fmt: skip
+    )
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:

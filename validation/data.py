@@ -53,12 +53,23 @@ def validate_staged_rows(
 
     id_column = ID_COLUMNS.get(table)
     if id_column:
-        checks.append(Check(frame, expect.ExpectColumnValuesToNotBeNull(column=id_column),
-                             f"expect_column_values_to_not_be_null({id_column}) [ids present]", id_column))  # fmt: skip
+        checks.append(
+            Check(
+                frame,
+                expect.ExpectColumnValuesToNotBeNull(column=id_column),
+                f"expect_column_values_to_not_be_null({id_column}) [ids present]",
+                id_column,
+            )
+        )
         keyed = frame[["source", id_column]].astype("string").fillna("")
-        checks.append(Check(keyed, expect.ExpectCompoundColumnsToBeUnique(column_list=["source", id_column]),
-                             f"expect_compound_columns_to_be_unique(source, {id_column}) [ids unique per source]",
-                             id_column))  # fmt: skip
+        checks.append(
+            Check(
+                keyed,
+                expect.ExpectCompoundColumnsToBeUnique(column_list=["source", id_column]),
+                f"expect_compound_columns_to_be_unique(source, {id_column}) [ids unique per source]",
+                id_column,
+            )
+        )
 
     deleted = _flag(frame["is_deleted"]) if "is_deleted" in frame else False
     live = frame[~deleted] if "is_deleted" in frame else frame
@@ -69,31 +80,55 @@ def validate_staged_rows(
         for column in ("amount", "amount_home"):
             numbers = live.assign(**{column: pd.to_numeric(live[column]).astype("float64")})
             checks += [
-                Check(numbers, expect.ExpectColumnValuesToNotBeInSet(column=column, value_set=[math.inf, -math.inf]),
-                       f"expect_column_values_to_not_be_in_set({column}, {{inf, -inf}}) [amounts finite]", column),
-                Check(numbers, expect.ExpectColumnValuesToBeBetween(column=column, min_value=0),
-                       f"expect_column_values_to_be_between({column}, 0..) [amounts not negative]", column),
-            ]  # fmt: skip
+                Check(
+                    numbers,
+                    expect.ExpectColumnValuesToNotBeInSet(
+                        column=column, value_set=[math.inf, -math.inf]
+                    ),
+                    f"expect_column_values_to_not_be_in_set({column}, {{inf, -inf}}) [amounts finite]",
+                    column,
+                ),
+                Check(
+                    numbers,
+                    expect.ExpectColumnValuesToBeBetween(column=column, min_value=0),
+                    f"expect_column_values_to_be_between({column}, 0..) [amounts not negative]",
+                    column,
+                ),
+            ]
         checks += [
-            Check(live, expect.ExpectColumnValuesToNotBeNull(column="currency"),
-                   "expect_column_values_to_not_be_null(currency) [currencies known]", "currency"),
-            Check(live.assign(currency=live["currency"].astype("string").fillna("")),
-                   expect.ExpectColumnValuesToMatchRegex(column="currency", regex=CURRENCY_CODE),
-                   "expect_column_values_to_match_regex(currency, ISO 4217 code) [currencies known]", "currency"),
-        ]  # fmt: skip
+            Check(
+                live,
+                expect.ExpectColumnValuesToNotBeNull(column="currency"),
+                "expect_column_values_to_not_be_null(currency) [currencies known]",
+                "currency",
+            ),
+            Check(
+                live.assign(currency=live["currency"].astype("string").fillna("")),
+                expect.ExpectColumnValuesToMatchRegex(column="currency", regex=CURRENCY_CODE),
+                "expect_column_values_to_match_regex(currency, ISO 4217 code) [currencies known]",
+                "currency",
+            ),
+        ]
         if known_currencies:
             known = sorted(set(known_currencies))
             checks.append(
-                Check(live[live["currency"].notna()], expect.ExpectColumnValuesToBeInSet(column="currency", value_set=known),
-                       f"expect_column_values_to_be_in_set(currency, {{{', '.join(known)}}}) [currencies known]",
-                       "currency")
-            )  # fmt: skip
+                Check(
+                    live[live["currency"].notna()],
+                    expect.ExpectColumnValuesToBeInSet(column="currency", value_set=known),
+                    f"expect_column_values_to_be_in_set(currency, {{{', '.join(known)}}}) [currencies known]",
+                    "currency",
+                )
+            )
         priced = live[live["amount"].notna()]
         if len(priced):
             checks.append(
-                Check(priced, expect.ExpectColumnValuesToNotBeNull(column="amount_home"),
-                       "expect_column_values_to_not_be_null(amount_home) [currencies convertible]", "amount_home")
-            )  # fmt: skip
+                Check(
+                    priced,
+                    expect.ExpectColumnValuesToNotBeNull(column="amount_home"),
+                    "expect_column_values_to_not_be_null(amount_home) [currencies convertible]",
+                    "amount_home",
+                )
+            )
         # close_date is a plain date in the reporting timezone: compare it as a naive day.
         close = pd.to_datetime(live["close_date"])
         dated = live.assign(close_date=close)[close.notna()]
@@ -101,54 +136,96 @@ def validate_staged_rows(
         today = tolerance.tz_convert(None).normalize()
         ahead = (now + pd.Timedelta(days=365.25 * thresholds.max_years_ahead)).tz_convert(None)
         checks.append(
-            Check(dated, expect.ExpectColumnValuesToBeBetween(column="close_date",
-                   min_value=earliest.tz_convert(None).to_pydatetime(), max_value=ahead.to_pydatetime()),
-                   f"expect_column_values_to_be_between(close_date, {earliest:%Y-%m-%d}..{ahead:%Y-%m-%d}) "
-                   "[close dates plausible]", "close_date")
-        )  # fmt: skip
+            Check(
+                dated,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="close_date",
+                    min_value=earliest.tz_convert(None).to_pydatetime(),
+                    max_value=ahead.to_pydatetime(),
+                ),
+                f"expect_column_values_to_be_between(close_date, {earliest:%Y-%m-%d}..{ahead:%Y-%m-%d}) "
+                "[close dates plausible]",
+                "close_date",
+            )
+        )
         if closed.any():
             checks.append(
-                Check(dated[closed], expect.ExpectColumnValuesToBeBetween(column="close_date",
-                       max_value=today.to_pydatetime()),
-                       f"expect_column_values_to_be_between(close_date, ..{today:%Y-%m-%d}) "
-                       "[closed deals not closed in the future]", "close_date")
-            )  # fmt: skip
+                Check(
+                    dated[closed],
+                    expect.ExpectColumnValuesToBeBetween(
+                        column="close_date", max_value=today.to_pydatetime()
+                    ),
+                    f"expect_column_values_to_be_between(close_date, ..{today:%Y-%m-%d}) "
+                    "[closed deals not closed in the future]",
+                    "close_date",
+                )
+            )
         if customer_ids is not None:
             linked = live[live["customer_id"].notna()]
             exists = linked.assign(customer_exists=linked["customer_id"].isin(set(customer_ids)))
             checks.append(
-                Check(exists, expect.ExpectColumnValuesToBeInSet(column="customer_exists", value_set=[True]),
-                       "expect_column_values_to_be_in_set(customer_id, staged customers) [deals point at "
-                       "customers that exist]", "customer_id", severity=WARNING)
-            )  # fmt: skip
+                Check(
+                    exists,
+                    expect.ExpectColumnValuesToBeInSet(column="customer_exists", value_set=[True]),
+                    "expect_column_values_to_be_in_set(customer_id, staged customers) [deals point at "
+                    "customers that exist]",
+                    "customer_id",
+                    severity=WARNING,
+                )
+            )
 
     if table == "nps_responses" and len(live):
         scores = live.assign(score=pd.to_numeric(live["score"]).astype("float64"))
         submitted = pd.to_datetime(live["submitted_at"], utc=True)
         checks += [
-            Check(scores, expect.ExpectColumnValuesToNotBeNull(column="score"),
-                   "expect_column_values_to_not_be_null(score) [NPS scores integers 0–10]", "score"),
-            Check(scores, expect.ExpectColumnValuesToBeInSet(column="score", value_set=NPS_SCORES),
-                   "expect_column_values_to_be_in_set(score, 0..10) [NPS scores integers 0–10]", "score"),
-            Check(live.assign(submitted_at=submitted),
-                   expect.ExpectColumnValuesToBeBetween(column="submitted_at", min_value=earliest.to_pydatetime(),
-                                                        max_value=tolerance.to_pydatetime()),
-                   f"expect_column_values_to_be_between(submitted_at, {earliest:%Y-%m-%d}..{tolerance:%Y-%m-%d %H:%M}) "
-                   "[submission times plausible]", "submitted_at"),
-        ]  # fmt: skip
+            Check(
+                scores,
+                expect.ExpectColumnValuesToNotBeNull(column="score"),
+                "expect_column_values_to_not_be_null(score) [NPS scores integers 0–10]",
+                "score",
+            ),
+            Check(
+                scores,
+                expect.ExpectColumnValuesToBeInSet(column="score", value_set=NPS_SCORES),
+                "expect_column_values_to_be_in_set(score, 0..10) [NPS scores integers 0–10]",
+                "score",
+            ),
+            Check(
+                live.assign(submitted_at=submitted),
+                expect.ExpectColumnValuesToBeBetween(
+                    column="submitted_at",
+                    min_value=earliest.to_pydatetime(),
+                    max_value=tolerance.to_pydatetime(),
+                ),
+                f"expect_column_values_to_be_between(submitted_at, {earliest:%Y-%m-%d}..{tolerance:%Y-%m-%d %H:%M}) "
+                "[submission times plausible]",
+                "submitted_at",
+            ),
+        ]
 
     if table == "fx_rates":
         rates = frame.assign(rate_to_home=pd.to_numeric(frame["rate_to_home"]).astype("float64"))
         checks += [
-            Check(rates, expect.ExpectColumnValuesToBeBetween(column="rate_to_home", min_value=0, strict_min=True),
-                   "expect_column_values_to_be_between(rate_to_home, >0) [currencies convertible]", "rate_to_home"),
-            Check(rates, expect.ExpectColumnValuesToNotBeInSet(column="rate_to_home", value_set=[math.inf]),
-                   "expect_column_values_to_not_be_in_set(rate_to_home, {inf}) [currencies convertible]",
-                   "rate_to_home"),
-        ]  # fmt: skip
+            Check(
+                rates,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="rate_to_home", min_value=0, strict_min=True
+                ),
+                "expect_column_values_to_be_between(rate_to_home, >0) [currencies convertible]",
+                "rate_to_home",
+            ),
+            Check(
+                rates,
+                expect.ExpectColumnValuesToNotBeInSet(column="rate_to_home", value_set=[math.inf]),
+                "expect_column_values_to_not_be_in_set(rate_to_home, {inf}) [currencies convertible]",
+                "rate_to_home",
+            ),
+        ]
 
     failures = run_checks(gx, suite, original, checks)
-    return ValidationReport(suite=suite, success=not failures, evaluated_rows=len(original), failures=failures)  # fmt: skip
+    return ValidationReport(
+        suite=suite, success=not failures, evaluated_rows=len(original), failures=failures
+    )
 
 
 def validate_sync_volume(
@@ -173,36 +250,62 @@ def validate_sync_volume(
     recent = history.head(thresholds.history_syncs)
     usual = float((recent["changed"] + recent["deleted"]).median()) if len(recent) else 0.0
     row = {
-        **{k: sync.get(k) for k in ("source", "object", "sync_id", "fetched", "changed", "deleted",
-                                    "quarantined", "staged_before")},
+        **{
+            k: sync.get(k)
+            for k in (
+                "source",
+                "object",
+                "sync_id",
+                "fetched",
+                "changed",
+                "deleted",
+                "quarantined",
+                "staged_before",
+            )
+        },
         "deleted_share": (int(sync.get("deleted") or 0) / staged_before) if staged_before else 0.0,
         "quarantined_share": (int(sync.get("quarantined") or 0) / fetched) if fetched else 0.0,
         "changes": changes,
         "usual_changes": usual,
-    }  # fmt: skip
+    }
     frame = pd.DataFrame([row])
     gx = import_gx()
     expect = gx.expectations
     checks = []
     if staged_before >= thresholds.min_rows_for_shares:
         checks.append(
-            Check(frame, expect.ExpectColumnValuesToBeBetween(column="deleted_share", max_value=thresholds.max_deleted_share),
-                   f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
-                   "[no mass deletion]", "deleted_share")
-        )  # fmt: skip
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="deleted_share", max_value=thresholds.max_deleted_share
+                ),
+                f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
+                "[no mass deletion]",
+                "deleted_share",
+            )
+        )
     if fetched >= thresholds.min_rows_for_shares:
         checks.append(
-            Check(frame, expect.ExpectColumnValuesToBeBetween(column="quarantined_share",
-                   max_value=thresholds.max_quarantined_share),
-                   f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
-                   "[quarantined share]", "quarantined_share")
-        )  # fmt: skip
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="quarantined_share", max_value=thresholds.max_quarantined_share
+                ),
+                f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
+                "[quarantined share]",
+                "quarantined_share",
+            )
+        )
     if len(recent) >= thresholds.min_history_syncs and usual >= thresholds.usual_changes:
         checks.append(
-            Check(frame, expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
-                   f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
-                   "changes", severity=WARNING)
-        )  # fmt: skip
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
+                f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
+                "changes",
+                severity=WARNING,
+            )
+        )
     failures = run_checks(gx, suite, frame, checks) if checks else []
     return ValidationReport(suite=suite, success=not failures, evaluated_rows=1, failures=failures)
 
@@ -249,48 +352,78 @@ def validate_staged_state(
         if int(r.fetched) >= thresholds.min_rows_for_shares
     ]
     deleted_share, deleted_by = max(
-        [*per_sync_deleted, *([(deleted / known, None)] if known >= thresholds.min_rows_for_shares else [])],
-        default=(0.0, None), key=lambda pair: pair[0],
-    )  # fmt: skip
+        [
+            *per_sync_deleted,
+            *([(deleted / known, None)] if known >= thresholds.min_rows_for_shares else []),
+        ],
+        default=(0.0, None),
+        key=lambda pair: pair[0],
+    )
     quarantined_share, quarantined_by = max(
-        [*per_sync_quarantined,
-         *([(quarantined / records, None)] if records >= thresholds.min_rows_for_shares else [])],
-        default=(0.0, None), key=lambda pair: pair[0],
-    )  # fmt: skip
+        [
+            *per_sync_quarantined,
+            *([(quarantined / records, None)] if records >= thresholds.min_rows_for_shares else []),
+        ],
+        default=(0.0, None),
+        key=lambda pair: pair[0],
+    )
     newest = syncs.iloc[-1] if len(syncs) else None
     changes = int(newest["changed"] + newest["deleted"]) if newest is not None else 0
     recent = history.head(thresholds.history_syncs)
     usual = float((recent["changed"] + recent["deleted"]).median()) if len(recent) else 0.0
     row = {
-        "source": state.get("source"), "object": state.get("object"),
-        "sync_id": state.get("sync_id"), "judged_against_sync": state.get("baseline_sync_id") or None,
-        "live_rows": live, "deleted_since": deleted, "deleted_share": deleted_share,
-        "worst_deleting_sync": deleted_by, "quarantined_since": quarantined,
-        "quarantined_now": quarantined_now, "quarantined_share": quarantined_share,
-        "worst_quarantining_sync": quarantined_by, "changes": changes, "usual_changes": usual,
-    }  # fmt: skip
+        "source": state.get("source"),
+        "object": state.get("object"),
+        "sync_id": state.get("sync_id"),
+        "judged_against_sync": state.get("baseline_sync_id") or None,
+        "live_rows": live,
+        "deleted_since": deleted,
+        "deleted_share": deleted_share,
+        "worst_deleting_sync": deleted_by,
+        "quarantined_since": quarantined,
+        "quarantined_now": quarantined_now,
+        "quarantined_share": quarantined_share,
+        "worst_quarantining_sync": quarantined_by,
+        "changes": changes,
+        "usual_changes": usual,
+    }
     frame = pd.DataFrame([row])
     gx = import_gx()
     expect = gx.expectations
     checks = []
     if per_sync_deleted or known >= thresholds.min_rows_for_shares:
         checks.append(
-            Check(frame, expect.ExpectColumnValuesToBeBetween(column="deleted_share", max_value=thresholds.max_deleted_share),
-                   f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
-                   "[no mass deletion]", "deleted_share")
-        )  # fmt: skip
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="deleted_share", max_value=thresholds.max_deleted_share
+                ),
+                f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
+                "[no mass deletion]",
+                "deleted_share",
+            )
+        )
     if per_sync_quarantined or records >= thresholds.min_rows_for_shares:
         checks.append(
-            Check(frame, expect.ExpectColumnValuesToBeBetween(column="quarantined_share",
-                   max_value=thresholds.max_quarantined_share),
-                   f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
-                   "[quarantined share]", "quarantined_share")
-        )  # fmt: skip
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="quarantined_share", max_value=thresholds.max_quarantined_share
+                ),
+                f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
+                "[quarantined share]",
+                "quarantined_share",
+            )
+        )
     if len(recent) >= thresholds.min_history_syncs and usual >= thresholds.usual_changes:
         checks.append(
-            Check(frame, expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
-                   f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
-                   "changes", severity=WARNING)
-        )  # fmt: skip
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
+                f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
+                "changes",
+                severity=WARNING,
+            )
+        )
     failures = run_checks(gx, suite, frame, checks) if checks else []
     return ValidationReport(suite=suite, success=not failures, evaluated_rows=1, failures=failures)

@@ -64,7 +64,9 @@ class Check:
     rule: str = ""
 
 
-def run_checks(gx: ModuleType, suite_name: str, original: pd.DataFrame, checks: list[Check]) -> list[ExpectationFailure]:  # fmt: skip
+def run_checks(
+    gx: ModuleType, suite_name: str, original: pd.DataFrame, checks: list[Check]
+) -> list[ExpectationFailure]:
     """Run the checks batch by batch (one batch per distinct row subset); failures in order."""
     batches: dict[int, tuple[pd.DataFrame, list[Check]]] = {}
     for check in checks:

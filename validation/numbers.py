@@ -56,24 +56,38 @@ def validate_metric_values(
     expect = gx.expectations
     key_columns = [c for c in ("as_of", "kind", "cycle") if c in frame.columns]
     checks = [
-        Check(frame, expect.ExpectColumnValuesToNotBeNull(column="key"),
-               "expect_column_values_to_not_be_null(key)", "key", rule="key missing"),
+        Check(
+            frame,
+            expect.ExpectColumnValuesToNotBeNull(column="key"),
+            "expect_column_values_to_not_be_null(key)",
+            "key",
+            rule="key missing",
+        ),
         _unique(expect, frame, [*key_columns, "key"]),
         # GE has no "finite" expectation; NaN counts as missing and is ignored by this one,
         # so it catches exactly +/-inf.
-        Check(frame, expect.ExpectColumnValuesToNotBeInSet(column="value", value_set=[math.inf, -math.inf]),
-               "expect_column_values_to_not_be_in_set(value, {inf, -inf})", "value", rule="infinite value"),
-    ]  # fmt: skip
+        Check(
+            frame,
+            expect.ExpectColumnValuesToNotBeInSet(column="value", value_set=[math.inf, -math.inf]),
+            "expect_column_values_to_not_be_in_set(value, {inf, -inf})",
+            "value",
+            rule="infinite value",
+        ),
+    ]
 
     # Nullable metrics mean "no data -> null" (e.g. NPS with no responses), so only the
     # other rows must carry a value.
     required = frame[~frame["metric"].isin(set(nullable_metrics))]
     if len(required):
         checks.append(
-            Check(required, expect.ExpectColumnValuesToNotBeNull(column="value"),
-                   "expect_column_values_to_not_be_null(value) [non-nullable metrics]", "value",
-                   rule="no value where the metric never lacks one")
-        )  # fmt: skip
+            Check(
+                required,
+                expect.ExpectColumnValuesToNotBeNull(column="value"),
+                "expect_column_values_to_not_be_null(value) [non-nullable metrics]",
+                "value",
+                rule="no value where the metric never lacks one",
+            )
+        )
 
     for metric, (lower, upper) in ranges.items():
         if lower is None and upper is None:
@@ -82,10 +96,16 @@ def validate_metric_values(
         if subset.empty:
             continue
         checks.append(
-            Check(subset, expect.ExpectColumnValuesToBeBetween(column="value", min_value=lower, max_value=upper),
-                   f"expect_column_values_to_be_between(value, {_bounds(lower, upper)}) [{metric}]", "value",
-                   rule=f"{metric} outside {_bounds(lower, upper)}")
-        )  # fmt: skip
+            Check(
+                subset,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="value", min_value=lower, max_value=upper
+                ),
+                f"expect_column_values_to_be_between(value, {_bounds(lower, upper)}) [{metric}]",
+                "value",
+                rule=f"{metric} outside {_bounds(lower, upper)}",
+            )
+        )
 
     several_days = "as_of" in frame.columns and frame["as_of"].nunique() > 1
     if (previous is not None and len(previous)) or several_days:
@@ -99,12 +119,22 @@ def validate_metric_values(
 
 def _unique(expect: Any, frame: pd.DataFrame, columns: list[str]) -> Check:
     if len(columns) == 1:
-        return Check(frame, expect.ExpectColumnValuesToBeUnique(column=columns[0]),
-                      f"expect_column_values_to_be_unique({columns[0]})", columns[0], rule="duplicate keys")  # fmt: skip
+        return Check(
+            frame,
+            expect.ExpectColumnValuesToBeUnique(column=columns[0]),
+            f"expect_column_values_to_be_unique({columns[0]})",
+            columns[0],
+            rule="duplicate keys",
+        )
     # Cycle is null for KPIs; compound uniqueness must still compare those rows.
     keyed = frame[columns].astype("string").fillna("")
-    return Check(keyed, expect.ExpectCompoundColumnsToBeUnique(column_list=columns),
-                  f"expect_compound_columns_to_be_unique({', '.join(columns)})", columns[-1], rule="duplicate keys")  # fmt: skip
+    return Check(
+        keyed,
+        expect.ExpectCompoundColumnsToBeUnique(column_list=columns),
+        f"expect_compound_columns_to_be_unique({', '.join(columns)})",
+        columns[-1],
+        rule="duplicate keys",
+    )
 
 
 def _daily_change_checks(
@@ -162,10 +192,18 @@ def _daily_change_checks(
         rows = excess[judged & (severity == level).to_numpy()]
         if len(rows):
             checks.append(
-                Check(rows, expect.ExpectColumnValuesToBeBetween(column="daily_change_over_limit", max_value=0),
-                       "expect_daily_change_within_limit(value) [max_daily_change]", "value",
-                       severity=level, examples=shown, rule="day-over-day change above max_daily_change")
-            )  # fmt: skip
+                Check(
+                    rows,
+                    expect.ExpectColumnValuesToBeBetween(
+                        column="daily_change_over_limit", max_value=0
+                    ),
+                    "expect_daily_change_within_limit(value) [max_daily_change]",
+                    "value",
+                    severity=level,
+                    examples=shown,
+                    rule="day-over-day change above max_daily_change",
+                )
+            )
     return checks
 
 

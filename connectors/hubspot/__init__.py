@@ -177,10 +177,16 @@ class HubSpotSource:
         merged_companies: set[str] = set()  # ids merged away, their deals and NPS re-read below
         reports.append(
             self._sync_object(
-                writer, api, CUSTOMERS, COMPANIES_TYPE, self.company_properties, cursors[CUSTOMERS],
-                lambda raw: self._customers(raw, team_of_owner), merged_into=merged_companies,
+                writer,
+                api,
+                CUSTOMERS,
+                COMPANIES_TYPE,
+                self.company_properties,
+                cursors[CUSTOMERS],
+                lambda raw: self._customers(raw, team_of_owner),
+                merged_into=merged_companies,
             )
-        )  # fmt: skip
+        )
         # Closed/won and labels are derived from the stage metadata: when it changed, every
         # deal is listed again (a stage edit touches no deal).
         fingerprint = _stages_fingerprint(stages)
@@ -192,23 +198,35 @@ class HubSpotSource:
 
         reports.append(
             self._sync_object(
-                writer, api, DEALS, DEALS_TYPE, DEAL_PROPERTIES, cursors[DEALS],
+                writer,
+                api,
+                DEALS,
+                DEALS_TYPE,
+                DEAL_PROPERTIES,
+                cursors[DEALS],
                 lambda raw: self._deals(
                     raw, api, stages, team_of_owner, fx_rates, home_currency, portal_currency
                 ),
-                relist=relist, state_update={"stages": fingerprint}, restage=restage,
+                relist=relist,
+                state_update={"stages": fingerprint},
+                restage=restage,
             )
-        )  # fmt: skip
+        )
         if nps_warning is not None:
             reports.append(self._skip_nps(writer, nps_warning))
             return reports
         reports.append(
             self._sync_object(
-                writer, api, NPS_RESPONSES, FEEDBACK_TYPE, FEEDBACK_PROPERTIES,
-                cursors[NPS_RESPONSES], lambda raw: self._nps_responses(raw, api),
+                writer,
+                api,
+                NPS_RESPONSES,
+                FEEDBACK_TYPE,
+                FEEDBACK_PROPERTIES,
+                cursors[NPS_RESPONSES],
+                lambda raw: self._nps_responses(raw, api),
                 restage=restage,
             )
-        )  # fmt: skip
+        )
         return reports
 
     def check(self, *, home_currency: str) -> SourceCheck:
@@ -241,10 +259,13 @@ class HubSpotSource:
         )
         report.facts["currency mode"] = (
             f"company currency {currency or 'unknown'} (from {origin}), reporting {home_currency}; "
-            + ("amount_in_home_currency used as is" if currency == home_currency.upper()
-               else "other currencies converted with fx_rates staged by "
-               + (", ".join(settings.fx_rates_from) if settings.fx_rates_from else "any source"))
-        )  # fmt: skip
+            + (
+                "amount_in_home_currency used as is"
+                if currency == home_currency.upper()
+                else "other currencies converted with fx_rates staged by "
+                + (", ".join(settings.fx_rates_from) if settings.fx_rates_from else "any source")
+            )
+        )
         wanted = [
             (CUSTOMERS, COMPANIES_TYPE, [*self.company_properties, MERGED_IDS]),
             (DEALS, DEALS_TYPE, [*DEAL_PROPERTIES, MERGED_IDS]),
@@ -377,9 +398,12 @@ class HubSpotSource:
         empty = conform(pd.DataFrame({"response_id": []}), NPS_RESPONSES, source=self.name)
         with writer.batch() as batch:
             return batch.merge_changes(
-                NPS_RESPONSES, empty.valid, quarantined=pd.DataFrame(), cursor=None,
+                NPS_RESPONSES,
+                empty.valid,
+                quarantined=pd.DataFrame(),
+                cursor=None,
                 details={"nps_mode": "none", "warning": warning},
-            )  # fmt: skip
+            )
 
     def _fx_rates(self, writer: StagingWriter) -> pd.DataFrame:
         """Other sources' staged rates; where two give a rate for the same currency and day,
@@ -477,9 +501,11 @@ class HubSpotSource:
             records, windows = api.search_changed(object_type, search_api, properties, since=since)
             # An archived survivor of a merge still names what was merged into it.
             archived = api.list_all(
-                object_type, basic_api, [OBJECT_ID, *([MERGED_IDS] if mergeable else [])],
+                object_type,
+                basic_api,
+                [OBJECT_ID, *([MERGED_IDS] if mergeable else [])],
                 archived=True,
-            )  # fmt: skip
+            )
             if reason is not None:
                 present = {str(r.id) for r in api.list_all(object_type, basic_api, [OBJECT_ID])}
         raw = _properties_frame(records, properties)
@@ -526,10 +552,16 @@ class HubSpotSource:
             remembered = {**state, **(state_update or {})}
             batch.set_state(table, next_state(remembered, now, reconciled=present is not None))
             return self._merge(
-                batch, api, table, valid, quarantined,
-                cursor=new_cursor, fetched=len(records),
-                deleted_ids=sorted(gone), details=details,
-            )  # fmt: skip
+                batch,
+                api,
+                table,
+                valid,
+                quarantined,
+                cursor=new_cursor,
+                fetched=len(records),
+                deleted_ids=sorted(gone),
+                details=details,
+            )
 
     def _merge(
         self,
@@ -558,10 +590,15 @@ class HubSpotSource:
             live = staged[~staged["is_deleted"].fillna(False).to_numpy(dtype=bool)]
         gone = set(deleted_ids) & set(live[id_col].astype(str)) - set(valid[id_col].astype(str))
         return batch.merge_changes(
-            table, changed.reset_index(drop=True), quarantined=quarantined, cursor=cursor,
-            deleted_ids=sorted(gone), fetched=fetched, api_calls=api.calls[table],
+            table,
+            changed.reset_index(drop=True),
+            quarantined=quarantined,
+            cursor=cursor,
+            deleted_ids=sorted(gone),
+            fetched=fetched,
+            api_calls=api.calls[table],
             details=details or {},
-        )  # fmt: skip
+        )
 
     # ------------------------------------------------------------------------------------------
     # HubSpot records -> canonical frames
@@ -678,8 +715,11 @@ class HubSpotSource:
             _reject(
                 deals,
                 unknown_stage,
-                "dealstage '" + raw["dealstage"].fillna("") + "' is not a stage of pipeline '"
-                + raw["pipeline"].fillna("") + "' (per the pipelines API)",
+                "dealstage '"
+                + raw["dealstage"].fillna("")
+                + "' is not a stage of pipeline '"
+                + raw["pipeline"].fillna("")
+                + "' (per the pipelines API)",
             ),
             _reject(
                 deals,
@@ -687,7 +727,7 @@ class HubSpotSource:
                 "no deal_currency_code, and the portal's account details name no company "
                 "currency (set portal_currency for this source)",
             ),
-        ]  # fmt: skip
+        ]
         conformed = conform(deals[~(unknown_stage | no_currency)], DEALS, source=self.name)
         valid = conformed.valid
         valid, unconvertible = convert_deals(valid, fx_rates, home_currency=home_currency)

@@ -156,9 +156,12 @@ class SalesforceSource:
             and "DatedConversionRate" in org.objects
         )
         rates_from = (
-            "DatedConversionRate (advanced currency management)" if dated
-            else "CurrencyType" if org.multi_currency else "none (single currency)"
-        )  # fmt: skip
+            "DatedConversionRate (advanced currency management)"
+            if dated
+            else "CurrencyType"
+            if org.multi_currency
+            else "none (single currency)"
+        )
         report.facts["currency mode"] = (
             f"{'multi' if org.multi_currency else 'single'} currency, corporate "
             f"{org.corporate_currency}, reporting {home_currency}; rates from {rates_from}; "
@@ -188,10 +191,12 @@ class SalesforceSource:
             how = "read whole every sync" if table == OWNERS else "incremental (SystemModstamp)"
             report.plans.append(
                 ObjectPlan(
-                    table, f"{object_name}, {how}", field_names,
+                    table,
+                    f"{object_name}, {how}",
+                    field_names,
                     " AND ".join(filter_conditions(where)) if where else "",
                 )
-            )  # fmt: skip
+            )
         mode, warning = self._nps_mode(org)
         report.facts["NPS mode"] = mode + (
             f" (nps.mode: {settings.nps.mode})" if mode != settings.nps.mode else ""
@@ -201,13 +206,19 @@ class SalesforceSource:
         if mode == "feedback_management":
             report.plans.append(
                 ObjectPlan(
-                    NPS_RESPONSES, "SurveyQuestionResponse (Feedback Management), incremental",
-                    ["Id", "NumberValue", "Response.CompletionDateTime", "Response.SurveyId",
-                     "SurveySubject.SubjectId"],
+                    NPS_RESPONSES,
+                    "SurveyQuestionResponse (Feedback Management), incremental",
+                    [
+                        "Id",
+                        "NumberValue",
+                        "Response.CompletionDateTime",
+                        "Response.SurveyId",
+                        "SurveySubject.SubjectId",
+                    ],
                     f"Question.QuestionType IN {list(settings.nps.question_types)}, "
                     "Response.Status = 'Completed'",
                 )
-            )  # fmt: skip
+            )
         elif mode == "custom_object":
             object_name = str(settings.nps.object)
             if object_name not in org.objects:
@@ -316,24 +327,44 @@ class SalesforceSource:
         if table == CUSTOMERS:
             config = self.settings.customers
             mapped = {
-                "segment": config.segment_field, "region": config.region_field,
-                "industry": config.industry_field, "team": config.team_field,
-            }  # fmt: skip
+                "segment": config.segment_field,
+                "region": config.region_field,
+                "industry": config.industry_field,
+                "team": config.team_field,
+            }
             field_names = _unique(
-                ["Id", "Name", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted",
-                 *(name for name in mapped.values() if name)]
-            )  # fmt: skip
+                [
+                    "Id",
+                    "Name",
+                    "OwnerId",
+                    "CreatedDate",
+                    "SystemModstamp",
+                    "IsDeleted",
+                    *(name for name in mapped.values() if name),
+                ]
+            )
             return "Account", field_names, {f"customers.{k}_field": v for k, v in mapped.items()}
         config = self.settings.deals
         field_names = _unique(
             [
-                "Id", "AccountId", "Name", "OwnerId", "StageName", "IsClosed", "IsWon", "Amount",
-                "CloseDate", "CreatedDate", "SystemModstamp", "IsDeleted", config.deal_type_field,
+                "Id",
+                "AccountId",
+                "Name",
+                "OwnerId",
+                "StageName",
+                "IsClosed",
+                "IsWon",
+                "Amount",
+                "CloseDate",
+                "CreatedDate",
+                "SystemModstamp",
+                "IsDeleted",
+                config.deal_type_field,
                 *(["CurrencyIsoCode"] if org.multi_currency else []),
                 *([config.pipeline_field] if config.pipeline_field else []),
                 *([config.team_field] if config.team_field else []),
             ]
-        )  # fmt: skip
+        )
         configured = {
             "deals.deal_type_field": config.deal_type_field,
             "deals.pipeline_field": config.pipeline_field,
@@ -376,9 +407,12 @@ class SalesforceSource:
         # records deleted since the cursor come back with IsDeleted = true.
         include_deleted = not full and "IsDeleted" in types
         frame, path = client.extract(
-            object_name, field_names, changed_since, include_deleted=include_deleted,
+            object_name,
+            field_names,
+            changed_since,
+            include_deleted=include_deleted,
             field_types=types,
-        )  # fmt: skip
+        )
         fetched = len(frame)
         stamps = pd.to_datetime(
             frame["SystemModstamp"], utc=True, format="ISO8601", errors="coerce"
@@ -400,9 +434,12 @@ class SalesforceSource:
         if filters and since is not None:
             # queryAll: a record that left the filters and was then deleted has left them too.
             moved = self._ids(
-                client, object_name, [*conditions, modified_since(since)], types,
+                client,
+                object_name,
+                [*conditions, modified_since(since)],
+                types,
                 include_deleted="IsDeleted" in types,
-            )  # fmt: skip
+            )
             extraction.left_filter = moved - set(frame["Id"].astype(str))
         reason = reconciliation_due(state, now, self.settings.reconcile, first_sync=full)
         if reason is not None:
@@ -606,9 +643,15 @@ class SalesforceSource:
         _, field_names, configured = self._plan(OWNERS, org)
         self._require_fields(types, "User", configured)
         extraction = self._extract(
-            writer, client, OWNERS, "User", field_names, filter_conditions(config.where), types,
+            writer,
+            client,
+            OWNERS,
+            "User",
+            field_names,
+            filter_conditions(config.where),
+            types,
             full=True,  # a few users; read whole, a renamed role moves a team without a User edit
-        )  # fmt: skip
+        )
         frame = extraction.frame
         if config.team_from == "field":
             team = frame[config.team_field]
@@ -901,10 +944,15 @@ class SalesforceSource:
         config = self.settings.nps
         types = self._fields_of(client, org, "SurveyQuestionResponse")
         field_names = [
-            "Id", "NumberValue", "ResponseId", "InvitationId", "SystemModstamp",
+            "Id",
+            "NumberValue",
+            "ResponseId",
+            "InvitationId",
+            "SystemModstamp",
             *(["IsDeleted"] if "IsDeleted" in types else []),
-            "Response.CompletionDateTime", "Response.SurveyId",
-        ]  # fmt: skip
+            "Response.CompletionDateTime",
+            "Response.SurveyId",
+        ]
         conditions = [
             *filter_conditions({"Question.QuestionType": list(config.question_types)}),
             "Response.Status = 'Completed'",  # answers of unfinished surveys are not responses
@@ -964,10 +1012,12 @@ class SalesforceSource:
         )
         field_names = _unique(
             [
-                "Id", "SystemModstamp", *(["IsDeleted"] if "IsDeleted" in types else []),
+                "Id",
+                "SystemModstamp",
+                *(["IsDeleted"] if "IsDeleted" in types else []),
                 *config.fields.values(),
             ]
-        )  # fmt: skip
+        )
         extraction = self._extract(
             writer,
             client,

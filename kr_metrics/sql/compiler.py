@@ -151,12 +151,18 @@ class Family:
             )
         else:
             in_range = events.c.day.between(day_value(lo), day_value(hi))
-        dated = sa.select(
-            day.label("day"),
-            *(build(events.c).label(value_labels[key]) for key, build in values.items()),
-            *(sa.func.coalesce(build(events.c), sa.false()).label(condition_labels[key])
-              for key, build in conditions.items()),
-        ).where(in_range).subquery(f"{name}_dated")  # fmt: skip
+        dated = (
+            sa.select(
+                day.label("day"),
+                *(build(events.c).label(value_labels[key]) for key, build in values.items()),
+                *(
+                    sa.func.coalesce(build(events.c), sa.false()).label(condition_labels[key])
+                    for key, build in conditions.items()
+                ),
+            )
+            .where(in_range)
+            .subquery(f"{name}_dated")
+        )
         return dated, value_labels, condition_labels
 
     def aggregate_expression(self, aggregate: Aggregate, dated, values, conditions, inside=None):
@@ -182,15 +188,29 @@ class Family:
         }
         words = range(len(conditions) // SIGNATURE_BITS + 1)
         signature = [
-            sum((sa.case((dated.c[label], constant(1 << bit, sa.BigInteger)), else_=constant(0, sa.BigInteger))
-                 for label, (word, bit) in bits.items() if word == w), constant(0, sa.BigInteger)).label(f"s{w}")
+            sum(
+                (
+                    sa.case(
+                        (dated.c[label], constant(1 << bit, sa.BigInteger)),
+                        else_=constant(0, sa.BigInteger),
+                    )
+                    for label, (word, bit) in bits.items()
+                    if word == w
+                ),
+                constant(0, sa.BigInteger),
+            ).label(f"s{w}")
             for w in words
-        ]  # fmt: skip
+        ]
         grouped = (
-            sa.select(dated.c.day, *signature, sa.func.count().label("rows"),
-                      *(sa.func.sum(dated.c[label]).label(label) for label in values.values()))
-            .group_by(dated.c.day, *(sa.literal_column(f"s{w}") for w in words)).subquery(f"{name}_grouped")
-        )  # fmt: skip
+            sa.select(
+                dated.c.day,
+                *signature,
+                sa.func.count().label("rows"),
+                *(sa.func.sum(dated.c[label]).label(label) for label in values.values()),
+            )
+            .group_by(dated.c.day, *(sa.literal_column(f"s{w}") for w in words))
+            .subquery(f"{name}_grouped")
+        )
 
         def aggregate_expression(aggregate: Aggregate) -> sa.ColumnElement:
             word, bit = bits[conditions[aggregate.rows_key]]
@@ -204,10 +224,17 @@ class Family:
 
         labels = {key: f"a{i}" for i, key in enumerate(self.aggregates)}
         return (
-            sa.select(grouped.c.day, *(aggregate_expression(aggregate).label(labels[key])
-                                       for key, aggregate in self.aggregates.items()))
-            .group_by(grouped.c.day).cte(f"{name}_daily").prefix_with("MATERIALIZED")
-        )  # fmt: skip
+            sa.select(
+                grouped.c.day,
+                *(
+                    aggregate_expression(aggregate).label(labels[key])
+                    for key, aggregate in self.aggregates.items()
+                ),
+            )
+            .group_by(grouped.c.day)
+            .cte(f"{name}_daily")
+            .prefix_with("MATERIALIZED")
+        )
 
     def cumulative(self, lo: dt.date, hi: dt.date, index: int) -> sa.Select:
         """(family, aggregate, day, value): the daily aggregates unpivoted (two zipped unnests,
@@ -218,8 +245,12 @@ class Family:
         ids = sa.func.unnest(
             postgresql.array([constant(i, sa.Integer) for i in range(len(labels))])
         )
-        return sa.select(constant(index, sa.Integer).label("family"), ids.label("aggregate"), daily.c.day,
-                         values.label("value"))  # fmt: skip
+        return sa.select(
+            constant(index, sa.Integer).label("family"),
+            ids.label("aggregate"),
+            daily.c.day,
+            values.label("value"),
+        )
 
     def reduced_statement(self) -> sa.Select:
         """min / max / count_distinct cannot be summed across days: each spine day joins the rows
@@ -229,8 +260,11 @@ class Family:
         joined = spine.outerjoin(dated, dated.c.day <= spine.c.day)
         outputs = []
         for i, (key, window) in enumerate(self.outputs.values()):
-            start = (day_value(window.start) if window.kind == "fixed"
-                     else plus_days(spine.c.day, -(window.days - 1)))  # fmt: skip
+            start = (
+                day_value(window.start)
+                if window.kind == "fixed"
+                else plus_days(spine.c.day, -(window.days - 1))
+            )
             expression = self.aggregate_expression(
                 self.aggregates[key], dated, values, conditions, dated.c.day >= start
             )
@@ -262,8 +296,9 @@ def combined_statement(families: Sequence[Family]) -> sa.Select:
     long = sa.union_all(
         *(family.cumulative(lo, hi, i) for i, family in enumerate(families))
     ).subquery("long")
-    running = sa.func.sum(long.c.value).over(partition_by=(long.c.family, long.c.aggregate), order_by=long.c.day,
-                                             rows=(None, 0))  # fmt: skip
+    running = sa.func.sum(long.c.value).over(
+        partition_by=(long.c.family, long.c.aggregate), order_by=long.c.day, rows=(None, 0)
+    )
     return sa.select(long.c.family, long.c.aggregate, long.c.day, running.label("running_sum"))
 
 
@@ -333,12 +368,19 @@ def measures(spec: MetricSpec, basis: str) -> Measures:
     if name in NPS_METRICS:
         with_score = lambda c: c.score.is_not(None)  # noqa: E731
         shape = {
-            "nps": (with_score, lambda c: sa.case((c.score >= 9, _ONE), (c.score <= 6, -_ONE), else_=_ZERO), COUNT),
-            "_nps_shares": (with_score, lambda c: sa.case((c.score >= 9, _ONE), else_=_ZERO),
-                            lambda c: sa.case((c.score <= 6, _ONE), else_=_ZERO)),
+            "nps": (
+                with_score,
+                lambda c: sa.case((c.score >= 9, _ONE), (c.score <= 6, -_ONE), else_=_ZERO),
+                COUNT,
+            ),
+            "_nps_shares": (
+                with_score,
+                lambda c: sa.case((c.score >= 9, _ONE), else_=_ZERO),
+                lambda c: sa.case((c.score <= 6, _ONE), else_=_ZERO),
+            ),
             "average_nps_score": (with_score, lambda c: sa.cast(c.score, sa.Double), COUNT),
             "nps_responses": (lambda c: sa.true(), COUNT, None),
-        }[name]  # fmt: skip
+        }[name]
         return Measures(NPS_RESPONSES, "submitted_day", ("score",), *shape)
     deal = ("close_date", "is_won", "is_closed", "amount_home")
     if name == "pipeline_created":
@@ -347,19 +389,38 @@ def measures(spec: MetricSpec, basis: str) -> Measures:
         )
     if name == "win_rate":
         weight = _amount if basis == "amount" else (lambda c: _ONE)
-        return Measures(DEALS, "close_date", deal, lambda c: sa.and_(flag(c.is_closed), c.close_date.is_not(None)),
-                        lambda c: sa.case((flag(c.is_won), weight(c)), else_=_ZERO), weight)  # fmt: skip
+        return Measures(
+            DEALS,
+            "close_date",
+            deal,
+            lambda c: sa.and_(flag(c.is_closed), c.close_date.is_not(None)),
+            lambda c: sa.case((flag(c.is_won), weight(c)), else_=_ZERO),
+            weight,
+        )
     shape = {
         "won_revenue": (deal, _won, _amount, None),
-        "new_business_revenue": (deal + ("deal_type",), lambda c: sa.and_(_won(c), flag(c.deal_type == "new_business")),
-                                 _amount, None),
+        "new_business_revenue": (
+            deal + ("deal_type",),
+            lambda c: sa.and_(_won(c), flag(c.deal_type == "new_business")),
+            _amount,
+            None,
+        ),
         "existing_customer_revenue": (deal + ("first_won",), _won, _amount, None),
         "won_deals": (deal, _won, COUNT, None),
-        "new_customers": (deal + ("is_first_won_deal",), lambda c: flag(c.is_first_won_deal), COUNT, None),
+        "new_customers": (
+            deal + ("is_first_won_deal",),
+            lambda c: flag(c.is_first_won_deal),
+            COUNT,
+            None,
+        ),
         "average_deal_size": (deal, _won, _amount, COUNT),
-        "sales_cycle_days": (deal + ("created_day",), lambda c: sa.and_(_won(c), c.created_day.is_not(None)),
-                             lambda c: sa.cast(c.close_date - c.created_day, sa.Double), COUNT),
-    }[name]  # fmt: skip
+        "sales_cycle_days": (
+            deal + ("created_day",),
+            lambda c: sa.and_(_won(c), c.created_day.is_not(None)),
+            lambda c: sa.cast(c.close_date - c.created_day, sa.Double),
+            COUNT,
+        ),
+    }[name]
     return Measures(DEALS, "close_date", *shape)
 
 
@@ -440,8 +501,13 @@ class Compiler:
                 return Aggregate("sum", rows_key, rows)
             return Aggregate("sum", rows_key, rows, (spec.name, leaf.basis, part), measure)
 
-        out = {"num": (family.key, family.output(rows_key + ("num",), aggregate("num", shape.num), window)),
-               "n": (family.key, family.output(rows_key + ("n",), aggregate("n", COUNT), window))}  # fmt: skip
+        out = {
+            "num": (
+                family.key,
+                family.output(rows_key + ("num",), aggregate("num", shape.num), window),
+            ),
+            "n": (family.key, family.output(rows_key + ("n",), aggregate("n", COUNT), window)),
+        }
         if shape.den is not None:
             out["den"] = (
                 family.key,
@@ -472,8 +538,13 @@ class Compiler:
                 ).where(closed),
             )
 
-        return self._signed(leaf, self.family(("balance", "open_pipeline"), events, {DEALS: 2}, balance=True),
-                            lo, hi, lambda c: condition(c, DEALS, wheres))  # fmt: skip
+        return self._signed(
+            leaf,
+            self.family(("balance", "open_pipeline"), events, {DEALS: 2}, balance=True),
+            lo,
+            hi,
+            lambda c: condition(c, DEALS, wheres),
+        )
 
     def _signed(self, leaf, family, lo, hi, rows, with_count=True):
         family.need(lo, hi)
@@ -500,9 +571,13 @@ class Compiler:
                 _won(view.c), view.c.first_won < view.c.close_date, end > day_value(lo)
             )
             return sa.union_all(
-                sa.select(*view.c, start.label("day"), _ONE.label("sign")).where(counts, start <= day_value(hi)),
-                sa.select(*view.c, end.label("day"), (-_ONE).label("sign")).where(counts, end <= day_value(hi)),
-            )  # fmt: skip
+                sa.select(*view.c, start.label("day"), _ONE.label("sign")).where(
+                    counts, start <= day_value(hi)
+                ),
+                sa.select(*view.c, end.label("day"), (-_ONE).label("sign")).where(
+                    counts, end <= day_value(hi)
+                ),
+            )
 
         return self.family(("interval", days), events, {DEALS: 2}, balance=True)
 
@@ -556,8 +631,13 @@ class Compiler:
         customers = self._existing_customers_family(None)
         deals.need(lo, hi)
         customers.need(lo, hi)
-        revenue = Aggregate("sum", rows_key, lambda c: sa.and_(_won(c), c.first_won < anchor, chosen_deals(c)),
-                            ("amount",), _amount)  # fmt: skip
+        revenue = Aggregate(
+            "sum",
+            rows_key,
+            lambda c: sa.and_(_won(c), c.first_won < anchor, chosen_deals(c)),
+            ("amount",),
+            _amount,
+        )
         chosen = Aggregate(
             "sum",
             rows_key,
@@ -609,8 +689,9 @@ class Compiler:
             days = pd.Index([lo + dt.timedelta(days=i) for i in range(-1, (hi - lo).days + 1)])
             long = results[("combined",)].reset_index()
             long[["family", "aggregate"]] = long[["family", "aggregate"]].astype("int64")
-            wide = long.pivot_table(index="day", columns=["family", "aggregate"], values="running_sum",
-                                                  aggfunc="first")  # fmt: skip
+            wide = long.pivot_table(
+                index="day", columns=["family", "aggregate"], values="running_sum", aggfunc="first"
+            )
             wide = wide.reindex(days).ffill().fillna(0.0)
             running = {f.key: (i, wide) for i, f in enumerate(additive)}
         sums = {}

@@ -183,16 +183,25 @@ def _arrow_column(frame: pd.DataFrame, name: str):
 class DatabaseStaged:
     """The staging tables of the store's database (PostgreSQL): compute next to the data."""
 
-    def __init__(self, connectable: sa.Engine | sa.Connection, *, timezone: str, prefix: str = "staging_",
-                 schema: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        connectable: sa.Engine | sa.Connection,
+        *,
+        timezone: str,
+        prefix: str = "staging_",
+        schema: str | None = None,
+    ):
         self.connectable = connectable
         self.timezone = timezone
         self.tables = staged_tables(prefix, schema)
 
     def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]:
         results = {}
-        with (self.connectable.connect() if isinstance(self.connectable, sa.Engine)
-              else _borrowed(self.connectable)) as connection:  # fmt: skip
+        with (
+            self.connectable.connect()
+            if isinstance(self.connectable, sa.Engine)
+            else _borrowed(self.connectable)
+        ) as connection:
             for key, statement in statements.items():
                 rows = connection.execute(statement)
                 frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
@@ -274,8 +283,14 @@ def compute_leaves(leaves: Sequence[Leaf], staged: Staged) -> dict[Leaf, Sums]:
     return compiler.read(staged.run(compiler.statements()))
 
 
-def evaluate_history(definitions: DefinitionSet, staged: Staged, start: dt.date, end: dt.date, *,
-                     kpis_from: dt.date | None = None) -> pd.DataFrame:  # fmt: skip
+def evaluate_history(
+    definitions: DefinitionSet,
+    staged: Staged,
+    start: dt.date,
+    end: dt.date,
+    *,
+    kpis_from: dt.date | None = None,
+) -> pd.DataFrame:
     """One row per (day, KR of a cycle running that day) and per (day, KPI), start..end inclusive:
     the same frame as kr_metrics.engine.evaluate_history, computed in SQL."""
     if end < start:
@@ -290,8 +305,15 @@ def evaluate(definitions: DefinitionSet, staged: Staged, as_of: dt.date) -> pd.D
     return evaluate_history(definitions, staged, as_of, as_of)
 
 
-def metric_over_windows(spec: MetricSpec, library: dict[str, MetricSpec], staged: Staged, where: dict,
-                        windows: Sequence[Window], *, basis: str = "count") -> Series:  # fmt: skip
+def metric_over_windows(
+    spec: MetricSpec,
+    library: dict[str, MetricSpec],
+    staged: Staged,
+    where: dict,
+    windows: Sequence[Window],
+    *,
+    basis: str = "count",
+) -> Series:
     """One metric (built-in, custom, ratio or derived) over windows for one `where`."""
     from kr_metrics.engine import series_of
 

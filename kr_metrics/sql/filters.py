@@ -16,9 +16,15 @@ from kr_metrics.metrics import CUSTOMER_FILTER_COLUMNS
 from kr_metrics.sql.views import VIEW_KINDS
 
 # A customer's columns as a deal row carries them (for filters on the customer of a deal).
-_CUSTOMER_ON_DEAL = {"team": "customer_team", "owner_id": "customer_owner_id", "segment": "segment",
-                     "region": "region", "industry": "industry", "customer_id": "customer_id",
-                     "source": "source"}  # fmt: skip
+_CUSTOMER_ON_DEAL = {
+    "team": "customer_team",
+    "owner_id": "customer_owner_id",
+    "segment": "segment",
+    "region": "region",
+    "industry": "industry",
+    "customer_id": "customer_id",
+    "source": "source",
+}
 
 
 def _matches(column: sa.ColumnElement, kind: str, wanted) -> sa.ColumnElement:
@@ -75,6 +81,12 @@ def deal_only_condition(
     columns: Mapping[str, sa.ColumnElement], wheres: Iterable[dict]
 ) -> sa.ColumnElement:
     """The conditions on columns only a deal has (pipeline, deal_type, ...)."""
-    only = [{k: v for k, v in where.items() if k not in CUSTOMER_FILTER_COLUMNS and k != "customer_team"}
-            for where in wheres]  # fmt: skip
+    only = [
+        {
+            k: v
+            for k, v in where.items()
+            if k not in CUSTOMER_FILTER_COLUMNS and k != "customer_team"
+        }
+        for where in wheres
+    ]
     return condition(columns, DEALS, only)

@@ -34,18 +34,41 @@ def records_statement(
     start, end = day_value(window.start), day_value(window.end)
     if spec.name == "revenue_per_existing_customer":
         entity, day = DEALS, "close_date"
-        views.need(DEALS, "source", "deal_id", "close_date", "is_won", "amount_home", "first_won", "customer_live",
-                   *(c for w in wheres for c in w if c in VIEW_KINDS[DEALS]),
-                   *({"team": "customer_team", "owner_id": "customer_owner_id"}.get(c, c) for w in wheres for c in w))  # fmt: skip
+        views.need(
+            DEALS,
+            "source",
+            "deal_id",
+            "close_date",
+            "is_won",
+            "amount_home",
+            "first_won",
+            "customer_live",
+            *(c for w in wheres for c in w if c in VIEW_KINDS[DEALS]),
+            *(
+                {"team": "customer_team", "owner_id": "customer_owner_id"}.get(c, c)
+                for w in wheres
+                for c in w
+            ),
+        )
         c = views.deals.c
-        rows = sa.and_(_won(c), c.first_won < day_value(window.cycle_start), flag(c.customer_live),
-                       customer_condition_on_deals(c, wheres), deal_only_condition(c, wheres))  # fmt: skip
+        rows = sa.and_(
+            _won(c),
+            c.first_won < day_value(window.cycle_start),
+            flag(c.customer_live),
+            customer_condition_on_deals(c, wheres),
+            deal_only_condition(c, wheres),
+        )
         contribution, weight = _amount(c), None
     else:
         shape = measures(spec, basis)
         entity, day = shape.entity, shape.date
-        views.need(entity, "source", ID_COLUMNS[entity], *shape.columns,
-                   *(c for w in wheres for c in w if c in VIEW_KINDS[entity]))  # fmt: skip
+        views.need(
+            entity,
+            "source",
+            ID_COLUMNS[entity],
+            *shape.columns,
+            *(c for w in wheres for c in w if c in VIEW_KINDS[entity]),
+        )
         c = views.of(entity).c
         rows = sa.and_(shape.rows(c), condition(c, entity, wheres))
         if spec.name == "existing_customer_revenue":
@@ -55,12 +78,16 @@ def records_statement(
             None if shape.den is None else (sa.literal(1.0) if shape.den is COUNT else shape.den(c))
         )
     return (
-        sa.select(c[day].label("day"), c.source, c[ID_COLUMNS[entity]].label("record_id"),
-                  sa.cast(contribution, sa.Double).label("contribution"),
-                  sa.cast(weight if weight is not None else sa.null(), sa.Double).label("weight"))
+        sa.select(
+            c[day].label("day"),
+            c.source,
+            c[ID_COLUMNS[entity]].label("record_id"),
+            sa.cast(contribution, sa.Double).label("contribution"),
+            sa.cast(weight if weight is not None else sa.null(), sa.Double).label("weight"),
+        )
         .where(rows, c[day].between(start, end))
         .order_by(c[day], c.source, c[ID_COLUMNS[entity]])
-    )  # fmt: skip
+    )
 
 
 def records_behind(

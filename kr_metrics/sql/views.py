@@ -12,18 +12,34 @@ from core.canonical import CANONICAL_TABLES, CUSTOMERS, DEALS, NPS_RESPONSES
 
 ENTITIES = (DEALS, CUSTOMERS, NPS_RESPONSES)
 # sa.Double, not sa.Float: DuckDB reads a bare FLOAT as single precision.
-_TYPES = {"string": sa.String, "bool": sa.Boolean, "float": sa.Double, "int": sa.Integer,
-          "timestamp": lambda: sa.DateTime(timezone=True), "date": sa.Date}  # fmt: skip
+_TYPES = {
+    "string": sa.String,
+    "bool": sa.Boolean,
+    "float": sa.Double,
+    "int": sa.Integer,
+    "timestamp": lambda: sa.DateTime(timezone=True),
+    "date": sa.Date,
+}
 
 # Columns the prepared views add to the canonical ones, with their kinds (as engine.prepare).
 CUSTOMER_ATTRIBUTES = {"segment": "string", "region": "string", "industry": "string"}
 VIEW_KINDS = {
-    DEALS: {**CANONICAL_TABLES[DEALS].columns, **CUSTOMER_ATTRIBUTES, "customer_team": "string",
-            "customer_owner_id": "string", "created_day": "date"},
-    NPS_RESPONSES: {**CANONICAL_TABLES[NPS_RESPONSES].columns, **CUSTOMER_ATTRIBUTES,
-                    "team": "string", "owner_id": "string", "submitted_day": "date"},
+    DEALS: {
+        **CANONICAL_TABLES[DEALS].columns,
+        **CUSTOMER_ATTRIBUTES,
+        "customer_team": "string",
+        "customer_owner_id": "string",
+        "created_day": "date",
+    },
+    NPS_RESPONSES: {
+        **CANONICAL_TABLES[NPS_RESPONSES].columns,
+        **CUSTOMER_ATTRIBUTES,
+        "team": "string",
+        "owner_id": "string",
+        "submitted_day": "date",
+    },
     CUSTOMERS: {**CANONICAL_TABLES[CUSTOMERS].columns, "created_day": "date"},
-}  # fmt: skip
+}
 
 
 def staged_tables(prefix: str = "", schema: str | None = None) -> dict[str, sa.Table]:
@@ -31,10 +47,16 @@ def staged_tables(prefix: str = "", schema: str | None = None) -> dict[str, sa.T
     registered in DuckDB (no prefix) or the staging tables of the store (`staging_`)."""
     metadata = sa.MetaData(schema=schema)
     return {
-        entity: sa.Table(prefix + entity, metadata,
-                         *(sa.Column(name, _TYPES[kind]()) for name, kind in CANONICAL_TABLES[entity].columns.items()))
+        entity: sa.Table(
+            prefix + entity,
+            metadata,
+            *(
+                sa.Column(name, _TYPES[kind]())
+                for name, kind in CANONICAL_TABLES[entity].columns.items()
+            ),
+        )
         for entity in ENTITIES
-    }  # fmt: skip
+    }
 
 
 def constant(value, type_) -> sa.ColumnElement:
@@ -68,10 +90,22 @@ def local_day(stamp: sa.ColumnElement, timezone: str) -> sa.ColumnElement:
 
 
 # What each prepared column is made of: a staged column, a customer's, or computed.
-_FROM_CUSTOMER = {DEALS: {"segment": "segment", "region": "region", "industry": "industry",
-                          "customer_team": "team", "customer_owner_id": "owner_id"},
-                  NPS_RESPONSES: {"segment": "segment", "region": "region", "industry": "industry",
-                                  "team": "team", "owner_id": "owner_id"}}  # fmt: skip
+_FROM_CUSTOMER = {
+    DEALS: {
+        "segment": "segment",
+        "region": "region",
+        "industry": "industry",
+        "customer_team": "team",
+        "customer_owner_id": "owner_id",
+    },
+    NPS_RESPONSES: {
+        "segment": "segment",
+        "region": "region",
+        "industry": "industry",
+        "team": "team",
+        "owner_id": "owner_id",
+    },
+}
 
 
 @dataclass
@@ -107,8 +141,12 @@ class Views:
     @cached_property
     def live_customers(self) -> sa.Subquery:
         c = self.tables[CUSTOMERS]
-        wanted = {"source", "customer_id"} | {name for entity, names in _FROM_CUSTOMER.items()
-                                              for view_name, name in names.items() if view_name in self.needed[entity]}  # fmt: skip
+        wanted = {"source", "customer_id"} | {
+            name
+            for entity, names in _FROM_CUSTOMER.items()
+            for view_name, name in names.items()
+            if view_name in self.needed[entity]
+        }
         wanted |= self.needed[CUSTOMERS] & set(c.c.keys())
         columns = [col for col in c.c if col.name in wanted]
         if "created_day" in self.needed[CUSTOMERS]:
@@ -119,24 +157,39 @@ class Views:
     def first_won(self) -> sa.CTE:
         d = self.tables[DEALS]
         return self._cte(
-            sa.select(d.c.source, d.c.customer_id,
-                      sa.func.min(sa.cast(d.c.close_date, sa.Date)).label("first_won"))
-            .where(_live(d), flag(d.c.is_won), d.c.close_date.is_not(None), d.c.customer_id.is_not(None))
+            sa.select(
+                d.c.source,
+                d.c.customer_id,
+                sa.func.min(sa.cast(d.c.close_date, sa.Date)).label("first_won"),
+            )
+            .where(
+                _live(d),
+                flag(d.c.is_won),
+                d.c.close_date.is_not(None),
+                d.c.customer_id.is_not(None),
+            )
             .group_by(d.c.source, d.c.customer_id),
-            "first_won", None,
-        )  # fmt: skip
+            "first_won",
+            None,
+        )
 
     @cached_property
     def first_won_deals(self) -> sa.Subquery:
         """Each customer's first won deal ever; ties broken by deal id, as the engine does."""
         d = self.tables[DEALS]
-        rank = sa.func.row_number().over(partition_by=(d.c.source, d.c.customer_id),
-                                         order_by=(d.c.close_date, d.c.deal_id))  # fmt: skip
+        rank = sa.func.row_number().over(
+            partition_by=(d.c.source, d.c.customer_id), order_by=(d.c.close_date, d.c.deal_id)
+        )
         ranked = (
             sa.select(d.c.source, d.c.deal_id, rank.label("rank"))
-            .where(_live(d), flag(d.c.is_won), d.c.close_date.is_not(None), d.c.customer_id.is_not(None))
+            .where(
+                _live(d),
+                flag(d.c.is_won),
+                d.c.close_date.is_not(None),
+                d.c.customer_id.is_not(None),
+            )
             .subquery("ranked_won_deals")
-        )  # fmt: skip
+        )
         return (
             sa.select(ranked.c.source, ranked.c.deal_id)
             .where(ranked.c.rank == 1)

@@ -17,7 +17,19 @@ from okr_store.sinks.webhook import WebhookSink
 from okr_store.sinks.weekdone import WeekdoneSink
 
 __all__ = [
-    "FAILED", "NO_VALUE", "NOT_IN_STORE", "PUSHED", "UNCHANGED", "PerdooSink", "PushOutcome",
-    "RetryPolicy", "Sink", "SinkError", "TransientSinkError", "WebhookSink", "WeekdoneSink",
-    "outcomes_frame", "push_current_progress",
-]  # fmt: skip
+    "FAILED",
+    "NO_VALUE",
+    "NOT_IN_STORE",
+    "PUSHED",
+    "UNCHANGED",
+    "PerdooSink",
+    "PushOutcome",
+    "RetryPolicy",
+    "Sink",
+    "SinkError",
+    "TransientSinkError",
+    "WebhookSink",
+    "WeekdoneSink",
+    "outcomes_frame",
+    "push_current_progress",
+]

@@ -98,9 +98,18 @@ def push_current_progress(
             for ref, target_id in sink.targets.items():
                 cycle, kr = ref.split("/", 1)
                 outcomes.append(
-                    _push_one(store, sink, session, policy, cycle, kr, target_id,
-                              rows.get((cycle, kr)), previous.get((sink.name, cycle, kr)))
-                )  # fmt: skip
+                    _push_one(
+                        store,
+                        sink,
+                        session,
+                        policy,
+                        cycle,
+                        kr,
+                        target_id,
+                        rows.get((cycle, kr)),
+                        previous.get((sink.name, cycle, kr)),
+                    )
+                )
     finally:
         if own_session:
             session.close()

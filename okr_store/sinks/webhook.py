@@ -19,9 +19,25 @@ SIGNATURE_HEADER = "X-Krpulse-Signature"
 TIMESTAMP_HEADER = "X-Krpulse-Timestamp"
 DELIVERY_HEADER = "X-Krpulse-Delivery"
 EVENT = "kr_progress"
-_FIELDS = ("cycle", "objective", "kr", "title", "team", "metric", "unit", "value", "baseline",
-           "target", "progress", "grade", "expected_progress", "status", "stale_reason",
-           "sample_size", "definition_version")  # fmt: skip
+_FIELDS = (
+    "cycle",
+    "objective",
+    "kr",
+    "title",
+    "team",
+    "metric",
+    "unit",
+    "value",
+    "baseline",
+    "target",
+    "progress",
+    "grade",
+    "expected_progress",
+    "status",
+    "stale_reason",
+    "sample_size",
+    "definition_version",
+)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -47,8 +47,13 @@ def _database_url(ctx: click.Context) -> str | None:
 
 
 @click.group(cls=KrpulseGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", envvar="KRPULSE_CONFIG", default=None, metavar="PATH",
-              help="krpulse.yaml to use (default: ./krpulse.yaml; env KRPULSE_CONFIG).")  # fmt: skip
+@click.option(
+    "--config",
+    envvar="KRPULSE_CONFIG",
+    default=None,
+    metavar="PATH",
+    help="krpulse.yaml to use (default: ./krpulse.yaml; env KRPULSE_CONFIG).",
+)
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
     """krpulse: sales key results measured from CRM data, every day."""
@@ -59,7 +64,25 @@ def main() -> None:
     cli.main(prog_name="krpulse")
 
 
-for command in (demo, sync, run, preview, status, definitions, serve, digest, db, export, push,
-                review_command, new_cycle_command, validate_command, config, runs_command, doctor,
-                checkin, retro):  # fmt: skip
+for command in (
+    demo,
+    sync,
+    run,
+    preview,
+    status,
+    definitions,
+    serve,
+    digest,
+    db,
+    export,
+    push,
+    review_command,
+    new_cycle_command,
+    validate_command,
+    config,
+    runs_command,
+    doctor,
+    checkin,
+    retro,
+):
     cli.add_command(command)

@@ -38,8 +38,13 @@ def _user() -> str:
 @click.option("--next-steps", "next_steps", default="", help="What happens next.")
 @click.option("--author", default=None, help="Who checks in (default: your login name).")
 @click.option("--team", default=None, help="With no KR: list only this team's check-ins.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
 @click.pass_obj
 def checkin(
     obj: Context,
@@ -88,10 +93,17 @@ def checkin(
     cycle_end = definitions.cycles[cycle].end if cycle in definitions.cycles else None
     try:
         made = make_check_in(
-            cycle=cycle, kr=kr, day=today, today=today, confidence=confidence, progress=progress,
-            problems=problems, next_steps=next_steps, author=author or _user(),
+            cycle=cycle,
+            kr=kr,
+            day=today,
+            today=today,
+            confidence=confidence,
+            progress=progress,
+            problems=problems,
+            next_steps=next_steps,
+            author=author or _user(),
             cycle_end=cycle_end,
-        )  # fmt: skip
+        )
         stored = store.record(made, on_day=today)
     except CheckInError as exc:
         raise click.ClickException(str(exc)) from None
@@ -125,8 +137,11 @@ def retro(
         if benefit is None or effort is None:
             raise click.UsageError("--add needs --benefit and --effort (1 low to 5 high)")
         try:
-            store.add_retro_item(make_retro_item(cycle=cycle, text=text, benefit=benefit,
-                                                 effort=effort, author=_user()))  # fmt: skip
+            store.add_retro_item(
+                make_retro_item(
+                    cycle=cycle, text=text, benefit=benefit, effort=effort, author=_user()
+                )
+            )
         except CheckInError as exc:
             raise click.ClickException(str(exc)) from None
     items = store.retro_items(cycle)

@@ -49,26 +49,38 @@ def check_settings(settings: Settings) -> list[Finding]:
     for where, env in secret_env_names(settings.model_dump(mode="python")):
         present = bool(os.environ.get(env))
         findings.append(
-            Finding(where, "ok" if present else "missing",
-                    f"{env} is set" if present else f"environment variable {env} is not set")
-        )  # fmt: skip
+            Finding(
+                where,
+                "ok" if present else "missing",
+                f"{env} is set" if present else f"environment variable {env} is not set",
+            )
+        )
     definitions = settings.definitions_path
     findings.append(
-        Finding("definitions", "ok" if definitions.exists() else "error",
-                str(definitions) if definitions.exists() else f"{definitions} does not exist")
-    )  # fmt: skip
+        Finding(
+            "definitions",
+            "ok" if definitions.exists() else "error",
+            str(definitions) if definitions.exists() else f"{definitions} does not exist",
+        )
+    )
     for source in settings.sources:
         if source.type == "files":
             folder = settings.resolve(source.path)
             findings.append(
-                Finding(f"sources.{source.name}.path", "ok" if folder.is_dir() else "error",
-                        str(folder) if folder.is_dir() else f"{folder} is not a folder")
-            )  # fmt: skip
+                Finding(
+                    f"sources.{source.name}.path",
+                    "ok" if folder.is_dir() else "error",
+                    str(folder) if folder.is_dir() else f"{folder} is not a folder",
+                )
+            )
     overridden = bool(os.environ.get(DATABASE_URL_ENV))
     findings.append(
-        Finding("database_url", "info",
-                f"{DATABASE_URL_ENV} overrides krpulse.yaml" if overridden else "from krpulse.yaml")
-    )  # fmt: skip
+        Finding(
+            "database_url",
+            "info",
+            f"{DATABASE_URL_ENV} overrides krpulse.yaml" if overridden else "from krpulse.yaml",
+        )
+    )
     return findings
 
 

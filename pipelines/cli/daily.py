@@ -91,14 +91,20 @@ def demo(obj: Context, output_format: str) -> None:
     say(f"Weekly check-ins of the demo team leads: {check_ins}; retrospective items: {retro}")
     if output_format == "table":
         first = next(r for r in results if r.as_of == cycle.start)
-        movement = Table(title=f"How the KRs moved from {first.as_of} to {last.as_of}",
-                         title_justify="left", title_style="bold")  # fmt: skip
+        movement = Table(
+            title=f"How the KRs moved from {first.as_of} to {last.as_of}",
+            title_justify="left",
+            title_style="bold",
+        )
         for column in ("KR", str(first.as_of), str(last.as_of)):
             movement.add_column(column, justify="left" if column == "KR" else "right")
         start = first.progress.set_index("kr")
         for row in last.progress.itertuples():
-            movement.add_row(row.kr, format_value(start.loc[row.kr, "value"], row.metric, row.unit),
-                             format_value(row.value, row.metric, row.unit))  # fmt: skip
+            movement.add_row(
+                row.kr,
+                format_value(start.loc[row.kr, "value"], row.metric, row.unit),
+                format_value(row.value, row.metric, row.unit),
+            )
         console.print(movement)
     store = OkrStore(engine)
     progress = store.progress(as_of=last.as_of)
@@ -127,8 +133,15 @@ def sync(obj: Context, source_name: str | None, output_format: str) -> None:
         )
     for r in reports:
         reasons = "; ".join(f"{k}: {v}" for k, v in r.quarantine_reasons.items())
-        table.add_row(r.source, r.object, str(r.fetched), str(r.changed), str(r.deleted),
-                      str(r.quarantined), reasons)  # fmt: skip
+        table.add_row(
+            r.source,
+            r.object,
+            str(r.fetched),
+            str(r.changed),
+            str(r.deleted),
+            str(r.quarantined),
+            reasons,
+        )
     console.print(table)
 
 
@@ -169,8 +182,10 @@ def run(
 
     def on_day(result: flow.DayResult) -> None:
         if result.blocked:
-            err_console.print(f"{result.as_of}: [red]blocked[/] by validation, nothing pushed; "
-                              "stored good values are kept, its other KRs marked stale:")  # fmt: skip
+            err_console.print(
+                f"{result.as_of}: [red]blocked[/] by validation, nothing pushed; "
+                "stored good values are kept, its other KRs marked stale:"
+            )
             for line in result.validation_failures:
                 err_console.print(f"  {escape(line)}")
         for line in result.validation_warnings:
@@ -186,22 +201,32 @@ def run(
     definitions = flow.load_definition_set(settings)
     data = flow.load_prepared(settings, engine)
     warn_about_data(definitions, data)
-    results = flow.run_days(settings, engine, days, definitions=definitions, data=data,
-                            progress_callback=on_day)  # fmt: skip
+    results = flow.run_days(
+        settings, engine, days, definitions=definitions, data=data, progress_callback=on_day
+    )
     last = results[-1]
     for line in last.quarantine if output_format == "table" else ():  # the same for every day
         console.print(escape(line), style="dim", highlight=False)
     store = OkrStore(engine)
-    print_progress(last.as_of, store.progress(as_of=last.as_of), store.kpi_values(as_of=last.as_of),
-                   output_format)  # fmt: skip
+    print_progress(
+        last.as_of,
+        store.progress(as_of=last.as_of),
+        store.kpi_values(as_of=last.as_of),
+        output_format,
+    )
     if any(r.blocked for r in results):
         sys.exit(1)
 
 
 @click.command()
 @click.option("--as-of", default=None, help="Day to compute (YYYY-MM-DD; default today).")
-@click.option("--definitions", "definitions_path", default=None, type=click.Path(exists=True),
-              help="Definitions file or folder to preview instead of the configured ones.")  # fmt: skip
+@click.option(
+    "--definitions",
+    "definitions_path",
+    default=None,
+    type=click.Path(exists=True),
+    help="Definitions file or folder to preview instead of the configured ones.",
+)
 @format_option
 @click.pass_obj
 def preview(
@@ -227,12 +252,17 @@ def preview(
 @click.option(
     "--as-of", default=None, help="Show the store as it was on this day (default: latest)."
 )
-@click.option("--cycle", "cycle_key", default=None,
-              help="Only this cycle's KRs (default: the cycles running on the shown day).")  # fmt: skip
+@click.option(
+    "--cycle",
+    "cycle_key",
+    default=None,
+    help="Only this cycle's KRs (default: the cycles running on the shown day).",
+)
 @format_option
 @click.pass_obj
-def status(obj: Context, team: str | None, as_of: str | None, cycle_key: str | None,
-           output_format: str) -> None:  # fmt: skip
+def status(
+    obj: Context, team: str | None, as_of: str | None, cycle_key: str | None, output_format: str
+) -> None:
     """Show what the OKR store holds: each KR's latest progress and each KPI's latest value."""
     settings = obj.settings()
     store = OkrStore(flow.open_database(settings))
@@ -243,8 +273,10 @@ def status(obj: Context, team: str | None, as_of: str | None, cycle_key: str | N
         raise click.ClickException(
             "the OKR store is empty: run `krpulse run` (or `krpulse demo`) first"
         )
-    shown = day or max(progress["as_of"].max() if not progress.empty else dt.date.min,
-                       kpis["as_of"].max() if not kpis.empty else dt.date.min)  # fmt: skip
+    shown = day or max(
+        progress["as_of"].max() if not progress.empty else dt.date.min,
+        kpis["as_of"].max() if not kpis.empty else dt.date.min,
+    )
     if cycle_key:
         progress = progress[progress["cycle"] == cycle_key]
     elif not progress.empty:

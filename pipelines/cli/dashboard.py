@@ -60,29 +60,47 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
         policy = AccessPolicy.from_settings(settings.dashboard, host)
     except AccessError as exc:
         raise click.ClickException(str(exc)) from exc
-    data = dataclasses.replace(dashboard_data(settings, flow.open_database(settings)),
-                               warm_kr_pages=True)  # fmt: skip
+    data = dataclasses.replace(
+        dashboard_data(settings, flow.open_database(settings)), warm_kr_pages=True
+    )
     app = create_app(data, policy)
     how = "open on loopback, no login" if policy.open_access else "access control on"
     click.echo(f"krpulse dashboard on http://{host}:{port}/ ({how}); Ctrl+C stops it", err=True)
     # proxy_headers off: the peer address must be the real one for the trusted-proxy check.
-    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False,
-                log_level="info")  # fmt: skip
+    uvicorn.run(
+        app, host=host, port=port, proxy_headers=False, server_header=False, log_level="info"
+    )
 
 
 @click.command()
 @click.option("--team", default=None, help="Only this team (e.g. sales-uk).")
-@click.option("--week", default=None, type=click.DateTime(["%Y-%m-%d"]),
-              help="Any day (YYYY-MM-DD) of the week to report (default: the newest).")  # fmt: skip
-@click.option("--format", "output_format", type=click.Choice(["md", "slack", "html", "json"]),
-              default="md", show_default=True,
-              help="Markdown (chat, email), Slack mrkdwn, HTML (email) or JSON.")  # fmt: skip
-@click.option("--post", is_flag=True,
-              help="Also post it: to dashboard.digest.webhook_url_env and to every subscription "
-                   "in dashboard.digest.subscriptions, each with its own team filter.")  # fmt: skip
+@click.option(
+    "--week",
+    default=None,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Any day (YYYY-MM-DD) of the week to report (default: the newest).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["md", "slack", "html", "json"]),
+    default="md",
+    show_default=True,
+    help="Markdown (chat, email), Slack mrkdwn, HTML (email) or JSON.",
+)
+@click.option(
+    "--post",
+    is_flag=True,
+    help="Also post it: to dashboard.digest.webhook_url_env and to every subscription "
+    "in dashboard.digest.subscriptions, each with its own team filter.",
+)
 @click.option("--subscription", "only", default=None, help="With --post: only this subscription.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of printing.")  # fmt: skip
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of printing.",
+)
 @click.pass_obj
 def digest(
     obj: Context,
@@ -150,8 +168,9 @@ def _digest_targets(
         wanted.append(("the digest webhook", config.webhook_url_env, team, "markdown"))
     for sub in config.subscriptions:
         if only is None or sub.name == only:
-            wanted.append((f"subscription {sub.name}", sub.webhook_url_env, sub.team or team,
-                           sub.format))  # fmt: skip
+            wanted.append(
+                (f"subscription {sub.name}", sub.webhook_url_env, sub.team or team, sub.format)
+            )
     if only is not None and not wanted:
         known = ", ".join(s.name for s in config.subscriptions) or "none"
         raise click.ClickException(f"no digest subscription '{only}' (subscriptions: {known})")

@@ -27,8 +27,12 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True,
-              help="Migrate to this revision instead of the newest.")  # fmt: skip
+@click.option(
+    "--revision",
+    default="head",
+    show_default=True,
+    help="Migrate to this revision instead of the newest.",
+)
 @click.pass_obj
 def upgrade(obj: Context, revision: str) -> None:
     """Migrate the configured database (KRPULSE_DATABASE_URL or database_url) to the schema
@@ -56,11 +60,16 @@ def current(obj: Context, check: bool, output_format: str) -> None:
     if output_format == "json":
         click.echo(
             json.dumps(
-                {"database": status.url, "current": status.current, "head": status.head,
-                 "up_to_date": status.up_to_date, "problem": status.problem()},
+                {
+                    "database": status.url,
+                    "current": status.current,
+                    "head": status.head,
+                    "up_to_date": status.up_to_date,
+                    "problem": status.problem(),
+                },
                 indent=2,
             )
-        )  # fmt: skip
+        )
     else:
         click.echo(f"database: {status.url}")
         click.echo(f"current:  {status.current or '(none)'}")
@@ -71,10 +80,22 @@ def current(obj: Context, check: bool, output_format: str) -> None:
 
 
 @click.command("export")
-@click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), default="csv",
-              show_default=True, help="File format of the export.")  # fmt: skip
-@click.option("--output", "output", default="krpulse-export", show_default=True,
-              type=click.Path(file_okay=False), help="Folder to write the files into.")  # fmt: skip
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(EXPORT_FORMATS),
+    default="csv",
+    show_default=True,
+    help="File format of the export.",
+)
+@click.option(
+    "--output",
+    "output",
+    default="krpulse-export",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write the files into.",
+)
 @click.option("--from", "start", default=None, help="First day to export (YYYY-MM-DD).")
 @click.option("--to", "end", default=None, help="Last day to export (YYYY-MM-DD).")
 @click.option("--team", default=None, help="Only this team's KRs and KPIs.")
@@ -136,8 +157,14 @@ def push(obj: Context, output_format: str) -> None:
             table.add_column(column, justify="right" if column == "value" else "left")
         for row in outcomes.itertuples():
             value = "" if pd.isna(row.value) else f"{row.value:g}"
-            table.add_row(row.sink, f"{row.cycle}/{row.kr}", row.target_id, value, row.outcome,
-                          row.error or "")  # fmt: skip
+            table.add_row(
+                row.sink,
+                f"{row.cycle}/{row.kr}",
+                row.target_id,
+                value,
+                row.outcome,
+                row.error or "",
+            )
         console.print(table)
     if (outcomes["outcome"] == FAILED).any():
         sys.exit(1)

@@ -30,15 +30,22 @@ def check(obj: Context, path: str | None) -> None:
     settings = obj.settings() if path is None or config_path(obj.config).exists() else None
     target = Path(path) if path else settings.definitions_path
     try:
-        loaded = (flow.load_definition_set(settings, target) if settings
-                  else flow.load_definitions(target))  # fmt: skip
+        loaded = (
+            flow.load_definition_set(settings, target)
+            if settings
+            else flow.load_definitions(target)
+        )
     except DefinitionError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         errors = sum(1 for p in exc.problems if p.severity == "error")
         warnings = len(exc.problems) - errors
-        click.echo(f"{errors} error(s)" + (f", {warnings} warning(s)" if warnings else "")
-                   + "; nothing was loaded.", err=True)  # fmt: skip
+        click.echo(
+            f"{errors} error(s)"
+            + (f", {warnings} warning(s)" if warnings else "")
+            + "; nothing was loaded.",
+            err=True,
+        )
         raise SystemExit(1) from None
     for warning in loaded.warnings:
         click.echo(str(warning), err=True)
@@ -53,8 +60,13 @@ def check(obj: Context, path: str | None) -> None:
 
 
 @definitions.command("schema")
-@click.option("--write", "write_to", default=None, type=click.Path(),
-              help=f"Write the schema to this file (e.g. definitions/{SCHEMA_FILE}); default: print.")  # fmt: skip
+@click.option(
+    "--write",
+    "write_to",
+    default=None,
+    type=click.Path(),
+    help=f"Write the schema to this file (e.g. definitions/{SCHEMA_FILE}); default: print.",
+)
 def schema(write_to: str | None) -> None:
     """The JSON Schema of definition files, for editors' autocomplete and underlining."""
     text = schema_json()
@@ -105,15 +117,19 @@ def explain(
     for label, field in (("numerator", "numerator"), ("denominator", "denominator")):
         if explanation[field] is not None:
             console.print(f"{label:<10} {explanation[field]:,.2f}")
-    console.print(f"value      {format_value(explanation['value'], key_result.metric, unit)} "
-                  f"(sample size {explanation['sample_size']})")  # fmt: skip
+    console.print(
+        f"value      {format_value(explanation['value'], key_result.metric, unit)} "
+        f"(sample size {explanation['sample_size']})"
+    )
     console.print(f"edge cases {spec.edge_cases}")
     records: pd.DataFrame = explanation["records"]
     if records.empty:
         console.print("No records contribute to this number.")
         return
-    table = Table(title=f"Records that count most (top {min(top, len(records))} of {len(records)})",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title=f"Records that count most (top {min(top, len(records))} of {len(records)})",
+        title_justify="left",
+    )
     shown = [
         c
         for c in (
@@ -137,8 +153,14 @@ def explain(
 
 
 @definitions.command("metrics")
-@click.option("--format", "output_format", type=click.Choice(["table", "md"]), default="table",
-              show_default=True, help="A table, or the Markdown of docs/metrics.md.")  # fmt: skip
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "md"]),
+    default="table",
+    show_default=True,
+    help="A table, or the Markdown of docs/metrics.md.",
+)
 def metrics(output_format: str) -> None:
     """List the built-in metrics a KR or KPI can use, with their formulas."""
     from kr_metrics.docs import metrics_markdown

@@ -18,8 +18,13 @@ from pipelines.cli.output import Context, console, err_console
 @click.command("review")
 @click.argument("cycle")
 @click.option("--team", default=None, help="Only this team's objectives and KPIs.")
-@click.option("--format", "output_format", type=click.Choice(["md", "html", "json"]), default="md",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["md", "html", "json"]),
+    default="md",
+    show_default=True,
+)
 @click.option(
     "--output", "output", default=None, type=click.Path(), help="Write to a file instead."
 )
@@ -46,10 +51,17 @@ def review_command(
     kpis = store.kpi_history(team=team, start=definition.start, end=definition.end)
     changes = store.definition_changes(cycle) if hasattr(store, "definition_changes") else None
     check_ins = CheckInStore(store.engine)
-    report = review(definitions, cycle, history, kpis, today=settings.today(),
-                    policy=settings.scoring.policy(), changes=changes,
-                    check_ins=check_ins.check_ins(cycle=cycle, team=team),
-                    retrospective=check_ins.retro_items(cycle))  # fmt: skip
+    report = review(
+        definitions,
+        cycle,
+        history,
+        kpis,
+        today=settings.today(),
+        policy=settings.scoring.policy(),
+        changes=changes,
+        check_ins=check_ins.check_ins(cycle=cycle, team=team),
+        retrospective=check_ins.retro_items(cycle),
+    )
     if team:
         report["objectives"] = [o for o in report["objectives"] if o["team"] == team]
     if output_format == "json":
@@ -98,13 +110,19 @@ def new_cycle_command(obj: Context, next_cycle: str, current: str | None, force:
         console.print(f"wrote {path}")
     missing = sum(1 for v in actuals.values() if v is None)
     as_of = min(cycle.end, settings.today())
-    console.print(f"Baselines are the {current} actuals as of {as_of}; {len(actuals) - missing} of "
-                  f"{len(actuals)} KRs had a value" + (" (the others use previous_cycle)." if missing else "."))  # fmt: skip
+    console.print(
+        f"Baselines are the {current} actuals as of {as_of}; {len(actuals) - missing} of "
+        f"{len(actuals)} KRs had a value"
+        + (" (the others use previous_cycle)." if missing else ".")
+    )
     if as_of < cycle.end:
-        err_console.print(f"[yellow]{current} runs until {cycle.end}: these baselines are values so far; "
-                          "rerun new-cycle with --force after the cycle has closed.[/]")  # fmt: skip
-    wins = [i for i in CheckInStore(flow.open_database(settings)).retro_items(current)
-            if i["quick_win"]]  # fmt: skip
+        err_console.print(
+            f"[yellow]{current} runs until {cycle.end}: these baselines are values so far; "
+            "rerun new-cycle with --force after the cycle has closed.[/]"
+        )
+    wins = [
+        i for i in CheckInStore(flow.open_database(settings)).retro_items(current) if i["quick_win"]
+    ]
     if wins:
         console.print(f"Quick wins from the {current} retrospective, to start {next_cycle} with:")
         for n, item in enumerate(wins, 1):
@@ -127,8 +145,10 @@ def _final_actuals(settings, definitions, cycle_key: str) -> dict[str, float | N
     cycle = definitions.cycles[cycle_key]
     engine = flow.open_database(settings)
     stored = OkrStore(engine).latest_cycle_progress(cycle_key, as_of=cycle.end)
-    actuals = {row.kr: (None if row.value is None or row.value != row.value else float(row.value))
-               for row in stored.itertuples()}  # fmt: skip
+    actuals = {
+        row.kr: (None if row.value is None or row.value != row.value else float(row.value))
+        for row in stored.itertuples()
+    }
     keys = [kr.key for lo, kr in definitions.key_results() if lo.cycle.key == cycle_key]
     if any(actuals.get(k) is None for k in keys):
         day = min(cycle.end, settings.today())

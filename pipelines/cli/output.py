@@ -25,19 +25,46 @@ from kr_metrics.scoring import VERDICTS
 from pipelines.settings import Settings, load_settings
 
 KR_FIELDS = [
-    "cycle", "objective", "kr", "title", "team", "metric", "metric_kind", "value", "start", "baseline",
-    "target", "progress", "grade", "expected_progress", "expected_value", "status",
-    "status_reason", "verdict", "sample_size", "margin_of_error", "forecast_value",
-    "forecast_grade", "stale_reason",
-]  # fmt: skip
+    "cycle",
+    "objective",
+    "kr",
+    "title",
+    "team",
+    "metric",
+    "metric_kind",
+    "value",
+    "start",
+    "baseline",
+    "target",
+    "progress",
+    "grade",
+    "expected_progress",
+    "expected_value",
+    "status",
+    "status_reason",
+    "verdict",
+    "sample_size",
+    "margin_of_error",
+    "forecast_value",
+    "forecast_grade",
+    "stale_reason",
+]
 # Store columns under the names the JSON contract uses (DESIGN.md: start, baseline, target).
 KR_JSON_NAMES = {"start_value": "start"}
 KPI_FIELDS = ["kpi", "title", "team", "metric", "value", "health", "sample_size"]
 STATUS_STYLE = {
-    "on_track": "green", "at_risk": "yellow", "off_track": "red", "no_data": "dim", "stale": "magenta",
-    "healthy": "green", "unhealthy": "red", "low_sample": "cyan", "achieved": "green",
-    "partially_achieved": "yellow", "missed": "red",
-}  # fmt: skip
+    "on_track": "green",
+    "at_risk": "yellow",
+    "off_track": "red",
+    "no_data": "dim",
+    "stale": "magenta",
+    "healthy": "green",
+    "unhealthy": "red",
+    "low_sample": "cyan",
+    "achieved": "green",
+    "partially_achieved": "yellow",
+    "missed": "red",
+}
 
 # Piped output (CI logs, `| less`) gets a fixed, wide layout instead of rich's 80 columns.
 console = Console(width=None if Console().is_terminal else 132)
@@ -63,9 +90,13 @@ def parse_date(value: str | None) -> dt.date | None:
 
 
 format_option = click.option(
-    "--format", "output_format", type=click.Choice(["table", "json"]), default="table",
-    show_default=True, help="How to print the numbers.",
-)  # fmt: skip
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="How to print the numbers.",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,10 +165,20 @@ def print_progress(
         first = rows.iloc[0]
         table = Table(
             title=f"{cycle} · {objective} · {first.get('team') or 'company'} · {first['ambition']}",
-            title_justify="left", title_style="bold",
-        )  # fmt: skip
-        columns = ("KR", "value", "baseline", "start", "target", "progress",
-                   "expected by today", "forecast", "status")  # fmt: skip
+            title_justify="left",
+            title_style="bold",
+        )
+        columns = (
+            "KR",
+            "value",
+            "baseline",
+            "start",
+            "target",
+            "progress",
+            "expected by today",
+            "forecast",
+            "status",
+        )
         for column in columns:
             table.add_column(column, justify="left" if column in ("KR", "status") else "right")
         for row in rows.to_dict("records"):
@@ -152,15 +193,21 @@ def print_progress(
                 format_value(row.get("forecast_value"), row["metric"], row["unit"]),
                 _status_cell(row),
             )
-        notes = [f"* {row['kr']}: {escape(_reason(row))}" for row in rows.to_dict("records")
-                 if _reason(row)]  # fmt: skip
+        notes = [
+            f"* {row['kr']}: {escape(_reason(row))}"
+            for row in rows.to_dict("records")
+            if _reason(row)
+        ]
         if notes:
             table.caption = "\n".join(notes)
             table.caption_justify = "left"
         console.print(table)
     if not kpis.empty:
-        table = Table(title="KPIs (standing health metrics, not key results)", title_justify="left",
-                      title_style="bold")  # fmt: skip
+        table = Table(
+            title="KPIs (standing health metrics, not key results)",
+            title_justify="left",
+            title_style="bold",
+        )
         for column in ("KPI", "team", "value", "healthy range", "health"):
             table.add_column(column)
         for row in kpis.itertuples():
@@ -175,9 +222,12 @@ def print_progress(
                 else ""
             )
             table.add_row(
-                f"{row.title} [dim]{row.kpi}[/]", row.team or "all", format_value(row.value, row.metric),
-                f"{low} – {high}", f"[{STATUS_STYLE.get(row.health, '')}]{row.health}[/]",
-            )  # fmt: skip
+                f"{row.title} [dim]{row.kpi}[/]",
+                row.team or "all",
+                format_value(row.value, row.metric),
+                f"{low} – {high}",
+                f"[{STATUS_STYLE.get(row.health, '')}]{row.health}[/]",
+            )
         console.print(table)
     console.print(f"as of {as_of}")
 

@@ -13,8 +13,18 @@ from rich.table import Table
 from pipelines import flow
 from pipelines.cli.output import Context, console, format_option
 
-RUN_FIELDS = ["run_id", "origin", "status", "started_at", "finished_at", "heartbeat_at", "pid",
-              "host", "days_requested", "message"]  # fmt: skip
+RUN_FIELDS = [
+    "run_id",
+    "origin",
+    "status",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "pid",
+    "host",
+    "days_requested",
+    "message",
+]
 STATUS_STYLE = {"succeeded": "green", "partial": "yellow", "failed": "red", "running": "cyan"}
 
 
@@ -41,10 +51,14 @@ def runs_command(obj: Context, limit: int, output_format: str) -> None:
         style = STATUS_STYLE.get(run["status"], "")
         process = f"{int(run['pid'])}@{run['host']}" if pd.notna(run["pid"]) else ""
         table.add_row(
-            escape(str(run["run_id"])), str(run["origin"]), f"[{style}]{run['status']}[/]",
-            _when(run["started_at"]), _when(run["finished_at"]), escape(process),
+            escape(str(run["run_id"])),
+            str(run["origin"]),
+            f"[{style}]{run['status']}[/]",
+            _when(run["started_at"]),
+            _when(run["finished_at"]),
+            escape(process),
             escape(str(run["message"] or "")),
-        )  # fmt: skip
+        )
     console.print(table)
 
 

@@ -14,13 +14,26 @@ from pipelines.cli.output import Context, console, format_option, parse_date
 
 
 @click.command("validate")
-@click.option("--source", "source_name", default=None,
-              help="Only the data suites of this source's newest syncs.")  # fmt: skip
-@click.option("--as-of", default=None,
-              help="Day whose numbers the number suites check (YYYY-MM-DD; default today).")  # fmt: skip
-@click.option("--accept", "accept_sync", type=int, default=None, metavar="SYNC_ID",
-              help="Accept the staged state after this failed sync (ids in the `sync` column): "
-              "it becomes what later syncs are judged against. Needs --by and --why.")  # fmt: skip
+@click.option(
+    "--source",
+    "source_name",
+    default=None,
+    help="Only the data suites of this source's newest syncs.",
+)
+@click.option(
+    "--as-of",
+    default=None,
+    help="Day whose numbers the number suites check (YYYY-MM-DD; default today).",
+)
+@click.option(
+    "--accept",
+    "accept_sync",
+    type=int,
+    default=None,
+    metavar="SYNC_ID",
+    help="Accept the staged state after this failed sync (ids in the `sync` column): "
+    "it becomes what later syncs are judged against. Needs --by and --why.",
+)
 @click.option("--by", "accepted_by", default=None, metavar="NAME", help="Who accepts (audited).")
 @click.option("--why", "reason", default=None, metavar="TEXT", help="Why (audited).")
 @format_option
@@ -58,17 +71,22 @@ def validate_command(
         previous = gate.previous_values(flow.OkrStore(engine), day)
         report = gate.check_numbers(settings, definitions, values, previous)
         # The suite name says which day's numbers these are.
-        reports.append(type(report)(f"numbers {day}", report.success, report.evaluated_rows,
-                                    report.failures))  # fmt: skip
+        reports.append(
+            type(report)(f"numbers {day}", report.success, report.evaluated_rows, report.failures)
+        )
     if output_format == "json":
         payload = {
             "as_of": day.isoformat() if day else None,
             "suites": [
-                {"status": "accepted" if r.suite in accepted else r.status,
-                 "sync_id": sync_ids.get(r.suite), "accepted": accepted.get(r.suite), **r.as_dict()}
+                {
+                    "status": "accepted" if r.suite in accepted else r.status,
+                    "sync_id": sync_ids.get(r.suite),
+                    "accepted": accepted.get(r.suite),
+                    **r.as_dict(),
+                }
                 for r in reports
             ],
-        }  # fmt: skip
+        }
         click.echo(json.dumps(payload, indent=2))
     else:
         _print(reports, sync_ids, accepted)
@@ -85,8 +103,17 @@ def _accept(settings, engine, sync_id: int, accepted_by, reason, output_format: 
     except gate.AcceptError as exc:
         raise click.ClickException(str(exc)) from exc
     if output_format == "json":
-        click.echo(json.dumps({"accepted": sync_id, "by": accepted_by, "why": reason,
-                               "verdict": report.as_dict()}, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "accepted": sync_id,
+                    "by": accepted_by,
+                    "why": reason,
+                    "verdict": report.as_dict(),
+                },
+                indent=2,
+            )
+        )
         return
     console.print(
         f"Accepted sync {sync_id} ({escape(report.suite)}) by {escape(accepted_by)}: "
@@ -102,12 +129,20 @@ def _print(reports: list, sync_ids: dict | None = None, accepted: dict | None = 
         return
     table = Table(title="Validation gate", title_justify="left", title_style="bold")
     for column in ("suite", "sync", "rows", "status", "errors", "warnings"):
-        table.add_column(column, justify="right" if column in ("sync", "rows", "errors", "warnings") else "left")  # fmt: skip
+        table.add_column(
+            column, justify="right" if column in ("sync", "rows", "errors", "warnings") else "left"
+        )
     style = {"passed": "green", "warned": "yellow", "failed": "red", "accepted": "cyan"}
     for r in reports:
         status = "accepted" if r.suite in accepted else r.status
-        table.add_row(r.suite, str(sync_ids.get(r.suite, "")), f"{r.evaluated_rows:,}",
-                      f"[{style[status]}]{status}[/]", str(len(r.errors)), str(len(r.warnings)))  # fmt: skip
+        table.add_row(
+            r.suite,
+            str(sync_ids.get(r.suite, "")),
+            f"{r.evaluated_rows:,}",
+            f"[{style[status]}]{status}[/]",
+            str(len(r.errors)),
+            str(len(r.warnings)),
+        )
     console.print(table)
     for suite, note in accepted.items():
         console.print(f"[cyan]accepted[/] {escape(suite)}: {escape(note)}", highlight=False)

@@ -59,20 +59,43 @@ DATETIME_PROPERTIES = {
 }
 DEFAULT_PROPERTIES = {
     "deals": [
-        "dealname", "amount", "deal_currency_code", "amount_in_home_currency", "dealstage",
-        "pipeline", "closedate", "createdate", "hubspot_owner_id", "dealtype",
-        "hs_lastmodifieddate", "hs_object_id", "hs_merged_object_ids",
+        "dealname",
+        "amount",
+        "deal_currency_code",
+        "amount_in_home_currency",
+        "dealstage",
+        "pipeline",
+        "closedate",
+        "createdate",
+        "hubspot_owner_id",
+        "dealtype",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+        "hs_merged_object_ids",
     ],
     "companies": [
-        "name", "industry", "country", "hubspot_owner_id", "createdate", "hs_lastmodifieddate",
-        "hs_object_id", "customer_segment", "hs_merged_object_ids",
+        "name",
+        "industry",
+        "country",
+        "hubspot_owner_id",
+        "createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+        "customer_segment",
+        "hs_merged_object_ids",
     ],
     "contacts": ["email", "createdate", "hs_lastmodifieddate", "hs_object_id"],
     "feedback_submissions": [
-        "hs_survey_type", "hs_value", "hs_submission_timestamp", "hs_survey_id", "hs_content",
-        "hs_createdate", "hs_lastmodifieddate", "hs_object_id",
+        "hs_survey_type",
+        "hs_value",
+        "hs_submission_timestamp",
+        "hs_survey_id",
+        "hs_content",
+        "hs_createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
     ],
-}  # fmt: skip
+}
 SEARCH_LIMIT = 10_000
 
 
@@ -312,34 +335,49 @@ class Portal:
         stamp = iso(self.now)
         self.owners.append(
             {
-                "id": owner_id, "email": email, "firstName": first, "lastName": last,
-                "userId": int(owner_id), "userIdIncludingInactive": int(owner_id),
-                "type": "PERSON", "createdAt": stamp, "updatedAt": stamp, "archived": False,
+                "id": owner_id,
+                "email": email,
+                "firstName": first,
+                "lastName": last,
+                "userId": int(owner_id),
+                "userIdIncludingInactive": int(owner_id),
+                "type": "PERSON",
+                "createdAt": stamp,
+                "updatedAt": stamp,
+                "archived": False,
                 "teams": [
                     {"id": str(1000 + i), "name": name, "primary": i == 0}
                     for i, name in enumerate(teams)
                 ],
             }
-        )  # fmt: skip
+        )
 
     def add_pipeline(self, pipeline_id: str, label: str, stages: list[tuple]) -> None:
         """`stages`: (id, label, is_closed, probability) each."""
         stamp = iso(self.now)
         self.pipelines.append(
             {
-                "id": pipeline_id, "label": label, "displayOrder": len(self.pipelines),
-                "archived": False, "createdAt": stamp, "updatedAt": stamp,
+                "id": pipeline_id,
+                "label": label,
+                "displayOrder": len(self.pipelines),
+                "archived": False,
+                "createdAt": stamp,
+                "updatedAt": stamp,
                 "stages": [
                     {
-                        "id": sid, "label": slabel, "displayOrder": i, "archived": False,
-                        "createdAt": stamp, "updatedAt": stamp,
+                        "id": sid,
+                        "label": slabel,
+                        "displayOrder": i,
+                        "archived": False,
+                        "createdAt": stamp,
+                        "updatedAt": stamp,
                         "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
                         "metadata": {"isClosed": str(closed).lower(), "probability": str(prob)},
                     }
                     for i, (sid, slabel, closed, prob) in enumerate(stages)
                 ],
             }
-        )  # fmt: skip
+        )
 
     def calls(self, pattern: str = ".") -> int:
         return sum(1 for method, path in self.requests if re.search(pattern, f"{method} {path}"))
@@ -404,11 +442,16 @@ class Portal:
             return self._need(OBJECT_SCOPES["deals"]) or (200, {"results": self.pipelines})
         if path == "/account-info/v3/details":
             return 200, {
-                "portalId": 4242, "accountType": "STANDARD", "timeZone": "Europe/Berlin",
-                "companyCurrency": self.company_currency, "additionalCurrencies": ["USD", "GBP"],
-                "utcOffset": "+01:00", "utcOffsetMilliseconds": 3_600_000,
-                "uiDomain": "app-eu1.hubspot.com", "dataHostingLocation": "eu1",
-            }  # fmt: skip
+                "portalId": 4242,
+                "accountType": "STANDARD",
+                "timeZone": "Europe/Berlin",
+                "companyCurrency": self.company_currency,
+                "additionalCurrencies": ["USD", "GBP"],
+                "utcOffset": "+01:00",
+                "utcOffsetMilliseconds": 3_600_000,
+                "uiDomain": "app-eu1.hubspot.com",
+                "dataHostingLocation": "eu1",
+            }
         if path == "/crm/v3/owners":
             return self._need("crm.objects.owners.read") or self._list_owners(query)
         if m := re.fullmatch(r"/crm/v4/associations/(\w+)/(\w+)/batch/read", path):
@@ -464,9 +507,11 @@ class Portal:
             return _error(400, "VALIDATION_ERROR", "limit must be at most 200")
         if after >= SEARCH_LIMIT:
             return _error(
-                400, "VALIDATION_ERROR", "There was a problem with the request.",
+                400,
+                "VALIDATION_ERROR",
+                "There was a problem with the request.",
                 errors=[{"message": "paging beyond 10000 results is not allowed"}],
-            )  # fmt: skip
+            )
         groups = payload.get("filterGroups") or [{"filters": []}]
         found = [
             r
@@ -496,13 +541,19 @@ class Portal:
         return {
             "results": [
                 {
-                    "name": name, "label": name.replace("_", " ").title(), "type": "string",
-                    "fieldType": "text", "description": "", "groupName": f"{object_type}information",
-                    "options": [], "hidden": False, "formField": True,
+                    "name": name,
+                    "label": name.replace("_", " ").title(),
+                    "type": "string",
+                    "fieldType": "text",
+                    "description": "",
+                    "groupName": f"{object_type}information",
+                    "options": [],
+                    "hidden": False,
+                    "formField": True,
                 }
                 for name in self.properties[object_type]
             ]
-        }  # fmt: skip
+        }
 
     def _list_owners(self, query: dict) -> tuple[int, dict]:
         archived = query.get("archived", ["false"])[0].lower() == "true"
@@ -524,11 +575,14 @@ class Portal:
             if not targets:
                 errors.append(
                     {
-                        "status": "error", "category": "OBJECT_NOT_FOUND",
+                        "status": "error",
+                        "category": "OBJECT_NOT_FOUND",
                         "message": f"No {to_type} is associated with {from_type} {item['id']}.",
-                        "context": {"fromObjectId": [item["id"]]}, "links": {}, "errors": [],
+                        "context": {"fromObjectId": [item["id"]]},
+                        "links": {},
+                        "errors": [],
                     }
-                )  # fmt: skip
+                )
                 continue
             results.append(
                 {
@@ -632,15 +686,25 @@ def standard_portal(portal: Portal | None = None) -> dict[str, str]:
     """
     portal = portal or Portal()
     portal.add_pipeline(
-        "default", "Sales Pipeline",
-        [("appointmentscheduled", "Appointment", False, 0.2), ("contractsent", "Contract sent", False, 0.9),
-         ("closedwon", "Closed won", True, 1.0), ("closedlost", "Closed lost", True, 0.0)],
-    )  # fmt: skip
+        "default",
+        "Sales Pipeline",
+        [
+            ("appointmentscheduled", "Appointment", False, 0.2),
+            ("contractsent", "Contract sent", False, 0.9),
+            ("closedwon", "Closed won", True, 1.0),
+            ("closedlost", "Closed lost", True, 0.0),
+        ],
+    )
     # Stage names that say nothing about the outcome: only the metadata does.
     portal.add_pipeline(
-        "renewals", "Renewals",
-        [("1001", "Signed", True, 1.0), ("1002", "Gone", True, 0.0), ("1003", "Talking", False, 0.5)],
-    )  # fmt: skip
+        "renewals",
+        "Renewals",
+        [
+            ("1001", "Signed", True, 1.0),
+            ("1002", "Gone", True, 0.0),
+            ("1003", "Talking", False, 0.5),
+        ],
+    )
     portal.add_owner("101", "Anna", "Schmidt", "anna@example.com", ["Sales DACH"])
     portal.add_owner("102", "Ben", "Jones", "ben@example.com", ["Sales UK&I", "Marketing"])
     ids: dict[str, str] = {}
@@ -648,40 +712,108 @@ def standard_portal(portal: Portal | None = None) -> dict[str, str]:
     def company(key: str, name: str, country: str, owner: str, segment: str) -> None:
         ids[key] = portal.add(
             "companies",
-            {"name": name, "industry": "SOFTWARE", "country": country, "hubspot_owner_id": owner,
-             "customer_segment": segment},
-        )  # fmt: skip
+            {
+                "name": name,
+                "industry": "SOFTWARE",
+                "country": country,
+                "hubspot_owner_id": owner,
+                "customer_segment": segment,
+            },
+        )
 
     company("C1", "Acme GmbH", "Germany", "101", "SMB")
     company("C2", "Beta AG", "Germany", "101", "Mid-Market")
     company("C3", "Crown Ltd", "United Kingdom", "102", "SMB")
     company("C4", "Delta Ltd", "United Kingdom", "102", "SMB")
 
-    def deal(key, customer, stage, close, amount, currency, home, *, pipeline="default",
-             owner="101", dealtype="existingbusiness") -> None:  # fmt: skip
+    def deal(
+        key,
+        customer,
+        stage,
+        close,
+        amount,
+        currency,
+        home,
+        *,
+        pipeline="default",
+        owner="101",
+        dealtype="existingbusiness",
+    ) -> None:
         ids[key] = portal.add(
             "deals",
-            {"dealname": key, "amount": amount, "deal_currency_code": currency,
-             "amount_in_home_currency": home, "dealstage": stage, "pipeline": pipeline,
-             "closedate": close, "hubspot_owner_id": owner, "dealtype": dealtype},
-        )  # fmt: skip
+            {
+                "dealname": key,
+                "amount": amount,
+                "deal_currency_code": currency,
+                "amount_in_home_currency": home,
+                "dealstage": stage,
+                "pipeline": pipeline,
+                "closedate": close,
+                "hubspot_owner_id": owner,
+                "dealtype": dealtype,
+            },
+        )
         if customer:
             portal.associate("deals", ids[key], "companies", ids[customer], primary=True)
 
     # Before the 2026-Q4 cycle: C1 and C3 become existing customers.
-    deal("D-before-1", "C1", "closedwon", "2026-06-10T10:00:00Z", "8000", "EUR", "8000",
-         dealtype="newbusiness")  # fmt: skip
-    deal("D-before-3", "C3", "1001", "2026-07-01T09:00:00Z", "5000", "GBP", "5800",
-         pipeline="renewals", owner="102", dealtype="renewal")  # fmt: skip
+    deal(
+        "D-before-1",
+        "C1",
+        "closedwon",
+        "2026-06-10T10:00:00Z",
+        "8000",
+        "EUR",
+        "8000",
+        dealtype="newbusiness",
+    )
+    deal(
+        "D-before-3",
+        "C3",
+        "1001",
+        "2026-07-01T09:00:00Z",
+        "5000",
+        "GBP",
+        "5800",
+        pipeline="renewals",
+        owner="102",
+        dealtype="renewal",
+    )
     # In the cycle.
     deal("D-won-c1", "C1", "closedwon", "2026-10-15T12:00:00Z", "10000", "EUR", "10000")
     deal("D-lost-c1", "C1", "closedlost", "2026-10-20T12:00:00Z", "5000", "", "5000")
-    deal("D-won-c3-usd", "C3", "closedwon", "2026-11-02T12:00:00Z", "12000", "USD", "11000",
-         owner="102")  # fmt: skip
-    deal("D-won-c2", "C2", "closedwon", "2026-11-05T12:00:00Z", "4000", "EUR", "4000",
-         dealtype="newbusiness")  # fmt: skip
-    deal("D-lost-c4-gbp", "C4", "1002", "2026-11-10T12:00:00Z", "3000", "GBP", "3450",
-         pipeline="renewals", owner="102", dealtype="renewal")  # fmt: skip
+    deal(
+        "D-won-c3-usd",
+        "C3",
+        "closedwon",
+        "2026-11-02T12:00:00Z",
+        "12000",
+        "USD",
+        "11000",
+        owner="102",
+    )
+    deal(
+        "D-won-c2",
+        "C2",
+        "closedwon",
+        "2026-11-05T12:00:00Z",
+        "4000",
+        "EUR",
+        "4000",
+        dealtype="newbusiness",
+    )
+    deal(
+        "D-lost-c4-gbp",
+        "C4",
+        "1002",
+        "2026-11-10T12:00:00Z",
+        "3000",
+        "GBP",
+        "3450",
+        pipeline="renewals",
+        owner="102",
+        dealtype="renewal",
+    )
     deal("D-open-c1", "C1", "contractsent", "2026-12-15T12:00:00Z", "20000", "EUR", "20000")
     # Records that must be quarantined, not counted.
     deal("D-bad-amount", "C1", "closedwon", "2026-10-16T12:00:00Z", "12k", "EUR", "")
@@ -700,9 +832,14 @@ def standard_portal(portal: Portal | None = None) -> dict[str, str]:
     def feedback(key, contact, survey_type, value, submitted) -> None:
         ids[key] = portal.add(
             "feedback_submissions",
-            {"hs_survey_type": survey_type, "hs_value": value, "hs_submission_timestamp": submitted,
-             "hs_survey_id": "nps-2026", "hs_content": ""},
-        )  # fmt: skip
+            {
+                "hs_survey_type": survey_type,
+                "hs_value": value,
+                "hs_submission_timestamp": submitted,
+                "hs_survey_id": "nps-2026",
+                "hs_content": "",
+            },
+        )
         portal.associate("feedback_submissions", ids[key], "contacts", contacts[contact])
 
     feedback("F1", "K1", "NPS", "10", "2026-10-05T09:00:00Z")

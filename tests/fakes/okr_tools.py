@@ -115,12 +115,16 @@ def _handler(tools: OkrTools) -> type[BaseHTTPRequestHandler]:
                     200, {"errors": [{"message": "currentValue: Float expected"}]}
                 )  # GraphQL reports type errors with HTTP 200
             if data["id"] not in tools.perdoo_key_results:
-                payload = {"keyResult": None,
-                           "errors": [{"field": "id", "messages": ["Key result not found."]}]}  # fmt: skip
+                payload = {
+                    "keyResult": None,
+                    "errors": [{"field": "id", "messages": ["Key result not found."]}],
+                }
                 return self._reply(200, {"data": {"upsertKeyResult": payload}})
             tools.perdoo_key_results[data["id"]] = data["currentValue"]
-            payload = {"keyResult": {"id": data["id"], "currentValue": data["currentValue"]},
-                       "errors": []}  # fmt: skip
+            payload = {
+                "keyResult": {"id": data["id"], "currentValue": data["currentValue"]},
+                "errors": [],
+            }
             return self._reply(200, {"data": {"upsertKeyResult": payload}})
 
         def _weekdone(self, objective: str, result: str, query: dict, body: bytes) -> None:

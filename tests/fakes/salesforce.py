@@ -41,53 +41,103 @@ API_VERSION_RE = r"v(\d+\.\d)"
 # object -> field -> describe type
 BASE_SCHEMA: dict[str, dict[str, str]] = {
     "Opportunity": {
-        "Id": "id", "AccountId": "reference", "Name": "string", "OwnerId": "reference",
-        "StageName": "picklist", "IsClosed": "boolean", "IsWon": "boolean", "Amount": "currency",
-        "CloseDate": "date", "CreatedDate": "datetime", "Type": "picklist",
-        "SystemModstamp": "datetime", "IsDeleted": "boolean", "RecordTypeId": "reference",
+        "Id": "id",
+        "AccountId": "reference",
+        "Name": "string",
+        "OwnerId": "reference",
+        "StageName": "picklist",
+        "IsClosed": "boolean",
+        "IsWon": "boolean",
+        "Amount": "currency",
+        "CloseDate": "date",
+        "CreatedDate": "datetime",
+        "Type": "picklist",
+        "SystemModstamp": "datetime",
+        "IsDeleted": "boolean",
+        "RecordTypeId": "reference",
         "Sales_Team__c": "string",
     },
     "Account": {
-        "Id": "id", "Name": "string", "OwnerId": "reference", "Industry": "picklist",
-        "Segment__c": "picklist", "Region__c": "picklist", "BillingCountry": "string",
-        "BillingAddress": "address", "CreatedDate": "datetime", "SystemModstamp": "datetime",
+        "Id": "id",
+        "Name": "string",
+        "OwnerId": "reference",
+        "Industry": "picklist",
+        "Segment__c": "picklist",
+        "Region__c": "picklist",
+        "BillingCountry": "string",
+        "BillingAddress": "address",
+        "CreatedDate": "datetime",
+        "SystemModstamp": "datetime",
         "IsDeleted": "boolean",
     },
     "User": {
-        "Id": "id", "Name": "string", "Email": "email", "Department": "string",
-        "UserRoleId": "reference", "IsActive": "boolean", "SystemModstamp": "datetime",
+        "Id": "id",
+        "Name": "string",
+        "Email": "email",
+        "Department": "string",
+        "UserRoleId": "reference",
+        "IsActive": "boolean",
+        "SystemModstamp": "datetime",
         "Username": "string",
     },
     "UserRole": {"Id": "id", "Name": "string", "SystemModstamp": "datetime"},
     "RecordType": {"Id": "id", "DeveloperName": "string", "SystemModstamp": "datetime"},
-    "Organization": {"Id": "id", "DefaultCurrencyIsoCode": "picklist", "SystemModstamp": "datetime"},
+    "Organization": {
+        "Id": "id",
+        "DefaultCurrencyIsoCode": "picklist",
+        "SystemModstamp": "datetime",
+    },
     "CurrencyType": {
-        "Id": "id", "IsoCode": "picklist", "ConversionRate": "double", "IsCorporate": "boolean",
-        "IsActive": "boolean", "SystemModstamp": "datetime",
+        "Id": "id",
+        "IsoCode": "picklist",
+        "ConversionRate": "double",
+        "IsCorporate": "boolean",
+        "IsActive": "boolean",
+        "SystemModstamp": "datetime",
     },
     "DatedConversionRate": {
-        "Id": "id", "IsoCode": "picklist", "ConversionRate": "double", "StartDate": "date",
-        "NextStartDate": "date", "SystemModstamp": "datetime",
+        "Id": "id",
+        "IsoCode": "picklist",
+        "ConversionRate": "double",
+        "StartDate": "date",
+        "NextStartDate": "date",
+        "SystemModstamp": "datetime",
     },
     "SurveyQuestion": {
-        "Id": "id", "Name": "string", "QuestionType": "picklist", "SystemModstamp": "datetime",
+        "Id": "id",
+        "Name": "string",
+        "QuestionType": "picklist",
+        "SystemModstamp": "datetime",
     },
     "SurveyInvitation": {"Id": "id", "Name": "string", "SystemModstamp": "datetime"},
     "SurveyResponse": {
-        "Id": "id", "Status": "picklist", "CompletionDateTime": "datetime",
-        "SurveyId": "reference", "InvitationId": "reference", "SystemModstamp": "datetime",
+        "Id": "id",
+        "Status": "picklist",
+        "CompletionDateTime": "datetime",
+        "SurveyId": "reference",
+        "InvitationId": "reference",
+        "SystemModstamp": "datetime",
         "IsDeleted": "boolean",
     },
     "SurveySubject": {
-        "Id": "id", "ParentId": "reference", "SubjectId": "reference",
-        "SubjectEntityType": "picklist", "SystemModstamp": "datetime", "IsDeleted": "boolean",
-    },
-    "SurveyQuestionResponse": {
-        "Id": "id", "NumberValue": "int", "QuestionId": "reference", "ResponseId": "reference",
-        "InvitationId": "reference", "CreatedDate": "datetime", "SystemModstamp": "datetime",
+        "Id": "id",
+        "ParentId": "reference",
+        "SubjectId": "reference",
+        "SubjectEntityType": "picklist",
+        "SystemModstamp": "datetime",
         "IsDeleted": "boolean",
     },
-}  # fmt: skip
+    "SurveyQuestionResponse": {
+        "Id": "id",
+        "NumberValue": "int",
+        "QuestionId": "reference",
+        "ResponseId": "reference",
+        "InvitationId": "reference",
+        "CreatedDate": "datetime",
+        "SystemModstamp": "datetime",
+        "IsDeleted": "boolean",
+    },
+}
 MULTI_CURRENCY_OBJECTS = ("Opportunity", "Account")
 # (object, relationship name) -> object the relationship points to
 RELATIONSHIPS = {
@@ -101,11 +151,20 @@ RELATIONSHIPS = {
     ("SurveyQuestionResponse", "Invitation"): "SurveyInvitation",
 }
 ID_PREFIXES = {
-    "Opportunity": "006", "Account": "001", "User": "005", "UserRole": "00E",
-    "RecordType": "012", "Organization": "00D", "CurrencyType": "02c",
-    "DatedConversionRate": "04w", "SurveyQuestion": "0Tt", "SurveyInvitation": "0Ki",
-    "SurveyResponse": "0Ou", "SurveySubject": "0Sd", "SurveyQuestionResponse": "0Qr",
-}  # fmt: skip
+    "Opportunity": "006",
+    "Account": "001",
+    "User": "005",
+    "UserRole": "00E",
+    "RecordType": "012",
+    "Organization": "00D",
+    "CurrencyType": "02c",
+    "DatedConversionRate": "04w",
+    "SurveyQuestion": "0Tt",
+    "SurveyInvitation": "0Ki",
+    "SurveyResponse": "0Ou",
+    "SurveySubject": "0Sd",
+    "SurveyQuestionResponse": "0Qr",
+}
 COMPOUND_TYPES = {"address", "location"}
 
 
@@ -192,8 +251,11 @@ class FakeOrg:
         """Add a custom object (e.g. NPS_Response__c) with its fields and their types."""
         with self.lock:
             self.schema[object_name] = {
-                "Id": "id", "SystemModstamp": "datetime", "IsDeleted": "boolean", **fields,
-            }  # fmt: skip
+                "Id": "id",
+                "SystemModstamp": "datetime",
+                "IsDeleted": "boolean",
+                **fields,
+            }
             self.records.setdefault(object_name, {})
 
     def now(self) -> dt.datetime:
@@ -264,9 +326,12 @@ class FakeOrg:
                     self.update("CurrencyType", existing[0]["Id"], ConversionRate=rate)
                 else:
                     self.insert(
-                        "CurrencyType", IsoCode=iso, ConversionRate=rate, IsCorporate=False,
+                        "CurrencyType",
+                        IsoCode=iso,
+                        ConversionRate=rate,
+                        IsCorporate=False,
                         IsActive=True,
-                    )  # fmt: skip
+                    )
 
     def add_dated_rate(self, iso: str, rate: float, start: dt.date) -> None:
         """A DatedConversionRate period from `start`; the previous period of `iso` ends there."""
@@ -279,9 +344,12 @@ class FakeOrg:
                 if period["StartDate"] < start and period["NextStartDate"] > start:
                     self.update("DatedConversionRate", period["Id"], NextStartDate=start)
             self.insert(
-                "DatedConversionRate", IsoCode=iso, ConversionRate=rate, StartDate=start,
+                "DatedConversionRate",
+                IsoCode=iso,
+                ConversionRate=rate,
+                StartDate=start,
                 NextStartDate=min(following) if following else dt.date(9999, 12, 31),
-            )  # fmt: skip
+            )
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -552,8 +620,12 @@ class OrgView:
             and not isinstance(expected, dt.datetime)
         ):
             expected = dt.datetime.combine(expected, dt.time(), dt.UTC)
-        return {"<": actual < expected, "<=": actual <= expected, ">": actual > expected,
-                ">=": actual >= expected}[op]  # fmt: skip
+        return {
+            "<": actual < expected,
+            "<=": actual <= expected,
+            ">": actual > expected,
+            ">=": actual >= expected,
+        }[op]
 
 
 def _equal(actual: Any, expected: Any) -> bool:
@@ -668,11 +740,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _send(self, status: int, body: Any, *, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:  # fmt: skip
-        data = body if isinstance(body, bytes) else (
-            body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        )  # fmt: skip
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = (
+            body
+            if isinstance(body, bytes)
+            else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        )
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -723,15 +803,21 @@ class _Handler(BaseHTTPRequestHandler):
                         break
                     if fault.status == 503:
                         return self._send(
-                            503, [{"message": "Server temporarily unavailable.",
-                                   "errorCode": "SERVER_UNAVAILABLE"}],
+                            503,
+                            [
+                                {
+                                    "message": "Server temporarily unavailable.",
+                                    "errorCode": "SERVER_UNAVAILABLE",
+                                }
+                            ],
                             headers={"Retry-After": "0"},
-                        )  # fmt: skip
+                        )
                     return self._error(
-                        fault.status, "UNKNOWN_EXCEPTION",
+                        fault.status,
+                        "UNKNOWN_EXCEPTION",
                         "An unexpected error occurred. Please include this ErrorId if you "
                         "contact support: 1234567890-12345 (-1234567890)",
-                    )  # fmt: skip
+                    )
         if delay:
             time.sleep(delay)  # outlasts the client's timeout: it gives up and retries
         with org.lock:
@@ -777,26 +863,48 @@ class _Handler(BaseHTTPRequestHandler):
             except jwt.PyJWTError as exc:
                 return self._send(400, {"error": "invalid_grant", "error_description": str(exc)})
             if claims.get("iss") != org.consumer_key:
-                return self._send(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})  # fmt: skip
+                return self._send(
+                    400,
+                    {
+                        "error": "invalid_client_id",
+                        "error_description": "client identifier invalid",
+                    },
+                )
             if claims.get("sub") != org.username:
-                return self._send(400, {"error": "invalid_grant", "error_description": "user hasn't approved this consumer"})  # fmt: skip
+                return self._send(
+                    400,
+                    {
+                        "error": "invalid_grant",
+                        "error_description": "user hasn't approved this consumer",
+                    },
+                )
             return self._token_answer()
         if grant == "client_credentials":
             expected = base64.b64encode(
                 f"{org.consumer_key}:{org.consumer_secret}".encode()
             ).decode()
             if self.headers.get("Authorization") != f"Basic {expected}":
-                return self._send(400, {"error": "invalid_client", "error_description": "invalid client credentials"})  # fmt: skip
+                return self._send(
+                    400,
+                    {"error": "invalid_client", "error_description": "invalid client credentials"},
+                )
             return self._token_answer()
-        return self._send(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})  # fmt: skip
+        return self._send(
+            400,
+            {"error": "unsupported_grant_type", "error_description": "grant type not supported"},
+        )
 
     def _soap_login(self, body: bytes) -> None:
         org = self.server.org
         text = body.decode()
         user = re.search(r"<(?:urn|n1):username>(.*?)</", text)
         password = re.search(r"<(?:urn|n1):password>(.*?)</", text)
-        if not (user and password and user.group(1) == org.username
-                and password.group(1) in (org.password, org.password + org.security_token)):  # fmt: skip
+        if not (
+            user
+            and password
+            and user.group(1) == org.username
+            and password.group(1) in (org.password, org.password + org.security_token)
+        ):
             fault = (
                 '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
                 'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
@@ -915,8 +1023,13 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 target = target.setdefault(
                     relationship,
-                    {"attributes": {"type": obj, "url": f"/services/data/v{version}/sobjects/{obj}/{current['Id']}"}},
-                )  # fmt: skip
+                    {
+                        "attributes": {
+                            "type": obj,
+                            "url": f"/services/data/v{version}/sobjects/{obj}/{current['Id']}",
+                        }
+                    },
+                )
             else:
                 target[parts[-1]] = _json_value(current.get(parts[-1]))
         return out
@@ -962,9 +1075,10 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         if compound:
             return self._error(
-                400, "API_ERROR",
+                400,
+                "API_ERROR",
                 f"Selecting compound data not supported in Bulk Query: {', '.join(compound)}",
-            )  # fmt: skip
+            )
         job_id = f"750FAKE{secrets.token_hex(6)}"
         self.server.jobs[job_id] = _BulkJob(
             job_id, operation, query.object_name, query.fields, rows
@@ -974,13 +1088,20 @@ class _Handler(BaseHTTPRequestHandler):
     @staticmethod
     def _job_info(job: _BulkJob, state: str, version: str = "62.0") -> dict:
         return {
-            "id": job.id, "operation": job.operation, "object": job.object_name,
-            "createdById": "005FAKE", "createdDate": "2026-01-01T00:00:00.000+0000",
-            "systemModstamp": "2026-01-01T00:00:00.000+0000", "state": state,
-            "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(version),
-            "lineEnding": "LF", "columnDelimiter": "COMMA",
+            "id": job.id,
+            "operation": job.operation,
+            "object": job.object_name,
+            "createdById": "005FAKE",
+            "createdDate": "2026-01-01T00:00:00.000+0000",
+            "systemModstamp": "2026-01-01T00:00:00.000+0000",
+            "state": state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(version),
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
             "numberRecordsProcessed": len(job.rows) if state == "JobComplete" else 0,
-        }  # fmt: skip
+        }
 
     def _job(self, job_id: str, results: bool, params: dict, method: str) -> None:
         job = self.server.jobs.get(job_id)
@@ -1015,9 +1136,11 @@ class _Handler(BaseHTTPRequestHandler):
             else "null"
         )
         return self._send(
-            200, buffer.getvalue(), content_type="text/csv",
+            200,
+            buffer.getvalue(),
+            content_type="text/csv",
             headers={"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(page))},
-        )  # fmt: skip
+        )
 
 
 # -- TLS and keys for tests -------------------------------------------------------------------------

@@ -115,11 +115,35 @@ def upgrade() -> None:
 
 
 # Table shapes as of this revision (never the live models: they move on, this file must not).
-_KR_COLUMNS = ["cycle", "objective", "kr", "as_of", "title", "team", "metric", "unit",
-               "baseline", "target", "definition_version", "run_id", "data_synced_at",
-               "computed_at"]  # fmt: skip
-_KPI_COLUMNS = ["kpi", "as_of", "title", "team", "metric", "healthy_min", "healthy_max",
-                "definition_version", "run_id", "data_synced_at", "computed_at"]  # fmt: skip
+_KR_COLUMNS = [
+    "cycle",
+    "objective",
+    "kr",
+    "as_of",
+    "title",
+    "team",
+    "metric",
+    "unit",
+    "baseline",
+    "target",
+    "definition_version",
+    "run_id",
+    "data_synced_at",
+    "computed_at",
+]
+_KPI_COLUMNS = [
+    "kpi",
+    "as_of",
+    "title",
+    "team",
+    "metric",
+    "healthy_min",
+    "healthy_max",
+    "definition_version",
+    "run_id",
+    "data_synced_at",
+    "computed_at",
+]
 
 
 def _read(bind: sa.Connection, table: str, columns: list[str]) -> pd.DataFrame:
