@@ -228,6 +228,67 @@ def validate_staged_rows(
     )
 
 
+def _usual_changes(history: pd.DataFrame, thresholds: DataThresholds) -> tuple[int, float]:
+    """(how many recent syncs, their median changes) of `history`, newest first."""
+    recent = history.head(thresholds.history_syncs)
+    usual = float((recent["changed"] + recent["deleted"]).median()) if len(recent) else 0.0
+    return len(recent), usual
+
+
+def _volume_report(
+    suite: str,
+    row: dict[str, Any],
+    thresholds: DataThresholds,
+    *,
+    judge_deleted: bool,
+    judge_quarantined: bool,
+    recent: int,
+) -> ValidationReport:
+    """The volume expectations on one row (deleted_share, quarantined_share, changes,
+    usual_changes), each where there is enough to judge it."""
+    frame = pd.DataFrame([row])
+    gx = import_gx()
+    expect = gx.expectations
+    usual = row["usual_changes"]
+    checks = []
+    if judge_deleted:
+        checks.append(
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="deleted_share", max_value=thresholds.max_deleted_share
+                ),
+                f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
+                "[no mass deletion]",
+                "deleted_share",
+            )
+        )
+    if judge_quarantined:
+        checks.append(
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(
+                    column="quarantined_share", max_value=thresholds.max_quarantined_share
+                ),
+                f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
+                "[quarantined share]",
+                "quarantined_share",
+            )
+        )
+    if recent >= thresholds.min_history_syncs and usual >= thresholds.usual_changes:
+        checks.append(
+            Check(
+                frame,
+                expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
+                f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
+                "changes",
+                severity=WARNING,
+            )
+        )
+    failures = run_checks(gx, suite, frame, checks) if checks else []
+    return ValidationReport(suite=suite, success=not failures, evaluated_rows=1, failures=failures)
+
+
 def validate_sync_volume(
     sync: Mapping[str, Any],
     history: pd.DataFrame,
@@ -247,8 +308,7 @@ def validate_sync_volume(
     suite = suite or "sync_volume"
     fetched, staged_before = int(sync.get("fetched") or 0), int(sync.get("staged_before") or 0)
     changes = int(sync.get("changed") or 0) + int(sync.get("deleted") or 0)
-    recent = history.head(thresholds.history_syncs)
-    usual = float((recent["changed"] + recent["deleted"]).median()) if len(recent) else 0.0
+    recent, usual = _usual_changes(history, thresholds)
     row = {
         **{
             k: sync.get(k)
@@ -268,46 +328,14 @@ def validate_sync_volume(
         "changes": changes,
         "usual_changes": usual,
     }
-    frame = pd.DataFrame([row])
-    gx = import_gx()
-    expect = gx.expectations
-    checks = []
-    if staged_before >= thresholds.min_rows_for_shares:
-        checks.append(
-            Check(
-                frame,
-                expect.ExpectColumnValuesToBeBetween(
-                    column="deleted_share", max_value=thresholds.max_deleted_share
-                ),
-                f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
-                "[no mass deletion]",
-                "deleted_share",
-            )
-        )
-    if fetched >= thresholds.min_rows_for_shares:
-        checks.append(
-            Check(
-                frame,
-                expect.ExpectColumnValuesToBeBetween(
-                    column="quarantined_share", max_value=thresholds.max_quarantined_share
-                ),
-                f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
-                "[quarantined share]",
-                "quarantined_share",
-            )
-        )
-    if len(recent) >= thresholds.min_history_syncs and usual >= thresholds.usual_changes:
-        checks.append(
-            Check(
-                frame,
-                expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
-                f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
-                "changes",
-                severity=WARNING,
-            )
-        )
-    failures = run_checks(gx, suite, frame, checks) if checks else []
-    return ValidationReport(suite=suite, success=not failures, evaluated_rows=1, failures=failures)
+    return _volume_report(
+        suite,
+        row,
+        thresholds,
+        judge_deleted=staged_before >= thresholds.min_rows_for_shares,
+        judge_quarantined=fetched >= thresholds.min_rows_for_shares,
+        recent=recent,
+    )
 
 
 def _flag(column: pd.Series) -> pd.Series:
@@ -369,8 +397,7 @@ def validate_staged_state(
     )
     newest = syncs.iloc[-1] if len(syncs) else None
     changes = int(newest["changed"] + newest["deleted"]) if newest is not None else 0
-    recent = history.head(thresholds.history_syncs)
-    usual = float((recent["changed"] + recent["deleted"]).median()) if len(recent) else 0.0
+    recent, usual = _usual_changes(history, thresholds)
     row = {
         "source": state.get("source"),
         "object": state.get("object"),
@@ -387,43 +414,11 @@ def validate_staged_state(
         "changes": changes,
         "usual_changes": usual,
     }
-    frame = pd.DataFrame([row])
-    gx = import_gx()
-    expect = gx.expectations
-    checks = []
-    if per_sync_deleted or known >= thresholds.min_rows_for_shares:
-        checks.append(
-            Check(
-                frame,
-                expect.ExpectColumnValuesToBeBetween(
-                    column="deleted_share", max_value=thresholds.max_deleted_share
-                ),
-                f"expect_column_values_to_be_between(deleted_share, ..{thresholds.max_deleted_share:g}) "
-                "[no mass deletion]",
-                "deleted_share",
-            )
-        )
-    if per_sync_quarantined or records >= thresholds.min_rows_for_shares:
-        checks.append(
-            Check(
-                frame,
-                expect.ExpectColumnValuesToBeBetween(
-                    column="quarantined_share", max_value=thresholds.max_quarantined_share
-                ),
-                f"expect_column_values_to_be_between(quarantined_share, ..{thresholds.max_quarantined_share:g}) "
-                "[quarantined share]",
-                "quarantined_share",
-            )
-        )
-    if len(recent) >= thresholds.min_history_syncs and usual >= thresholds.usual_changes:
-        checks.append(
-            Check(
-                frame,
-                expect.ExpectColumnValuesToBeBetween(column="changes", min_value=1),
-                f"expect_column_values_to_be_between(changes, 1..) [empty sync; usually {usual:g} changes]",
-                "changes",
-                severity=WARNING,
-            )
-        )
-    failures = run_checks(gx, suite, frame, checks) if checks else []
-    return ValidationReport(suite=suite, success=not failures, evaluated_rows=1, failures=failures)
+    return _volume_report(
+        suite,
+        row,
+        thresholds,
+        judge_deleted=bool(per_sync_deleted) or known >= thresholds.min_rows_for_shares,
+        judge_quarantined=bool(per_sync_quarantined) or records >= thresholds.min_rows_for_shares,
+        recent=recent,
+    )
