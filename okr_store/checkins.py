@@ -9,7 +9,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from core.checkins import CheckIn, CheckInError, RetroItem, quick_win_order
-from okr_store.db import write_transaction
+from okr_store.db import kr_rows, read_frame, write_transaction
 from okr_store.models import CheckInRevision, CheckInRow, KrProgress, RetroItemRow
 
 CHECK_IN_COLUMNS = [c.name for c in CheckInRow.__table__.columns]
@@ -17,15 +17,6 @@ CHECK_IN_COLUMNS = [c.name for c in CheckInRow.__table__.columns]
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
-    frame = pd.read_sql(query, conn)
-    for column in frame.columns.intersection(["week", "value_as_of"]):
-        frame[column] = pd.to_datetime(frame[column]).dt.date
-    for column in frame.columns.intersection(["created_at", "updated_at", "recorded_at"]):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
 
 
 def _lock_key(cycle: str, kr: str, week: dt.date) -> int:
@@ -141,17 +132,11 @@ class CheckInStore:
         end: dt.date | None = None,
     ) -> pd.DataFrame:
         """Check-ins (current versions) by KR and week, oldest week first; weeks by their Monday."""
-        table = CheckInRow.__table__
-        query = sa.select(table)
-        for column, value in (("cycle", cycle), ("kr", kr), ("team", team)):
-            if value is not None:
-                query = query.where(table.c[column] == value)
-        if start is not None:
-            query = query.where(table.c.week >= start)
-        if end is not None:
-            query = query.where(table.c.week <= end)
+        query = kr_rows(
+            CheckInRow.__table__, "week", cycle=cycle, kr=kr, team=team, start=start, end=end
+        )
         with self.engine.connect() as conn:
-            return _frame(conn, query.order_by(table.c.cycle, table.c.kr, table.c.week))
+            return read_frame(conn, query)
 
     def latest_check_ins(self, cycle: str, *, up_to: dt.date | None = None) -> pd.DataFrame:
         """Each KR's newest check-in of `cycle` (week up to `up_to`'s week), one row per KR."""
@@ -169,7 +154,7 @@ class CheckInStore:
             .order_by(table.c.kr)
         )
         with self.engine.connect() as conn:
-            return _frame(conn, query)
+            return read_frame(conn, query)
 
     def revisions(self, cycle: str, kr: str, week: dt.date) -> pd.DataFrame:
         """Every version of one check-in, first to last (the audit trail)."""
@@ -181,7 +166,7 @@ class CheckInStore:
             .order_by(revisions.c.revision)
         )
         with self.engine.connect() as conn:
-            return _frame(conn, query)
+            return read_frame(conn, query)
 
     # --- retrospective --------------------------------------------------------------------------
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -167,3 +169,62 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+# Columns read back as plain dates, and as UTC-aware timestamps, by every store reader.
+DATE_COLUMNS = (
+    "as_of",
+    "last_pushed_as_of",
+    "start",
+    "end",
+    "cycle_start",
+    "cycle_end",
+    "week",
+    "value_as_of",
+)
+TIMESTAMP_COLUMNS = (
+    "data_synced_at",
+    "computed_at",
+    "recorded_at",
+    "started_at",
+    "finished_at",
+    "last_pushed_at",
+    "last_attempt_at",
+    "heartbeat_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def read_frame(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
+    """A query's rows as a frame with plain dates and UTC-aware timestamps on every database."""
+    frame = pd.read_sql(query, conn)
+    for col in frame.columns.intersection(DATE_COLUMNS):
+        frame[col] = pd.to_datetime(frame[col]).dt.date
+    for col in frame.columns.intersection(TIMESTAMP_COLUMNS):
+        # SQLite hands back naive UTC, PostgreSQL aware timestamps: one shape for readers.
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def kr_rows(
+    table: sa.Table,
+    day: str,
+    *,
+    cycle: str | None,
+    kr: str | None,
+    team: str | None,
+    start: dt.date | None,
+    end: dt.date | None,
+) -> sa.Select:
+    """Rows of a per-KR table (cycle, kr, team, a day column), optionally of one cycle, KR or
+    team and between `start` and `end` inclusive, ordered by cycle, KR and day."""
+    query = sa.select(table)
+    for column, value in (("cycle", cycle), ("kr", kr), ("team", team)):
+        if value is not None:
+            query = query.where(table.c[column] == value)
+    if start is not None:
+        query = query.where(table.c[day] >= start)
+    if end is not None:
+        query = query.where(table.c[day] <= end)
+    return query.order_by(table.c.cycle, table.c.kr, table.c[day])

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import pandas as pd
 import sqlalchemy as sa
 
-from okr_store.db import process_alive, upsert, write_transaction
+from okr_store.db import kr_rows, process_alive, read_frame, upsert, write_transaction
 from okr_store.models import (
     CycleDefinition,
     KeyResultDefinition,
@@ -32,17 +32,6 @@ STALE = "stale"
 RUNNING, SUCCEEDED, PARTIAL, FAILED = "running", "succeeded", "partial", "failed"
 # A run on another host that has shown no sign of life for this long is taken for dead.
 REAP_AFTER = dt.timedelta(hours=2)
-_DATE_COLUMNS = ("as_of", "last_pushed_as_of", "start", "end", "cycle_start", "cycle_end")
-_TIMESTAMP_COLUMNS = (
-    "data_synced_at",
-    "computed_at",
-    "recorded_at",
-    "started_at",
-    "finished_at",
-    "last_pushed_at",
-    "last_attempt_at",
-    "heartbeat_at",
-)
 
 
 def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
@@ -52,17 +41,6 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _read(conn: sa.Connection, query: sa.Select) -> pd.DataFrame:
-    """A query's rows as a frame with plain dates and UTC-aware timestamps on every database."""
-    frame = pd.read_sql(query, conn)
-    for col in frame.columns.intersection(_DATE_COLUMNS):
-        frame[col] = pd.to_datetime(frame[col]).dt.date
-    for col in frame.columns.intersection(_TIMESTAMP_COLUMNS):
-        # SQLite hands back naive UTC, PostgreSQL aware timestamps: one shape for readers.
-        frame[col] = pd.to_datetime(frame[col], utc=True)
-    return frame
 
 
 def _latest_per_key(
@@ -184,7 +162,7 @@ class OkrStore:
             if not keys:
                 return []
             wanted = sa.tuple_(table.c.cycle, table.c.kr).in_(keys)
-            carried = _read(
+            carried = read_frame(
                 conn,
                 _latest_per_key(
                     table,
@@ -194,7 +172,7 @@ class OkrStore:
                     where=[wanted, table.c.status != STALE],
                 ),
             )
-            same_day = _read(conn, sa.select(table).where(wanted, table.c.as_of == as_of))
+            same_day = read_frame(conn, sa.select(table).where(wanted, table.c.as_of == as_of))
             carried_keys = pd.MultiIndex.from_frame(carried[["cycle", "kr"]])
             without_history = same_day[
                 ~pd.MultiIndex.from_frame(same_day[["cycle", "kr"]]).isin(carried_keys)
@@ -340,7 +318,7 @@ class OkrStore:
         now = _now()
         here = socket.gethostname()
         with self.engine.connect() as conn:
-            running = _read(conn, sa.select(table).where(table.c.status == RUNNING))
+            running = read_frame(conn, sa.select(table).where(table.c.status == RUNNING))
         reaped = []
         for run in running.to_dict("records"):
             last_seen = run["heartbeat_at"] if pd.notna(run["heartbeat_at"]) else run["started_at"]
@@ -544,14 +522,14 @@ class OkrStore:
             query = _latest_per_key(table, ["cycle", "kr"], as_of=as_of, team=team)
         query = query.order_by(table.c.cycle, table.c.objective, table.c.kr)
         with self.engine.connect() as conn:
-            return _read(conn, query)
+            return read_frame(conn, query)
 
     def kpi_values(self, *, as_of: dt.date | None = None, team: str | None = None) -> pd.DataFrame:
         """Each KPI's latest value up to `as_of`, optionally of one team."""
         table = KpiValue.__table__
         query = _latest_per_key(table, ["kpi"], as_of=as_of, team=team).order_by(table.c.kpi)
         with self.engine.connect() as conn:
-            return _read(conn, query)
+            return read_frame(conn, query)
 
     def progress_history(
         self,
@@ -563,18 +541,11 @@ class OkrStore:
         end: dt.date | None = None,
     ) -> pd.DataFrame:
         """Daily KR rows between `start` and `end` (inclusive), ordered by KR and day."""
-        table = KrProgress.__table__
-        query = sa.select(table)
-        for column, value in (("cycle", cycle), ("kr", kr), ("team", team)):
-            if value is not None:
-                query = query.where(table.c[column] == value)
-        if start is not None:
-            query = query.where(table.c.as_of >= start)
-        if end is not None:
-            query = query.where(table.c.as_of <= end)
-        query = query.order_by(table.c.cycle, table.c.kr, table.c.as_of)
+        query = kr_rows(
+            KrProgress.__table__, "as_of", cycle=cycle, kr=kr, team=team, start=start, end=end
+        )
         with self.engine.connect() as conn:
-            return _read(conn, query)
+            return read_frame(conn, query)
 
     def kr_history(
         self, cycle: str, kr: str, *, start: dt.date | None = None, end: dt.date | None = None
@@ -602,14 +573,14 @@ class OkrStore:
         if end is not None:
             query = query.where(table.c.as_of <= end)
         with self.engine.connect() as conn:
-            return _read(conn, query.order_by(table.c.kpi, table.c.as_of))
+            return read_frame(conn, query.order_by(table.c.kpi, table.c.as_of))
 
     def runs(self, *, limit: int = 50) -> pd.DataFrame:
         """The newest runs first: origin, status, timing, requested days, data freshness."""
         table = Run.__table__
         query = sa.select(table).order_by(table.c.started_at.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return _read(conn, query)
+            return read_frame(conn, query)
 
     def run_days(self, *, run_id: str | None = None, as_of: dt.date | None = None) -> pd.DataFrame:
         """Which run wrote (or marked stale) which day, from which definition versions."""
@@ -620,7 +591,7 @@ class OkrStore:
         if as_of is not None:
             query = query.where(table.c.as_of == as_of)
         with self.engine.connect() as conn:
-            return _read(conn, query.order_by(table.c.as_of, table.c.recorded_at))
+            return read_frame(conn, query.order_by(table.c.as_of, table.c.recorded_at))
 
     def definitions(self, kind: str) -> pd.DataFrame:
         """Recorded definition versions: kind is cycles, objectives, key_results or kpis."""
@@ -632,13 +603,15 @@ class OkrStore:
         }
         table = models[kind].__table__
         with self.engine.connect() as conn:
-            return _read(conn, sa.select(table).order_by(*table.primary_key.columns))
+            return read_frame(conn, sa.select(table).order_by(*table.primary_key.columns))
 
     def push_state(self) -> pd.DataFrame:
         """What each OKR tool last received per KR, and the failures since."""
         table = PushState.__table__
         with self.engine.connect() as conn:
-            return _read(conn, sa.select(table).order_by(table.c.sink, table.c.cycle, table.c.kr))
+            return read_frame(
+                conn, sa.select(table).order_by(table.c.sink, table.c.cycle, table.c.kr)
+            )
 
     def count_progress_rows(self, as_of: dt.date | None = None) -> int:
         table = KrProgress.__table__
@@ -702,7 +675,9 @@ class OkrStore:
         """The KR pages of `cycle` (kr_charts): dates, objective, definition, expected path."""
         table = KrChart.__table__
         with self.engine.connect() as conn:
-            return _read(conn, sa.select(table).where(table.c.cycle == cycle).order_by(table.c.kr))
+            return read_frame(
+                conn, sa.select(table).where(table.c.cycle == cycle).order_by(table.c.kr)
+            )
 
     def drilldown(self, cycle: str, kr: str, *, as_of: dt.date) -> dict | None:
         """The records behind the KR's number: the drill-down of its newest day up to `as_of`
@@ -777,7 +752,7 @@ class OkrStore:
         )
         table = KeyResultDefinition.__table__
         with self.engine.connect() as conn:
-            versions = _read(conn, sa.select(table).where(table.c.cycle == cycle))
+            versions = read_frame(conn, sa.select(table).where(table.c.cycle == cycle))
         versions = versions.set_index(["kr", "definition_version"])
         changes = []
         for key, group in first_days.groupby("kr", sort=True):  # a few versions per KR
