@@ -49,7 +49,7 @@ def main() -> None:
     )
     for (metric, day), row in table.iterrows():
         print(
-            f"| {metric} | {day} | {row.forecasts} | {row.forecast_mape:.1%} | {row.value_so_far_mape:.1%} |"
+            f"| {metric} | {day} | {int(row.forecasts)} | {row.forecast_mape:.1%} | {row.value_so_far_mape:.1%} |"
         )
     overall = result.groupby("day")["abs_pct_error"].mean()
     print(
