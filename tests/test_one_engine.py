@@ -93,16 +93,30 @@ def pandas_baselines(definitions, data) -> dict[tuple[str, str], float | None]:
     }
 
 
-def flagged(warnings) -> dict[str, str]:
-    """KR key -> the baseline a relative-target warning quotes."""
-    found = {}
+def flagged(warnings) -> list[tuple[str, str]]:
+    """(KR key, the baseline its relative-target warning quotes), sorted."""
+    found = []
     for problem in warnings:
         if problem.code == "relative-target-baseline":
-            key, baseline = re.match(
-                r"KR '([^']+)': its previous_cycle baseline is (\S+),", problem.message
-            ).groups()
-            found[key] = baseline
-    return found
+            found.append(
+                re.match(
+                    r"KR '([^']+)': its previous_cycle baseline is (\S+),", problem.message
+                ).groups()
+            )
+    return sorted(found)
+
+
+def expected_warnings(definitions, oracle) -> list[tuple[str, str]]:
+    """What `flagged` must find: each relative-target KR with a computed baseline the pandas
+    engine finds zero or negative."""
+    return sorted(
+        (kr.key, f"{oracle[(lo.cycle.key, kr.key)]:g}")
+        for lo, kr in definitions.key_results()
+        if kr.baseline_is_computed
+        and isinstance(kr.target, str)
+        and oracle[(lo.cycle.key, kr.key)] is not None
+        and oracle[(lo.cycle.key, kr.key)] <= 0
+    )
 
 
 def assert_same_backtest(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -151,29 +165,38 @@ def test_the_backtest_on_the_demo_org_is_the_pandas_backtest_and_the_documented_
 
 def test_the_baseline_warning_on_the_demo_org_is_the_pandas_engines(demo_frames, tmp_path):
     """The demo's definitions with every baseline computed from the previous cycle (and its
-    relative targets kept): the compiled baselines are the pandas ones, KR by KR, and the lint
-    warns about exactly the KRs whose pandas baseline is zero or negative."""
-    shutil.copytree(REPO / "definitions", tmp_path / "definitions")
-    for path in (tmp_path / "definitions").glob("2026-Q*.yaml"):
+    relative targets kept), plus the Q4 KRs in 2025-Q4, whose previous quarter is before the
+    demo's first deal, their revenue per existing customer as won revenue (zero, not missing,
+    then): the compiled baselines are the pandas ones, KR by KR, and the lint warns about
+    exactly the KRs whose pandas baseline is zero or negative."""
+    folder = tmp_path / "definitions"
+    shutil.copytree(REPO / "definitions", folder)
+    (folder / "2025-Q4.yaml").write_text(
+        (folder / "2026-Q4.yaml")
+        .read_text()
+        .replace("key: 2026-Q4", "key: 2025-Q4")
+        .replace("start: 2026-10-01", "start: 2025-10-01")
+        .replace("end: 2026-12-31", "end: 2025-12-31")
+        .replace("metric: revenue_per_existing_customer", "metric: won_revenue")
+    )
+    for path in folder.glob("20*-Q*.yaml"):
         path.write_text(re.sub(r"baseline: [0-9.]+", "baseline: previous_cycle", path.read_text()))
-    definitions = load_definitions(tmp_path / "definitions")
+    definitions = load_definitions(folder)
     data = prepare(*demo_frames, timezone=TIMEZONE)
     compiled = computed_baselines(
         list(definitions.key_results()), definitions.library, DuckDBStaged.from_prepared(data)
     )
     oracle = pandas_baselines(definitions, data)
-    assert compiled.keys() == oracle.keys() and len(compiled) == 16
+    assert compiled.keys() == oracle.keys() and len(compiled) == 24
     for key, value in oracle.items():
         assert same(
             np.nan if compiled[key] is None else compiled[key], np.nan if value is None else value
         ), key
-    relative = {kr.key for _, kr in definitions.key_results() if isinstance(kr.target, str)}
-    expected = {
-        key: f"{value:g}"
-        for (_, key), value in oracle.items()
-        if key in relative and value is not None and value <= 0
-    }
+    expected = expected_warnings(definitions, oracle)
     assert flagged(check_against_data(definitions, data)) == expected
+    assert {"revenue-per-existing-customer", "revenue-per-existing-customer-dach"} <= {
+        key for key, _ in expected
+    }
 
 
 # --- random orgs ----------------------------------------------------------------------------------
@@ -220,18 +243,8 @@ def test_the_baseline_warning_equals_the_pandas_oracle(
         assert same(
             np.nan if compiled[key] is None else compiled[key], np.nan if value is None else value
         ), (key, compiled[key], value)
-    relative = {
-        kr.key
-        for _, kr in definitions.key_results()
-        if kr.baseline_is_computed and isinstance(kr.target, str)
-    }
-    expected = {
-        key: f"{value:g}"
-        for (_, key), value in oracle.items()
-        if key in relative and value is not None and value <= 0
-    }
     warnings = check_against_data(definitions, data, staged)
-    assert flagged(warnings) == expected
+    assert flagged(warnings) == expected_warnings(definitions, oracle)
     assert warnings == check_against_data(definitions, data)  # DuckDB over the prepared frames
 
 
