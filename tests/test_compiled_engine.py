@@ -350,3 +350,53 @@ def test_the_compiled_records_are_the_oracles_records(
     assert same(compiled["contribution"], expected["contribution"])
     assert compiled["day"].tolist() == expected["day"].tolist()
     assert compiled["customer_name"].tolist() == expected["customer_name"].tolist()
+
+
+@SETTINGS
+@given(
+    org=orgs(),
+    krs=key_results,
+    start_offset=st.integers(10, 40),
+    length=st.integers(5, 30),
+    day=st.integers(0, 35),
+)
+def test_the_drilldown_of_every_kr_adds_up_to_its_compiled_number(
+    staging, org, krs, start_offset, length, day
+):
+    """What the KR pages store, for whole definition sets (custom metrics, filters, cycle and
+    rolling windows): each KR's records sum to the number the flow computes for it — numerator,
+    denominator and sample — and a metric without records (a reduction, a ratio of metrics, a
+    derived one) says why instead of listing any."""
+    from kr_metrics.pages import drilldown_rows
+
+    cycle_start = ORIGIN.date() + dt.timedelta(days=start_offset)
+    cycle_end = cycle_start + dt.timedelta(days=length)
+    as_of = cycle_start + dt.timedelta(days=min(day, length))
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            definitions = definitions_for(krs, cycle_start, cycle_end, Path(folder))
+        except DefinitionError:
+            assume(False)
+    deals, customers, responses = frames(org)
+    staged = staging(deals, customers, responses)
+    numbers = compiled_history(definitions, staged, as_of, as_of)
+    numbers = numbers[numbers["kind"] == "kr"].set_index("key")
+    requests = [(loaded, kr, as_of) for loaded, kr in definitions.key_results()]
+    for (_, kr, _), row in zip(
+        requests, drilldown_rows(definitions, requests, staged), strict=True
+    ):
+        spec, number = definitions.library[kr.metric], numbers.loc[kr.key]
+        if spec.reduce or spec.combine in ("metric_ratio", "derived"):
+            assert row["reason"] and kr.metric in row["reason"] and row["records"] == []
+            continue
+        records = row["records"]
+        assert row["reason"] is None and row["total"] == len(records)
+        assert same(as_float(row["value"]), number["value"]), kr.metric
+        assert same(sum(r["contribution"] for r in records), number["numerator"]), kr.metric
+        if spec.combine == "per_constant":
+            continue  # its denominator and sample are the existing customers, not records
+        assert len(records) == number["sample_size"] == row["sample_size"], kr.metric
+        if spec.combine == "ratio":
+            assert same(sum(r["weight"] for r in records), number["denominator"]), kr.metric
+        else:
+            assert all(r["weight"] is None for r in records), kr.metric
