@@ -400,3 +400,40 @@ def test_the_drilldown_of_every_kr_adds_up_to_its_compiled_number(
             assert same(sum(r["weight"] for r in records), number["denominator"]), kr.metric
         else:
             assert all(r["weight"] is None for r in records), kr.metric
+
+
+def test_record_ids_that_look_like_numbers_stay_text(staging):
+    """HubSpot ids are digits: PostgreSQL results used to be turned into numbers column by
+    column, so record "00123" came back as 123.0 and survey "2026" as 2026.0."""
+    from kr_metrics.sql.explain import _shown
+    from kr_metrics.sql.records import listed_records_statement
+    from kr_metrics.sql.views import Views
+    from tests.conftest import canonical
+
+    responses = canonical(
+        "nps_responses",
+        [
+            {
+                "response_id": "00123",
+                "customer_id": "0042",
+                "score": 9,
+                "survey_id": "2026",
+                "submitted_at": "2026-10-02T10:00:00Z",
+            }
+        ],
+    )
+    customers = canonical("customers", [{"customer_id": "0042", "name": "007 Ltd", "team": "t"}])
+    staged = staging(canonical("deals", []), customers, responses)
+    window = window_for(dt.date(2026, 10, 1), dt.date(2026, 12, 31), dt.date(2026, 11, 1))
+    statement = listed_records_statement(
+        METRICS["nps"], Views(staged.tables, staged.timezone), {}, window
+    )
+    records, total = _shown("nps_responses", staged.run({("r",): statement})[("r",)])
+    assert total == 1
+    (record,) = records.to_dict("records")
+    assert (record["record_id"], record["customer_id"], record["survey_id"]) == (
+        "00123",
+        "0042",
+        "2026",
+    )
+    assert record["customer_name"] == "007 Ltd" and record["score"] == 9
