@@ -27,7 +27,7 @@ from kr_metrics.forecast import add_forecasts
 from kr_metrics.loader import load_definitions
 from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
-from kr_metrics.sql.engine import DuckDBStaged
+from kr_metrics.sql.engine import DuckDBStaged, Staged
 from kr_metrics.sql.engine import evaluate_history as compiled_history
 from kr_metrics.versions import definition_records
 from okr_store import schema
@@ -165,10 +165,20 @@ class DayResult:
         return bool(self.validation_failures)
 
 
+def staged_for(data: PreparedData | Staged) -> Staged:
+    """What the compiled engine computes over: a Staged object as it is (DuckDBStaged,
+    DatabaseStaged), or the staged frames a PreparedData was made from, in embedded DuckDB."""
+    return data if hasattr(data, "run") else DuckDBStaged.from_prepared(data)
+
+
 def compute_days(
-    settings: Settings, definitions: DefinitionSet, data: PreparedData, days: Iterable[dt.date]
+    settings: Settings,
+    definitions: DefinitionSet,
+    staged: Staged | PreparedData,
+    days: Iterable[dt.date],
 ) -> dict[dt.date, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
-    """(values, progress, kpis) for each of `days` from one history-mode pass; nothing written.
+    """(values, progress, kpis) for each of `days` from one history-mode pass over `staged`
+    (see staged_for); nothing written.
 
     The pass starts at the earliest start of the cycles involved, so every KR's forecast sees
     its whole series, and a backfill of a range costs about as much as a single day.
@@ -181,7 +191,7 @@ def compute_days(
     # the test oracle.
     history = compiled_history(
         definitions,
-        DuckDBStaged.from_prepared(data),
+        staged_for(staged),
         min([days[0], *starts]),
         days[-1],
         kpis_from=days[0],
@@ -207,7 +217,7 @@ def compute_days(
 
 
 def compute_day(
-    settings: Settings, definitions: DefinitionSet, data: PreparedData, as_of: dt.date
+    settings: Settings, definitions: DefinitionSet, data: PreparedData | Staged, as_of: dt.date
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(values, progress, kpis) for `as_of`; pure computation, nothing written."""
     return compute_days(settings, definitions, data, [as_of])[as_of]
@@ -300,7 +310,10 @@ def run_days(
     store.start_run(run_id, origin=origin, days_requested=len(days), data_synced_at=synced_at)
     results = []
     try:
-        computed = compute_days(settings, definitions, data, days) if days else {}
+        # One staged object for the numbers and the records behind them (the KR pages), so
+        # the two are computed from the same rows by the same compiled filters.
+        staged = staged_for(data)
+        computed = compute_days(settings, definitions, staged, days) if days else {}
         frozen = frozen_cycles(settings, definitions, store)
         # Staged data that failed its data suites blocks every day computed from it.
         verdicts = gate.data_gate(settings, engine) if validate else []
@@ -339,7 +352,7 @@ def run_days(
             store.heartbeat(run_id)
             if progress_callback:
                 progress_callback(result)
-        write_kr_pages(settings, store, definitions, data, results, frozen=frozen, run_id=run_id)
+        write_kr_pages(settings, store, definitions, staged, results, frozen=frozen, run_id=run_id)
         check_database_identity(engine, database)
     except DatabaseVanishedError:
         raise  # recording it would write into a new, empty file: the error says what happened
@@ -423,7 +436,7 @@ def write_kr_pages(
     settings: Settings,
     store: OkrStore,
     definitions: DefinitionSet,
-    data: PreparedData,
+    staged: Staged,
     results: list[DayResult],
     *,
     frozen: set[str],
@@ -431,7 +444,8 @@ def write_kr_pages(
 ) -> None:
     """What the dashboard's KR pages show besides the daily rows: each KR's chart basis, and the
     records behind its number on the last day this run wrote for it (not for a blocked day, a
-    KR marked stale or a closed cycle: their numbers were not computed here)."""
+    KR marked stale or a closed cycle: their numbers were not computed here), selected by the
+    compiled engine over the same `staged` rows the numbers were computed from."""
     written = [r for r in results if not r.blocked]
     if not written:
         return
@@ -439,7 +453,7 @@ def write_kr_pages(
         c.key for c in definitions.cycles.values() if any(c.contains(r.as_of) for r in written)
     }
     charts = pages.chart_rows(definitions, settings.scoring.policy(), cycles)
-    drilldowns = []
+    requests = []
     for loaded, kr in definitions.key_results():
         if loaded.cycle.key in frozen:
             continue
@@ -450,7 +464,8 @@ def write_kr_pages(
             if loaded.cycle.contains(r.as_of) and key not in set(r.stale_key_results)
         ]
         if days:
-            drilldowns.append(pages.drilldown_row(definitions, loaded, kr, data, days[-1]))
+            requests.append((loaded, kr, days[-1]))
+    drilldowns = pages.drilldown_rows(definitions, requests, staged) if requests else []
     store.write_kr_pages(cycles, charts, drilldowns, run_id=run_id)
 
 

@@ -205,13 +205,23 @@ class DatabaseStaged:
             for key, statement in statements.items():
                 rows = connection.execute(statement)
                 frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+                kept = _not_numbers(statement)
                 for column in frame.columns.drop("day"):
-                    try:  # numbers arrive as Decimal from PostgreSQL; text (record ids) stays text
+                    if column in kept:
+                        continue
+                    try:  # numbers arrive as Decimal from PostgreSQL
                         frame[column] = pd.to_numeric(frame[column]).astype("float64")
                     except (TypeError, ValueError):
                         continue
                 results[key] = _by_day(frame)
         return results
+
+
+def _not_numbers(statement: sa.Select) -> set[str]:
+    """The statement's columns typed as text, flags, dates or instants: they stay as they are
+    (an id "00123" or a survey id "2026" is text, not a number)."""
+    kept = (sa.String, sa.Boolean, sa.Date, sa.DateTime)
+    return {column.key for column in statement.selected_columns if isinstance(column.type, kept)}
 
 
 class _borrowed:
