@@ -351,3 +351,27 @@ def metric_over_windows(
     series_of(spec, library, collecting, collecting.scope(where), windows, basis=basis)
     computed = _Computed(compute_leaves(list(collecting.leaves), staged))
     return series_of(spec, library, computed, computed.scope(where), windows, basis=basis)
+
+
+def computed_baselines(
+    key_results: Sequence[tuple], library: dict[str, MetricSpec], staged: Staged
+) -> dict[tuple[str, str], float | None]:
+    """The baseline of each (loaded objective, KR) — its number, or the metric over the whole
+    previous cycle — by (cycle, KR key), all from one compiled run: the leaves of every
+    `previous_cycle` baseline are collected first and compiled together, as in
+    `evaluate_history`, so no statement is per KR."""
+    from kr_metrics.engine import baseline_with
+
+    def each(backend) -> dict[tuple[str, str], float | None]:
+        return {
+            (loaded.cycle.key, kr.key): baseline_with(
+                kr, loaded.cycle, library[kr.metric], library, backend, backend.scope(kr.where)
+            )
+            for loaded, kr in key_results
+        }
+
+    collecting = _Collecting()
+    each(collecting)
+    if not collecting.leaves:  # only numeric baselines: nothing to run
+        return each(collecting)
+    return each(_Computed(compute_leaves(list(collecting.leaves), staged)))
