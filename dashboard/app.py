@@ -259,6 +259,8 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
         today_model = {"check_ins": week.kr_check_ins_today(data, cycle, stored["check_ins"])}
         kr_form(stored, today_model, False)
 
+    app.state.warm_kr_html = warm_kr_html  # what the warming renders (tests call it directly)
+
     @app.get("/kr/{cycle}/{kr}", response_class=HTMLResponse, include_in_schema=False)
     def kr_page(request: Request, cycle: str, kr: str):
         try:
