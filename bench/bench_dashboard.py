@@ -119,10 +119,11 @@ def generate(folder: Path) -> dict:
     from kr_metrics import pages
 
     charts = pages.chart_rows(definitions, settings.scoring.policy(), {"bench-year"})
-    drilldowns = [
-        pages.drilldown_row(definitions, loaded, kr, data, CYCLE_END)
-        for loaded, kr in definitions.key_results()
-    ]
+    drilldowns = pages.drilldown_rows(
+        definitions,
+        [(loaded, kr, CYCLE_END) for loaded, kr in definitions.key_results()],
+        flow.staged_for(data),
+    )
     store.write_kr_pages({"bench-year"}, charts, drilldowns, run_id="bench")
     rows = store.count_progress_rows()
     # A year of weekly check-ins, so the overview reads them as it does in production.
