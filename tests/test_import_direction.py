@@ -249,18 +249,10 @@ PANDAS_EVALUATION: dict[str, frozenset[str]] = {
     "kr_metrics.explain": frozenset({"records_behind"}),
     "kr_metrics.metrics": frozenset({"scope_for"}),
 }
-# Modules outside tests/ and bench/ that may still call it: the pandas engine itself, and the
-# explanation of a number — `krpulse definitions explain` and the KR page's drill-down (the
-# records behind a number), which the `records` branch moves onto kr_metrics.sql.records.
-PANDAS_EVALUATION_ALLOWED = frozenset(
-    {
-        "kr_metrics.engine",
-        "kr_metrics.explain",
-        "kr_metrics.metrics",
-        "kr_metrics.pages",  # drilldown_row -> explain_key_result (records branch)
-        "pipelines.cli.definitions",  # `definitions explain` -> explain_key_result (records branch)
-    }
-)
+# The one module outside tests/ and bench/ that may call it: the pandas engine itself (its
+# explanation reads kr_metrics.explain's records and kr_metrics.metrics' masks). The KR page's
+# drill-down and `krpulse definitions explain` list records through kr_metrics.sql.
+PANDAS_EVALUATION_ALLOWED = frozenset({"kr_metrics.engine"})
 
 
 def production_sources() -> dict[str, str]:
@@ -302,8 +294,8 @@ def pandas_evaluation_calls(sources: Mapping[str, str]) -> list[str]:
 
 
 def test_production_computes_only_through_the_compiled_engine():
-    """One engine in production: outside tests/ and bench/, only the pandas engine itself and
-    the explanation paths still listed above call the pandas engine's evaluation."""
+    """One engine in production: outside tests/ and bench/, only the pandas engine itself
+    calls the pandas engine's evaluation."""
     calls = [
         call
         for call in pandas_evaluation_calls(production_sources())
