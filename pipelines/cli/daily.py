@@ -145,11 +145,13 @@ def sync(obj: Context, source_name: str | None, output_format: str) -> None:
     console.print(table)
 
 
-def warn_about_data(definitions, data) -> None:
-    """What only the staged data can tell about the definitions (a filter value never seen)."""
+def warn_about_data(definitions, data, staged) -> None:
+    """What only the staged data can tell about the definitions (a filter value never seen, a
+    relative target on a previous-cycle baseline of zero — computed over `staged`, where the
+    run computes)."""
     from kr_metrics.lint import check_against_data
 
-    for warning in check_against_data(definitions, data):
+    for warning in check_against_data(definitions, data, staged):
         click.echo(str(warning), err=True)  # unwrapped: one `file:line: warning: ...` per line
 
 
@@ -200,7 +202,7 @@ def run(
 
     definitions = flow.load_definition_set(settings)
     data = flow.load_prepared(settings, engine)
-    warn_about_data(definitions, data)
+    warn_about_data(definitions, data, flow.staged_data(settings, engine, data))
     results = flow.run_days(
         settings, engine, days, definitions=definitions, data=data, progress_callback=on_day
     )
@@ -240,10 +242,10 @@ def preview(
         settings, Path(definitions_path) if definitions_path else None
     )
     data = flow.load_prepared(settings, engine)
-    warn_about_data(definitions, data)
+    staged = flow.staged_data(settings, engine, data)
+    warn_about_data(definitions, data, staged)
     if data.deals.empty and data.nps_responses.empty:
         err_console.print("[yellow]No staged data yet: run `krpulse sync` first.[/]")
-    staged = flow.staged_data(settings, engine, data)
     _, progress, kpis = flow.compute_day(settings, definitions, staged, day)
     print_progress(day, progress, kpis, output_format)
 
