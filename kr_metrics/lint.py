@@ -9,7 +9,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.canonical import METRIC_TABLES
 from kr_metrics.definitions import (
     LARGEST_NUMBER,
     DefinitionSet,
@@ -20,7 +19,7 @@ from kr_metrics.definitions import (
     Problem,
     window_days,
 )
-from kr_metrics.metrics import LEVEL, PreparedData
+from kr_metrics.metrics import LEVEL
 from kr_metrics.scoring import key_result_kind, start_value
 
 if TYPE_CHECKING:
@@ -644,46 +643,34 @@ def _range(kpi: Kpi) -> str:
 # --- against the staged data (preview and run) --------------------------------------------------
 
 
-def check_against_data(
-    definitions: DefinitionSet, data: PreparedData, staged: Staged | None = None
-) -> list[Problem]:
+def check_against_data(definitions: DefinitionSet, staged: Staged) -> list[Problem]:
     """Warnings only the staged data can tell: filter values no record has ever had, and
     relative targets whose `previous_cycle` baseline turns out to be zero or negative.
 
-    Baselines come from the compiled engine over `staged` (default: the frames `data` was
-    prepared from, on embedded DuckDB), the number the run will use; `data`'s prepared frames
-    are only read for the values each filter column has."""
-    return _unknown_filter_values(definitions, data) + _relative_targets_on_data(
-        definitions, data, staged
+    Both are asked of the compiled engine over `staged` (DuckDB over frames, or the store's
+    staging tables), where the run computes: the distinct values of the filtered columns and
+    the baselines, each in one run; no staged row is read into the process for them."""
+    return _unknown_filter_values(definitions, staged) + _relative_targets_on_data(
+        definitions, staged
     )
 
 
-def _known_values(data: PreparedData, column: str) -> tuple[set[str], list[str]]:
-    """Every value `column` has in the staged data, and the entities that have the column."""
-    cache_key = ("known-values", column)
-    if cache_key not in data.cache:
-        values: set[str] = set()
-        entities = []
-        for entity in METRIC_TABLES:
-            frame = data.frame(entity)
-            if column in frame.columns:
-                entities.append(entity)
-                values.update(frame[column].dropna().astype("string").unique())
-        data.cache[cache_key] = (values, entities)
-    return data.cache[cache_key]
+def _unknown_filter_values(definitions: DefinitionSet, staged: Staged) -> list[Problem]:
+    from kr_metrics.sql.engine import known_values
 
-
-def _unknown_filter_values(definitions: DefinitionSet, data: PreparedData) -> list[Problem]:
-    if all(data.frame(e).empty for e in METRIC_TABLES):
-        return []  # nothing staged yet: every value would look unknown
     filters = [
         (("kr", f"{lo.cycle.key}/{kr.key}"), kr.where) for lo, kr in definitions.key_results()
     ]
     filters += [(("kpi", kpi.key), kpi.where) for kpi in definitions.kpis]
+    if not any(where for _, where in filters):
+        return []
+    known_by_column = known_values(staged, sorted({c for _, where in filters for c in where}))
+    if not known_by_column["source"][0]:
+        return []  # nothing staged yet: every value would look unknown
     problems = []
     for key, where in filters:
         for column, condition in where.items():
-            known, entities = _known_values(data, column)
+            known, entities = known_by_column[column]
             if not entities:
                 continue
             for value in sorted(_values(condition)[0] - known):
@@ -711,12 +698,10 @@ def _unknown_value_message(column: str, value: str, known: set[str], entities: l
     )
 
 
-def _relative_targets_on_data(
-    definitions: DefinitionSet, data: PreparedData, staged: Staged | None
-) -> list[Problem]:
+def _relative_targets_on_data(definitions: DefinitionSet, staged: Staged) -> list[Problem]:
     # The compiled engine's own baselines (one run for all of them), so the warning sees the
     # number the run will use.
-    from kr_metrics.sql.engine import DuckDBStaged, computed_baselines
+    from kr_metrics.sql.engine import computed_baselines
 
     relative = [
         (loaded, kr)
@@ -727,9 +712,7 @@ def _relative_targets_on_data(
     ]
     if not relative:
         return []
-    baselines = computed_baselines(
-        relative, definitions.library, staged or DuckDBStaged.from_prepared(data)
-    )
+    baselines = computed_baselines(relative, definitions.library, staged)
     problems = []
     for loaded, kr in relative:
         baseline = baselines[(loaded.cycle.key, kr.key)]

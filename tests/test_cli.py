@@ -79,6 +79,18 @@ def test_preview_json_is_the_documented_object(krpulse):
             assert kr[field] is None or isinstance(kr[field], int | float)
 
 
+def test_preview_says_when_nothing_is_staged_yet(krpulse):
+    """`preview` asks the staged object (not frames read into the process) whether anything is
+    staged: before the first sync it says so, after it not."""
+    before = krpulse("preview", "--as-of", "2026-11-25", "--format", "json")
+    assert before.exit_code == 0, before.output
+    assert "No staged data yet: run `krpulse sync` first." in before.output
+    assert krpulse("sync").exit_code == 0
+    after = krpulse("preview", "--as-of", "2026-11-25", "--format", "json")
+    assert after.exit_code == 0, after.output
+    assert "No staged data yet" not in after.output
+
+
 def test_explain_lists_the_records_that_add_most_from_the_compiled_engine(krpulse):
     """`definitions explain` shows the number `preview` computes, its inputs, and the records
     that add most to it (the full count beside the top ones)."""

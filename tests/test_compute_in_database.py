@@ -325,3 +325,40 @@ def test_the_day_run_writes_the_same_rows_whichever_engine_computes(demo_store):
     assert_same_days(runs["database"], runs["duckdb"])
     stored = pd.read_sql("SELECT count(*) AS n FROM kr_progress", schema.engine)["n"].iloc[0]
     assert stored > 0 and not np.isnan(stored)
+
+
+def test_krpulse_run_and_preview_on_postgres_lint_without_reading_the_staged_rows(
+    demo_store, monkeypatch, tmp_path
+):
+    """The warnings about the staged data (a filter value no record has, a previous-cycle
+    baseline of zero) are asked of the staging tables, like the numbers: `krpulse run` and
+    `preview` on PostgreSQL never read the staged rows into the process, and still warn."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    root, schema = demo_store
+    shutil.copytree(REPO / "definitions", tmp_path / "definitions")
+    q4 = tmp_path / "definitions" / "2026-Q4.yaml"
+    q4.write_text(
+        q4.read_text().replace(
+            "where: {team: sales-dach}", "where: {team: sales-dach, region: DACHH}", 1
+        )
+    )
+    config = tmp_path / "krpulse.yaml"
+    config.write_text(
+        "timezone: Europe/Berlin\nreporting_currency: EUR\n"
+        f"database_url: {schema.url}\ndefinitions: definitions/\n"
+        f"sources:\n  - {{name: demo, type: files, path: {root / 'demo-data'}}}\n"
+        f"  - {{name: extra, type: files, path: {root / 'extra-data'}}}\n"
+    )
+    loads, computed_over = _spy_on_loading(monkeypatch)
+    runner = CliRunner()
+    for command in ("preview", "run"):
+        result = runner.invoke(
+            cli, ["--config", str(config), command, "--as-of", "2027-03-01", "--format", "json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "where: region: DACHH — no staged deal, customer or NPS response" in result.output
+    assert loads == []
+    assert computed_over == [DatabaseStaged, DatabaseStaged]

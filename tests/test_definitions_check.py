@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from conftest import REPO, canonical
 
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
-from kr_metrics.engine import prepare
 from kr_metrics.lint import check_against_data
 from kr_metrics.loader import load_definitions
+from kr_metrics.sql.engine import DuckDBStaged
 from pipelines.cli import cli
 
 GOOD = """\
@@ -131,7 +131,7 @@ TEAM_OBJECTIVE = """\
 
 
 def staged(deals=(), customers=()):
-    return prepare(
+    return DuckDBStaged(
         canonical(DEALS, list(deals)),
         canonical(CUSTOMERS, list(customers)),
         canonical(NPS_RESPONSES, []),

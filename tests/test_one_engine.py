@@ -1,6 +1,6 @@
 """One engine in production: the paths that called the pandas engine — the run-time lint's
 `previous_cycle` baseline warning and the forecast back-test — now compute through the compiled
-engine, and give what the pandas engine (the test oracle) gave, on the demo org and on random
+engine (and the lint's filter values are asked of the same staged object, not of frames), and give what the pandas engine (the test oracle) gave, on the demo org and on random
 orgs, on embedded DuckDB and on PostgreSQL staging tables."""
 
 from __future__ import annotations
@@ -20,14 +20,21 @@ from hypothesis import assume, given
 from test_compiled_engine import SETTINGS, definitions_for, key_results, same
 from test_engine_properties import ORIGIN, frames, orgs
 
-from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
-from kr_metrics.definitions import Cycle, DefinitionError, DefinitionSet, LoadedObjective
+from core.canonical import CUSTOMERS, DEALS, METRIC_TABLES, NPS_RESPONSES
+from kr_metrics import lint
+from kr_metrics.definitions import (
+    Cycle,
+    DefinitionError,
+    DefinitionSet,
+    LoadedObjective,
+    Problem,
+)
 from kr_metrics.engine import _baseline, evaluate_history, prepare
 from kr_metrics.forecast import add_forecasts, backtest
 from kr_metrics.lint import check_against_data
 from kr_metrics.loader import load_definitions
-from kr_metrics.metrics import scope_for
-from kr_metrics.sql.engine import DuckDBStaged, computed_baselines
+from kr_metrics.metrics import FILTER_COLUMNS, scope_for
+from kr_metrics.sql.engine import DuckDBStaged, computed_baselines, known_values, live_rows
 
 TIMEZONE = "Europe/Berlin"
 
@@ -76,6 +83,44 @@ def pandas_backtest(definitions, data, cycles, checkpoints=(30, 45, 60)) -> pd.D
             (result["naive"] - result["actual"]).abs() / result["actual"].abs()
         ).replace(np.inf, np.nan)
     return result
+
+
+def pandas_known_values(data, column: str) -> tuple[set[str], list[str]]:
+    """lint._known_values as it was: the prepared frames' values of a column, as text."""
+    values: set[str] = set()
+    entities = []
+    for entity in METRIC_TABLES:
+        frame = data.frame(entity)
+        if column in frame.columns:
+            entities.append(entity)
+            values.update(frame[column].dropna().astype("string").unique())
+    return values, entities
+
+
+def pandas_unknown_filter_values(definitions, data) -> list:
+    """lint._unknown_filter_values as it was, over the prepared frames."""
+    if all(data.frame(e).empty for e in METRIC_TABLES):
+        return []
+    filters = [
+        (("kr", f"{lo.cycle.key}/{kr.key}"), kr.where) for lo, kr in definitions.key_results()
+    ]
+    filters += [(("kpi", kpi.key), kpi.where) for kpi in definitions.kpis]
+    problems = []
+    for key, where in filters:
+        for column, condition in where.items():
+            known, entities = pandas_known_values(data, column)
+            if not entities:
+                continue
+            for value in sorted(lint._values(condition)[0] - known):
+                problems.append(
+                    Problem(
+                        *lint.located(definitions, (*key, "where", column)),
+                        lint._unknown_value_message(column, value, known, entities),
+                        "warning",
+                        "unknown-filter-value",
+                    )
+                )
+    return problems
 
 
 def pandas_baselines(definitions, data) -> dict[tuple[str, str], float | None]:
@@ -193,7 +238,8 @@ def test_the_baseline_warning_on_the_demo_org_is_the_pandas_engines(demo_frames,
             np.nan if compiled[key] is None else compiled[key], np.nan if value is None else value
         ), key
     expected = expected_warnings(definitions, oracle)
-    assert flagged(check_against_data(definitions, data)) == expected
+    warnings = check_against_data(definitions, DuckDBStaged.from_prepared(data))
+    assert flagged(warnings) == expected
     assert {"revenue-per-existing-customer", "revenue-per-existing-customer-dach"} <= {
         key for key, _ in expected
     }
@@ -243,9 +289,26 @@ def test_the_baseline_warning_equals_the_pandas_oracle(
         assert same(
             np.nan if compiled[key] is None else compiled[key], np.nan if value is None else value
         ), (key, compiled[key], value)
-    warnings = check_against_data(definitions, data, staged)
+    warnings = check_against_data(definitions, staged)
     assert flagged(warnings) == expected_warnings(definitions, oracle)
-    assert warnings == check_against_data(definitions, data)  # DuckDB over the prepared frames
+    unknown = [w for w in warnings if w.code == "unknown-filter-value"]
+    assert unknown == pandas_unknown_filter_values(definitions, data)
+
+
+@SETTINGS
+@given(org=orgs())
+def test_the_known_values_of_every_filter_column_are_the_prepared_frames(staging, org):
+    """What the unknown-filter-value warning compares with, for every column a `where:` may
+    name (text, flags, customer attributes): the compiled views' distinct values are the
+    prepared frames'; and `preview`'s "nothing staged" test counts the same live rows."""
+    deals, customers, responses = frames(org)
+    data = prepare(deals, customers, responses, timezone=TIMEZONE)
+    columns = sorted(set().union(*FILTER_COLUMNS.values()))
+    staged = staging(deals, customers, responses)
+    compiled = known_values(staged, columns)
+    for column in columns:
+        assert compiled[column] == pandas_known_values(data, column), column
+    assert live_rows(staged) == {entity: len(data.frame(entity)) for entity in METRIC_TABLES}
 
 
 @SETTINGS

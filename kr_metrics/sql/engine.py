@@ -375,3 +375,68 @@ def computed_baselines(
     if not collecting.leaves:  # only numeric baselines: nothing to run
         return each(collecting)
     return each(_Computed(compute_leaves(list(collecting.leaves), staged)))
+
+
+def known_values(staged: Staged, columns: Sequence[str]) -> dict[str, tuple[set[str], list[str]]]:
+    """For each column: every value it has in the live staged rows (as text; flags as `True` /
+    `False`, as pandas writes them) and the entities whose prepared view has the column — what
+    the lint compares `where:` values with. One statement, no rows read into the process
+    beyond the distinct values. `source` is always answered: no value means nothing staged."""
+    from kr_metrics.sql.views import VIEW_KINDS
+
+    columns = list(dict.fromkeys(["source", *columns]))
+    views = Views(staged.tables, staged.timezone)
+    having = {
+        column: [entity for entity in ENTITIES if column in VIEW_KINDS[entity]]
+        for column in columns
+    }
+    for column, entities in having.items():
+        for entity in entities:
+            views.need(entity, column)
+    parts = []
+    for column, entities in having.items():
+        for entity in entities:
+            view = views.live_customers if entity == "customers" else views.of(entity)
+            value = view.c[column]
+            text = (
+                sa.case((value, sa.literal("True")), else_=sa.literal("False"))
+                if VIEW_KINDS[entity][column] == "bool"
+                else sa.cast(value, sa.String)
+            )
+            parts.append(
+                sa.select(
+                    sa.literal(column, sa.String).label("column_name"),
+                    sa.cast(text, sa.String).label("value"),
+                )
+                .where(value.is_not(None))
+                .distinct()
+            )
+    values = sa.union_all(*parts).subquery("known_values")
+    statement = sa.select(
+        sa.cast(sa.null(), sa.Date).label("day"), values.c.column_name, values.c.value
+    )
+    (found,) = staged.run({("known-values",): statement}).values()
+    return {
+        column: (
+            set(found.loc[found["column_name"] == column, "value"].astype(str)),
+            having[column],
+        )
+        for column in columns
+    }
+
+
+def live_rows(staged: Staged) -> dict[str, int]:
+    """How many live (not deleted) rows each staged entity has, from one statement."""
+    views = Views(staged.tables, staged.timezone)
+    for entity in ENTITIES:
+        views.need(entity, "source")
+    counts = [
+        sa.select(sa.func.count())
+        .select_from(views.live_customers if entity == "customers" else views.of(entity))
+        .scalar_subquery()
+        .label(entity)
+        for entity in ENTITIES
+    ]
+    statement = sa.select(sa.cast(sa.null(), sa.Date).label("day"), *counts)
+    (found,) = staged.run({("live-rows",): statement}).values()
+    return {entity: int(found[entity].iloc[0]) for entity in ENTITIES}

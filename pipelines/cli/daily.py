@@ -14,6 +14,7 @@ from rich.table import Table
 
 from kr_metrics.definitions import DefinitionError
 from kr_metrics.display import format_value
+from kr_metrics.sql.engine import live_rows
 from okr_store.repository import OkrStore
 from pipelines import flow
 from pipelines.cli.output import (
@@ -145,13 +146,13 @@ def sync(obj: Context, source_name: str | None, output_format: str) -> None:
     console.print(table)
 
 
-def warn_about_data(definitions, data, staged) -> None:
+def warn_about_data(definitions, staged) -> None:
     """What only the staged data can tell about the definitions (a filter value never seen, a
-    relative target on a previous-cycle baseline of zero — computed over `staged`, where the
-    run computes)."""
+    relative target on a previous-cycle baseline of zero), asked of `staged`, where the run
+    computes."""
     from kr_metrics.lint import check_against_data
 
-    for warning in check_against_data(definitions, data, staged):
+    for warning in check_against_data(definitions, staged):
         click.echo(str(warning), err=True)  # unwrapped: one `file:line: warning: ...` per line
 
 
@@ -201,8 +202,11 @@ def run(
             say(f"{result.as_of}: {len(result.progress)} KRs, {len(result.kpis)} KPIs pushed")
 
     definitions = flow.load_definition_set(settings)
-    data = flow.load_prepared(settings, engine)
-    warn_about_data(definitions, data, flow.staged_data(settings, engine, data))
+    # On PostgreSQL nothing staged is read into this process: the run and the lint ask the
+    # staging tables; otherwise the frames are read once, for both.
+    in_database = flow.computes_in_database(settings, engine)
+    data = None if in_database else flow.load_prepared(settings, engine)
+    warn_about_data(definitions, flow.staged_data(settings, engine, data))
     results = flow.run_days(
         settings, engine, days, definitions=definitions, data=data, progress_callback=on_day
     )
@@ -241,10 +245,10 @@ def preview(
     definitions = flow.load_definition_set(
         settings, Path(definitions_path) if definitions_path else None
     )
-    data = flow.load_prepared(settings, engine)
-    staged = flow.staged_data(settings, engine, data)
-    warn_about_data(definitions, data, staged)
-    if data.deals.empty and data.nps_responses.empty:
+    staged = flow.staged_data(settings, engine)  # on PostgreSQL, nothing read into the process
+    warn_about_data(definitions, staged)
+    rows = live_rows(staged)
+    if not (rows["deals"] or rows["nps_responses"]):
         err_console.print("[yellow]No staged data yet: run `krpulse sync` first.[/]")
     _, progress, kpis = flow.compute_day(settings, definitions, staged, day)
     print_progress(day, progress, kpis, output_format)
