@@ -412,6 +412,7 @@ def known_values(staged: Staged, columns: Sequence[str]) -> dict[str, tuple[set[
                 .distinct()
             )
     values = sa.union_all(*parts).subquery("known_values")
+    # `Staged.run` indexes each result by its `day` column; these values have no day.
     statement = sa.select(
         sa.cast(sa.null(), sa.Date).label("day"), values.c.column_name, values.c.value
     )
@@ -437,6 +438,6 @@ def live_rows(staged: Staged) -> dict[str, int]:
         .label(entity)
         for entity in ENTITIES
     ]
-    statement = sa.select(sa.cast(sa.null(), sa.Date).label("day"), *counts)
+    statement = sa.select(sa.cast(sa.null(), sa.Date).label("day"), *counts)  # no day: NULL
     (found,) = staged.run({("live-rows",): statement}).values()
     return {entity: int(found[entity].iloc[0]) for entity in ENTITIES}
