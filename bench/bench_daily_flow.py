@@ -40,6 +40,7 @@ def main() -> None:
         timed("sync (again, nothing changed)", lambda: flow.sync_sources(settings, engine))
         definitions = flow.load_definition_set(settings)
         data = timed("load + prepare staged data", lambda: flow.load_prepared(settings, engine))
+        data = flow.staged_data(settings, engine, data)  # SQLite: DuckDB over these frames
         timed(
             "compute one day (8 KRs, 3 KPIs)",
             lambda: flow.compute_day(settings, definitions, data, DEMO_AS_OF),

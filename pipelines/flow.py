@@ -27,7 +27,7 @@ from kr_metrics.forecast import add_forecasts
 from kr_metrics.loader import load_definitions
 from kr_metrics.metrics import METRICS, PreparedData
 from kr_metrics.scoring import kpi_health, score_key_results
-from kr_metrics.sql.engine import DuckDBStaged, Staged
+from kr_metrics.sql.engine import DatabaseStaged, DuckDBStaged, Staged
 from kr_metrics.sql.engine import evaluate_history as compiled_history
 from kr_metrics.versions import definition_records
 from okr_store import schema
@@ -141,6 +141,30 @@ def load_prepared(settings: Settings, engine: sa.Engine) -> PreparedData:
     )
 
 
+def computes_in_database(settings: Settings, engine: sa.Engine) -> bool:
+    """Whether the compiled engine runs in the store's database (`engine.compute` in
+    krpulse.yaml): `auto` does on PostgreSQL, never on SQLite."""
+    postgres = engine.dialect.name == "postgresql"
+    mode = settings.engine.compute
+    if mode == "database" and not postgres:
+        raise ConfigError(
+            f"engine.compute: database needs the store on PostgreSQL, not {engine.dialect.name}; "
+            "use `auto` or `duckdb`"
+        )
+    return mode == "database" or (mode == "auto" and postgres)
+
+
+def staged_data(settings: Settings, engine: sa.Engine, data: PreparedData | None = None) -> Staged:
+    """The staged rows of the configured sources, where the compiled engine computes over them:
+    the store's staging tables (PostgreSQL: compute next to the data, nothing loaded here), or
+    embedded DuckDB over the frames `load_prepared` reads (`data`, when already read)."""
+    if computes_in_database(settings, engine):
+        return DatabaseStaged(
+            engine, timezone=settings.timezone, sources=[s.name for s in settings.sources]
+        )
+    return DuckDBStaged.from_prepared(data if data is not None else load_prepared(settings, engine))
+
+
 @dataclass
 class DayResult:
     """Everything computed for one as-of date, and what the flow did with it."""
@@ -187,8 +211,8 @@ def compute_days(
     starts = [
         c.start for c in definitions.cycles.values() if c.start <= days[-1] and c.end >= days[0]
     ]
-    # The compiled engine (set-based SQL on embedded DuckDB) computes; the pandas engine is only
-    # the test oracle.
+    # The compiled engine (set-based SQL, on PostgreSQL or embedded DuckDB) computes; the pandas
+    # engine is only the test oracle.
     history = compiled_history(
         definitions,
         staged_for(staged),
@@ -217,10 +241,10 @@ def compute_days(
 
 
 def compute_day(
-    settings: Settings, definitions: DefinitionSet, data: PreparedData | Staged, as_of: dt.date
+    settings: Settings, definitions: DefinitionSet, staged: Staged | PreparedData, as_of: dt.date
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(values, progress, kpis) for `as_of`; pure computation, nothing written."""
-    return compute_days(settings, definitions, data, [as_of])[as_of]
+    return compute_days(settings, definitions, staged, [as_of])[as_of]
 
 
 def validate_values(values: pd.DataFrame, definitions: DefinitionSet | None = None) -> list[str]:
@@ -299,10 +323,18 @@ def run_days(
     the KPIs depending on it are left out. The run is audited in the store (runs, run_days);
     after the store has committed, the configured OKR tools receive what changed unless
     `publish=False` (Dagster pushes in an asset of its own).
+
+    Where the numbers and the drill-downs are computed is `staged_data`'s choice: on PostgreSQL
+    the compiled statements run on the staging tables and the staged rows are not read into
+    this process; on SQLite, in embedded DuckDB over `data` or the frames `load_prepared` reads.
     """
     days = list(days)
     definitions = definitions or load_definition_set(settings)
-    data = data if data is not None else load_prepared(settings, engine)
+    if data is None and not computes_in_database(settings, engine):
+        data = load_prepared(settings, engine)  # DuckDB computes over them
+    # One staged object for the numbers and the records behind them (the KR pages), so the two
+    # are computed from the same rows by the same compiled filters.
+    staged = staged_data(settings, engine, data)
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
@@ -310,9 +342,6 @@ def run_days(
     store.start_run(run_id, origin=origin, days_requested=len(days), data_synced_at=synced_at)
     results = []
     try:
-        # One staged object for the numbers and the records behind them (the KR pages), so
-        # the two are computed from the same rows by the same compiled filters.
-        staged = staged_for(data)
         computed = compute_days(settings, definitions, staged, days) if days else {}
         frozen = frozen_cycles(settings, definitions, store)
         # Staged data that failed its data suites blocks every day computed from it.

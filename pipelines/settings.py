@@ -133,6 +133,19 @@ class SinksSettings(_Settings):
         return bool(self.perdoo or self.weekdone or self.webhooks)
 
 
+class EngineSettings(_Settings):
+    """`engine:` in krpulse.yaml: where the compiled engine computes the day run's numbers.
+
+    `auto` (the default) computes in the store's database when it is PostgreSQL — the compiled
+    statements read its staging tables, nothing is loaded into the run's process — and in
+    embedded DuckDB over the staged rows read into the process when it is SQLite. `duckdb`
+    keeps the computation off a PostgreSQL the run should only read from; `database` insists on
+    PostgreSQL (an error on SQLite, which cannot run the compiled statements).
+    """
+
+    compute: Literal["auto", "duckdb", "database"] = "auto"
+
+
 class Settings(_Settings):
     timezone: str = "UTC"
     reporting_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
@@ -144,6 +157,7 @@ class Settings(_Settings):
     sources: list[SourceSettings] = Field(default_factory=list)
     schedule: ScheduleSettings = ScheduleSettings()
     scoring: ScoringSettings = ScoringSettings()
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     sinks: SinksSettings = Field(default_factory=SinksSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)

@@ -64,8 +64,8 @@ def compute(folder, sources: str):
     settings = load_settings(folder / "krpulse.yaml")
     engine, _, _ = flow.upgrade_database(settings)
     flow.sync_sources(settings, engine)
-    data = flow.load_prepared(settings, engine)
-    _, progress, _ = flow.compute_day(settings, flow.load_definition_set(settings), data, AS_OF)
+    staged = flow.staged_data(settings, engine)
+    _, progress, _ = flow.compute_day(settings, flow.load_definition_set(settings), staged, AS_OF)
     return progress.set_index("kr"), engine
 
 

@@ -82,7 +82,7 @@ def test_the_dagster_job_and_the_cli_flow_agree(defs, demo_project):
     _, computed, _ = flow.compute_day(
         settings,
         flow.load_definition_set(settings),
-        flow.load_prepared(settings, engine),
+        flow.staged_data(settings, engine),
         dt.date(2026, 11, 20),
     )
     pd.testing.assert_series_equal(

@@ -180,12 +180,12 @@ def demo_days(tmp_path_factory, demo_data):
     engine = flow.open_database(settings)
     flow.sync_sources(settings, engine)
     definitions = flow.load_definition_set(settings)
-    data = flow.load_prepared(settings, engine)
+    staged = flow.staged_data(settings, engine)
     days = [
         dt.date(2026, 7, 1) + dt.timedelta(days=i)
         for i in range((DEMO_AS_OF - dt.date(2026, 7, 1)).days + 1)
     ]
-    computed = flow.compute_days(settings, definitions, data, days)
+    computed = flow.compute_days(settings, definitions, staged, days)
     return pd.concat([progress for _, progress, _ in computed.values()], ignore_index=True)
 
 

@@ -35,7 +35,7 @@ DUCKDB_DIALECT = postgresql.dialect(paramstyle="qmark")
 class Staged(Protocol):
     """Where the staged canonical rows are and how to run a statement over them."""
 
-    tables: dict[str, sa.Table]
+    tables: dict[str, sa.FromClause]
     timezone: str
 
     def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]: ...
@@ -181,19 +181,28 @@ def _arrow_column(frame: pd.DataFrame, name: str):
 
 
 class DatabaseStaged:
-    """The staging tables of the store's database (PostgreSQL): compute next to the data."""
+    """The staging tables of the store's database (PostgreSQL): compute next to the data.
+
+    `sources` (the configured sources' names) limits every view to their rows, as the flow's
+    `load_prepared` reads them (`okr_store.staging.read_staged(..., sources=names)`): staged rows
+    of other sources, say one removed from krpulse.yaml, never count. The names are one bound
+    (expanding) parameter per table; `None` reads every source's rows.
+    """
 
     def __init__(
         self,
         connectable: sa.Engine | sa.Connection,
         *,
         timezone: str,
+        sources: Sequence[str] | None = None,
         prefix: str = "staging_",
         schema: str | None = None,
     ):
         self.connectable = connectable
         self.timezone = timezone
-        self.tables = staged_tables(prefix, schema)
+        self.sources = None if sources is None else list(sources)
+        tables = staged_tables(prefix, schema)
+        self.tables = tables if self.sources is None else _of_sources(tables, self.sources)
 
     def run(self, statements: dict[tuple, sa.Select]) -> dict[tuple, pd.DataFrame]:
         results = {}
@@ -222,6 +231,17 @@ def _not_numbers(statement: sa.Select) -> set[str]:
     (an id "00123" or a survey id "2026" is text, not a number)."""
     kept = (sa.String, sa.Boolean, sa.Date, sa.DateTime)
     return {column.key for column in statement.selected_columns if isinstance(column.type, kept)}
+
+
+def _of_sources(tables: dict[str, sa.Table], sources: list[str]) -> dict[str, sa.FromClause]:
+    """Each staged table narrowed to the rows of `sources`: a subquery the views read in its
+    place (PostgreSQL pushes the condition and the unread columns down into the scan)."""
+    return {
+        entity: sa.select(table)
+        .where(table.c.source.in_(sa.bindparam("staged_sources", sources, expanding=True)))
+        .subquery(entity)
+        for entity, table in tables.items()
+    }
 
 
 class _borrowed:
@@ -331,3 +351,27 @@ def metric_over_windows(
     series_of(spec, library, collecting, collecting.scope(where), windows, basis=basis)
     computed = _Computed(compute_leaves(list(collecting.leaves), staged))
     return series_of(spec, library, computed, computed.scope(where), windows, basis=basis)
+
+
+def computed_baselines(
+    key_results: Sequence[tuple], library: dict[str, MetricSpec], staged: Staged
+) -> dict[tuple[str, str], float | None]:
+    """The baseline of each (loaded objective, KR) — its number, or the metric over the whole
+    previous cycle — by (cycle, KR key), all from one compiled run: the leaves of every
+    `previous_cycle` baseline are collected first and compiled together, as in
+    `evaluate_history`, so no statement is per KR."""
+    from kr_metrics.engine import baseline_with
+
+    def each(backend) -> dict[tuple[str, str], float | None]:
+        return {
+            (loaded.cycle.key, kr.key): baseline_with(
+                kr, loaded.cycle, library[kr.metric], library, backend, backend.scope(kr.where)
+            )
+            for loaded, kr in key_results
+        }
+
+    collecting = _Collecting()
+    each(collecting)
+    if not collecting.leaves:  # only numeric baselines: nothing to run
+        return each(collecting)
+    return each(_Computed(compute_leaves(list(collecting.leaves), staged)))

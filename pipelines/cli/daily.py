@@ -243,7 +243,8 @@ def preview(
     warn_about_data(definitions, data)
     if data.deals.empty and data.nps_responses.empty:
         err_console.print("[yellow]No staged data yet: run `krpulse sync` first.[/]")
-    _, progress, kpis = flow.compute_day(settings, definitions, data, day)
+    staged = flow.staged_data(settings, engine, data)
+    _, progress, kpis = flow.compute_day(settings, definitions, staged, day)
     print_progress(day, progress, kpis, output_format)
 
 

@@ -153,7 +153,7 @@ def _final_actuals(settings, definitions, cycle_key: str) -> dict[str, float | N
     if any(actuals.get(k) is None for k in keys):
         day = min(cycle.end, settings.today())
         _, progress, _ = flow.compute_day(
-            settings, definitions, flow.load_prepared(settings, engine), day
+            settings, definitions, flow.staged_data(settings, engine), day
         )
         computed = progress[progress["cycle"] == cycle_key].set_index("kr")["value"]
         for key in keys:

@@ -66,7 +66,7 @@ def validate_command(
         day = parse_date(as_of) or settings.today()
         definitions = flow.load_definition_set(settings)
         values, _, _ = flow.compute_day(
-            settings, definitions, flow.load_prepared(settings, engine), day
+            settings, definitions, flow.staged_data(settings, engine), day
         )
         previous = gate.previous_values(flow.OkrStore(engine), day)
         report = gate.check_numbers(settings, definitions, values, previous)
