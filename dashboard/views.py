@@ -526,8 +526,8 @@ def drilldown(
         }
     if stored["reason"]:
         return {**empty, "reason": stored["reason"]}
-    # The flow stored the records from the engine's own explanation of the number: the same
-    # window, filters and events, so the records and the number cannot disagree.
+    # The flow stored the records the compiled engine selected with the number's own window,
+    # filters and measures over the same staged rows, so the records and the number agree.
     records = stored["records"]
     shown = records if limit is None else records[:limit]
     value, number_stored = number(stored["value"]), number(row["value"])

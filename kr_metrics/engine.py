@@ -519,7 +519,8 @@ def baseline_with(kr: KeyResult, cycle, spec: MetricSpec, library, backend, scop
 def explain_key_result(
     definitions: DefinitionSet, loaded, kr: KeyResult, data: PreparedData, as_of: dt.date
 ) -> dict:
-    """Everything `krpulse definitions explain` shows: formula inputs and the records behind them."""
+    """The pandas oracle of kr_metrics.sql.explain.explain_key_result (what `krpulse definitions
+    explain` shows): formula inputs and the records behind them."""
     from kr_metrics.explain import records_behind
 
     library = definitions.library or METRICS

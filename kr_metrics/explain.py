@@ -1,4 +1,5 @@
-"""The records behind a metric value: which deals or responses count, and how much each adds."""
+"""The records behind a metric value, from the pandas engine's events: the test oracle of the
+compiled records (kr_metrics/sql/records.py), which the KR pages and `definitions explain` use."""
 
 from __future__ import annotations
 
@@ -10,35 +11,8 @@ import pandas as pd
 from core.canonical import ID_COLUMNS
 from kr_metrics.metrics import MetricSpec, PreparedData, Scope, Window
 
-# Record columns worth showing next to each contribution, per entity (when the frame has them).
-RECORD_COLUMNS = {
-    "deals": [
-        "source",
-        "deal_id",
-        "name",
-        "customer_id",
-        "owner_id",
-        "team",
-        "stage",
-        "deal_type",
-        "is_won",
-        "amount",
-        "currency",
-        "amount_home",
-        "close_date",
-    ],
-    "nps_responses": [
-        "source",
-        "response_id",
-        "customer_id",
-        "team",
-        "score",
-        "survey_id",
-        "comment",
-        "submitted_at",
-    ],
-}
-EXPLAINED_COLUMNS = ["entity", "record_id", "day", "contribution", "weight", "customer_name"]
+# The columns shown: one list for the oracle and the compiled records.
+from kr_metrics.sql.records import EXPLAINED_COLUMNS, RECORD_COLUMNS  # noqa: F401
 
 
 @dataclass(frozen=True)

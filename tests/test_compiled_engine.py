@@ -325,11 +325,11 @@ def test_the_compiled_records_are_the_oracles_records(
 ):
     """The records the KR page and explain list (compiled, with their display columns) are
     exactly the records the pandas oracle's explanation lists: the same ids, contributions,
-    days and customers, for cycle and rolling windows."""
+    days and customers, for cycle and rolling windows — listed for the KR's filters and for
+    none in one statement, as the flow lists every KR's records at once."""
     from kr_metrics.explain import records_behind as oracle_records
-    from kr_metrics.sql.explain import _shown
-    from kr_metrics.sql.records import listed_records_statement
-    from kr_metrics.sql.views import Views
+    from kr_metrics.sql.explain import list_records
+    from kr_metrics.sql.records import Listing
 
     deals, customers, responses = frames(org)
     spec, basis = METRICS[metric], basis if metric == "win_rate" else "count"
@@ -337,19 +337,20 @@ def test_the_compiled_records_are_the_oracles_records(
     end = start + dt.timedelta(days=length)
     window = rolling_window(length + 1, end) if rolling else window_for(start, end, end)
     staged = staging(deals, customers, responses)
-    statement = listed_records_statement(
-        spec, Views(staged.tables, staged.timezone), where, window, basis
+    listed = list_records(
+        [Listing(spec, where, window, basis), Listing(spec, {}, window, basis)], staged
     )
-    compiled, total = _shown(spec.entity, staged.run({("records",): statement})[("records",)])
     data = prepare(deals, customers, responses, timezone="Europe/Berlin")
-    expected = oracle_records(spec, data, scope_for(data, where), window, basis=basis).records
-    assert total == len(compiled) == len(expected)
-    key = ["source", "record_id"]
-    compiled, expected = compiled.sort_values(key), expected.sort_values(key)
-    assert compiled["record_id"].tolist() == expected["record_id"].tolist()
-    assert same(compiled["contribution"], expected["contribution"])
-    assert compiled["day"].tolist() == expected["day"].tolist()
-    assert compiled["customer_name"].tolist() == expected["customer_name"].tolist()
+    for (compiled, total), scoped in zip(listed, (where, {}), strict=True):
+        expected = oracle_records(spec, data, scope_for(data, scoped), window, basis=basis)
+        expected = expected.records
+        assert total == len(compiled) == len(expected)
+        key = ["source", "record_id"]
+        compiled, expected = compiled.sort_values(key), expected.sort_values(key)
+        assert compiled["record_id"].tolist() == expected["record_id"].tolist()
+        assert same(compiled["contribution"], expected["contribution"])
+        assert compiled["day"].tolist() == expected["day"].tolist()
+        assert compiled["customer_name"].tolist() == expected["customer_name"].tolist()
 
 
 @SETTINGS
@@ -405,9 +406,8 @@ def test_the_drilldown_of_every_kr_adds_up_to_its_compiled_number(
 def test_record_ids_that_look_like_numbers_stay_text(staging):
     """HubSpot ids are digits: PostgreSQL results used to be turned into numbers column by
     column, so record "00123" came back as 123.0 and survey "2026" as 2026.0."""
-    from kr_metrics.sql.explain import _shown
-    from kr_metrics.sql.records import listed_records_statement
-    from kr_metrics.sql.views import Views
+    from kr_metrics.sql.explain import list_records
+    from kr_metrics.sql.records import Listing
     from tests.conftest import canonical
 
     responses = canonical(
@@ -425,10 +425,7 @@ def test_record_ids_that_look_like_numbers_stay_text(staging):
     customers = canonical("customers", [{"customer_id": "0042", "name": "007 Ltd", "team": "t"}])
     staged = staging(canonical("deals", []), customers, responses)
     window = window_for(dt.date(2026, 10, 1), dt.date(2026, 12, 31), dt.date(2026, 11, 1))
-    statement = listed_records_statement(
-        METRICS["nps"], Views(staged.tables, staged.timezone), {}, window
-    )
-    records, total = _shown("nps_responses", staged.run({("r",): statement})[("r",)])
+    ((records, total),) = list_records([Listing(METRICS["nps"], {}, window)], staged)
     assert total == 1
     (record,) = records.to_dict("records")
     assert (record["record_id"], record["customer_id"], record["survey_id"]) == (

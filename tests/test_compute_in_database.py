@@ -25,6 +25,7 @@ from test_engine_properties import ORIGIN, orgs
 
 from connectors.demo_org import DEMO_AS_OF
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES, conform
+from kr_metrics import pages
 from kr_metrics.definitions import DefinitionError
 from kr_metrics.sql.engine import DatabaseStaged, DuckDBStaged
 from okr_store.db import create_engine
@@ -251,6 +252,15 @@ def test_random_orgs_computed_in_postgres_equal_duckdb_over_frames(
     in_database = flow.compute_days(settings_, definitions, staged, days)
     over_frames = DuckDBStaged.from_prepared(flow.load_prepared(settings_, engine))
     assert_same_days(in_database, flow.compute_days(settings_, definitions, over_frames, days))
+    # The KR pages' drill-downs too: the same records of the configured sources only.
+    requests = [(loaded, kr, days[-1]) for loaded, kr in definitions.key_results()]
+    drilled = [pages.drilldown_rows(definitions, requests, s) for s in (staged, over_frames)]
+    for in_db, in_duckdb in zip(*drilled, strict=True):
+        assert in_db.pop("value") == pytest.approx(in_duckdb.pop("value"), nan_ok=True)
+        for row in (in_db, in_duckdb):
+            row["records"].sort(key=lambda r: (r["source"], r["record_id"]))
+        assert in_db == in_duckdb
+        assert {r["source"] for r in in_db["records"]} <= set(configured)
 
 
 def test_compute_setting_chooses_where(demo_store, tmp_path):

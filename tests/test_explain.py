@@ -181,20 +181,14 @@ def test_a_metric_without_events_is_refused_with_its_reason():
 
 def _compiled(metric: str, window, *, order: str = "newest", limit: int | None = None):
     from kr_metrics.sql.engine import DuckDBStaged
-    from kr_metrics.sql.explain import _shown
-    from kr_metrics.sql.records import listed_records_statement
-    from kr_metrics.sql.views import Views
+    from kr_metrics.sql.explain import list_records
+    from kr_metrics.sql.records import Listing
 
     staged = DuckDBStaged.from_prepared(_tiny_org())
-    statement = listed_records_statement(
-        METRICS[metric],
-        Views(staged.tables, staged.timezone),
-        {},
-        window,
-        order=order,
-        limit=limit,
+    ((records, total),) = list_records(
+        [Listing(METRICS[metric], {}, window)], staged, order=order, limit=limit
     )
-    return _shown(METRICS[metric].entity, staged.run({("r",): statement})[("r",)])
+    return records, total
 
 
 def test_compiled_records_carry_what_a_reader_sees():

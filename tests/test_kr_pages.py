@@ -1,6 +1,6 @@
-"""The KR pages the daily flow stores for the dashboard: the records behind a number are the
-engine's own (same window, filters and events), so the drill-down and the number agree on
-every KR and every day; the chart's expected path is the scoring's."""
+"""The KR pages the daily flow stores for the dashboard: the records behind a number are selected
+by the compiled engine with the number's own window, filters and measures, so the drill-down
+and the number agree on every KR and every day; the chart's expected path is the scoring's."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 sample size) and the records behind it, listed with the same compiled filters and measures.
 
 What the KR page's drill-down and `krpulse definitions explain` show. Any number of KRs are
-explained with one run of statements (one DuckDB connection, or one database round of
-queries): one compiled pass for every KR's inputs, and one records statement per KR, each
-ordered, limited and joined with the records' display columns in SQL.
+explained with one run of statements (one DuckDB connection, or one database connection):
+one compiled pass for every KR's inputs, and one records statement per entity for every KR's
+records — over prepared views computed once, ordered, limited and joined with the records'
+display columns and customer names in SQL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+import sqlalchemy as sa
 
 from core.numbers import optional_float
 from kr_metrics.definitions import DefinitionSet
@@ -24,6 +26,7 @@ from kr_metrics.sql.engine import Staged, _Collecting, _Computed
 from kr_metrics.sql.records import (
     EXPLAINED_COLUMNS,
     RECORD_COLUMNS,
+    Listing,
     listed_records_statement,
     no_records_reason,
 )
@@ -78,19 +81,16 @@ def explain_key_results(
     for leaf in collecting.leaves:
         compiler.add(leaf)
     statements = compiler.statements()
-    for i, (request, spec, window) in enumerate(plans):
-        if no_records_reason(spec) is None:
-            statements[("records", i)] = listed_records_statement(
-                spec,
-                Views(staged.tables, staged.timezone),
-                dict(request.kr.where),
-                window,
-                request.kr.basis,
-                order=order,
-                limit=limit,
-            )
+    listings = {
+        i: Listing(spec, dict(request.kr.where), window, request.kr.basis)
+        for i, (request, spec, window) in enumerate(plans)
+        if no_records_reason(spec) is None
+    }
+    listed = records_statements(listings, staged, order=order, limit=limit)
+    statements.update(listed)
     results = staged.run(statements) if statements else {}
     computed = _Computed(compiler.read(results))
+    records_of = split_records(listings, results)
     out = []
     for i, (request, spec, window) in enumerate(plans):
         kr = request.kr
@@ -114,11 +114,51 @@ def explain_key_results(
             "total": 0,
             "records": pd.DataFrame(columns=EXPLAINED_COLUMNS),
         }
-        if ("records", i) in results:
-            records, total = _shown(spec.entity, results[("records", i)])
+        if i in records_of:
+            records, total = records_of[i]
             explained.update(entity=spec.entity, records=records, total=total)
         out.append(explained)
     return out
+
+
+def records_statements(
+    listings: dict[int, Listing], staged: Staged, *, order: str, limit: int | None
+) -> dict[tuple, sa.Select]:
+    """One records statement per entity, for every listing of that entity's records."""
+    by_entity: dict[str, list[int]] = {}
+    for i, listing in listings.items():
+        by_entity.setdefault(listing.spec.entity, []).append(i)
+    return {
+        ("records", entity, tuple(keys)): listed_records_statement(
+            [listings[i] for i in keys], staged.tables, staged.timezone, order=order, limit=limit
+        )
+        for entity, keys in by_entity.items()
+    }
+
+
+def split_records(
+    listings: dict[int, Listing], results: dict[tuple, pd.DataFrame]
+) -> dict[int, tuple[pd.DataFrame, int]]:
+    """Each listing's (records, total) from the records statements' results."""
+    out = {}
+    for key, frame in results.items():
+        if key[0] != "records":
+            continue
+        _, entity, keys = key
+        parts = dict(iter(frame.groupby(frame["request"].astype("int64"), sort=False)))
+        for n, i in enumerate(keys):
+            out[i] = _shown(entity, parts.get(n, frame.iloc[0:0]))
+    return out
+
+
+def list_records(
+    listings: Sequence[Listing], staged: Staged, *, order: str = "newest", limit: int | None = None
+) -> list[tuple[pd.DataFrame, int]]:
+    """The (records, total) behind each listing's value, as a reader sees them (_shown)."""
+    numbered = dict(enumerate(listings))
+    results = staged.run(records_statements(numbered, staged, order=order, limit=limit))
+    records = split_records(numbered, results)
+    return [records[i] for i in range(len(listings))]
 
 
 def explain_key_result(

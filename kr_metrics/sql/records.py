@@ -8,6 +8,8 @@ a number and its records cannot disagree.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
@@ -16,7 +18,7 @@ from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.metrics import MetricSpec, Window
 from kr_metrics.sql.compiler import COUNT, _amount, _won, measures
 from kr_metrics.sql.filters import condition, customer_condition_on_deals, deal_only_condition
-from kr_metrics.sql.views import VIEW_KINDS, Views, day_value, flag
+from kr_metrics.sql.views import VIEW_KINDS, Views, constant, day_value, flag
 
 ID_COLUMNS = {DEALS: "deal_id", NPS_RESPONSES: "response_id", CUSTOMERS: "customer_id"}
 
@@ -169,22 +171,11 @@ def records_statement(
         sa.cast(contribution, sa.Double).label("contribution"),
         sa.cast(weight if weight is not None else sa.null(), sa.Double).label("weight"),
     ]
-    selected = sa.select(*columns)
-    if details:
-        names = views.live_customers
-        selected = sa.select(
-            *columns,
-            *(c[name] for name in RECORD_COLUMNS[entity] if name != "source"),
-            names.c.name.label("customer_name"),
-        ).select_from(
-            views.of(entity).outerjoin(
-                names,
-                sa.and_(names.c.source == c.source, names.c.customer_id == c.customer_id),
-            )
-        )
-    return selected.where(
-        rows, c[day].between(start, end) if in_window is None else in_window
-    ).order_by(c[day], c.source, c[ID_COLUMNS[entity]])
+    where_clause = sa.and_(rows, c[day].between(start, end) if in_window is None else in_window)
+    if details:  # a branch of listed_records_statement: no order of its own
+        own = (c[name] for name in RECORD_COLUMNS[entity] if name != "source")
+        return sa.select(*columns, *own).where(where_clause)
+    return sa.select(*columns).where(where_clause).order_by(c[day], c.source, c[ID_COLUMNS[entity]])
 
 
 def _need_details(views: Views, entity: str, details: bool) -> None:
@@ -194,31 +185,73 @@ def _need_details(views: Views, entity: str, details: bool) -> None:
         views.need(CUSTOMERS, "name")
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The records behind `spec`'s value for one `where`, `window` and `basis`."""
+
+    spec: MetricSpec
+    where: dict
+    window: Window
+    basis: str = "count"
+
+
 def listed_records_statement(
-    spec: MetricSpec,
-    views: Views,
-    where: dict,
-    window: Window,
-    basis: str = "count",
+    listings: Sequence[Listing],
+    tables: dict[str, sa.Table],
+    timezone: str,
     *,
     order: str = "newest",
     limit: int | None = None,
 ) -> sa.Select:
-    """The records behind `spec`'s value with what a reader sees (records_statement with
-    details), ordered by `order` (ORDERS), the first `limit` of them, each row with the `total`
-    number of records (counted before the limit)."""
+    """The records behind several values of one entity's metrics, with what a reader sees, in
+    one statement: each listing's records (records_statement with details, tagged with the
+    listing's position as `request`) over prepared views computed once, their customers' names
+    joined once, ordered by `order` (ORDERS) within each listing, the first `limit` of each,
+    each row with its listing's `total` number of records (counted before the limit)."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
-    records = records_statement(spec, views, where, window, basis, details=True).subquery("records")
-    r = records.c
+    if len({listing.spec.entity for listing in listings}) != 1:
+        raise ValueError("one statement lists the records of one entity")
+    # The views are shared by every listing: collect what all of them need, then build once.
+    views = Views(tables, timezone)
+    for listing in listings:
+        probe = Views(tables, timezone)
+        records_statement(
+            listing.spec, probe, listing.where, listing.window, listing.basis, details=True
+        )
+        for entity, names in probe.needed.items():
+            views.need(entity, *names)
+    views.uses = {entity: max(len(listings), 1) for entity in views.uses}
+    branches = [
+        records_statement(
+            listing.spec, views, listing.where, listing.window, listing.basis, details=True
+        ).add_columns(constant(i, sa.Integer).label("request"))
+        for i, listing in enumerate(listings)
+    ]
+    records = (branches[0] if len(branches) == 1 else sa.union_all(*branches)).subquery("records")
+    r, names = records.c, views.live_customers
     ties = (r.record_id, r.source)
     by = (
         (r.day.desc(), *ties)
         if order == "newest"
         else (sa.func.abs(r.contribution).desc(), r.day.desc(), *ties)
     )
-    statement = sa.select(*r, sa.func.count().over().label("total")).order_by(*by)
-    return statement if limit is None else statement.limit(limit)
+    listed = (
+        sa.select(
+            *r,
+            names.c.name.label("customer_name"),
+            sa.func.count().over(partition_by=r.request).label("total"),
+            sa.func.row_number().over(partition_by=r.request, order_by=by).label("rank"),
+        )
+        .select_from(
+            records.outerjoin(
+                names, sa.and_(names.c.source == r.source, names.c.customer_id == r.customer_id)
+            )
+        )
+        .subquery("listed")
+    )
+    statement = sa.select(*listed.c).order_by(listed.c.request, listed.c.rank)
+    return statement if limit is None else statement.where(listed.c.rank <= limit)
 
 
 def records_behind(
