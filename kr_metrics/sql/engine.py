@@ -1,5 +1,5 @@
 """The compiled engine: every KR and KPI of a definition set as set-based SQL, on embedded DuckDB
-over the staged frames (via Arrow) or on the database that holds the staging tables.
+over the staged frames (scanned in place) or on the database that holds the staging tables.
 
 It shares the engine's orchestration (`kr_metrics.engine.evaluate_with`): a first pass collects
 the leaf metrics every KR, KPI, baseline and margin of error needs, the compiler turns them into
