@@ -163,3 +163,41 @@ def test_a_column_of_the_wrong_kind_is_refused():
     windows = [window_for(dt.date(2026, 10, 1), dt.date(2026, 10, 31), dt.date(2026, 10, 5))]
     with pytest.raises(TypeError, match="customers.customer_id holds INTEGER"):
         metric_over_windows(METRICS["win_rate"], METRICS, staged, {"region": "DACH"}, windows)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    org=orgs(),
+    metric=st.sampled_from(sorted(METRICS)),
+    where=filters,
+    dropped=st.fixed_dictionaries(
+        {table: st.lists(st.sampled_from(OPTIONAL[table]), unique=True) for table in ENTITIES}
+    ),
+)
+def test_parquet_read_by_duckdb_gives_the_same_numbers_as_the_frames(org, metric, where, dropped):
+    """from_parquet (DuckDB's own Parquet reader, columns a file lacks as typed NULLs) computes
+    what the same rows as frames compute."""
+    import tempfile
+    from pathlib import Path
+
+    canonical = dict(zip(ENTITIES, frames(org), strict=True))
+    oracle_frames = {table: emptied(canonical[table], dropped[table]) for table in ENTITIES}
+    windows = [
+        window_for(
+            dt.date(2026, 9, 5), dt.date(2026, 11, 5), dt.date(2026, 9, 5) + dt.timedelta(days=i)
+        )
+        for i in range(0, 70, 7)
+    ]
+    spec = METRICS[metric]
+    with tempfile.TemporaryDirectory() as folder:
+        for table in ENTITIES:
+            oracle_frames[table].drop(columns=dropped[table]).to_parquet(
+                Path(folder) / f"{table}.parquet", index=False
+            )
+        parquet = metric_over_windows(
+            spec, METRICS, DuckDBStaged.from_parquet(folder, timezone=TIMEZONE), where, windows
+        )
+    staged = DuckDBStaged(*(oracle_frames[t] for t in ENTITIES), timezone=TIMEZONE)
+    in_memory = metric_over_windows(spec, METRICS, staged, where, windows)
+    for field in ("value", "numerator", "denominator", "sample"):
+        assert same(getattr(parquet, field), getattr(in_memory, field)), (metric, field)

@@ -159,20 +159,21 @@ def _parquet_source(path: Path):
 # (what the compiled statements then do with them is what they did with the canonical types).
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 _INTEGERS |= {f"U{name}" for name in _INTEGERS}
-_TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
 _ACCEPTED = {
     "string": {"VARCHAR"},
     "bool": {"BOOLEAN"},
     "float": {"DOUBLE", "FLOAT"} | _INTEGERS,
     "int": _INTEGERS,
-    "timestamp": {"TIMESTAMP WITH TIME ZONE"} | _TIMESTAMPS,
-    "date": {"DATE", "TIMESTAMP WITH TIME ZONE"} | _TIMESTAMPS,
+    "timestamp": set(),
+    "date": {"DATE"},
 }
 
 
 def _accepted(kind: str, duckdb_type: str) -> bool:
     if kind == "float" and duckdb_type.startswith("DECIMAL"):
         return True
+    if kind in ("timestamp", "date") and duckdb_type.startswith("TIMESTAMP"):
+        return True  # any precision, with or without zone (pandas ns, Parquet us/ns, UTC)
     return duckdb_type in _ACCEPTED[kind]
 
 
