@@ -201,3 +201,36 @@ def test_parquet_read_by_duckdb_gives_the_same_numbers_as_the_frames(org, metric
     in_memory = metric_over_windows(spec, METRICS, staged, where, windows)
     for field in ("value", "numerator", "denominator", "sample"):
         assert same(getattr(parquet, field), getattr(in_memory, field)), (metric, field)
+
+
+def test_a_categorical_text_column_reads_as_text():
+    """A pandas Categorical reaches DuckDB as an ENUM; the typed view reads it as text, so
+    filters and the customer join compare text with text."""
+    org = (
+        [
+            {
+                "deal_id": "D1",
+                "customer_id": "C0",
+                "team": "sales-dach",
+                "is_closed": "true",
+                "is_won": "true",
+                "amount": 10,
+                "currency": "EUR",
+                "amount_home": 10,
+                "created_at": "2026-10-01T10:00:00+00:00",
+                "close_date": "2026-10-02",
+            }
+        ],
+        [{"customer_id": "C0", "region": "DACH"}],
+        [],
+    )
+    deals, customers, responses = frames(org)
+    windows = [window_for(dt.date(2026, 10, 1), dt.date(2026, 10, 31), dt.date(2026, 10, 5))]
+    plain = DuckDBStaged(deals, customers, responses, timezone=TIMEZONE)
+    deals = deals.astype({"team": "category", "customer_id": "category"})
+    customers = customers.astype({"region": "category", "customer_id": "category"})
+    categorical = DuckDBStaged(deals, customers, responses, timezone=TIMEZONE)
+    for where in ({"team": "sales-dach"}, {"region": "DACH"}, {"region": {"not": "UK&I"}}):
+        for staged in (plain, categorical):
+            revenue = metric_over_windows(METRICS["won_revenue"], METRICS, staged, where, windows)
+            assert revenue.value.tolist() == [10.0], where

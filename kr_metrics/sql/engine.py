@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from core.canonical import CANONICAL_TABLES
 from kr_metrics.definitions import DefinitionSet
 from kr_metrics.engine import Series, evaluate_with
 from kr_metrics.metrics import MetricSpec, Window
@@ -181,8 +182,6 @@ def _typed_view(connection, table: sa.Table, source: str, relation, columns: lis
     """The view `table.name` over a registered relation: the columns the statements read, with
     their canonical types. A missing or untyped (all-None) column becomes a NULL of its type;
     a column of another type (text ids held as Python ints, say) is refused."""
-    from core.canonical import CANONICAL_TABLES
-
     kinds = CANONICAL_TABLES[table.name].columns
     arrived = dict(zip(relation.columns, (str(t) for t in relation.types), strict=True))
     selected = []
@@ -191,6 +190,8 @@ def _typed_view(connection, table: sa.Table, source: str, relation, columns: lis
         found = arrived.get(name)
         if found is None or found.strip('"') == "NULL":
             selected.append(sa.cast(sa.null(), column.type).label(name))
+        elif kinds[name] == "string" and found.startswith("ENUM"):  # a pandas Categorical
+            selected.append(sa.cast(sa.column(name), column.type).label(name))
         elif _accepted(kinds[name], found):
             selected.append(sa.column(name))
         else:
@@ -198,6 +199,7 @@ def _typed_view(connection, table: sa.Table, source: str, relation, columns: lis
                 f"{table.name}.{name} holds {found} values; its canonical kind is {kinds[name]}"
             )
     select = sa.select(*selected).select_from(sa.table(source))
+    # Only canonical column names, the engine's own table names and typed NULLs are rendered.
     sql = select.compile(dialect=DUCKDB_DIALECT, compile_kwargs={"literal_binds": True})
     connection.execute(f"CREATE TEMP VIEW {table.name} AS {sql}")
 
