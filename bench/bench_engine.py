@@ -393,6 +393,31 @@ def run_parquet_mode(mode: str, scale: int) -> dict:
     }
 
 
+def _status_mib(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident since start or the last reset), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def release_loaded() -> None:
+    """Hand back the memory reading the Parquet files left behind, then restart the peak count.
+
+    pd.read_parquet leaves a varying amount of freed-but-kept memory in Arrow's pool and in
+    glibc's heap (identical loads measured 446–607 MiB afterwards); returning it makes every
+    mode start computing from the same resident level. Done identically in every mode; it is
+    not part of any engine. Then the kernel's peak counter is reset (`/proc/self/clear_refs`,
+    5), so the peak measured afterwards is the peak while computing."""
+    import ctypes
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def run_mode(mode: str) -> dict:
     if "-x" in mode:
         base, scale = mode.rsplit("-x", 1)
@@ -402,7 +427,9 @@ def run_mode(mode: str) -> dict:
     responses = pd.read_parquet(DATA / "nps_responses.parquet")
     deals["close_date"] = deals["close_date"].astype("datetime64[ns]")
     first_day = AS_OF if mode.endswith("day") else AS_OF - dt.timedelta(days=HISTORY_DAYS - 1)
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load_peak = _status_mib("VmHWM")
+    release_loaded()
+    rss_loaded = _status_mib("VmRSS")
     start = time.perf_counter()
     if mode.startswith("compiled"):
         from kr_metrics.sql.engine import DuckDBStaged, evaluate_history
@@ -421,7 +448,9 @@ def run_mode(mode: str) -> dict:
     else:
         import duckdb
 
-        con = duckdb.connect()
+        # DuckDB's defaults (both cores); "duckdb1" gives the hand SQL the compiled engine's one
+        # thread (kr_metrics.sql.engine.duckdb_config), to show what that setting alone is worth.
+        con = duckdb.connect(config={"threads": 1} if mode.startswith("duckdb1") else {})
         for name, frame in (
             ("deals", deals),
             ("customers", customers),
@@ -437,8 +466,9 @@ def run_mode(mode: str) -> dict:
         "seconds": round(elapsed, 2),
         "setup_seconds": round(prepared - start, 2),
         "rows": rows,
+        "load_peak_mib": round(load_peak),
         "rss_loaded_mib": round(rss_loaded),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mib": round(_status_mib("VmHWM")),
     }
 
 
@@ -511,6 +541,10 @@ def verify() -> None:
         raise SystemExit(1)
 
 
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def main() -> None:
     if sys.argv[1:] == ["verify"]:
         verify()
@@ -521,46 +555,74 @@ def main() -> None:
     if not (DATA / "deals.parquet").exists():
         print("generating 1M deals, 200k customers, 100k responses ...", file=sys.stderr)
         generate()
-    results = {}
-    modes = [
-        "compiled-day",
-        "duckdb-day",
-        "engine-day",
-        "compiled-history",
-        "duckdb-history",
-        "engine-history",
-    ]
+    rounds = int(next((a.split("=")[1] for a in sys.argv if a.startswith("--rounds=")), "3"))
+    # Interleaved: every round runs each compared mode once, each in a fresh process, the
+    # order of compiled and hand SQL alternating between rounds, so that load on the machine
+    # falls on both sides alike. The pandas engine (the slow oracle) runs in the first round.
+    compared = ["compiled", "duckdb", "duckdb1"]
+    runs: dict[str, list[dict]] = {}
+    for r in range(rounds):
+        for suffix in ("day", "history"):
+            order = compared if r % 2 == 0 else list(reversed(compared))
+            modes = [f"{m}-{suffix}" for m in order] + ([f"engine-{suffix}"] if r == 0 else [])
+            for mode in modes:
+                print(f"round {r + 1}: {mode} ...", file=sys.stderr)
+                runs.setdefault(mode, []).append(run_measured(mode))
     if (
         "--x10" in sys.argv
     ):  # ten times the data, straight from Parquet (pandas frames would not fit)
         if not (data_folder(10) / "deals.parquet").exists():
             generate(10)
-        modes.append("compiled-history-x10")
-    for mode in modes:
-        print(f"running {mode} ...", file=sys.stderr)
-        results[mode] = run_measured(mode)
+        runs["compiled-history-x10"] = [run_measured("compiled-history-x10")]
+
+    def cell(mode: str, field: str, unit: str) -> str:
+        values = [run[field] for run in runs[mode]]
+        shown = "/".join(f"{v:g}" for v in values)
+        return (
+            f"{_median(values):g} {unit} ({shown})" if len(values) > 1 else f"{values[0]:g} {unit}"
+        )
+
+    def ratios(field: str, suffix: str, hand: str = "duckdb") -> str:
+        pairs = zip(runs[f"compiled-{suffix}"], runs[f"{hand}-{suffix}"], strict=True)
+        each = [c[field] / d[field] for c, d in pairs]
+        return f"{_median(each):.2f} ({'/'.join(f'{x:.2f}' for x in each)})"
+
+    for run_list in runs.values():
+        for run in run_list:
+            if "rss_loaded_mib" in run:
+                run["added_mib"] = run["peak_rss_mib"] - run["rss_loaded_mib"]
+                run["process_peak_mib"] = max(run["peak_rss_mib"], run["load_peak_mib"])
+    print(f"{rounds} interleaved rounds; median (each round)\n")
     print(
-        "| run | compiled engine (SQL on DuckDB) | strong DuckDB SQL | compiled ÷ DuckDB | pandas engine |"
+        "| run | compiled engine (SQL on DuckDB, 1 thread) | strong DuckDB SQL (default threads) "
+        "| compiled ÷ DuckDB | strong DuckDB SQL, 1 thread | compiled ÷ DuckDB 1 thread "
+        "| pandas engine |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for label, suffix in (("one as-of date", "day"), (f"{HISTORY_DAYS}-day history", "history")):
-        c, d, e = (results[f"{m}-{suffix}"] for m in ("compiled", "duckdb", "engine"))
+        c, d, d1, e = (f"{m}-{suffix}" for m in ("compiled", "duckdb", "duckdb1", "engine"))
+        for what, field, unit in (
+            ("time", "seconds", "s"),
+            ("peak RSS while computing", "peak_rss_mib", "MiB"),
+            ("added over the loaded frames", "added_mib", "MiB"),
+            ("process peak incl. loading", "process_peak_mib", "MiB"),
+        ):
+            print(
+                f"| {label}: {what} | {cell(c, field, unit)} | {cell(d, field, unit)} | "
+                f"{ratios(field, suffix)} | {cell(d1, field, unit)} | "
+                f"{ratios(field, suffix, 'duckdb1')} | {cell(e, field, unit)} |"
+            )
+    loaded = [
+        run["rss_loaded_mib"] for rs in runs.values() for run in rs if "rss_loaded_mib" in run
+    ]
+    print(f"\nloaded frames after the release: {min(loaded)}–{max(loaded)} MiB in every mode")
+    if "compiled-history-x10" in runs:
+        x = runs["compiled-history-x10"][0]
         print(
-            f"| {label}: time | {c['seconds']} s | {d['seconds']} s | {c['seconds'] / d['seconds']:.2f} | "
-            f"{e['seconds']} s |"
+            f"\n10 M deals, {HISTORY_DAYS}-day history (from Parquet): {x['seconds']} s, "
+            f"{x['time_v_peak_rss_mib']} MiB peak"
         )
-        print(
-            f"| {label}: peak RSS (after loading) | {c['time_v_peak_rss_mib']} MiB ({c['rss_loaded_mib']} MiB) | "
-            f"{d['time_v_peak_rss_mib']} MiB ({d['rss_loaded_mib']} MiB) | "
-            f"{c['time_v_peak_rss_mib'] / d['time_v_peak_rss_mib']:.2f} | {e['time_v_peak_rss_mib']} MiB |"
-        )
-    if "compiled-history-x10" in results:
-        x = results["compiled-history-x10"]
-        print(
-            f"| 10 M deals, {HISTORY_DAYS}-day history (from Parquet) | {x['seconds']} s, "
-            f"{x['time_v_peak_rss_mib']} MiB peak | — | — | — |"
-        )
-    print(json.dumps(results), file=sys.stderr)
+    print(json.dumps(runs), file=sys.stderr)
 
 
 if __name__ == "__main__":

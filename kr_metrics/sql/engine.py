@@ -1,5 +1,5 @@
 """The compiled engine: every KR and KPI of a definition set as set-based SQL, on embedded DuckDB
-over the staged frames (via Arrow) or on the database that holds the staging tables.
+over the staged frames (scanned in place) or on the database that holds the staging tables.
 
 It shares the engine's orchestration (`kr_metrics.engine.evaluate_with`): a first pass collects
 the leaf metrics every KR, KPI, baseline and margin of error needs, the compiler turns them into
@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from core.canonical import CANONICAL_TABLES
 from kr_metrics.definitions import DefinitionSet
 from kr_metrics.engine import Series, evaluate_with
 from kr_metrics.metrics import MetricSpec, Window
@@ -69,11 +70,15 @@ def duckdb_config() -> dict:
 
 
 class DuckDBStaged:
-    """Staged canonical rows in an embedded, in-memory DuckDB, handed over as Arrow.
+    """Staged canonical rows in an embedded, in-memory DuckDB.
 
-    Built from pandas frames (as `okr_store.staging.read_staged` returns them) or, with
-    `from_parquet`, from Parquet files read column by column — only the columns the compiled
-    statements read ever cross into DuckDB.
+    Built from pandas frames (as `okr_store.staging.read_staged` returns them): DuckDB scans
+    the frames in place, no copy — only the columns the compiled statements read are ever
+    converted, a chunk at a time. Or, with `from_parquet`, over Parquet files that DuckDB reads
+    itself (again only the columns read). Either way each staged table is a view with the
+    canonical column types (`_typed_view`): a column the frame lacks, or one with no value at
+    all (pandas hands DuckDB an all-None object column untyped), is a typed NULL, and a column
+    whose values are not of its canonical kind is an error, never a guess.
     """
 
     def __init__(
@@ -102,7 +107,7 @@ class DuckDBStaged:
     @classmethod
     def from_parquet(cls, folder, *, timezone: str) -> DuckDBStaged:
         """`deals.parquet`, `customers.parquet`, `nps_responses.parquet` of a folder (canonical
-        columns), read with Arrow: text columns as dictionaries, unread columns never loaded."""
+        columns), read by DuckDB's own Parquet reader: unread columns are never loaded."""
         staged = cls.__new__(cls)
         staged.sources = {
             entity: _parquet_source(Path(folder) / f"{entity}.parquet") for entity in ENTITIES
@@ -119,7 +124,9 @@ class DuckDBStaged:
         try:
             columns = _referenced_columns(statements.values(), self.tables)
             for entity in ENTITIES:
-                connection.register(entity, self.sources[entity](columns[entity] or ["source"]))
+                name = f"staged_{entity}"
+                relation = self.sources[entity](connection, name)
+                _typed_view(connection, self.tables[entity], name, relation, columns[entity])
             results = {}
             for key, statement in statements.items():
                 compiled = statement.compile(
@@ -133,51 +140,68 @@ class DuckDBStaged:
 
 
 def _frame_source(frame: pd.DataFrame):
-    def arrow(columns: list[str]):
-        import pyarrow as pa
+    def register(connection, name: str):
+        connection.register(name, frame)  # scanned in place (DuckDB's pandas scan)
+        return connection.table(name)
 
-        return pa.table({name: _arrow_column(frame, name) for name in columns})
-
-    return arrow
+    return register
 
 
 def _parquet_source(path: Path):
-    def arrow(columns: list[str]):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def register(connection, name: str):
+        relation = connection.read_parquet(str(path))
+        relation.create_view(name)
+        return relation
 
-        schema = pq.read_schema(path)
-        present = [c for c in columns if c in schema.names]
-        text = [
-            c
-            for c in present
-            if pa.types.is_string(schema.field(c).type)
-            or pa.types.is_large_string(schema.field(c).type)
-        ]
-        table = pq.read_table(path, columns=present, read_dictionary=text)
-        for name in columns:
-            if name not in present:
-                table = table.append_column(name, pa.nulls(len(table)))
-        return table
-
-    return arrow
+    return register
 
 
-def _arrow_column(frame: pd.DataFrame, name: str):
-    """One frame column as Arrow. Text becomes a dictionary (codes + distinct values): ids,
-    teams and regions repeat, and a million copied strings would be most of the run's memory."""
-    import pyarrow as pa
+# The DuckDB types a staged column may arrive as, by canonical kind: passed through as they are
+# (what the compiled statements then do with them is what they did with the canonical types).
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
+_INTEGERS |= {f"U{name}" for name in _INTEGERS}
+_ACCEPTED = {
+    "string": {"VARCHAR"},
+    "bool": {"BOOLEAN"},
+    "float": {"DOUBLE", "FLOAT"} | _INTEGERS,
+    "int": _INTEGERS,
+    "timestamp": set(),
+    "date": {"DATE"},
+}
 
-    if name not in frame:
-        return pa.nulls(len(frame))
-    column = frame[name]
-    if column.dtype == object or isinstance(column.dtype, pd.StringDtype):
-        codes, uniques = pd.factorize(column)
-        indices = pa.array(codes.astype("int32"), mask=codes < 0)
-        return pa.DictionaryArray.from_arrays(
-            indices, pa.array(uniques.astype(object), type=pa.string())
-        )
-    return pa.array(column, from_pandas=True)
+
+def _accepted(kind: str, duckdb_type: str) -> bool:
+    if kind == "float" and duckdb_type.startswith("DECIMAL"):
+        return True
+    if kind in ("timestamp", "date") and duckdb_type.startswith("TIMESTAMP"):
+        return True  # any precision, with or without zone (pandas ns, Parquet us/ns, UTC)
+    return duckdb_type in _ACCEPTED[kind]
+
+
+def _typed_view(connection, table: sa.Table, source: str, relation, columns: list[str]) -> None:
+    """The view `table.name` over a registered relation: the columns the statements read, with
+    their canonical types. A missing or untyped (all-None) column becomes a NULL of its type;
+    a column of another type (text ids held as Python ints, say) is refused."""
+    kinds = CANONICAL_TABLES[table.name].columns
+    arrived = dict(zip(relation.columns, (str(t) for t in relation.types), strict=True))
+    selected = []
+    for name in columns or ["source"]:
+        column = table.c[name]
+        found = arrived.get(name)
+        if found is None or found.strip('"') == "NULL":
+            selected.append(sa.cast(sa.null(), column.type).label(name))
+        elif kinds[name] == "string" and found.startswith("ENUM"):  # a pandas Categorical
+            selected.append(sa.cast(sa.column(name), column.type).label(name))
+        elif _accepted(kinds[name], found):
+            selected.append(sa.column(name))
+        else:
+            raise TypeError(
+                f"{table.name}.{name} holds {found} values; its canonical kind is {kinds[name]}"
+            )
+    select = sa.select(*selected).select_from(sa.table(source))
+    # Only canonical column names, the engine's own table names and typed NULLs are rendered.
+    sql = select.compile(dialect=DUCKDB_DIALECT, compile_kwargs={"literal_binds": True})
+    connection.execute(f"CREATE TEMP VIEW {table.name} AS {sql}")
 
 
 class DatabaseStaged:
