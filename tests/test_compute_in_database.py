@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import POSTGRES_ENV, REPO
 from hypothesis import HealthCheck, assume, given, settings
+from sqlalchemy.dialects.postgresql import dialect as postgresql
 from test_compiled_engine import definitions_for, key_results
 from test_engine_properties import ORIGIN, orgs
 
@@ -323,3 +324,12 @@ def test_the_day_run_writes_the_same_rows_whichever_engine_computes(demo_store):
     assert_same_days(runs["database"], runs["duckdb"])
     stored = pd.read_sql("SELECT count(*) AS n FROM kr_progress", schema.engine)["n"].iloc[0]
     assert stored > 0 and not np.isnan(stored)
+
+
+def test_the_configured_sources_are_a_bound_parameter_never_sql_text():
+    sources = ["demo", "o'hara; DROP TABLE staging_deals"]
+    staged = DatabaseStaged(sa.create_engine("sqlite://"), timezone="UTC", sources=sources)
+    for table in staged.tables.values():
+        compiled = sa.select(sa.func.count()).select_from(table).compile(dialect=postgresql())
+        assert "o'hara" not in compiled.string and "demo" not in compiled.string
+        assert compiled.params == {"staged_sources": sources}
