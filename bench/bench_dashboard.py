@@ -81,8 +81,8 @@ def write_definitions(folder: Path) -> None:
 
 def generate(folder: Path) -> dict:
     from connectors.demo_org import generate_demo_org
-    from kr_metrics.engine import evaluate_history
     from kr_metrics.scoring import score_key_results
+    from kr_metrics.sql.engine import DuckDBStaged, evaluate_history
     from okr_store.db import create_engine
     from okr_store.repository import OkrStore
     from okr_store.schema import upgrade
@@ -103,7 +103,8 @@ def generate(folder: Path) -> dict:
     definitions = flow.load_definition_set(settings)
     data = flow.load_prepared(settings, engine)
     started = time.perf_counter()
-    values = evaluate_history(definitions, data, CYCLE_START, CYCLE_END)
+    # The production engine: compiled SQL on embedded DuckDB over the staged frames.
+    values = evaluate_history(definitions, DuckDBStaged.from_prepared(data), CYCLE_START, CYCLE_END)
     krs = values[values["kind"] == "kr"]
     scored = score_key_results(krs, settings.scoring.policy()).rename(columns={"key": "kr"})
     kpis = values[values["kind"] == "kpi"].iloc[0:0]
@@ -118,10 +119,11 @@ def generate(folder: Path) -> dict:
     from kr_metrics import pages
 
     charts = pages.chart_rows(definitions, settings.scoring.policy(), {"bench-year"})
-    drilldowns = [
-        pages.drilldown_row(definitions, loaded, kr, data, CYCLE_END)
-        for loaded, kr in definitions.key_results()
-    ]
+    drilldowns = pages.drilldown_rows(
+        definitions,
+        [(loaded, kr, CYCLE_END) for loaded, kr in definitions.key_results()],
+        flow.staged_for(data),
+    )
     store.write_kr_pages({"bench-year"}, charts, drilldowns, run_id="bench")
     rows = store.count_progress_rows()
     # A year of weekly check-ins, so the overview reads them as it does in production.

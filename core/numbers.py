@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -48,6 +49,8 @@ def json_value(value: Any) -> Any:
             if stamp == stamp.normalize() and stamp.tzinfo is None
             else stamp.isoformat()
         )
+    if isinstance(value, dt.date):  # datetime.date and datetime.datetime, as databases give them
+        return value.isoformat()
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,15 @@ from dashboard.rendering import templates_environment
 HERE = Path(__file__).parent
 # Stands for the CSRF token in a cached page's HTML; replaced by each request's own token.
 CSRF_PLACEHOLDER = secrets.token_hex(32)
-# A KR page keeps at most this many rendered variants (sorts and pages of its records) a minute.
+# A KR page keeps at most this many rendered variants (sorts and pages of its records) per
+# store change, and this week's check-in form for at most this many (day, saved) pairs.
 KR_PAGE_VARIANTS = 64
+KR_PAGE_FORMS = 8
+# Where the KR page's cached HTML takes the parts that depend on the clock (_kr_live.html):
+# random per process (hex and letters, which escaping leaves alone), so no page content can
+# contain them by chance.
+_SLOT = secrets.token_hex(16)
+KR_LIVE_MARKERS = {name: f"{_SLOT}{name}" for name in ("freshness", "check_in")}
 
 
 # --- API models (the OpenAPI description other tools read) -------------------------------------
@@ -170,53 +178,123 @@ def create_app(data: views.DashboardData, policy: access.AccessPolicy) -> FastAP
             rendered[variant] = page(request, "overview.html", o=model).body
         return HTMLResponse(rendered[variant])
 
+    # --- the KR page: HTML cached per store change, the clock's parts filled in per request ---
+
+    live = environment.get_template("_kr_live.html").module
+    html_lock = threading.Lock()
+
+    def kr_body(stored: dict, variant: tuple) -> tuple[bytes, ...]:
+        """The KR page's HTML for `variant` (print view, signed in, the records' sort, order and
+        page) from the model as stored, cut at the live slots: (before the freshness, between,
+        after the check-in form). Nothing in it depends on the clock or the visitor."""
+        html = stored["html"].get(variant)
+        if html is not None:
+            return html
+        print_view, signed_in, table = variant
+        records = stored["records"]
+        # The print view lists every stored record on its one page.
+        per_page = len(records["records"]) if print_view else views.RECORDS_PER_PAGE
+        shown = views.records_page(records, *table, per_page) if records["available"] else None
+        text = environment.get_template("kr.html").render(
+            user=signed_in or None,
+            login_enabled=policy.login_enabled,
+            print_view=print_view,
+            d=stored["detail"],
+            r=records,
+            t=shown,
+            cycles=stored["cycles"],
+            c=stored["check_ins"],
+            live=KR_LIVE_MARKERS,
+        )
+        parts = [text]
+        for marker in KR_LIVE_MARKERS.values():
+            cut = parts.pop().split(marker)
+            if len(cut) != 2:
+                raise RuntimeError(f"kr.html must show {marker} exactly once")
+            parts += cut
+        html = tuple(part.encode() for part in parts)
+        rendered = stored["html"]
+        with html_lock:
+            while len(rendered) >= KR_PAGE_VARIANTS:
+                rendered.pop(next(iter(rendered)))
+            rendered[variant] = html
+        return html
+
+    def kr_form(stored: dict, today_model: dict, saved: bool) -> bytes:
+        """This week's check-in form, kept per day (the week, whether the cycle still takes
+        check-ins and this week's check-in follow from the day and the stored model), with
+        the CSRF token's placeholder."""
+        key = (today_model["check_ins"]["today"], saved)
+        form = stored["forms"].get(key)
+        if form is None:
+            form = live.check_in_form(
+                stored["detail"],
+                stored["detail"]["kr"],
+                today_model["check_ins"],
+                CSRF_PLACEHOLDER,
+                saved,
+            ).encode()
+            forms = stored["forms"]
+            with html_lock:
+                while len(forms) >= KR_PAGE_FORMS:
+                    forms.pop(next(iter(forms)))
+                forms[key] = form
+        return form
+
+    @functools.lru_cache(maxsize=256)
+    def freshness(text: str, reasons: tuple[str, ...]) -> bytes:
+        kr = {"freshness_text": text, "stale": bool(reasons), "stale_reasons": reasons}
+        return str(live.freshness(kr)).encode()
+
+    def default_variant(stored: dict) -> tuple:
+        """How a KR page is shown unless asked otherwise: on screen, to a signed-in visitor when
+        the dashboard has a login, the records in their default order, first page."""
+        table = views.parse_record_view(stored["records"]["entity"], None, None, None)
+        return (False, bool(policy.login_enabled), table)
+
+    def warm_kr_html(stored: dict) -> None:
+        """The default view's HTML and today's form of a KR page the warming built."""
+        kr_body(stored, default_variant(stored))
+        cycle = stored["detail"]["cycle"]
+        today_model = {"check_ins": week.kr_check_ins_today(data, cycle, stored["check_ins"])}
+        kr_form(stored, today_model, False)
+
+    app.state.warm_kr_html = warm_kr_html  # what the warming renders (tests call it directly)
+
     @app.get("/kr/{cycle}/{kr}", response_class=HTMLResponse, include_in_schema=False)
     def kr_page(request: Request, cycle: str, kr: str):
         try:
-            model = week.cached_kr_page(data, cycle, kr)
+            model = week.cached_kr_page(data, cycle, kr, render=warm_kr_html)
         except views.NotFound as error:
             return not_found(request, error)
         token, cookie = csrf.token(request)
-        # The model is built once per store change; its HTML once per minute (freshness reads
-        # "synced 3 h ago") and way of showing it — print, saved, signed in, and the records
-        # table's sort, order and page (parsed to known values only, so the key stays small) —
-        # with a placeholder for the per-request CSRF token (a random per-process value no page
-        # content can contain by chance).
-        saved = request.query_params.get("saved")
-        params = request.query_params
+        # The page's HTML is rendered once per store change and way of showing it (warmed for
+        # the default view); what depends on the clock — the data's freshness and stale
+        # reasons, this week's check-in form — goes into its slots per request, and each
+        # visitor's CSRF token into the form.
+        stored, params = model["stored"], request.query_params
         table = views.parse_record_view(
-            model["records"]["entity"], params.get("sort"), params.get("order"), params.get("page")
+            stored["records"]["entity"], params.get("sort"), params.get("order"), params.get("page")
         )
         variant = (
             params.get("view") == "print",
-            bool(saved),
             bool(policy.login_enabled and getattr(request.state, "user", None)),
             table,
         )
-        minute = data.now().replace(second=0, microsecond=0)
-        rendered = model["html"]
-        if rendered.get("minute") != minute or len(rendered) > KR_PAGE_VARIANTS:
-            rendered.clear()
-            rendered["minute"] = minute
-        html = rendered.get(variant)
-        if html is None:
-            records = model["records"]
-            # The print view lists every stored record on its one page.
-            per_page = len(records["records"]) if variant[0] else views.RECORDS_PER_PAGE
-            shown = views.records_page(records, *table, per_page) if records["available"] else None
-            html = rendered[variant] = page(
-                request,
-                "kr.html",
-                d=model["detail"],
-                r=records,
-                t=shown,
-                cycles=model["cycles"],
-                c=model["check_ins"],
-                csrf_token=CSRF_PLACEHOLDER,
-                saved=saved,
-            ).body
-        response = HTMLResponse(html.replace(CSRF_PLACEHOLDER.encode(), token.encode()))
-        return csrf.set_cookie(request, response, cookie)
+        before, between, after = kr_body(stored, variant)
+        shown = model["detail"]["kr"]
+        html = b"".join(
+            (
+                before,
+                freshness(shown["freshness_text"], tuple(shown["stale_reasons"])),
+                between,
+                kr_form(stored, model, bool(params.get("saved"))).replace(
+                    CSRF_PLACEHOLDER.encode(), token.encode()
+                ),
+                after,
+            )
+        )
+        return csrf.set_cookie(request, HTMLResponse(html), cookie)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/"):  # noqa: A002 - the query parameter's name

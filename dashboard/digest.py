@@ -44,6 +44,19 @@ class Digest:
     as_of: dt.date
     previous_as_of: dt.date
     teams: list[TeamDigest]
+    reported_on: dt.date  # the day the digest reports on (today, or the requested week's end)
+
+    @property
+    def numbers_as_of(self) -> str:
+        """ "Numbers as of ..." and, when the newest numbers are older than the day reported on,
+        how much older: a digest made on Monday from last Wednesday's numbers says so."""
+        if self.as_of >= self.reported_on:
+            return f"Numbers as of {self.as_of}"
+        days = (self.reported_on - self.as_of).days
+        return (
+            f"Numbers as of {self.as_of}, the newest day with numbers: "
+            f"{days} day{'s' * (days != 1)} before {self.reported_on}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -61,6 +74,7 @@ class Digest:
                 "week_end": self.week_end,
                 "as_of": self.as_of,
                 "previous_as_of": self.previous_as_of,
+                "reported_on": self.reported_on,
                 "teams": [
                     {
                         "cycle": t.cycle,
@@ -117,7 +131,7 @@ def build_digest(
     for cycle in active:
         judged_on = min(reporting_day, spans[cycle][1])
         teams.extend(_cycle_digest(data, cycle, as_of, previous, team, judged_on))
-    return Digest(as_of - dt.timedelta(days=6), as_of, as_of, previous, teams)
+    return Digest(as_of - dt.timedelta(days=6), as_of, as_of, previous, teams, reporting_day)
 
 
 def _cycle_digest(
@@ -291,7 +305,7 @@ def render_markdown(digest: Digest) -> str:
     lines = [
         f"# Weekly KR check-in: {digest.week_start} – {digest.week_end}",
         "",
-        f"Numbers as of {digest.as_of}; moves compared with {digest.previous_as_of}.",
+        f"{digest.numbers_as_of}; moves compared with {digest.previous_as_of}.",
     ]
     for team in digest.teams:
         counts = ", ".join(
@@ -388,7 +402,7 @@ def render_slack(digest: Digest) -> str:
     sl = escape_slack
     lines = [
         f"*Weekly KR check-in: {digest.week_start} – {digest.week_end}*",
-        f"Numbers as of {digest.as_of}; changes against {digest.previous_as_of}.",
+        f"{digest.numbers_as_of}; changes against {digest.previous_as_of}.",
     ]
     for team in digest.teams:
         counts = ", ".join(

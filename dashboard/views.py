@@ -230,7 +230,14 @@ def _stale_reasons(
     if synced is None or now - synced > stale_after:
         reasons.append(f"source data synced {age_text(synced, now)}")
     if cycle_last_day is not None and row["as_of"] < cycle_last_day:
-        reasons.append(f"not updated since {row['as_of']}")
+        # How long, not only since when: "as of 2026-11-25" beside "since 2026-11-25" would
+        # otherwise read as the same, fresh day.
+        days = (cycle_last_day - row["as_of"]).days
+        which = "today" if cycle_last_day >= now.date() else "the cycle's last day"
+        reasons.append(
+            f"no numbers since {row['as_of']} ({days} day{'s' * (days != 1)} "
+            f"before {cycle_last_day}, {which})"
+        )
     return reasons
 
 

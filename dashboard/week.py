@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -127,11 +128,12 @@ def kr_check_ins_today(data: views.DashboardData, cycle: str, stored: dict) -> d
     """kr_check_in_history plus what depends on today: this week's check-in, the form's week
     and whether the cycle still takes check-ins."""
     today = org_today(data)
+    this_week = week_start(today)
     history, dates = stored["history"], stored["cycle_dates"]
     return {
         **stored,
-        "open": dates is None or week_start(today) <= dates[1],
-        "this_week": next((c for c in history if c["week"] == week_start(today)), None),
+        "open": dates is None or this_week <= dates[1],
+        "this_week": next((c for c in history if c["week"] == this_week), None),
         "week_label": week_label(today),
         "week_end": week_end(today),
         "today": today,
@@ -181,42 +183,61 @@ def _build_kr_page(data: views.DashboardData, cycle: str, kr: str, key: tuple) -
         ),
         "check_ins": kr_check_in_history(data, cycle, detail["kr"], dates),
         "cycle_last": next((c["last_day"] for c in known if c["cycle"] == cycle), None),
-        "html": {},  # the app's rendered pages of this model (dashboard/app.py)
+        # The app's renderings of this model (dashboard/app.py): the page's HTML per way of
+        # showing it, and this week's check-in form per day; kept as long as the model.
+        "html": {},
+        "forms": {},
     }
 
 
-def warm_kr_pages(data: views.DashboardData, cycle: str, version: tuple) -> int:
+def warm_kr_pages(
+    data: views.DashboardData,
+    cycle: str,
+    version: tuple,
+    render: Callable[[dict], None] | None = None,
+) -> int:
     """Build every KR page of `cycle` the store has under `version` (the first view of one
     after a store change starts this in a thread when data.warm_kr_pages is set, as `krpulse
     serve` does): so each page is computed once per store change, not on its first view.
+    `render` (the app's, given a stored model) renders its default view's HTML too, so the
+    first view of a page only fills in what depends on the clock.
     Stops when the store changes meanwhile; returns the pages built."""
     built = 0
     for kr in _cycle_basis(data, version, cycle)[1]["kr"]:
         key = (version, cycle, kr, id(data))
         with _kr_page_lock:
-            if key in _kr_page_cache:
-                continue
+            model = _kr_page_cache.get(key)
         if store_version(data.store.engine) != version:
             break
         try:
-            model = _build_kr_page(data, cycle, kr, key)
+            if model is None:
+                model = _build_kr_page(data, cycle, kr, key)
+                with _kr_page_lock:
+                    model = _kr_page_cache.setdefault(key, model)
+                    while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
+                        _kr_page_cache.popitem(last=False)
+                built += 1
+            if render is not None:
+                render(model)
         except views.NotFound:
             continue
         except Exception:  # the page is then built by its first request, which shows the error
             log.exception("building the KR page %s/%s in the background failed", cycle, kr)
             break
-        with _kr_page_lock:
-            _kr_page_cache.setdefault(key, model)
-            while len(_kr_page_cache) > KR_PAGE_CACHE_SIZE:
-                _kr_page_cache.popitem(last=False)
-        built += 1
     return built
 
 
-def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
+def cached_kr_page(
+    data: views.DashboardData,
+    cycle: str,
+    kr: str,
+    render: Callable[[dict], None] | None = None,
+) -> dict:
     """The KR page's model — detail and chart, drill-down, check-in history — built once per
     store change (kept under the store's version, like cached_overview) and completed per
     request with what depends on the clock: the KR's freshness and this week's check-in.
+    "stored" is the model as built, without those (what the page's cached HTML is made of).
+    `render` is handed to the background warming (warm_kr_pages).
 
     The key is read before the store, so a model is never older than its key. Raises
     views.NotFound as kr_detail does (not cached: the next write may add the KR).
@@ -241,7 +262,7 @@ def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
         if start_warming:
             threading.Thread(
                 target=warm_kr_pages,
-                args=(data, cycle, version),
+                args=(data, cycle, version, render),
                 daemon=True,
                 name=f"krpulse-warm-{cycle}",
             ).start()
@@ -250,6 +271,7 @@ def cached_kr_page(data: views.DashboardData, cycle: str, kr: str) -> dict:
         **stored,
         "detail": {**detail, "kr": views.refresh_kr(detail["kr"], data, stored["cycle_last"])},
         "check_ins": kr_check_ins_today(data, cycle, stored["check_ins"]),
+        "stored": stored,
     }
 
 

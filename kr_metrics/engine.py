@@ -370,7 +370,7 @@ def evaluate_with(
         windows = _cycle_windows(kr, cycle.start, cycle.end, days)
         series = series_of(spec, library, backend, kr_scope, windows, basis=kr.basis)
         margin = _margin(kr.metric, kr.basis, series, backend, kr_scope, windows)
-        baseline = _baseline_with(kr, cycle, spec, library, backend, kr_scope)
+        baseline = baseline_with(kr, cycle, spec, library, backend, kr_scope)
         target = kr.target_for(baseline)
         kind = key_result_kind(spec.kind, rolling=window_days(kr.window) is not None)
         version = definition_version(cycle, objective.model_copy(update={"key_results": [kr]}))
@@ -495,11 +495,14 @@ def _team_filter(where: dict) -> str | None:
 def _baseline(
     kr: KeyResult, cycle, spec: MetricSpec, library, data: PreparedData, scope: Scope
 ) -> float | None:
-    """The KR's baseline: its number, or the metric over the whole previous cycle."""
-    return _baseline_with(kr, cycle, spec, library, PandasBackend(data), scope)
+    """The KR's baseline computed with pandas (the test oracle of the compiled engine's
+    `kr_metrics.sql.engine.computed_baselines`); see `baseline_with`."""
+    return baseline_with(kr, cycle, spec, library, PandasBackend(data), scope)
 
 
-def _baseline_with(kr: KeyResult, cycle, spec: MetricSpec, library, backend, scope) -> float | None:
+def baseline_with(kr: KeyResult, cycle, spec: MetricSpec, library, backend, scope) -> float | None:
+    """The KR's baseline: its number, or the metric over the whole previous cycle (through any
+    backend: the compiled engine and the pandas oracle share this)."""
     if not kr.baseline_is_computed:
         return float(kr.baseline)
     previous_start, previous_end = cycle.previous()

@@ -184,46 +184,59 @@ def add_forecasts(
     return out
 
 
-def backtest(definitions, data, cycles, checkpoints=(30, 45, 60)) -> pd.DataFrame:
+def backtest(definitions, staged, cycles, checkpoints=(30, 45, 60)) -> pd.DataFrame:
     """Forecast accuracy on closed cycles: each KR of `definitions` re-run over each of `cycles`.
 
-    For every (cycle, KR, checkpoint day) the forecast made on that day is compared with the
-    value the KR actually reached on the cycle's last day. Returns one row per comparison with
-    `error` (forecast − actual) and `abs_pct_error` (|error| ÷ |actual|, NaN when actual is 0).
+    The KRs are moved into every cycle of `cycles` and the compiled engine computes all of them
+    over `staged` (a `kr_metrics.sql.engine.Staged`: DuckDB frames or the store's staging
+    tables) in one history-mode run from the first cycle's start to the last one's end. For
+    every (cycle, KR, checkpoint day) the forecast made on that day is compared with the value
+    the KR actually reached on the cycle's last day. Returns one row per comparison, by cycle,
+    checkpoint and KR, with `error` (forecast − actual) and `abs_pct_error` (|error| ÷ |actual|,
+    NaN when actual is 0).
     """
     from kr_metrics.definitions import DefinitionSet, LoadedObjective
-    from kr_metrics.engine import evaluate_history
+    from kr_metrics.sql.engine import evaluate_history
 
-    rows = []
-    for cycle in cycles:
-        moved = DefinitionSet(
-            cycles={cycle.key: cycle},
-            objectives=[
-                LoadedObjective(cycle, lo.objective, lo.file) for lo in definitions.objectives
-            ],
-            library=definitions.library,
-        )
-        history = add_forecasts(
-            evaluate_history(moved, data, cycle.start, cycle.end), moved.library
-        )
-        history = history[history["kind"] == "kr"]
-        actual = history[history["as_of"] == cycle.end].set_index("key")["value"]
-        for day in checkpoints:
-            as_of = cycle.start + dt.timedelta(days=day - 1)
-            made = history[history["as_of"] == as_of].set_index("key")
-            for key, row in made.iterrows():  # a handful of KRs per checkpoint
-                rows.append(
-                    {
-                        "cycle": cycle.key,
-                        "kr": key,
-                        "metric": row["metric"],
-                        "day": day,
-                        "forecast": row["forecast_value"],
-                        "naive": row["value"],
-                        "actual": actual.get(key, np.nan),
-                    }
-                )
-    result = pd.DataFrame(rows)
+    cycles = list(cycles)
+    moved = DefinitionSet(
+        cycles={cycle.key: cycle for cycle in cycles},
+        objectives=[
+            LoadedObjective(cycle, lo.objective, lo.file)
+            for cycle in cycles
+            for lo in definitions.objectives
+        ],
+        library=definitions.library,
+    )
+    start, end = min(c.start for c in cycles), max(c.end for c in cycles)
+    history = add_forecasts(evaluate_history(moved, staged, start, end), moved.library)
+    history = history[history["kind"] == "kr"].reset_index(drop=True)
+    history["order"] = history.index  # the engine's KR order, kept within a checkpoint
+    ends = pd.DataFrame({"cycle": [c.key for c in cycles], "as_of": [c.end for c in cycles]})
+    actual = history.merge(ends, on=["cycle", "as_of"])[["cycle", "key", "value"]]
+    made_on = pd.DataFrame(
+        [
+            (position, cycle.key, checkpoint, day, cycle.start + dt.timedelta(days=day - 1))
+            for position, cycle in enumerate(cycles)
+            for checkpoint, day in enumerate(checkpoints)
+        ],
+        columns=["position", "cycle", "checkpoint", "day", "as_of"],
+    )
+    made = made_on.merge(history, on=["cycle", "as_of"]).sort_values(
+        ["position", "checkpoint", "order"], kind="stable"
+    )
+    made = made.merge(actual.rename(columns={"value": "actual"}), on=["cycle", "key"], how="left")
+    result = pd.DataFrame(
+        {
+            "cycle": made["cycle"],
+            "kr": made["key"],
+            "metric": made["metric"],
+            "day": made["day"],
+            "forecast": made["forecast_value"],
+            "naive": made["value"],
+            "actual": made["actual"],
+        }
+    ).reset_index(drop=True)
     result["error"] = result["forecast"] - result["actual"]
     with np.errstate(divide="ignore", invalid="ignore"):
         result["abs_pct_error"] = (result["error"].abs() / result["actual"].abs()).replace(

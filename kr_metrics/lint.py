@@ -7,6 +7,7 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from core.canonical import METRIC_TABLES
 from kr_metrics.definitions import (
@@ -21,6 +22,9 @@ from kr_metrics.definitions import (
 )
 from kr_metrics.metrics import LEVEL, PreparedData
 from kr_metrics.scoring import key_result_kind, start_value
+
+if TYPE_CHECKING:
+    from kr_metrics.sql.engine import Staged
 
 MAX_OBJECTIVES_PER_TEAM = 5
 MAX_OBJECTIVES_FIRST_CYCLE = 3
@@ -640,10 +644,18 @@ def _range(kpi: Kpi) -> str:
 # --- against the staged data (preview and run) --------------------------------------------------
 
 
-def check_against_data(definitions: DefinitionSet, data: PreparedData) -> list[Problem]:
+def check_against_data(
+    definitions: DefinitionSet, data: PreparedData, staged: Staged | None = None
+) -> list[Problem]:
     """Warnings only the staged data can tell: filter values no record has ever had, and
-    relative targets whose `previous_cycle` baseline turns out to be zero or negative."""
-    return _unknown_filter_values(definitions, data) + _relative_targets_on_data(definitions, data)
+    relative targets whose `previous_cycle` baseline turns out to be zero or negative.
+
+    Baselines come from the compiled engine over `staged` (default: the frames `data` was
+    prepared from, on embedded DuckDB), the number the run will use; `data`'s prepared frames
+    are only read for the values each filter column has."""
+    return _unknown_filter_values(definitions, data) + _relative_targets_on_data(
+        definitions, data, staged
+    )
 
 
 def _known_values(data: PreparedData, column: str) -> tuple[set[str], list[str]]:
@@ -699,20 +711,28 @@ def _unknown_value_message(column: str, value: str, known: set[str], entities: l
     )
 
 
-def _relative_targets_on_data(definitions: DefinitionSet, data: PreparedData) -> list[Problem]:
-    # The engine's own baseline, so the warning sees the number the run will use.
-    from kr_metrics.engine import _baseline
-    from kr_metrics.metrics import scope_for
+def _relative_targets_on_data(
+    definitions: DefinitionSet, data: PreparedData, staged: Staged | None
+) -> list[Problem]:
+    # The compiled engine's own baselines (one run for all of them), so the warning sees the
+    # number the run will use.
+    from kr_metrics.sql.engine import DuckDBStaged, computed_baselines
 
+    relative = [
+        (loaded, kr)
+        for loaded, kr in definitions.key_results()
+        if kr.baseline_is_computed
+        and isinstance(kr.target, str)
+        and definitions.library.get(kr.metric) is not None
+    ]
+    if not relative:
+        return []
+    baselines = computed_baselines(
+        relative, definitions.library, staged or DuckDBStaged.from_prepared(data)
+    )
     problems = []
-    for loaded, kr in definitions.key_results():
-        if not (kr.baseline_is_computed and isinstance(kr.target, str)):
-            continue
-        spec = definitions.library.get(kr.metric)
-        if spec is None:
-            continue
-        scope = scope_for(data, kr.where)
-        baseline = _baseline(kr, loaded.cycle, spec, definitions.library, data, scope)
+    for loaded, kr in relative:
+        baseline = baselines[(loaded.cycle.key, kr.key)]
         if baseline is not None and baseline <= 0:
             problems.append(
                 Problem(

@@ -1,18 +1,21 @@
 """What the dashboard's KR page shows besides the daily rows, computed where the engine runs:
-the chart's expected path and the drill-down into the records behind a number. The daily flow
-writes both to the store, so the dashboard reads them and never runs the engine."""
+the chart's expected path and the drill-down into the records behind a number (selected by the
+compiled engine, kr_metrics.sql.explain). The daily flow writes both to the store, so the
+dashboard reads them and never runs the engine."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pandas as pd
 
 from core.numbers import json_value, number
 from kr_metrics.definitions import DefinitionSet
-from kr_metrics.engine import explain_key_result
-from kr_metrics.metrics import METRICS, PreparedData
+from kr_metrics.metrics import METRICS
 from kr_metrics.scoring import ScoringPolicy, expected_progress
+from kr_metrics.sql.engine import Staged
+from kr_metrics.sql.explain import Request, explain_key_results
 
 # The drill-down keeps this many records (newest first); the count is always the full one.
 STORED_RECORDS = 1000
@@ -56,11 +59,33 @@ def chart_rows(definitions: DefinitionSet, policy: ScoringPolicy, cycles: set[st
     return rows
 
 
-def drilldown_row(
-    definitions: DefinitionSet, loaded, kr, data: PreparedData, as_of: dt.date
-) -> dict:
-    """The records behind the KR's number on `as_of`, from the engine's own explanation: the
-    same window, filters and events as the number, so the two cannot disagree."""
+def drilldown_rows(
+    definitions: DefinitionSet, requests: Sequence[tuple], staged: Staged
+) -> list[dict]:
+    """The records behind each KR's number, for (loaded, kr, as_of) `requests`: selected by the
+    compiled engine's own filters and measures over the staged rows the numbers were computed
+    from (`staged`: DuckDBStaged or DatabaseStaged), so a number and its records cannot
+    disagree. The newest STORED_RECORDS of each are kept, with the full count; all KRs are
+    explained with one run of statements."""
+    explained = explain_key_results(
+        definitions,
+        [Request(loaded, kr, as_of) for loaded, kr, as_of in requests],
+        staged,
+        order="newest",
+        limit=STORED_RECORDS,
+    )
+    return [
+        _drilldown(loaded, kr, as_of, row)
+        for (loaded, kr, as_of), row in zip(requests, explained, strict=True)
+    ]
+
+
+def drilldown_row(definitions: DefinitionSet, loaded, kr, staged: Staged, as_of: dt.date) -> dict:
+    """The records behind one KR's number on `as_of` (see drilldown_rows)."""
+    return drilldown_rows(definitions, [(loaded, kr, as_of)], staged)[0]
+
+
+def _drilldown(loaded, kr, as_of: dt.date, explained: dict) -> dict:
     row = {
         "cycle": loaded.cycle.key,
         "kr": kr.key,
@@ -74,24 +99,19 @@ def drilldown_row(
         "reason": None,
         "records": [],
     }
-    spec = (definitions.library or METRICS).get(kr.metric)
-    if spec is None or spec.events is None or spec.reduce:
-        return {**row, "reason": f"metric '{kr.metric}' has no record-level breakdown"}
-    explained = explain_key_result(definitions, loaded, kr, data, as_of)
+    if explained["reason"]:
+        return {**row, "reason": explained["reason"]}
     records = explained["records"]
-    if not records.empty:
-        records = records.sort_values(["day", "record_id"], ascending=[False, True], kind="stable")
-    kept = records.head(STORED_RECORDS)
     return {
         **row,
-        "entity": spec.entity,
+        "entity": explained["entity"],
         "window_start": explained["window_start"],
         "window_end": explained["window_end"],
         "value": number(explained["value"]),
         "sample_size": int(explained["sample_size"] or 0),
-        "total": len(records),
+        "total": explained["total"],
         "records": [
             {key: json_value(value) for key, value in record.items()}
-            for record in kept.to_dict("records")
+            for record in records.to_dict("records")
         ],
     }

@@ -176,7 +176,8 @@ class KrChart(Base):
     definition: Mapped[Any] = mapped_column(sa.JSON)
     expected_path: Mapped[Any] = mapped_column(sa.JSON)  # expected progress per cycle day
     run_id: Mapped[str] = mapped_column(sa.String(80))
-    computed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    # Indexed: the store's version reads the newest (okr_store.weekly.store_version).
+    computed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
 
 
 class KrDrilldown(Base):
@@ -234,7 +235,8 @@ class RunDay(Base):
     kpi_rows: Mapped[int] = mapped_column(sa.Integer)
     definition_versions: Mapped[Any] = mapped_column(sa.JSON)
     data_synced_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    # Indexed: the store's version reads the newest (okr_store.weekly.store_version).
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,7 +309,8 @@ class CheckInRevision(Base):
     value: Mapped[float | None] = mapped_column(sa.Float)
     value_as_of: Mapped[dt.date | None] = mapped_column(sa.Date)
     author: Mapped[str] = mapped_column(sa.String(120))
-    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    # Indexed: the store's version reads the newest (okr_store.weekly.store_version).
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
 
 
 class RetroItemRow(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 import pandas as pd
@@ -57,9 +58,17 @@ def store_version(engine: sa.Engine) -> tuple:
     counts and newest times change with each write. Small aggregate reads; a page built from
     the store can be cached under this key until the next write.
     """
+    with engine.connect() as conn:
+        return tuple(conn.execute(_version_query()).one())
+
+
+@functools.cache
+def _version_query() -> sa.Select:
+    """store_version's statement, built once: every part is a count or the max of an indexed
+    column (migration 0010), so the read costs a few index lookups, not table scans."""
     days, revisions, retro = RunDay.__table__, CheckInRevision.__table__, RetroItemRow.__table__
     charts = KrChart.__table__
-    query = sa.select(
+    return sa.select(
         sa.select(sa.func.count()).select_from(days).scalar_subquery(),
         sa.select(sa.func.max(days.c.recorded_at)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(revisions).scalar_subquery(),
@@ -68,5 +77,3 @@ def store_version(engine: sa.Engine) -> tuple:
         sa.select(sa.func.count()).select_from(charts).scalar_subquery(),
         sa.select(sa.func.max(charts.c.computed_at)).scalar_subquery(),
     )
-    with engine.connect() as conn:
-        return tuple(conn.execute(query).one())

@@ -25,6 +25,7 @@ from pipelines.sensors import (
     build_after_sync_sensors,
     build_definitions_sensor,
     build_failure_sensor,
+    build_missed_retry_sensor,
 )
 from pipelines.settings import CONFIG_ENV, DATABASE_URL_ENV, DEFAULT_CONFIG, Settings, load_settings
 
@@ -113,6 +114,7 @@ def build_definitions(config_path: str | None = None) -> dg.Definitions:
             *build_after_sync_sensors(sync_job, daily_job, settings),
             build_definitions_sensor(daily_job, settings),
             build_failure_sensor(settings),
+            build_missed_retry_sensor(settings),
         ],
         resources={
             "krpulse": resource,

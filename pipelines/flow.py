@@ -191,11 +191,20 @@ class DayResult:
         return bool(self.validation_failures)
 
 
+def staged_for(data: PreparedData | Staged) -> Staged:
+    """What the compiled engine computes over: a Staged object as it is (DuckDBStaged,
+    DatabaseStaged), or the staged frames a PreparedData was made from, in embedded DuckDB."""
+    return data if hasattr(data, "run") else DuckDBStaged.from_prepared(data)
+
+
 def compute_days(
-    settings: Settings, definitions: DefinitionSet, staged: Staged, days: Iterable[dt.date]
+    settings: Settings,
+    definitions: DefinitionSet,
+    staged: Staged | PreparedData,
+    days: Iterable[dt.date],
 ) -> dict[dt.date, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """(values, progress, kpis) for each of `days` from one history-mode pass over `staged`
-    (`staged_data`); nothing written.
+    (see staged_for); nothing written.
 
     The pass starts at the earliest start of the cycles involved, so every KR's forecast sees
     its whole series, and a backfill of a range costs about as much as a single day.
@@ -208,7 +217,7 @@ def compute_days(
     # engine is only the test oracle.
     history = compiled_history(
         definitions,
-        staged,
+        staged_for(staged),
         min([days[0], *starts]),
         days[-1],
         kpis_from=days[0],
@@ -234,7 +243,7 @@ def compute_days(
 
 
 def compute_day(
-    settings: Settings, definitions: DefinitionSet, staged: Staged, as_of: dt.date
+    settings: Settings, definitions: DefinitionSet, staged: Staged | PreparedData, as_of: dt.date
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(values, progress, kpis) for `as_of`; pure computation, nothing written."""
     return compute_days(settings, definitions, staged, [as_of])[as_of]
@@ -317,17 +326,17 @@ def run_days(
     after the store has committed, the configured OKR tools receive what changed unless
     `publish=False` (Dagster pushes in an asset of its own).
 
-    Where the numbers are computed is `staged_data`'s choice: on PostgreSQL the compiled
-    statements run on the staging tables and the staged rows are not read into this process
-    (`data`, when a caller already read them, is then only the drill-downs'); on SQLite, in
-    embedded DuckDB over `data` or the frames `load_prepared` reads.
+    Where the numbers and the drill-downs are computed is `staged_data`'s choice: on PostgreSQL
+    the compiled statements run on the staging tables and the staged rows are not read into
+    this process; on SQLite, in embedded DuckDB over `data` or the frames `load_prepared` reads.
     """
     days = list(days)
     definitions = definitions or load_definition_set(settings)
     if data is None and not computes_in_database(settings, engine):
-        data = load_prepared(settings, engine)  # DuckDB computes over them, the drill-downs too
+        data = load_prepared(settings, engine)  # DuckDB computes over them
+    # One staged object for the numbers and the records behind them (the KR pages), so the two
+    # are computed from the same rows by the same compiled filters.
     staged = staged_data(settings, engine, data)
-    prepared = _Prepared(settings, engine, data)
     store = OkrStore(engine)
     synced_at = data_freshness(settings, engine)
     run_id = run_id or f"cli-{uuid.uuid4().hex[:12]}"
@@ -374,9 +383,7 @@ def run_days(
             store.heartbeat(run_id)
             if progress_callback:
                 progress_callback(result)
-        write_kr_pages(
-            settings, store, definitions, prepared, results, frozen=frozen, run_id=run_id
-        )
+        write_kr_pages(settings, store, definitions, staged, results, frozen=frozen, run_id=run_id)
         check_database_identity(engine, database)
     except DatabaseVanishedError:
         raise  # recording it would write into a new, empty file: the error says what happened
@@ -390,20 +397,6 @@ def run_days(
     if publish:
         push_to_okr_tools(settings, store)
     return results
-
-
-class _Prepared:
-    """The prepared frames the drill-downs read (`kr_metrics.pages.drilldown_row` explains a KR
-    through the pandas explanation), read at the first call only: a run that computed in the
-    database and has no drill-down to write never reads the staged rows into this process."""
-
-    def __init__(self, settings: Settings, engine: sa.Engine, data: PreparedData | None) -> None:
-        self.settings, self.engine, self.data = settings, engine, data
-
-    def __call__(self) -> PreparedData:
-        if self.data is None:
-            self.data = load_prepared(self.settings, self.engine)
-        return self.data
 
 
 def record_failure(store: OkrStore, run_id: str, exc: BaseException) -> None:
@@ -474,7 +467,7 @@ def write_kr_pages(
     settings: Settings,
     store: OkrStore,
     definitions: DefinitionSet,
-    data: Callable[[], PreparedData],
+    staged: Staged,
     results: list[DayResult],
     *,
     frozen: set[str],
@@ -482,7 +475,8 @@ def write_kr_pages(
 ) -> None:
     """What the dashboard's KR pages show besides the daily rows: each KR's chart basis, and the
     records behind its number on the last day this run wrote for it (not for a blocked day, a
-    KR marked stale or a closed cycle: their numbers were not computed here)."""
+    KR marked stale or a closed cycle: their numbers were not computed here), selected by the
+    compiled engine over the same `staged` rows the numbers were computed from."""
     written = [r for r in results if not r.blocked]
     if not written:
         return
@@ -490,7 +484,7 @@ def write_kr_pages(
         c.key for c in definitions.cycles.values() if any(c.contains(r.as_of) for r in written)
     }
     charts = pages.chart_rows(definitions, settings.scoring.policy(), cycles)
-    drilldowns = []
+    requests = []
     for loaded, kr in definitions.key_results():
         if loaded.cycle.key in frozen:
             continue
@@ -501,7 +495,8 @@ def write_kr_pages(
             if loaded.cycle.contains(r.as_of) and key not in set(r.stale_key_results)
         ]
         if days:
-            drilldowns.append(pages.drilldown_row(definitions, loaded, kr, data(), days[-1]))
+            requests.append((loaded, kr, days[-1]))
+    drilldowns = pages.drilldown_rows(definitions, requests, staged) if requests else []
     store.write_kr_pages(cycles, charts, drilldowns, run_id=run_id)
 
 

@@ -20,6 +20,7 @@ AFTER_SYNC_SENSOR = "kr_days_after_sync"
 AFTER_FAILED_SYNC_SENSOR = "kr_days_after_failed_sync"
 DEFINITIONS_SENSOR = "definitions_changed"
 RUN_FAILURE_SENSOR = "notify_on_run_failure"
+MISSED_RETRY_SENSOR = "notify_on_missed_retry"
 OWNERS = ["team:sales-ops"]
 
 

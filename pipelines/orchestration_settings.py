@@ -69,6 +69,12 @@ class NotificationSettings(_Model):
     dagster_url: str | None = Field(
         default=None, description="Base URL of the Dagster UI, for a link to the failed run."
     )
+    missed_retry_minutes: float = Field(
+        default=15.0,
+        ge=0,
+        description="A failed run marked for a retry is reported anyway when no retry run has "
+        "started this many minutes after it failed (Dagster's daemon can drop the retry).",
+    )
 
     @property
     def configured(self) -> bool:

@@ -3,7 +3,9 @@ and notify on failed runs (Slack-compatible webhook or email)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +17,7 @@ from pipelines.names import (
     AFTER_FAILED_SYNC_SENSOR,
     AFTER_SYNC_SENSOR,
     DEFINITIONS_SENSOR,
+    MISSED_RETRY_SENSOR,
     RUN_FAILURE_SENSOR,
 )
 from pipelines.notify import RunFailure, notify
@@ -23,6 +26,11 @@ from pipelines.settings import Settings
 
 PARTITION_TAG = "dagster/partition"
 WILL_RETRY_TAG = "dagster/will_retry"
+PARENT_RUN_TAG = "dagster/parent_run_id"  # on a retry run: the run it retries
+AUTO_RETRY_TAG = "dagster/auto_retry_run_id"  # on a failed run: its retry, once launched
+# How far back the missed-retry sensor looks, and how many reported runs its cursor remembers.
+MISSED_RETRY_LOOKBACK = dt.timedelta(days=2)
+MISSED_RETRY_MEMORY = 500
 
 
 def _day_after_sync(run: dg.DagsterRun, settings: Settings) -> dg.RunRequest:
@@ -123,19 +131,26 @@ def _root_cause(error) -> str:  # noqa: ANN001 - dagster's SerializableErrorInfo
     return error.message.strip()
 
 
-def run_failure(context: dg.RunFailureSensorContext) -> RunFailure:
-    run = context.dagster_run
+def _failure(run: dg.DagsterRun, message: str, step_failures) -> RunFailure:
     steps = {
         event.step_key or "run": _root_cause(event.event_specific_data.error)[:400]
-        for event in context.get_step_failure_events()
+        for event in step_failures
         if event.event_specific_data is not None and event.event_specific_data.error is not None
     }
     return RunFailure(
         job=run.job_name,
         run_id=run.run_id,
-        message=(context.failure_event.message or "")[:600],
+        message=message[:600],
         partition=run.tags.get(PARTITION_TAG) or run.tags.get(DAY_TAG),
         failed_steps=steps,
+    )
+
+
+def run_failure(context: dg.RunFailureSensorContext) -> RunFailure:
+    return _failure(
+        context.dagster_run,
+        context.failure_event.message or "",
+        context.get_step_failure_events(),
     )
 
 
@@ -155,3 +170,69 @@ def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
         context.log.info(f"run {context.dagster_run.run_id} failed: notified by {sent}")
 
     return notify_on_run_failure
+
+
+def build_missed_retry_sensor(settings: Settings) -> dg.SensorDefinition:
+    """Reports a failed run that was marked for a retry when no retry has started in time.
+
+    notify_on_run_failure stays quiet about a run Dagster will retry (the retry reports its own
+    failure), but the daemon can fail to launch the retry at all (dagster-io/dagster#33741): the
+    run then failed and nobody hears of it. This sensor closes that gap: a failed run tagged
+    `dagster/will_retry` with no run naming it as parent `missed_retry_minutes` after it
+    failed is reported once (its id is kept in the cursor)."""
+    notifications = settings.notifications
+
+    @dg.sensor(
+        name=MISSED_RETRY_SENSOR,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Reports a failed run whose promised retry never started (see "
+        "notifications.missed_retry_minutes).",
+    )
+    def notify_on_missed_retry(context: dg.SensorEvaluationContext):
+        if not notifications.configured:
+            return dg.SkipReason("no notifications configured in krpulse.yaml (notifications:)")
+        reported = json.loads(context.cursor) if context.cursor else []
+        now = dt.datetime.now(dt.UTC)
+        waited = dt.timedelta(minutes=notifications.missed_retry_minutes)
+        instance = context.instance
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.FAILURE],
+                tags={WILL_RETRY_TAG: "true"},
+                updated_after=now - MISSED_RETRY_LOOKBACK,
+                updated_before=now - waited,
+            )
+        )
+        sent = []
+        for record in records:
+            run = record.dagster_run
+            if run.run_id in reported or run.tags.get(AUTO_RETRY_TAG):
+                continue
+            if instance.get_run_records(
+                filters=dg.RunsFilter(tags={PARENT_RUN_TAG: run.run_id}), limit=1
+            ):
+                continue  # the retry started; it reports its own failure
+            step_failures = [
+                entry.event_log_entry.dagster_event
+                for entry in instance.get_records_for_run(
+                    run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+                ).records
+            ]
+            minutes = f"{notifications.missed_retry_minutes:g}"
+            failure = _failure(
+                run,
+                f"The run failed and was to be retried, but no retry had started {minutes} "
+                "minutes later: check the Dagster daemon, then re-execute the run.",
+                step_failures,
+            )
+            channels = notify(notifications, failure)
+            context.log.info(f"run {run.run_id} failed without its retry: notified by {channels}")
+            reported.append(run.run_id)
+            sent.append(run.run_id)
+        context.update_cursor(json.dumps(reported[-MISSED_RETRY_MEMORY:]))
+        if not sent:
+            return dg.SkipReason("no failed run is waiting for a retry that never started")
+        return None
+
+    return notify_on_missed_retry

@@ -79,6 +79,49 @@ def test_preview_json_is_the_documented_object(krpulse):
             assert kr[field] is None or isinstance(kr[field], int | float)
 
 
+def test_explain_lists_the_records_that_add_most_from_the_compiled_engine(krpulse):
+    """`definitions explain` shows the number `preview` computes, its inputs, and the records
+    that add most to it (the full count beside the top ones)."""
+    assert krpulse("sync").exit_code == 0
+    preview = json.loads(krpulse("preview", "--as-of", "2026-11-25", "--format", "json").output)
+    computed = {k["kr"]: k for k in preview["key_results"]}
+    result = krpulse(
+        "definitions",
+        "explain",
+        "revenue-per-existing-customer-dach",
+        "--cycle",
+        "2026-Q4",
+        "--as-of",
+        "2026-11-25",
+        "--top",
+        "5",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    explained = json.loads(result.output)
+    kr = computed["revenue-per-existing-customer-dach"]
+    assert explained["value"] == pytest.approx(kr["value"])
+    assert explained["sample_size"] == kr["sample_size"] and explained["reason"] is None
+    assert len(explained["records"]) == 5 < explained["total"]
+    adds = [r["contribution"] for r in explained["records"]]
+    assert adds == sorted(adds, reverse=True) and adds[0] > 0
+    assert all(r["customer_name"] and r["team"] == "sales-dach" for r in explained["records"])
+    text = krpulse(
+        "definitions",
+        "explain",
+        "nps-uk",
+        "--cycle",
+        "2026-Q4",
+        "--as-of",
+        "2026-11-25",
+        "--top",
+        "3",
+    )
+    assert text.exit_code == 0, text.output
+    assert "top 3 of 33" in text.output and "denominator 33.00" in text.output
+
+
 def test_preview_pushes_nothing(krpulse):
     krpulse("sync")
     krpulse("preview", "--as-of", "2026-11-25")

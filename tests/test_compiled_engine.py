@@ -276,7 +276,7 @@ def test_whole_definition_sets_equal_the_pandas_engine(
         )
 
 
-DRILLABLE = sorted(m for m in METRICS if m != "open_pipeline")
+DRILLABLE = sorted(METRICS)  # every built-in metric has records (none reduces or combines)
 
 
 @pytest.mark.parametrize("metric", DRILLABLE)
@@ -308,3 +308,132 @@ def test_the_records_behind_a_number_add_up_to_it(
     assert len(records) == number.sample[0]
     if spec.combine == "ratio":
         assert same(records["weight"].sum(), number.denominator[0])
+
+
+@pytest.mark.parametrize("metric", DRILLABLE)
+@SETTINGS
+@given(
+    org=orgs(),
+    where=filters,
+    start_offset=st.integers(0, 30),
+    length=st.integers(0, 40),
+    rolling=st.booleans(),
+    basis=st.sampled_from(["count", "amount"]),
+)
+def test_the_compiled_records_are_the_oracles_records(
+    staging, metric, org, where, start_offset, length, rolling, basis
+):
+    """The records the KR page and explain list (compiled, with their display columns) are
+    exactly the records the pandas oracle's explanation lists: the same ids, contributions,
+    days and customers, for cycle and rolling windows."""
+    from kr_metrics.explain import records_behind as oracle_records
+    from kr_metrics.sql.explain import _shown
+    from kr_metrics.sql.records import listed_records_statement
+    from kr_metrics.sql.views import Views
+
+    deals, customers, responses = frames(org)
+    spec, basis = METRICS[metric], basis if metric == "win_rate" else "count"
+    start = ORIGIN.date() + dt.timedelta(days=start_offset)
+    end = start + dt.timedelta(days=length)
+    window = rolling_window(length + 1, end) if rolling else window_for(start, end, end)
+    staged = staging(deals, customers, responses)
+    statement = listed_records_statement(
+        spec, Views(staged.tables, staged.timezone), where, window, basis
+    )
+    compiled, total = _shown(spec.entity, staged.run({("records",): statement})[("records",)])
+    data = prepare(deals, customers, responses, timezone="Europe/Berlin")
+    expected = oracle_records(spec, data, scope_for(data, where), window, basis=basis).records
+    assert total == len(compiled) == len(expected)
+    key = ["source", "record_id"]
+    compiled, expected = compiled.sort_values(key), expected.sort_values(key)
+    assert compiled["record_id"].tolist() == expected["record_id"].tolist()
+    assert same(compiled["contribution"], expected["contribution"])
+    assert compiled["day"].tolist() == expected["day"].tolist()
+    assert compiled["customer_name"].tolist() == expected["customer_name"].tolist()
+
+
+@SETTINGS
+@given(
+    org=orgs(),
+    krs=key_results,
+    start_offset=st.integers(10, 40),
+    length=st.integers(5, 30),
+    day=st.integers(0, 35),
+)
+def test_the_drilldown_of_every_kr_adds_up_to_its_compiled_number(
+    staging, org, krs, start_offset, length, day
+):
+    """What the KR pages store, for whole definition sets (custom metrics, filters, cycle and
+    rolling windows): each KR's records sum to the number the flow computes for it — numerator,
+    denominator and sample — and a metric without records (a reduction, a ratio of metrics, a
+    derived one) says why instead of listing any."""
+    from kr_metrics.pages import drilldown_rows
+
+    cycle_start = ORIGIN.date() + dt.timedelta(days=start_offset)
+    cycle_end = cycle_start + dt.timedelta(days=length)
+    as_of = cycle_start + dt.timedelta(days=min(day, length))
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            definitions = definitions_for(krs, cycle_start, cycle_end, Path(folder))
+        except DefinitionError:
+            assume(False)
+    deals, customers, responses = frames(org)
+    staged = staging(deals, customers, responses)
+    numbers = compiled_history(definitions, staged, as_of, as_of)
+    numbers = numbers[numbers["kind"] == "kr"].set_index("key")
+    requests = [(loaded, kr, as_of) for loaded, kr in definitions.key_results()]
+    for (_, kr, _), row in zip(
+        requests, drilldown_rows(definitions, requests, staged), strict=True
+    ):
+        spec, number = definitions.library[kr.metric], numbers.loc[kr.key]
+        if spec.reduce or spec.combine in ("metric_ratio", "derived"):
+            assert row["reason"] and kr.metric in row["reason"] and row["records"] == []
+            continue
+        records = row["records"]
+        assert row["reason"] is None and row["total"] == len(records)
+        assert same(as_float(row["value"]), number["value"]), kr.metric
+        assert same(sum(r["contribution"] for r in records), number["numerator"]), kr.metric
+        if spec.combine == "per_constant":
+            continue  # its denominator and sample are the existing customers, not records
+        assert len(records) == number["sample_size"] == row["sample_size"], kr.metric
+        if spec.combine == "ratio":
+            assert same(sum(r["weight"] for r in records), number["denominator"]), kr.metric
+        else:
+            assert all(r["weight"] is None for r in records), kr.metric
+
+
+def test_record_ids_that_look_like_numbers_stay_text(staging):
+    """HubSpot ids are digits: PostgreSQL results used to be turned into numbers column by
+    column, so record "00123" came back as 123.0 and survey "2026" as 2026.0."""
+    from kr_metrics.sql.explain import _shown
+    from kr_metrics.sql.records import listed_records_statement
+    from kr_metrics.sql.views import Views
+    from tests.conftest import canonical
+
+    responses = canonical(
+        "nps_responses",
+        [
+            {
+                "response_id": "00123",
+                "customer_id": "0042",
+                "score": 9,
+                "survey_id": "2026",
+                "submitted_at": "2026-10-02T10:00:00Z",
+            }
+        ],
+    )
+    customers = canonical("customers", [{"customer_id": "0042", "name": "007 Ltd", "team": "t"}])
+    staged = staging(canonical("deals", []), customers, responses)
+    window = window_for(dt.date(2026, 10, 1), dt.date(2026, 12, 31), dt.date(2026, 11, 1))
+    statement = listed_records_statement(
+        METRICS["nps"], Views(staged.tables, staged.timezone), {}, window
+    )
+    records, total = _shown("nps_responses", staged.run({("r",): statement})[("r",)])
+    assert total == 1
+    (record,) = records.to_dict("records")
+    assert (record["record_id"], record["customer_id"], record["survey_id"]) == (
+        "00123",
+        "0042",
+        "2026",
+    )
+    assert record["customer_name"] == "007 Ltd" and record["score"] == 9

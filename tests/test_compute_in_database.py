@@ -304,8 +304,8 @@ def _spy_on_loading(monkeypatch) -> tuple[list, list]:
 
 
 def test_the_day_run_on_postgres_computes_without_reading_the_staged_rows(demo_store, monkeypatch):
-    """run_days computes in the database; the staged frames are read only for the KR pages'
-    drill-downs (the pandas explanation), and not at all when there is none to write."""
+    """run_days computes in the database, the numbers and the KR pages' drill-downs (the
+    compiled records behind each number): the staged rows are never read into the process."""
     root, schema = demo_store
     settings = _project(root, schema.url, ["demo", "extra"])
     loads, computed_over = _spy_on_loading(monkeypatch)
@@ -315,7 +315,9 @@ def test_the_day_run_on_postgres_computes_without_reading_the_staged_rows(demo_s
     assert loads == []
     results = flow.run_days(settings, schema.engine, [DEMO_AS_OF], publish=False)
     assert computed_over == [DatabaseStaged, DatabaseStaged]
-    assert loads == ["drill-downs"]
+    assert loads == []
+    drilled = pd.read_sql("SELECT count(*) AS n FROM kr_drilldowns", schema.engine)["n"].iloc[0]
+    assert drilled >= 6  # the drill-downs were written, from the database
     assert len(results[0].progress) >= 6
 
 

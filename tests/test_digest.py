@@ -82,7 +82,29 @@ def test_old_source_data_is_reported_as_stale(demo):
     report = digest.build_digest(later, week=dt.date(2026, 12, 28))
     stale = [i for t in report.teams for i in t.stale]
     assert len(stale) == 8
-    assert any("not updated since 2026-11-25" in r for r in stale[0]["reasons"])
+    # The reason says how long the KR has gone without numbers, not only the day, so "as of
+    # 2026-11-25" and "not updated since 2026-11-25" cannot read as the same, fresh day.
+    assert any(
+        "no numbers since 2026-11-25 (36 days before 2026-12-31, the cycle's last day)" in r
+        for r in stale[0]["reasons"]
+    )
+    assert report.reported_on == dt.date(2027, 1, 3)
+    markdown = digest.render_markdown(report)
+    assert "Numbers as of 2026-11-25, the newest day with numbers" in markdown
+    assert "39 days before 2027-01-03" in markdown
+    assert "39 days before 2027-01-03" in digest.render_slack(report)
+
+
+def test_a_current_digest_does_not_call_its_numbers_old(demo):
+    _, data = demo
+    report = digest.build_digest(data)
+    assert report.reported_on == report.as_of or "days before" in digest.render_markdown(report)
+    on_the_day = DashboardData(
+        **{**data.__dict__, "now": lambda: dt.datetime(2026, 11, 25, 18, tzinfo=dt.UTC)}
+    )
+    fresh = digest.build_digest(on_the_day)
+    assert fresh.reported_on == fresh.as_of == dt.date(2026, 11, 25)
+    assert "days before" not in digest.render_markdown(fresh)
 
 
 def test_markdown_shows_user_text_literally(demo):

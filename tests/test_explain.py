@@ -174,3 +174,87 @@ def test_a_metric_without_events_is_refused_with_its_reason():
         records_behind(
             reducer, data, scope_for(data, {}), window_for(CYCLE_START, CYCLE_END, CYCLE_END)
         )
+
+
+# --- the compiled records (what the KR page and `definitions explain` list) -------------------
+
+
+def _compiled(metric: str, window, *, order: str = "newest", limit: int | None = None):
+    from kr_metrics.sql.engine import DuckDBStaged
+    from kr_metrics.sql.explain import _shown
+    from kr_metrics.sql.records import listed_records_statement
+    from kr_metrics.sql.views import Views
+
+    staged = DuckDBStaged.from_prepared(_tiny_org())
+    statement = listed_records_statement(
+        METRICS[metric],
+        Views(staged.tables, staged.timezone),
+        {},
+        window,
+        order=order,
+        limit=limit,
+    )
+    return _shown(METRICS[metric].entity, staged.run({("r",): statement})[("r",)])
+
+
+def test_compiled_records_carry_what_a_reader_sees():
+    window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 1))
+    records, total = _compiled("revenue_per_existing_customer", window)
+    assert total == 1 and records["record_id"].tolist() == ["D1"]
+    (record,) = records.to_dict("records")
+    assert record["customer_name"] == "Old Friend GmbH" and record["entity"] == "deals"
+    assert record["contribution"] == 300 and pd.isna(record["weight"])  # no record denominator
+    assert record["day"] == pd.Timestamp("2026-10-10") and record["is_won"]
+
+
+def test_compiled_records_are_ordered_and_cut_in_sql_with_the_full_count():
+    window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 1))
+    newest, total = _compiled("win_rate", window)
+    assert total == 3 and newest["record_id"].tolist() == ["D3", "D2", "D1"]
+    largest, total = _compiled("win_rate", window, order="largest", limit=2)
+    # Won deals add 1, the lost one 0; ties newest first.
+    assert total == 3 and largest["record_id"].tolist() == ["D2", "D1"]
+
+
+def test_open_pipeline_lists_the_deals_open_on_the_last_day():
+    from kr_metrics.sql.engine import DuckDBStaged
+    from kr_metrics.sql.records import records_behind as compiled_records
+
+    base = {"currency": "EUR", "is_closed": False, "is_won": False, "amount": 1}
+    deals_rows = [
+        {"deal_id": "open", "amount_home": 10, "created_at": "2026-10-02T10:00:00Z"},
+        {
+            "deal_id": "closed-later",
+            "amount_home": 20,
+            "created_at": "2026-10-03T10:00:00Z",
+            "is_closed": True,
+            "close_date": "2026-11-20",
+        },
+        {
+            "deal_id": "closed-before",
+            "amount_home": 40,
+            "created_at": "2026-10-03T10:00:00Z",
+            "is_closed": True,
+            "close_date": "2026-10-20",
+        },
+        {"deal_id": "created-later", "amount_home": 80, "created_at": "2026-11-05T10:00:00Z"},
+    ]
+    deals = canonical(DEALS, [{**base, **row} for row in deals_rows])
+    staged = DuckDBStaged(
+        deals, canonical(CUSTOMERS, []), canonical(NPS_RESPONSES, []), timezone="Europe/Berlin"
+    )
+    window = window_for(CYCLE_START, CYCLE_END, dt.date(2026, 11, 1))
+    records = compiled_records(METRICS["open_pipeline"], staged, {}, window)
+    assert sorted(records["record_id"]) == ["closed-later", "open"]
+    assert records["contribution"].sum() == 30
+
+
+def test_a_metric_made_of_other_metrics_or_a_reduction_has_a_reason_not_records():
+    from kr_metrics.sql.records import no_records_reason
+
+    nps = METRICS["nps"]
+    reducer = type(nps)(**{**nps.__dict__, "reduce": "max"})
+    derived = type(nps)(**{**nps.__dict__, "combine": "derived", "inputs": ("nps", "win_rate")})
+    assert "aggregates with 'max'" in no_records_reason(reducer)
+    assert "computed from other metrics (nps, win_rate)" in no_records_reason(derived)
+    assert no_records_reason(nps) is None

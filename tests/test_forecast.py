@@ -103,9 +103,9 @@ def test_backtest_on_the_demo_orgs_closed_cycles(demo_data, tmp_path):
     from connectors.files import FilesSource
     from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
     from kr_metrics.definitions import Cycle
-    from kr_metrics.engine import prepare
     from kr_metrics.forecast import backtest
     from kr_metrics.loader import load_definitions
+    from kr_metrics.sql.engine import DuckDBStaged
     from okr_store.db import create_engine
     from okr_store.schema import upgrade
     from okr_store.staging import read_staged, stage
@@ -114,11 +114,11 @@ def test_backtest_on_the_demo_orgs_closed_cycles(demo_data, tmp_path):
     upgrade(engine)
     stage(FilesSource("demo", demo_data), engine, home_currency="EUR")
     frames = {t: read_staged(engine, t) for t in (DEALS, CUSTOMERS, NPS_RESPONSES)}
-    data = prepare(
+    staged = DuckDBStaged(
         frames[DEALS], frames[CUSTOMERS], frames[NPS_RESPONSES], timezone="Europe/Berlin"
     )
     cycles = [Cycle(key=k, timezone="Europe/Berlin") for k in ("2026-Q1", "2026-Q2", "2026-Q3")]
-    result = backtest(load_definitions(REPO / "definitions" / "2026-Q4.yaml"), data, cycles)
+    result = backtest(load_definitions(REPO / "definitions" / "2026-Q4.yaml"), staged, cycles)
     by_day = result.groupby("day")["abs_pct_error"].mean()
     assert by_day[60] < by_day[30] < 0.30  # the figures docs/forecast.md reports
     revenue = result[result["metric"] == "revenue_per_existing_customer"]

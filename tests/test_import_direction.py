@@ -223,3 +223,113 @@ def test_the_checker_sees_circles_through_package_and_relative_imports():
         "kr_metrics.metrics",
         "kr_metrics.metrics",
     ]
+
+
+# --- One engine in production (issue #16) --------------------------------------------------------
+
+# The pandas engine's evaluation is the compiled engine's test oracle, not a production path.
+# Its orchestration (`evaluate_with`, `series_of`, `baseline_with`, `Series`, the windows), which
+# the compiled engine runs on, and `prepare`, which only shapes the frames handed to DuckDB
+# (`DuckDBStaged.from_prepared`) and read by the lint's filter-value check, are not evaluation.
+PANDAS_EVALUATION: dict[str, frozenset[str]] = {
+    "kr_metrics.engine": frozenset(
+        {
+            "PandasBackend",
+            "evaluate",
+            "evaluate_history",
+            "metric_series",
+            "metric_over_windows",
+            "metric_value",
+            "_baseline",
+            "_additive_series",
+            "_reduced_series",
+            "explain_key_result",
+        }
+    ),
+    "kr_metrics.explain": frozenset({"records_behind"}),
+    "kr_metrics.metrics": frozenset({"scope_for"}),
+}
+# Modules outside tests/ and bench/ that may still call it: the pandas engine itself, and the
+# explanation of a number — `krpulse definitions explain` and the KR page's drill-down (the
+# records behind a number), which the `records` branch moves onto kr_metrics.sql.records.
+PANDAS_EVALUATION_ALLOWED = frozenset(
+    {
+        "kr_metrics.engine",
+        "kr_metrics.explain",
+        "kr_metrics.metrics",
+        "kr_metrics.pages",  # drilldown_row -> explain_key_result (records branch)
+        "pipelines.cli.definitions",  # `definitions explain` -> explain_key_result (records branch)
+    }
+)
+
+
+def production_sources() -> dict[str, str]:
+    """Every Python file of the repository outside tests/ and bench/, by module name."""
+    skipped = {"tests", "bench"}
+    return {
+        module_name(path): path.read_text(encoding="utf-8")
+        for path in sorted(REPO.rglob("*.py"))
+        if not (set(path.relative_to(REPO).parts[:-1]) & skipped)
+        and not any(part.startswith(".") for part in path.relative_to(REPO).parts)
+    }
+
+
+def pandas_evaluation_calls(sources: Mapping[str, str]) -> list[str]:
+    """Where a module imports or reaches one of PANDAS_EVALUATION's names: `from m import name`,
+    or `m.name` / `alias.name` after `import m`, `import m as alias`, `from pkg import m`."""
+    found = []
+    for module, source in sources.items():
+        tree = ast.parse(source)
+        aliases: dict[str, str] = {}  # local name or dotted path -> evaluation module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in PANDAS_EVALUATION:
+                        aliases[alias.asname or alias.name] = alias.name
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                for alias in node.names:
+                    if node.module in PANDAS_EVALUATION:
+                        if alias.name in PANDAS_EVALUATION[node.module]:
+                            found.append(f"{module}:{node.lineno} {node.module}.{alias.name}")
+                    elif f"{node.module}.{alias.name}" in PANDAS_EVALUATION:
+                        aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                target = aliases.get(ast.unparse(node.value))
+                if target and node.attr in PANDAS_EVALUATION[target]:
+                    found.append(f"{module}:{node.lineno} {target}.{node.attr}")
+    return found
+
+
+def test_production_computes_only_through_the_compiled_engine():
+    """One engine in production: outside tests/ and bench/, only the pandas engine itself and
+    the explanation paths still listed above call the pandas engine's evaluation."""
+    calls = [
+        call
+        for call in pandas_evaluation_calls(production_sources())
+        if call.split(":")[0] not in PANDAS_EVALUATION_ALLOWED
+    ]
+    assert not calls, (
+        "production code calls the pandas engine (the test oracle); compute through "
+        "kr_metrics.sql.engine (DuckDBStaged / DatabaseStaged, evaluate_history, "
+        "computed_baselines) instead:\n  " + "\n  ".join(calls)
+    )
+
+
+def test_the_checker_sees_every_way_to_reach_the_pandas_evaluation():
+    found = pandas_evaluation_calls(
+        {
+            "a": "from kr_metrics.engine import evaluate_history, prepare\n",
+            "b": "def f(d):\n    from kr_metrics import engine as e\n    return e.evaluate(d)\n",
+            "c": "import kr_metrics.engine\nkr_metrics.engine.metric_value(1)\n",
+            "d": "from kr_metrics.engine import evaluate_with, series_of, baseline_with\n",
+            "e": "from kr_metrics import engine\nengine.prepare(1)\nengine.window_for(1)\n",
+            "f": "from kr_metrics.metrics import scope_for, METRICS\n",
+        }
+    )
+    assert found == [
+        "a:1 kr_metrics.engine.evaluate_history",
+        "b:3 kr_metrics.engine.evaluate",
+        "c:2 kr_metrics.engine.metric_value",
+        "f:1 kr_metrics.metrics.scope_for",
+    ]

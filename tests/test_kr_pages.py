@@ -63,12 +63,20 @@ def test_the_drilldown_of_every_kr_adds_up_to_its_stored_number(synced, day):
         assert number(stored["value"]) == pytest.approx(number(row.value), rel=1e-9), row.kr
         assert stored["total"] == len(stored["records"])
         records = stored["records"]
-        if records and row.metric in ("win_rate", "nps"):
+        # The stored records sum back to the stored number's own inputs (its progress row):
+        # they were selected by the compiled engine with the number's filters and measures.
+        assert sum(r["contribution"] for r in records) == pytest.approx(row.numerator), row.kr
+        if row.metric in ("win_rate", "nps"):
             weights = sum(r["weight"] for r in records)
+            assert weights == pytest.approx(row.denominator), row.kr
             assert sum(r["contribution"] for r in records) / weights * (
                 100 if row.metric == "nps" else 1
             ) == pytest.approx(row.value)
-    assert explained >= 3
+        if row.metric != "revenue_per_existing_customer":  # its sample is customers
+            assert len(records) == stored["sample_size"] == row.sample_size, row.kr
+        else:  # no denominator of records: none is pretended (the pandas list said 1 each)
+            assert all(r["weight"] is None for r in records), row.kr
+    assert explained == 8  # every KR of the demo lists its records
 
 
 def test_the_kr_page_reads_what_the_flow_stored(synced):

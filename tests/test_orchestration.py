@@ -31,6 +31,7 @@ from pipelines.names import (
     KPI_VALUES,
     KR_PROGRESS,
     KR_VALUES,
+    MISSED_RETRY_SENSOR,
     RUN_FAILURE_SENSOR,
     SYNC_JOB,
 )
@@ -306,6 +307,54 @@ def test_the_failure_sensor_mails_the_configured_recipients(demo_project):
     assert recipients == ["data-eng@acme.example", "ops@acme.example"]
     assert f"Subject: krpulse: run of {SYNC_JOB} for 2026-11-20 failed" in mail
     assert "sync_demo" in mail and failed.run_id in mail
+
+
+def test_a_failed_run_whose_retry_never_starts_is_reported_once(demo_project, monkeypatch):
+    """The failure sensor is quiet about a run Dagster will retry; when the daemon never starts
+    the retry (dagster-io/dagster#33741), the missed-retry sensor reports it, once."""
+    with webhook() as inbox:
+        monkeypatch.setenv("KRPULSE_ALERT_WEBHOOK", inbox.url)
+        defs, instance, failed = _failing_sync(
+            demo_project,
+            "notifications:\n  webhook_url_env: KRPULSE_ALERT_WEBHOOK\n  missed_retry_minutes: 0\n",
+        )
+        instance.add_run_tags(failed.run_id, {"dagster/will_retry": "true"})
+        failure_sensor = defs.resolve_sensor_def(RUN_FAILURE_SENSOR)
+        failure_sensor(
+            sensor_context_for(instance, failed.run_id, RUN_FAILURE_SENSOR, defs).for_run_failure()
+        )
+        assert inbox.posts == []  # promised a retry: not reported as failed
+
+        missed = defs.resolve_sensor_def(MISSED_RETRY_SENSOR)
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        missed(context)
+        [payload] = inbox.posts
+        assert f"run of {SYNC_JOB} for 2026-11-20 failed" in payload["text"]
+        assert "no retry had started 0 minutes later" in payload["text"]
+        assert payload["krpulse"]["failed_steps"].keys() == {"sync_demo"}  # and why
+
+        again = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor)
+        result = missed(again)
+        assert isinstance(result, dg.SkipReason) and len(inbox.posts) == 1  # once only
+
+        # A failed run whose retry did start is the retry's to report.
+        _, _, retried = _failing_sync_again(defs, instance)
+        instance.add_run_tags(retried.run_id, {"dagster/will_retry": "true"})
+        instance.add_run(
+            dg.DagsterRun(
+                job_name=SYNC_JOB,
+                run_id=str(uuid.uuid4()),
+                tags={"dagster/parent_run_id": retried.run_id},
+            )
+        )
+        missed(dg.build_sensor_context(instance=instance, definitions=defs, cursor=again.cursor))
+        assert len(inbox.posts) == 1
+
+
+def _failing_sync_again(defs, instance):
+    result = sync(defs, instance, "2026-11-21")
+    assert not result.success
+    return defs, instance, result
 
 
 def test_a_failed_sync_run_still_computes_its_day(demo_project):

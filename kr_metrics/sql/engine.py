@@ -214,13 +214,23 @@ class DatabaseStaged:
             for key, statement in statements.items():
                 rows = connection.execute(statement)
                 frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+                kept = _not_numbers(statement)
                 for column in frame.columns.drop("day"):
-                    try:  # numbers arrive as Decimal from PostgreSQL; text (record ids) stays text
+                    if column in kept:
+                        continue
+                    try:  # numbers arrive as Decimal from PostgreSQL
                         frame[column] = pd.to_numeric(frame[column]).astype("float64")
                     except (TypeError, ValueError):
                         continue
                 results[key] = _by_day(frame)
         return results
+
+
+def _not_numbers(statement: sa.Select) -> set[str]:
+    """The statement's columns typed as text, flags, dates or instants: they stay as they are
+    (an id "00123" or a survey id "2026" is text, not a number)."""
+    kept = (sa.String, sa.Boolean, sa.Date, sa.DateTime)
+    return {column.key for column in statement.selected_columns if isinstance(column.type, kept)}
 
 
 def _of_sources(tables: dict[str, sa.Table], sources: list[str]) -> dict[str, sa.FromClause]:
@@ -341,3 +351,27 @@ def metric_over_windows(
     series_of(spec, library, collecting, collecting.scope(where), windows, basis=basis)
     computed = _Computed(compute_leaves(list(collecting.leaves), staged))
     return series_of(spec, library, computed, computed.scope(where), windows, basis=basis)
+
+
+def computed_baselines(
+    key_results: Sequence[tuple], library: dict[str, MetricSpec], staged: Staged
+) -> dict[tuple[str, str], float | None]:
+    """The baseline of each (loaded objective, KR) — its number, or the metric over the whole
+    previous cycle — by (cycle, KR key), all from one compiled run: the leaves of every
+    `previous_cycle` baseline are collected first and compiled together, as in
+    `evaluate_history`, so no statement is per KR."""
+    from kr_metrics.engine import baseline_with
+
+    def each(backend) -> dict[tuple[str, str], float | None]:
+        return {
+            (loaded.cycle.key, kr.key): baseline_with(
+                kr, loaded.cycle, library[kr.metric], library, backend, backend.scope(kr.where)
+            )
+            for loaded, kr in key_results
+        }
+
+    collecting = _Collecting()
+    each(collecting)
+    if not collecting.leaves:  # only numeric baselines: nothing to run
+        return each(collecting)
+    return each(_Computed(compute_leaves(list(collecting.leaves), staged)))

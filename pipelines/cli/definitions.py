@@ -88,7 +88,7 @@ def explain(
     obj: Context, kr: str, cycle: str | None, as_of: str | None, top: int, output_format: str
 ) -> None:
     """Show a KR's formula, filters, numerator and denominator, and the records that count most."""
-    from kr_metrics.engine import explain_key_result
+    from kr_metrics.sql.explain import explain_key_result
 
     settings = obj.settings()
     definitions = flow.load_definition_set(settings)
@@ -97,12 +97,16 @@ def explain(
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     day = parse_date(as_of) or settings.today()
-    data = flow.load_prepared(settings, flow.open_database(settings))
-    explanation = explain_key_result(definitions, loaded, key_result, data, day)
+    # The compiled engine over the same staged rows as `krpulse run`: the formula's inputs and
+    # the records behind them, the `top` that add most listed (ordered and cut in SQL).
+    staged = flow.staged_for(flow.load_prepared(settings, flow.open_database(settings)))
+    explanation = explain_key_result(
+        definitions, loaded, key_result, staged, day, order="largest", limit=max(top, 0)
+    )
     if output_format == "json":
         payload = {k: v for k, v in explanation.items() if k != "records"}
         payload["records"] = json.loads(
-            explanation["records"].head(top).to_json(orient="records", date_format="iso")
+            explanation["records"].to_json(orient="records", date_format="iso")
         )
         click.echo(json.dumps(payload, indent=2, default=str))
         return
@@ -123,11 +127,14 @@ def explain(
     )
     console.print(f"edge cases {spec.edge_cases}")
     records: pd.DataFrame = explanation["records"]
-    if records.empty:
+    if explanation["reason"]:
+        console.print(f"No records to list: {explanation['reason']}.")
+        return
+    if not explanation["total"]:
         console.print("No records contribute to this number.")
         return
     table = Table(
-        title=f"Records that count most (top {min(top, len(records))} of {len(records)})",
+        title=f"Records that count most (top {len(records)} of {explanation['total']})",
         title_justify="left",
     )
     shown = [
@@ -145,7 +152,7 @@ def explain(
     ]
     for column in shown:
         table.add_column(column)
-    for row in records.head(top)[shown].itertuples(index=False):
+    for row in records[shown].itertuples(index=False):
         table.add_row(
             *["" if pd.isna(v) else (f"{v:,.2f}" if isinstance(v, float) else str(v)) for v in row]
         )
