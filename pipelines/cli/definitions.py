@@ -99,7 +99,7 @@ def explain(
     day = parse_date(as_of) or settings.today()
     # The compiled engine over the same staged rows as `krpulse run`: the formula's inputs and
     # the records behind them, the `top` that add most listed (ordered and cut in SQL).
-    staged = flow.staged_for(flow.load_prepared(settings, flow.open_database(settings)))
+    staged = flow.staged_data(settings, flow.open_database(settings))
     explanation = explain_key_result(
         definitions, loaded, key_result, staged, day, order="largest", limit=max(top, 0)
     )
