@@ -10,7 +10,7 @@
 `duckdb` reads the staged rows into the process (`flow.load_prepared`) and computes in embedded
 DuckDB, `database` runs the compiled statements on the PostgreSQL staging tables. `compute` is
 the numbers alone (`flow.compute_days` of one day, nothing written); `day` is the whole day run
-(`flow.run_days`: gate, store, KR pages — whose drill-downs still read the frames).
+(`flow.run_days`: gate, store, KR pages with their drill-downs).
 
 `setup` needs KRPULSE_DATABASE_URL (a PostgreSQL database or schema of its own); 333 copies of the
 demo org are about one million deals. Each measured command is a process of its own, as a run pod
