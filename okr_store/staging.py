@@ -329,6 +329,45 @@ def read_staged(
     return canonical[list(columns)].copy() if columns else canonical
 
 
+# A staging table whose rows changed by more than this share since PostgreSQL last sampled it
+# is analyzed before statements plan on it (autovacuum's default analyze threshold).
+STALE_STATISTICS = 0.1
+
+
+def refresh_statistics(engine: sa.Engine, tables: Sequence[str]) -> list[str]:
+    """PostgreSQL: ANALYZE each staging table of `tables` never analyzed, or changed by more
+    than STALE_STATISTICS of its rows since; returns the ones analyzed (none elsewhere).
+
+    The compiled engine's statements join a million deals to their customers: planned on a
+    table's statistics of before its first full sync (a few rows), they run as nested loops for
+    many minutes instead of hash joins for seconds. Autovacuum analyzes eventually, or never
+    when it is off; a run that computes in the database right after a sync cannot wait for it.
+    """
+    if engine.dialect.name != "postgresql":
+        return []
+    analyzed = []
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in tables:
+            name = STAGING_TABLES[table].name
+            stats = conn.execute(
+                sa.text(
+                    "SELECT n_live_tup, n_mod_since_analyze, "
+                    "coalesce(last_analyze, last_autoanalyze) IS NULL AS never "
+                    "FROM pg_stat_user_tables WHERE relid = to_regclass(:name)"
+                ),
+                {"name": name},
+            ).one_or_none()
+            if stats is None:
+                continue
+            live, changed, never = stats
+            if never or changed > STALE_STATISTICS * max(live, 1):
+                # The name is the code's own table name, quoted; never a user's value.
+                conn.execute(sa.text(f"ANALYZE {conn.dialect.identifier_preparer.quote(name)}"))
+                analyzed.append(table)
+    return analyzed
+
+
 def _fingerprint(frame: pd.DataFrame) -> pd.Series:
     return pd.util.hash_pandas_object(frame.astype("string"), index=False)
 

@@ -48,7 +48,7 @@ from okr_store.sinks import (
     WeekdoneSink,
     push_current_progress,
 )
-from okr_store.staging import last_synced, read_staged, stage
+from okr_store.staging import last_synced, read_staged, refresh_statistics, stage
 from pipelines import gate, source_health
 from pipelines.settings import ConfigError, FilesSourceSettings, Settings, SourceSettings
 from validation.numbers import validate_metric_values
@@ -157,8 +157,10 @@ def computes_in_database(settings: Settings, engine: sa.Engine) -> bool:
 def staged_data(settings: Settings, engine: sa.Engine, data: PreparedData | None = None) -> Staged:
     """The staged rows of the configured sources, where the compiled engine computes over them:
     the store's staging tables (PostgreSQL: compute next to the data, nothing loaded here), or
-    embedded DuckDB over the frames `load_prepared` reads (`data`, when already read)."""
+    embedded DuckDB over the frames `load_prepared` reads (`data`, when already read). The
+    database plans on the staging tables' statistics: stale ones are refreshed first."""
     if computes_in_database(settings, engine):
+        refresh_statistics(engine, METRIC_TABLES)
         return DatabaseStaged(
             engine, timezone=settings.timezone, sources=[s.name for s in settings.sources]
         )

@@ -20,17 +20,24 @@ import pytest
 import sqlalchemy as sa
 from conftest import POSTGRES_ENV, REPO
 from hypothesis import HealthCheck, assume, given, settings
+from sqlalchemy.dialects.postgresql import dialect as postgresql
 from test_compiled_engine import definitions_for, key_results
 from test_engine_properties import ORIGIN, orgs
 
 from connectors.demo_org import DEMO_AS_OF
-from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES, conform
+from core.canonical import CUSTOMERS, DEALS, METRIC_TABLES, NPS_RESPONSES, conform
 from kr_metrics import pages
 from kr_metrics.definitions import DefinitionError
 from kr_metrics.sql.engine import DatabaseStaged, DuckDBStaged
 from okr_store.db import create_engine
 from okr_store.schema import upgrade
-from okr_store.staging import STAGING_TABLES, merge_changes, quarantine_table, read_staged
+from okr_store.staging import (
+    STAGING_TABLES,
+    merge_changes,
+    quarantine_table,
+    read_staged,
+    refresh_statistics,
+)
 from pipelines import flow
 from pipelines.settings import ConfigError, FilesSourceSettings, Settings, load_settings
 
@@ -372,3 +379,50 @@ def test_krpulse_run_and_preview_on_postgres_lint_without_reading_the_staged_row
         assert "where: region: DACHH — no staged deal, customer or NPS response" in result.output
     assert loads == []
     assert computed_over == [DatabaseStaged, DatabaseStaged]
+
+
+def test_the_configured_sources_are_a_bound_parameter_never_sql_text():
+    sources = ["demo", "o'hara; DROP TABLE staging_deals"]
+    staged = DatabaseStaged(sa.create_engine("sqlite://"), timezone="UTC", sources=sources)
+    for table in staged.tables.values():
+        compiled = sa.select(sa.func.count()).select_from(table).compile(dialect=postgresql())
+        assert "o'hara" not in compiled.string and "demo" not in compiled.string
+        assert compiled.params == {"staged_sources": sources}
+
+
+def test_staging_tables_never_analyzed_are_analyzed_before_the_database_computes(postgres_url):
+    """Planned on statistics of before the first full sync, the compiled statements ran as
+    nested loops over a million deals for many minutes (bench/README.md); with them, seconds."""
+    schema = Schema(postgres_url)
+    try:
+        _stage(schema.engine, "alpha", ORG_WITH_A_DEAL, resent=[])
+        assert refresh_statistics(schema.engine, METRIC_TABLES) == list(METRIC_TABLES)
+        with schema.engine.connect() as conn:
+            analyzed = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_user_tables WHERE relname LIKE 'staging_%' "
+                    "AND schemaname = current_schema() AND last_analyze IS NOT NULL"
+                )
+            ).scalar_one()
+        assert analyzed == len(METRIC_TABLES)
+    finally:
+        schema.drop()
+
+
+ORG_WITH_A_DEAL = (
+    [
+        {
+            "deal_id": "D1",
+            "customer_id": "C0",
+            "is_closed": "true",
+            "is_won": "true",
+            "amount": 10,
+            "currency": "EUR",
+            "amount_home": 10,
+            "created_at": "2026-09-02T10:00:00+00:00",
+            "close_date": "2026-09-10",
+        }
+    ],
+    [{"customer_id": "C0", "segment": "SMB"}],
+    [],
+)
