@@ -434,3 +434,61 @@ def test_record_ids_that_look_like_numbers_stay_text(staging):
         "2026",
     )
     assert record["customer_name"] == "007 Ltd" and record["score"] == 9
+
+
+MANY_SCOPE_METRICS = ["won_revenue", "revenue_per_existing_customer", "new_customers", "win_rate"]
+
+
+@settings(SETTINGS, max_examples=3)
+@given(org=orgs())
+def test_more_customer_conditions_than_a_signature_holds(staging, org):
+    """A deal's customer conditions are bits of one BIGINT evaluated per customer (62 of them);
+    the conditions past those compare the customer's text on the deal row: the values are
+    the pandas engine's either way, `not:` conditions (true for a deal without a staged
+    customer) included."""
+    krs = [
+        {
+            "metric": MANY_SCOPE_METRICS[i % len(MANY_SCOPE_METRICS)],
+            "where": (
+                {"region": ["DACH", f"R{i}"]}
+                if i % 3 == 0
+                else {"segment": {"not": ["SMB", f"S{i}"]}}
+                if i % 3 == 1
+                else {"customer_team": ["sales-uk", f"T{i}"], "team": "sales-dach"}
+            ),
+            "window": "cycle" if i % 2 else "rolling_7d",
+            "baseline": 0.1,
+        }
+        for i in range(70)
+    ]
+    cycle_start = ORIGIN.date() + dt.timedelta(days=20)
+    cycle_end = cycle_start + dt.timedelta(days=20)
+    with tempfile.TemporaryDirectory() as folder:
+        definitions = definitions_for(krs, cycle_start, cycle_end, Path(folder))
+    deals, customers, responses = frames(org)
+    first, last = cycle_start + dt.timedelta(days=2), cycle_start + dt.timedelta(days=5)
+    expected = evaluate_history(
+        definitions, prepare(deals, customers, responses, timezone="Europe/Berlin"), first, last
+    )
+    actual = compiled_history(definitions, staging(deals, customers, responses), first, last)
+    key = ["as_of", "kind", "key"]
+    expected = expected.sort_values(key).reset_index(drop=True)
+    actual = actual.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(actual.drop(columns=NUMBERS), expected.drop(columns=NUMBERS))
+    for column in NUMBERS:
+        assert same(actual[column], expected[column]), column
+
+
+def test_a_customer_condition_past_the_signature_reads_the_text():
+    from kr_metrics.sql.views import SIGNATURE_BITS, Views, staged_tables
+
+    views = Views(staged_tables(), "Europe/Berlin")
+    for i in range(SIGNATURE_BITS + 1):
+        views.need_customer_condition("region", [f"R{i}"])
+    assert len(views.customer_bits) == SIGNATURE_BITS
+    assert "region" in views.needed["deals"]
+    view = views.deals
+    bits = views.customer_condition(view.c)
+    assert bits("region", [f"R{SIGNATURE_BITS}"]) is None  # compared as text
+    assert bits("region", ["R0"]) is not None
+    assert {"region", "customer_signature"} <= set(view.c.keys())

@@ -24,10 +24,18 @@ import sqlalchemy as sa
 from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.metrics import MetricSpec, Window
 from kr_metrics.sql.filters import condition, customer_condition_on_deals, deal_only_condition
-from kr_metrics.sql.views import VIEW_KINDS, Views, constant, day_value, flag, plus_days
+from kr_metrics.sql.views import (
+    _FROM_CUSTOMER,
+    SIGNATURE_BITS,
+    VIEW_KINDS,
+    Views,
+    constant,
+    day_value,
+    flag,
+    plus_days,
+)
 
 COUNT = "count(*)"  # a measure that counts the rows
-SIGNATURE_BITS = 62  # conditions per BIGINT of a row's signature (positive, so 62)
 EXISTING = ("existing_customer_revenue", "revenue_per_existing_customer")
 DATE_COLUMN = {
     "close_date": "close_date",
@@ -463,10 +471,18 @@ class Compiler:
 
     def _need_filters(self, entity: str, wheres: list[dict]) -> None:
         for where in wheres:
-            for column in where:
+            for column, wanted in where.items():
                 name = "team" if entity == CUSTOMERS and column == "customer_team" else column
-                if name in VIEW_KINDS[entity]:
+                if entity == DEALS and name in _FROM_CUSTOMER[DEALS]:
+                    self.views.need_customer_condition(name, wanted)  # a bit, not the text
+                elif name in VIEW_KINDS[entity]:
                     self.views.need(entity, name)
+
+    def _condition(self, c, entity: str, wheres: list[dict]) -> sa.ColumnElement:
+        """`filters.condition`, a deal's customer conditions read from its customer signature."""
+        if entity != DEALS:
+            return condition(c, entity, wheres)
+        return condition(c, entity, wheres, self.views.customer_condition(c))
 
     def _view_family(self, entity: str, date: str, reduce: bool = False) -> Family:
         def events(lo, hi):
@@ -511,7 +527,7 @@ class Compiler:
         rows_key = (spec.name, leaf.basis, leaf.scope, anchor)
 
         def rows(c):
-            keep = sa.and_(shape.rows(c), condition(c, shape.entity, wheres))
+            keep = sa.and_(shape.rows(c), self._condition(c, shape.entity, wheres))
             return sa.and_(keep, c.first_won < day_value(anchor)) if anchor is not None else keep
 
         def aggregate(part, measure):
@@ -561,7 +577,7 @@ class Compiler:
             self.family(("balance", "open_pipeline"), events, {DEALS: 2}, balance=True),
             lo,
             hi,
-            lambda c: condition(c, DEALS, wheres),
+            lambda c: self._condition(c, DEALS, wheres),
         )
 
     def _signed(self, leaf, family, lo, hi, rows, with_count=True):
@@ -614,7 +630,11 @@ class Compiler:
         wheres = leaf.wheres
         self._need_filters(DEALS, wheres)
         return self._signed(
-            leaf, self._interval_family(window.days), lo, hi, lambda c: condition(c, DEALS, wheres)
+            leaf,
+            self._interval_family(window.days),
+            lo,
+            hi,
+            lambda c: self._condition(c, DEALS, wheres),
         )
 
     def _add_per_existing_customer(self, leaf, window, lo, hi):
@@ -625,12 +645,17 @@ class Compiler:
         self._need_filters(DEALS, wheres)
         self._need_filters(CUSTOMERS, wheres)
         for where in wheres:  # the customer's own columns as the deal row carries them
-            self.views.need(DEALS, *(_customer_column_on_deal(column) for column in where))
+            for column, wanted in where.items():
+                on_deal = _customer_column_on_deal(column)
+                if on_deal in _FROM_CUSTOMER[DEALS]:
+                    self.views.need_customer_condition(on_deal, wanted)
+                else:
+                    self.views.need(DEALS, on_deal)
 
         def chosen_deals(c):
             return sa.and_(
                 flag(c.customer_live),
-                customer_condition_on_deals(c, wheres),
+                customer_condition_on_deals(c, wheres, self.views.customer_condition(c)),
                 deal_only_condition(c, wheres),
             )
 
@@ -677,7 +702,7 @@ class Compiler:
             return sa.and_(
                 c[spec.date].is_not(None),
                 c[spec.expr].is_not(None),
-                condition(c, spec.entity, wheres),
+                self._condition(c, spec.entity, wheres),
             )
 
         def value(c):

@@ -7,13 +7,13 @@ the entity does not have does not restrict it. Values are bound parameters, neve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import sqlalchemy as sa
 
 from core.canonical import CUSTOMERS, DEALS
 from kr_metrics.metrics import CUSTOMER_FILTER_COLUMNS
-from kr_metrics.sql.views import VIEW_KINDS
+from kr_metrics.sql.views import VIEW_KINDS, matches
 
 # A customer's columns as a deal row carries them (for filters on the customer of a deal).
 _CUSTOMER_ON_DEAL = {
@@ -27,23 +27,20 @@ _CUSTOMER_ON_DEAL = {
 }
 
 
-def _matches(column: sa.ColumnElement, kind: str, wanted) -> sa.ColumnElement:
-    negate = isinstance(wanted, dict)
-    if negate:
-        wanted = wanted["not"]
-    values = [str(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
-    if kind == "bool":  # pandas shows booleans as "True" / "False"
-        hits = [column.is_(True) for v in values if v == "True"]
-        hits += [column.is_(False) for v in values if v == "False"]
-        hit = sa.or_(*hits) if hits else sa.false()
-    else:
-        text = column if kind == "string" else sa.cast(column, sa.String)
-        hit = sa.func.coalesce(text.in_(values), sa.false())
-    return sa.not_(hit) if negate else hit
+# A condition already evaluated per customer (a bit of the deal row's customer signature,
+# kr_metrics.sql.views): (view column, wanted) -> the condition, or None to compare the column.
+Bits = Callable[[str, object], sa.ColumnElement | None]
+
+
+def _no_bits(name: str, wanted) -> None:
+    return None
 
 
 def condition(
-    columns: Mapping[str, sa.ColumnElement], entity: str, wheres: Iterable[dict]
+    columns: Mapping[str, sa.ColumnElement],
+    entity: str,
+    wheres: Iterable[dict],
+    bits: Bits = _no_bits,
 ) -> sa.ColumnElement:
     """Rows of `entity` (its prepared view's `columns`) that every `where` in `wheres` keeps."""
     kinds = VIEW_KINDS[entity]
@@ -53,12 +50,13 @@ def condition(
             name = "team" if entity == CUSTOMERS and column == "customer_team" else column
             if name not in kinds:
                 continue
-            clauses.append(_matches(columns[name], kinds[name], wanted))
+            hit = bits(name, wanted)
+            clauses.append(matches(columns[name], kinds[name], wanted) if hit is None else hit)
     return sa.and_(sa.true(), *clauses)
 
 
 def customer_condition_on_deals(
-    columns: Mapping[str, sa.ColumnElement], wheres: Iterable[dict]
+    columns: Mapping[str, sa.ColumnElement], wheres: Iterable[dict], bits: Bits = _no_bits
 ) -> sa.ColumnElement:
     """The customer-side filters of `wheres` (as `condition(.., CUSTOMERS, ..)`), evaluated on a
     deal row through its customer's columns."""
@@ -73,7 +71,9 @@ def customer_condition_on_deals(
                 raise ValueError(
                     f"filter on the customer's '{column}' is not supported for per-customer metrics"
                 )
-            clauses.append(_matches(columns[_CUSTOMER_ON_DEAL[name]], kinds[name], wanted))
+            on_deal = _CUSTOMER_ON_DEAL[name]
+            hit = bits(on_deal, wanted)
+            clauses.append(matches(columns[on_deal], kinds[name], wanted) if hit is None else hit)
     return sa.and_(sa.true(), *clauses)
 
 
