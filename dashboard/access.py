@@ -418,19 +418,26 @@ def _allowed_hosts(settings: DashboardSettings) -> frozenset[str]:
     return LOCAL_HOST_NAMES | frozenset(settings.allowed_hosts) | own
 
 
+async def read_body(request: Request, limit: int, too_large: str) -> bytes:
+    """The request body, refused with 413 (`too_large`) past `limit` bytes: at once when the
+    declared length says so, else as soon as the streamed body passes it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused(413, too_large)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Refused(413, too_large)
+    return body
+
+
 async def read_login_form(request: Request) -> tuple[str, str]:
     """The `secret` and `next` fields of the login form; Refused(413) past MAX_LOGIN_BODY bytes.
 
     Parsed by hand: a one-field form does not justify python-multipart.
     """
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_LOGIN_BODY:
-        raise Refused(413, "The login form is too large.")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_LOGIN_BODY:
-            raise Refused(413, "The login form is too large.")
+    body = await read_body(request, MAX_LOGIN_BODY, "The login form is too large.")
     form = parse_qs(body.decode("utf-8", "replace"))
     return (form.get("secret") or [""])[0], safe_next((form.get("next") or ["/"])[0])
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashboard.access import Refused
+from dashboard.access import Refused, read_body
 
 CSRF_COOKIE = "krpulse_csrf"
 CSRF_FIELD = "csrf_token"
@@ -97,14 +97,7 @@ async def read_form(request: Request, limit: int = MAX_FORM_BODY) -> dict[str, l
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise Refused(415, "Send the form as application/x-www-form-urlencoded.")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise Refused(413, "The form is too large.")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Refused(413, "The form is too large.")
+    body = await read_body(request, limit, "The form is too large.")
     return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
