@@ -332,8 +332,6 @@ def run_days(
     """
     days = list(days)
     definitions = definitions or load_definition_set(settings)
-    if data is None and not computes_in_database(settings, engine):
-        data = load_prepared(settings, engine)  # DuckDB computes over them
     # One staged object for the numbers and the records behind them (the KR pages), so the two
     # are computed from the same rows by the same compiled filters.
     staged = staged_data(settings, engine, data)
