@@ -25,7 +25,7 @@ from core.canonical import CUSTOMERS, DEALS, NPS_RESPONSES
 from kr_metrics.metrics import MetricSpec, Window
 from kr_metrics.sql.filters import condition, customer_condition_on_deals, deal_only_condition
 from kr_metrics.sql.views import (
-    _FROM_CUSTOMER,
+    FROM_CUSTOMER,
     SIGNATURE_BITS,
     VIEW_KINDS,
     Views,
@@ -473,7 +473,7 @@ class Compiler:
         for where in wheres:
             for column, wanted in where.items():
                 name = "team" if entity == CUSTOMERS and column == "customer_team" else column
-                if entity == DEALS and name in _FROM_CUSTOMER[DEALS]:
+                if entity == DEALS and name in FROM_CUSTOMER[DEALS]:
                     self.views.need_customer_condition(name, wanted)  # a bit, not the text
                 elif name in VIEW_KINDS[entity]:
                     self.views.need(entity, name)
@@ -647,7 +647,7 @@ class Compiler:
         for where in wheres:  # the customer's own columns as the deal row carries them
             for column, wanted in where.items():
                 on_deal = _customer_column_on_deal(column)
-                if on_deal in _FROM_CUSTOMER[DEALS]:
+                if on_deal in FROM_CUSTOMER[DEALS]:
                     self.views.need_customer_condition(on_deal, wanted)
                 else:
                     self.views.need(DEALS, on_deal)

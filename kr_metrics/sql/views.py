@@ -109,7 +109,7 @@ def matches(column: sa.ColumnElement, kind: str, wanted) -> sa.ColumnElement:
 
 
 # What each prepared column is made of: a staged column, a customer's, or computed.
-_FROM_CUSTOMER = {
+FROM_CUSTOMER = {
     DEALS: {
         "segment": "segment",
         "region": "region",
@@ -189,11 +189,11 @@ class Views:
         c = self.tables[CUSTOMERS]
         wanted = {"source", "customer_id"} | {
             name
-            for entity, names in _FROM_CUSTOMER.items()
+            for entity, names in FROM_CUSTOMER.items()
             for view_name, name in names.items()
             if view_name in self.needed[entity]
         }
-        wanted |= {_FROM_CUSTOMER[DEALS][name] for name, _ in self.customer_bits}
+        wanted |= {FROM_CUSTOMER[DEALS][name] for name, _ in self.customer_bits}
         wanted |= self.needed[CUSTOMERS] & set(c.c.keys())
         columns = [col for col in c.c if col.name in wanted]
         if "created_day" in self.needed[CUSTOMERS]:
@@ -246,7 +246,7 @@ class Views:
     def _with_customer(self, entity: str, table: sa.Table, columns: list, joined):
         needed = self.needed[entity]
         from_customer = {
-            name: source for name, source in _FROM_CUSTOMER[entity].items() if name in needed
+            name: source for name, source in FROM_CUSTOMER[entity].items() if name in needed
         }
         bits = entity == DEALS and bool(self.customer_bits)
         if not (from_customer or bits or "customer_live" in needed):
@@ -277,7 +277,7 @@ class Views:
         attributes is ~10 MiB less at the statement's peak (bench/README.md, run 4)."""
         c = self.live_customers
         text = {
-            source for name, source in _FROM_CUSTOMER[DEALS].items() if name in self.needed[DEALS]
+            source for name, source in FROM_CUSTOMER[DEALS].items() if name in self.needed[DEALS]
         }
         columns = [c.c.source, c.c.customer_id, *(col for col in c.c if col.name in text)]
         signature = self._signature(c).label("customer_signature")
@@ -291,7 +291,7 @@ class Views:
                 sa.case(
                     (
                         matches(
-                            customers.c[_FROM_CUSTOMER[DEALS][name]], kinds[name], json.loads(w)
+                            customers.c[FROM_CUSTOMER[DEALS][name]], kinds[name], json.loads(w)
                         ),
                         constant(1 << index, sa.BigInteger),
                     ),
